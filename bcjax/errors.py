@@ -23,5 +23,5 @@ def unknown_name(kind: str, name: str, valid) -> InputError:
     An :class:`InputError` to raise.
   """
   return InputError(
-      f"unknown {kind} {name!r}; valid {kind} names: {', '.join(sorted(valid))}"
+    f"unknown {kind} {name!r}; valid {kind} names: {', '.join(sorted(valid))}"
   )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class RaggedAttribute:
     if self.offsets[-1] != len(self.values) or np.any(np.diff(self.offsets) < 0):
       raise ValueError("offsets must be non-decreasing and end at len(values)")
     if len(self.values) and (
-        self.values.min() < 0 or self.values.max() >= len(self.vocab)
+      self.values.min() < 0 or self.values.max() >= len(self.vocab)
     ):
       raise ValueError("attribute values must lie in [0, len(vocab))")
 
@@ -60,19 +60,19 @@ class RaggedAttribute:
 
   @classmethod
   def from_lists(
-      cls, lists: Sequence[Sequence[int]], vocab: Sequence[str]
+    cls, lists: Sequence[Sequence[int]], vocab: Sequence[str]
   ) -> RaggedAttribute:
     """Builds the CSR form from one list of value ids per node."""
     lengths = np.array([len(v) for v in lists], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     values = np.fromiter(
-        (x for v in lists for x in v), dtype=np.int64, count=int(offsets[-1])
+      (x for v in lists for x in v), dtype=np.int64, count=int(offsets[-1])
     )
     return cls(values, offsets, tuple(vocab))
 
   @classmethod
   def from_labels(
-      cls, labels: Sequence[Sequence[str]], min_count: int = 1
+    cls, labels: Sequence[Sequence[str]], min_count: int = 1
   ) -> RaggedAttribute:
     """Builds an attribute from string labels per node.
 
@@ -84,13 +84,13 @@ class RaggedAttribute:
       for label in dict.fromkeys(node_labels):
         counts[label] = counts.get(label, 0) + 1
     vocab = sorted(
-        (v for v, c in counts.items() if c >= min_count),
-        key=lambda v: (-counts[v], v),
+      (v for v, c in counts.items() if c >= min_count),
+      key=lambda v: (-counts[v], v),
     )
     index = {v: i for i, v in enumerate(vocab)}
     lists = [
-        [index[x] for x in dict.fromkeys(node_labels) if x in index]
-        for node_labels in labels
+      [index[x] for x in dict.fromkeys(node_labels) if x in index]
+      for node_labels in labels
     ]
     return cls.from_lists(lists, vocab)
 
@@ -129,17 +129,15 @@ class DynamicGraph:
   timestamp: np.ndarray
   rating: np.ndarray
   item_attrs: Mapping[str, RaggedAttribute]
-  user_attrs: Mapping[str, RaggedAttribute] = dataclasses.field(
-      default_factory=dict
-  )
+  user_attrs: Mapping[str, RaggedAttribute] = dataclasses.field(default_factory=dict)
   name: str = "graph"
 
   def __post_init__(self):
     for field, dtype in (
-        ("user", np.int32),
-        ("item", np.int32),
-        ("timestamp", np.int64),
-        ("rating", np.float32),
+      ("user", np.int32),
+      ("item", np.int32),
+      ("timestamp", np.int64),
+      ("rating", np.float32),
     ):
       object.__setattr__(self, field, _frozen(getattr(self, field), dtype))
     object.__setattr__(self, "item_attrs", dict(self.item_attrs))
@@ -197,13 +195,13 @@ class DynamicGraph:
     n = self.num_edges_at(tau)
     num_users, num_items = self.num_users_at(tau), self.num_items_at(tau)
     return DynamicGraph(
-        user=self.user[:n],
-        item=self.item[:n],
-        timestamp=self.timestamp[:n],
-        rating=self.rating[:n],
-        item_attrs={k: a.head(num_items) for k, a in self.item_attrs.items()},
-        user_attrs={k: a.head(num_users) for k, a in self.user_attrs.items()},
-        name=f"{self.name}[:{tau}]",
+      user=self.user[:n],
+      item=self.item[:n],
+      timestamp=self.timestamp[:n],
+      rating=self.rating[:n],
+      item_attrs={k: a.head(num_items) for k, a in self.item_attrs.items()},
+      user_attrs={k: a.head(num_users) for k, a in self.user_attrs.items()},
+      name=f"{self.name}[:{tau}]",
     )
 
   def fingerprint(self) -> str:
@@ -220,20 +218,20 @@ class DynamicGraph:
 
   def summary(self) -> str:
     return (
-        f"{self.name}: {self.num_users} users, {self.num_items} items, "
-        f"{self.num_edges} interactions, item attributes "
-        f"{ {k: len(a.vocab) for k, a in self.item_attrs.items()} }, "
-        f"user attributes { {k: len(a.vocab) for k, a in self.user_attrs.items()} }"
+      f"{self.name}: {self.num_users} users, {self.num_items} items, "
+      f"{self.num_edges} interactions, item attributes "
+      f"{ {k: len(a.vocab) for k, a in self.item_attrs.items()} }, "
+      f"user attributes { {k: len(a.vocab) for k, a in self.user_attrs.items()} }"
     )
 
 
 def from_raw_log(
-    user_keys: Sequence,
-    item_keys: Sequence,
-    timestamp: np.ndarray,
-    rating: np.ndarray,
-    *,
-    name: str,
+  user_keys: Sequence,
+  item_keys: Sequence,
+  timestamp: np.ndarray,
+  rating: np.ndarray,
+  *,
+  name: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list, list]:
   """Sorts a raw log by time (stably) and numbers nodes by first appearance.
 
@@ -255,9 +253,7 @@ def from_raw_log(
 
   def remap(keys):
     keys = np.asarray(keys)[order]
-    uniques, first, inverse = np.unique(
-        keys, return_index=True, return_inverse=True
-    )
+    uniques, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     rank = np.empty(len(uniques), dtype=np.int64)
     rank[np.argsort(first, kind="stable")] = np.arange(len(uniques))
     return rank[inverse.reshape(-1)], list(uniques[np.argsort(first)])
@@ -265,10 +261,10 @@ def from_raw_log(
   user, user_order = remap(user_keys)
   item, item_order = remap(item_keys)
   return (
-      user,
-      item,
-      timestamp[order],
-      np.asarray(rating, dtype=np.float32)[order],
-      user_order,
-      item_order,
+    user,
+    item,
+    timestamp[order],
+    np.asarray(rating, dtype=np.float32)[order],
+    user_order,
+    item_order,
   )
