@@ -1,0 +1,28 @@
+r"""A seconds-sized config for tests and smoke runs.
+
+Command::
+
+  python -m experiments.run_intended --workdir=/tmp/bcjax_test \
+      --config=experiments/configs/test.py
+
+Expected result: ``results.json`` with two ``nobc`` versions of a tiny
+synthetic graph, within seconds; the numbers mean nothing.
+"""
+
+from experiments.configs import default
+
+
+def get_config():
+  """Tiny sizes: two versions, a few epochs."""
+  config = default.get_config()
+  config.synthetic.num_users = 120
+  config.synthetic.num_items = 80
+  config.synthetic.num_interactions = 1500
+  config.num_versions = 2
+  config.dims = (16, 24)
+  config.layers = (1, 2)
+  config.epochs = 4
+  config.eval_every = 2
+  config.batch_size = 256
+  config.eval_chunk_size = 64
+  return config

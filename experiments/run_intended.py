@@ -1,0 +1,41 @@
+r"""Trains every embedding version on the intended task (recommendation).
+
+Usage::
+
+  python -m experiments.run_intended --workdir=/tmp/bcjax \
+      --config=experiments/configs/default.py \
+      [--config.dataset=ml-100k --config.data_dir=../shared/data/ml-100k]
+
+Writes ``WORKDIR/results.json``; progress lines go to the log (stderr).
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from bcjax import intended_task
+from bcjax.errors import InputError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Folder for results and checkpoints.")
+config_flags.DEFINE_config_file(
+  "config", "experiments/configs/default.py", "Experiment config file."
+)
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
+  logging.set_verbosity(logging.INFO)
+  try:
+    intended_task.run(FLAGS.config, FLAGS.workdir)
+  except InputError as e:
+    # A user error: its message says what to fix; a traceback would bury it.
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main)
