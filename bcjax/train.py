@@ -83,6 +83,23 @@ class FitResult:
   seconds_per_epoch: float
 
 
+def create_train_state(
+  model: PinSAGE, variables: dict, tx: optax.GradientTransformation
+) -> TrainState:
+  """A train state whose every leaf is a typed array.
+
+  ``TrainState.create`` leaves ``step`` a Python int, which the first jitted
+  epoch turns into an array: a second signature and a second compilation.
+  """
+  state = TrainState.create(
+    apply_fn=model.apply,
+    params=variables["params"],
+    batch_stats=variables["batch_stats"],
+    tx=tx,
+  )
+  return state.replace(step=jnp.zeros((), jnp.int32))
+
+
 def steps_per_epoch(num_train: int, batch_size: int) -> int:
   """Batches per epoch: as many triples as training interactions, rounded up."""
   return max(1, -(-num_train // batch_size))
@@ -165,12 +182,7 @@ def fit_version(
   if variables is None:
     variables = init_variables(model, graph, jax.random.fold_in(key, 0))
   # A fresh Adam state in every fit, also when fine-tuning.
-  state = TrainState.create(
-    apply_fn=model.apply,
-    params=variables["params"],
-    batch_stats=variables["batch_stats"],
-    tx=optax.adam(config.learning_rate),
-  )
+  state = create_train_state(model, variables, optax.adam(config.learning_rate))
   num_steps = steps_per_epoch(split.num_train, config.batch_size)
   train_epoch = make_train_epoch(
     model, num_steps, config.batch_size, config.weight_decay

@@ -20,10 +20,6 @@ from flax import struct
 from bcjax.data.graph import RaggedAttribute
 from bcjax.data.split import VersionSplit
 
-# Redraws of negatives that hit a known positive; after this many rounds the
-# chance that a draw is still a positive is below (max density) ** 32.
-_MAX_NEGATIVE_ROUNDS = 32
-
 
 @struct.dataclass
 class AttributeBag:
@@ -70,6 +66,9 @@ class BipartiteGraph:
       training positives by user.
     pos_items: ``(num_pos,)`` int32 items of each user's positives, sorted
       within the user.
+    pos_gaps: ``(num_pos,)`` int32 ``pos_items[j] - (j - pos_indptr[u])``: the
+      number of the user's non-positive items below each positive, which
+      turns "the r-th non-positive item" into a binary search.
     active_users: ``(num_active,)`` int32 users with at least one positive.
     num_users: static node count of users.
     num_items: static node count of items.
@@ -82,6 +81,7 @@ class BipartiteGraph:
   item_attrs: Mapping[str, AttributeBag]
   pos_indptr: jax.Array
   pos_items: jax.Array
+  pos_gaps: jax.Array
   active_users: jax.Array
   num_users: int = struct.field(pytree_node=False)
   num_items: int = struct.field(pytree_node=False)
@@ -106,6 +106,7 @@ class BipartiteGraph:
     pos_user, pos_item = pairs // ni, pairs % ni
     counts = np.bincount(pos_user, minlength=nu)
     indptr = np.concatenate([[0], np.cumsum(counts)])
+    rank_in_row = np.arange(len(pos_item)) - indptr[pos_user]
     return cls(
       senders=jnp.asarray(senders, jnp.int32),
       receivers=jnp.asarray(receivers, jnp.int32),
@@ -113,6 +114,7 @@ class BipartiteGraph:
       item_attrs={k: AttributeBag.from_ragged(a) for k, a in split.item_attrs.items()},
       pos_indptr=jnp.asarray(indptr, jnp.int32),
       pos_items=jnp.asarray(pos_item, jnp.int32),
+      pos_gaps=jnp.asarray(pos_item - rank_in_row, jnp.int32),
       active_users=jnp.asarray(np.flatnonzero(counts), jnp.int32),
       num_users=nu,
       num_items=ni,
@@ -120,11 +122,44 @@ class BipartiteGraph:
     )
 
 
+def _search_rows(
+  graph: BipartiteGraph,
+  keys: jax.Array,
+  user: jax.Array,
+  value: jax.Array,
+  *,
+  right: bool,
+) -> jax.Array:
+  """First position in each user's CSR row whose key is > (or >=) ``value``.
+
+  A vectorised binary search with a static number of halvings (enough for
+  the longest row), so it needs no data-dependent loop.
+
+  Args:
+    graph: the training graph (row pointers and the longest row).
+    keys: ``(num_pos,)`` keys, sorted within each row.
+    user: ``(n,)`` rows to search.
+    value: ``(n,)`` values to search for.
+    right: find the first key ``> value`` (else ``>= value``).
+
+  Returns:
+    ``(n,)`` absolute positions in ``[row start, row end]``.
+  """
+  lo = graph.pos_indptr[user]
+  hi = graph.pos_indptr[user + 1]
+  last = keys.shape[0] - 1
+  for _ in range(math.ceil(math.log2(graph.max_degree + 1)) + 1):
+    mid = (lo + hi) // 2
+    key = keys[jnp.clip(mid, 0, last)]
+    go_right = (key <= value) if right else (key < value)
+    active = lo < hi
+    lo = jnp.where(active & go_right, mid + 1, lo)
+    hi = jnp.where(active & ~go_right, mid, hi)
+  return lo
+
+
 def is_positive(graph: BipartiteGraph, user: jax.Array, item: jax.Array) -> jax.Array:
   """Whether each ``(user[n], item[n])`` is a training positive.
-
-  A vectorised binary search inside each user's sorted CSR row, with a static
-  number of halvings, so it works for any graph size in int32.
 
   Args:
     graph: the training graph.
@@ -134,17 +169,35 @@ def is_positive(graph: BipartiteGraph, user: jax.Array, item: jax.Array) -> jax.
   Returns:
     ``(n,)`` bool.
   """
-  lo = graph.pos_indptr[user]
-  end = graph.pos_indptr[user + 1]
-  hi = end
-  for _ in range(math.ceil(math.log2(graph.max_degree + 1)) + 1):
-    mid = (lo + hi) // 2
-    go_right = graph.pos_items[jnp.minimum(mid, graph.pos_items.shape[0] - 1)] < item
-    active = lo < hi
-    lo = jnp.where(active & go_right, mid + 1, lo)
-    hi = jnp.where(active & ~go_right, mid, hi)
-  found = graph.pos_items[jnp.minimum(lo, graph.pos_items.shape[0] - 1)] == item
-  return (lo < end) & found
+  at = _search_rows(graph, graph.pos_items, user, item, right=False)
+  found = graph.pos_items[jnp.clip(at, 0, graph.pos_items.shape[0] - 1)] == item
+  return (at < graph.pos_indptr[user + 1]) & found
+
+
+def sample_negatives(graph: BipartiteGraph, key: jax.Array, user: jax.Array):
+  """One item per user drawn uniformly among its non-positive items.
+
+  Exact and loop-free: draw ``r`` uniform in ``[0, num_items - degree)`` and
+  return the ``r``-th non-positive item, ``r + j`` where ``j`` counts the
+  user's positives with fewer than ``r + 1`` non-positives below them.
+  A user who has interacted with every item has no negative; it gets an
+  arbitrary item.
+
+  Args:
+    graph: the training graph.
+    key: a PRNG key, used once.
+    user: ``(n,)`` int32 users.
+
+  Returns:
+    ``(n,)`` int32 items.
+  """
+  start = graph.pos_indptr[user]
+  degree = graph.pos_indptr[user + 1] - start
+  free = jnp.maximum(graph.num_items - degree, 1)
+  r = jnp.floor(jax.random.uniform(key, user.shape) * free).astype(jnp.int32)
+  r = jnp.minimum(r, free - 1)
+  below = _search_rows(graph, graph.pos_gaps, user, r, right=True) - start
+  return jnp.minimum(r + below, graph.num_items - 1)
 
 
 def sample_bpr_triples(
@@ -154,8 +207,8 @@ def sample_bpr_triples(
 
   Users are drawn uniformly among those with positives (so each positive
   pair is weighted by ``1 / degree`` of its user), then one of their
-  positives uniformly, then a negative item uniformly among the items that are
-  not a known positive of that user (by rejection).
+  positives uniformly, then a negative uniformly among the items that are
+  not a known positive of that user.
 
   Args:
     graph: the training graph.
@@ -172,22 +225,4 @@ def sample_bpr_triples(
   degree = graph.pos_indptr[user + 1] - start
   offset = jnp.floor(jax.random.uniform(k_pos, (num_samples,)) * degree)
   pos = graph.pos_items[start + jnp.minimum(offset.astype(jnp.int32), degree - 1)]
-
-  def draw(key, neg, redraw):
-    fresh = jax.random.randint(key, neg.shape, 0, graph.num_items)
-    return jnp.where(redraw, fresh, neg)
-
-  def cond(carry):
-    _, _, redraw, rounds = carry
-    return jnp.any(redraw) & (rounds < _MAX_NEGATIVE_ROUNDS)
-
-  def body(carry):
-    key, neg, redraw, rounds = carry
-    key, sub = jax.random.split(key)
-    neg = draw(sub, neg, redraw)
-    return key, neg, redraw & is_positive(graph, user, neg), rounds + 1
-
-  neg = jnp.zeros((num_samples,), jnp.int32)
-  redraw = jnp.ones((num_samples,), bool)
-  _, neg, _, _ = jax.lax.while_loop(cond, body, (k_neg, neg, redraw, 0))
-  return user, pos, neg
+  return user, pos, sample_negatives(graph, k_neg, user)

@@ -5,10 +5,12 @@ The generator plants what makes backward compatibility a real trade-off:
 * **Item clusters.** Every item belongs to one of ``num_clusters`` latent
   clusters; its brand is mostly one of its cluster's brands and its categories
   mostly its cluster's (a top category and sub-categories), so attributes
-  carry the cluster.
+  carry the cluster. Brands launch over time and an item only carries a
+  brand launched by its arrival, so later items bring brands that an early
+  model has never seen.
 * **User tastes.** Each user has a Dirichlet taste over clusters and picks the
   cluster of each interaction from it, then an item of that cluster with
-  probability proportional to the item's power-law popularity.
+  probability proportional to the item's heavy-tailed popularity.
 * **Time.** Users and items arrive over time (only arrived nodes interact),
   user activity is heavy-tailed (log-normal), and tastes drift slowly from an
   initial taste towards a second one, so a model fitted on an early slice
@@ -49,8 +51,8 @@ class SyntheticSpec:
       more focused).
     drift: how far tastes move from the initial to the final taste by the end
       of the log, in [0, 1].
-    popularity_exponent: Pareto shape of item popularity (smaller is more
-      skewed).
+    popularity_sigma: log-normal spread of item popularity (larger is more
+      skewed towards a few blockbusters).
     early_users: share of users present from the start.
     early_items: share of items present from the start.
     noise: share of interactions whose item ignores the user's taste.
@@ -64,7 +66,7 @@ class SyntheticSpec:
   num_brands: int = 64
   taste_concentration: float = 0.15
   drift: float = 0.6
-  popularity_exponent: float = 1.2
+  popularity_sigma: float = 1.0
   early_users: float = 0.4
   early_items: float = 0.5
   noise: float = 0.05
@@ -74,6 +76,11 @@ class SyntheticSpec:
     for field in ("num_users", "num_items", "num_interactions", "num_clusters"):
       if getattr(self, field) < 1:
         raise InputError(f"synthetic.{field} must be >= 1, got {getattr(self, field)}")
+    if self.num_brands < self.num_clusters:
+      raise InputError(
+        f"synthetic.num_brands={self.num_brands} must be >= "
+        f"synthetic.num_clusters={self.num_clusters}"
+      )
     if self.num_items < self.num_clusters:
       raise InputError(
         f"synthetic.num_items={self.num_items} must be >= "
@@ -120,7 +127,7 @@ def generate(spec: SyntheticSpec) -> DynamicGraph:
   item_arrival = _arrival_times(rng, ni, spec.early_items)
   # Every cluster holds an item from time 0 so any cluster can be drawn.
   item_arrival[:nc] = 0.0
-  popularity = rng.pareto(spec.popularity_exponent, ni) + 1.0
+  popularity = rng.lognormal(0.0, spec.popularity_sigma, ni)
   quality = rng.normal(0.0, 1.0, ni)
   members = [np.flatnonzero(cluster == c) for c in range(nc)]
   member_cum = [np.cumsum(popularity[m]) for m in members]
@@ -166,7 +173,9 @@ def generate(spec: SyntheticSpec) -> DynamicGraph:
     item=item,
     timestamp=timestamp,
     rating=rating,
-    item_attrs=_item_attributes(rng, spec, cluster[item_order]),
+    item_attrs=_item_attributes(
+      rng, spec, cluster[item_order], item_arrival[item_order]
+    ),
     user_attrs=_user_attributes(spec, taste0[user_order]),
     name="synthetic",
   )
@@ -202,17 +211,29 @@ def _draw_interactions(rng, spec, draws, user_side, item_side):
   return users, items, time
 
 
-def _item_attributes(rng, spec, cluster):
+def _item_attributes(rng, spec, cluster, arrival):
   """Brands and categories that mostly follow the item's cluster."""
   n, nc = len(cluster), spec.num_clusters
   brand_cluster = np.arange(spec.num_brands) % nc
-  brands_of = [np.flatnonzero(brand_cluster == c) for c in range(nc)]
-  own = rng.random(n) < 0.85
-  brand = np.where(
-    own,
-    [rng.choice(brands_of[c]) if len(brands_of[c]) else 0 for c in cluster],
-    rng.integers(0, spec.num_brands, n),
+  launch = np.where(
+    np.arange(spec.num_brands) < nc, 0.0, rng.random(spec.num_brands) * 0.9
   )
+  launch = np.where(rng.random(spec.num_brands) < 0.4, 0.0, launch)
+  own = rng.random(n) < 0.85
+  brand = np.empty(n, np.int64)
+  for c in range(nc):
+    of_c = np.flatnonzero(brand_cluster == c)
+    of_c = of_c[np.argsort(launch[of_c], kind="stable")]
+    sel = np.flatnonzero(cluster == c)
+    # Uniform among the cluster's brands launched by the item's arrival.
+    eligible = np.searchsorted(launch[of_c], arrival[sel], "right")
+    brand[sel] = of_c[(rng.random(len(sel)) * eligible).astype(np.int64)]
+  live = np.sort(launch)
+  eligible = np.searchsorted(live, arrival, "right")
+  random_brand = np.argsort(launch, kind="stable")[
+    (rng.random(n) * eligible).astype(np.int64)
+  ]
+  brand = np.where(own, brand, random_brand)
   has_brand = rng.random(n) < 0.9
   brand_labels = [[f"brand{b}"] if h else [] for b, h in zip(brand, has_brand)]
   # A top category per group of clusters, a sub-category per cluster, and a

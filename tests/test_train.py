@@ -1,0 +1,85 @@
+"""The jitted training epoch and the fit loop."""
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from bcjax.data.bipartite import BipartiteGraph
+from bcjax.data.split import split_version
+from bcjax.models.pinsage import PinSAGE, init_variables
+from bcjax.train import (
+  FitConfig,
+  TrainingDivergedError,
+  create_train_state,
+  fit_version,
+  make_train_epoch,
+  steps_per_epoch,
+)
+
+
+def _state(model, graph, seed=0):
+  variables = init_variables(model, graph, jax.random.key(seed))
+  return create_train_state(model, variables, optax.adam(1e-2))
+
+
+def test_train_epoch_compiles_once_and_lowers_the_loss(small_graph):
+  split = split_version(small_graph, 0)
+  graph = BipartiteGraph.from_split(split)
+  model = PinSAGE(dim=16, num_layers=2)
+  train_epoch = make_train_epoch(
+    model, steps_per_epoch(split.num_train, 256), 256, 1e-2
+  )
+  state = _state(model, graph)
+  losses = []
+  for epoch in range(6):
+    state, metrics = train_epoch(state, graph, jax.random.key(epoch))
+    losses.append(float(metrics["loss"]))
+  assert train_epoch._cache_size() == 1
+  assert losses[-1] < losses[0]
+  assert set(metrics) == {"loss", "bpr", "reg"}
+
+
+def test_batch_stats_are_updated_by_training(small_graph):
+  split = split_version(small_graph, 0)
+  graph = BipartiteGraph.from_split(split)
+  model = PinSAGE(dim=8, num_layers=1)
+  state = _state(model, graph)
+  before = jax.tree.map(np.asarray, state.batch_stats)
+  state, _ = make_train_epoch(model, 2, 64, 1e-2)(state, graph, jax.random.key(0))
+  after = jax.tree.map(np.asarray, state.batch_stats)
+  assert not np.allclose(before["norm_0"]["mean"], after["norm_0"]["mean"])
+
+
+def test_fit_is_deterministic_and_keeps_the_best_epoch(small_graph):
+  split = split_version(small_graph, 1)
+  model = PinSAGE(dim=16, num_layers=2)
+  config = FitConfig(epochs=6, eval_every=2, batch_size=256, learning_rate=1e-2)
+  a = fit_version(model, split, config, jax.random.key(7))
+  b = fit_version(model, split, config, jax.random.key(7))
+  assert a.recall == b.recall and a.best_epoch == b.best_epoch
+  jax.tree.map(np.testing.assert_array_equal, a.variables, b.variables)
+  evaluated = {h["epoch"]: h["recall@50"] for h in a.history}
+  assert sorted(evaluated) == [2, 4, 6]
+  assert a.recall[50] == max(evaluated.values())
+  assert evaluated[a.best_epoch] == a.recall[50]
+
+
+def test_keep_after_excludes_early_epochs(small_graph):
+  split = split_version(small_graph, 1)
+  config = FitConfig(epochs=4, eval_every=1, batch_size=256, keep_after=3)
+  fit = fit_version(PinSAGE(dim=8, num_layers=1), split, config, jax.random.key(0))
+  assert fit.best_epoch == 4
+
+
+def test_non_finite_loss_stops_with_a_clear_message(small_graph):
+  split = split_version(small_graph, 0)
+  graph = BipartiteGraph.from_split(split)
+  model = PinSAGE(dim=8, num_layers=1)
+  variables = init_variables(model, graph, jax.random.key(0))
+  variables["params"]["user_embedding"] = variables["params"]["user_embedding"] * np.nan
+  config = FitConfig(epochs=2, eval_every=1, batch_size=256)
+  with pytest.raises(TrainingDivergedError, match="nobc v0: .* by epoch 1"):
+    fit_version(
+      model, split, config, jax.random.key(0), variables=variables, label="nobc v0"
+    )
