@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
+
+from bcjax.transforms import BackwardTransform
 
 
 def bpr_loss(
@@ -35,3 +39,75 @@ def bpr_loss(
     / user_emb.shape[0]
   )
   return bpr + weight_decay * reg, {"bpr": bpr, "reg": reg}
+
+
+def group_mse(targets: Sequence[jax.Array], outputs: Sequence[jax.Array]) -> jax.Array:
+  """Sum over groups of the element-wise mean squared error.
+
+  The paper's alignment error of a batch: one group each for the users, the
+  positive items and the negative items; each group's mean runs over rows and
+  dimensions, so the weight of the loss does not scale with the dimension.
+
+  Args:
+    targets: per group, ``(n_g, d)`` embeddings to match.
+    outputs: per group, ``(n_g, d)`` embeddings that should match them.
+
+  Returns:
+    The scalar error.
+  """
+  return sum(jnp.mean((t - o) ** 2) for t, o in zip(targets, outputs, strict=True))
+
+
+def single_step_loss(
+  transform: BackwardTransform,
+  params,
+  previous: Sequence[jax.Array],
+  current: Sequence[jax.Array],
+) -> jax.Array:
+  """``sum_g mean((z_{k-1}[g] - B_k(z_k[g]))^2)``.
+
+  Args:
+    transform: the family of ``B_k``.
+    params: ``B_k``'s parameters.
+    previous: per group, ``(n_g, d_{k-1})`` embeddings of ``M_{k-1}``.
+    current: per group, ``(n_g, d_k)`` embeddings of ``M_k``.
+  """
+  return group_mse(previous, [transform.apply(params, z) for z in current])
+
+
+def multi_step_loss(
+  transform: BackwardTransform,
+  params,
+  old_transform: BackwardTransform,
+  old_params: Sequence,
+  previous: Sequence[jax.Array],
+  current: Sequence[jax.Array],
+) -> jax.Array:
+  """The mean over ``j = 0..k-1`` of the alignment error in version ``j``'s space.
+
+  The error of step ``j`` compares ``B_{j+1..k-1}(z_{k-1})`` with
+  ``B_{j+1..k}(z_k)``; both sides share the old chain, so it is pushed through
+  one old transform at a time and every step costs one application per side.
+  Written for any transform; for linear ones it equals pushing the residual
+  ``z_{k-1} - B_k(z_k)`` through the old matrices.
+
+  Args:
+    transform: the family of ``B_k``.
+    params: ``B_k``'s parameters.
+    old_transform: the family of the frozen ``B_{k-1}, ..., B_1``.
+    old_params: their parameters, newest first: ``(B_{k-1}, ..., B_1)``.
+    previous: per group, embeddings of ``M_{k-1}`` on the current graph.
+    current: per group, embeddings of ``M_k``.
+
+  Returns:
+    The scalar loss.
+  """
+  a = list(previous)
+  b = [transform.apply(params, z) for z in current]
+  errors = [group_mse(a, b)]
+  for p in old_params:
+    p = jax.lax.stop_gradient(p)
+    a = [old_transform.apply(p, z) for z in a]
+    b = [old_transform.apply(p, z) for z in b]
+    errors.append(group_mse(a, b))
+  return sum(errors) / len(errors)

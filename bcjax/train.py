@@ -20,23 +20,54 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
+from flax import struct
 from flax.training import train_state
 
 from bcjax.data.bipartite import BipartiteGraph, sample_bpr_triples
 from bcjax.data.split import VersionSplit
 from bcjax.evaluation.recall import RecallEvaluator
-from bcjax.losses import bpr_loss
+from bcjax.losses import bpr_loss, multi_step_loss, single_step_loss
 from bcjax.models.pinsage import PinSAGE, embed, init_variables
+from bcjax.transforms import BackwardTransform
 
 
 class TrainState(train_state.TrainState):
-  """Adam state of the model parameters, plus the batch-norm statistics."""
+  """Adam state of ``{"model", "transform"}`` parameters, plus batch norm's."""
 
   batch_stats: Any = None
 
 
 class TrainingDivergedError(RuntimeError):
   """A loss became NaN or infinite."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Alignment:
+  """How a joint strategy ties M_k to the previous version (static settings).
+
+  Attributes:
+    transform: the family of ``B_k`` (and of the frozen older ones).
+    multi_step: use the multi-step loss (else the single-step one).
+    weight: lambda, the weight of the alignment loss beside BPR.
+  """
+
+  transform: BackwardTransform
+  multi_step: bool
+  weight: float
+
+
+class AlignmentTarget(struct.PyTreeNode):
+  """What M_k is aligned to, as device arrays (an argument of the epoch).
+
+  Attributes:
+    user: ``(num_users, d_{k-1})`` embeddings of M_{k-1} on the current graph.
+    item: ``(num_items, d_{k-1})``.
+    old_params: parameters of the frozen ``B_{k-1}, ..., B_1``, newest first.
+  """
+
+  user: jax.Array
+  item: jax.Array
+  old_params: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +98,8 @@ class FitResult:
 
   Attributes:
     variables: ``{"params", "batch_stats"}`` of the best epoch.
+    transform_params: ``B_k``'s parameters at the best epoch (joint
+      strategies; else the ones passed in).
     best_epoch: the epoch with the best validation Recall@50.
     recall: ``{K: Recall@K}`` at the best epoch.
     history: one ``{"epoch", "loss", "recall@50", "seconds"}`` per evaluation.
@@ -76,6 +109,7 @@ class FitResult:
   """
 
   variables: dict
+  transform_params: Any
   best_epoch: int
   recall: dict[int, float]
   history: list[dict[str, float]]
@@ -84,16 +118,19 @@ class FitResult:
 
 
 def create_train_state(
-  model: PinSAGE, variables: dict, tx: optax.GradientTransformation
+  model: PinSAGE,
+  variables: dict,
+  tx: optax.GradientTransformation,
+  transform_params: Any = None,
 ) -> TrainState:
-  """A train state whose every leaf is a typed array.
+  """A train state over ``{"model", "transform"}`` with typed leaves only.
 
   ``TrainState.create`` leaves ``step`` a Python int, which the first jitted
   epoch turns into an array: a second signature and a second compilation.
   """
   state = TrainState.create(
     apply_fn=model.apply,
-    params=variables["params"],
+    params={"model": variables["params"], "transform": transform_params},
     batch_stats=variables["batch_stats"],
     tx=tx,
   )
@@ -106,34 +143,57 @@ def steps_per_epoch(num_train: int, batch_size: int) -> int:
 
 
 def make_train_epoch(
-  model: PinSAGE, num_steps: int, batch_size: int, weight_decay: float
-) -> Callable[[TrainState, BipartiteGraph, jax.Array], tuple[TrainState, dict]]:
-  """Builds the jitted ``train_epoch(state, graph, key) -> (state, metrics)``.
+  model: PinSAGE,
+  num_steps: int,
+  batch_size: int,
+  weight_decay: float,
+  alignment: Alignment | None = None,
+) -> Callable[..., tuple[TrainState, dict]]:
+  """Builds the jitted ``train_epoch(state, graph, key, target)``.
 
   Args:
     model: the embedding model.
     num_steps: batches per epoch (static).
     batch_size: triples per batch (static).
     weight_decay: weight of the embedding L2 in the BPR loss.
+    alignment: for joint strategies, the alignment loss added to BPR; its
+      ``target`` argument is then an :class:`AlignmentTarget` (else None).
 
   Returns:
-    The jitted epoch function; ``state`` is donated. ``metrics`` holds the
-    epoch means of ``loss``, ``bpr`` and ``reg``.
+    The jitted epoch function ``(state, graph, key, target) -> (state,
+    metrics)``; ``state`` is donated. ``metrics`` holds the epoch means of
+    ``loss``, ``bpr``, ``reg`` (and ``align``).
   """
 
-  def train_step(graph, state: TrainState, batch):
+  def train_step(graph, target, state: TrainState, batch):
     users, pos, neg = batch
 
     def loss_fn(params):
       (user_emb, item_emb), updates = model.apply(
-        {"params": params, "batch_stats": state.batch_stats},
+        {"params": params["model"], "batch_stats": state.batch_stats},
         graph,
         train=True,
         mutable=["batch_stats"],
       )
-      loss, parts = bpr_loss(
-        user_emb[users], item_emb[pos], item_emb[neg], weight_decay
-      )
+      current = (user_emb[users], item_emb[pos], item_emb[neg])
+      loss, parts = bpr_loss(*current, weight_decay)
+      if alignment is not None:
+        previous = (target.user[users], target.item[pos], target.item[neg])
+        if alignment.multi_step:
+          align = multi_step_loss(
+            alignment.transform,
+            params["transform"],
+            alignment.transform,
+            target.old_params,
+            previous,
+            current,
+          )
+        else:
+          align = single_step_loss(
+            alignment.transform, params["transform"], previous, current
+          )
+        loss = loss + alignment.weight * align
+        parts = dict(parts, align=align)
       return loss, (parts, updates["batch_stats"])
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -142,10 +202,11 @@ def make_train_epoch(
     return state, dict(parts, loss=loss)
 
   @functools.partial(jax.jit, donate_argnums=0)
-  def train_epoch(state: TrainState, graph: BipartiteGraph, key: jax.Array):
+  def train_epoch(state: TrainState, graph: BipartiteGraph, key: jax.Array, target):
     triples = sample_bpr_triples(graph, key, num_steps * batch_size)
     batches = jax.tree.map(lambda a: a.reshape(num_steps, batch_size), triples)
-    state, metrics = jax.lax.scan(functools.partial(train_step, graph), state, batches)
+    step = functools.partial(train_step, graph, target)
+    state, metrics = jax.lax.scan(step, state, batches)
     return state, jax.tree.map(jnp.mean, metrics)
 
   return train_epoch
@@ -158,6 +219,9 @@ def fit_version(
   key: jax.Array,
   *,
   variables: dict | None = None,
+  transform_params: Any = None,
+  alignment: Alignment | None = None,
+  target: AlignmentTarget | None = None,
   label: str = "",
 ) -> FitResult:
   """Trains ``model`` on a version's split and keeps the best epoch.
@@ -169,6 +233,9 @@ def fit_version(
     key: PRNG key of this version; initialisation uses ``fold_in(key, 0)``
       and epoch ``e >= 1`` uses ``fold_in(key, e)``.
     variables: starting variables (fine-tuning); fresh ones when None.
+    transform_params: starting parameters of ``B_k`` (joint strategies).
+    alignment: the alignment loss of a joint strategy, or None for BPR only.
+    target: what the alignment loss aligns to (with ``alignment``).
     label: prefix of progress lines, e.g. ``"nobc v2"``.
 
   Returns:
@@ -182,19 +249,21 @@ def fit_version(
   if variables is None:
     variables = init_variables(model, graph, jax.random.fold_in(key, 0))
   # A fresh Adam state in every fit, also when fine-tuning.
-  state = create_train_state(model, variables, optax.adam(config.learning_rate))
+  state = create_train_state(
+    model, variables, optax.adam(config.learning_rate), transform_params
+  )
   num_steps = steps_per_epoch(split.num_train, config.batch_size)
   train_epoch = make_train_epoch(
-    model, num_steps, config.batch_size, config.weight_decay
+    model, num_steps, config.batch_size, config.weight_decay, alignment
   )
 
-  best = FitResult(variables, 0, {}, [], 0.0, 0.0)
+  best = FitResult(variables, transform_params, 0, {}, [], 0.0, 0.0)
   best_score = -np.inf
   pending = []
   start = time.perf_counter()
   epoch_seconds, timed_epochs = 0.0, 0
   for epoch in range(1, config.epochs + 1):
-    state, metrics = train_epoch(state, graph, jax.random.fold_in(key, epoch))
+    state, metrics = train_epoch(state, graph, jax.random.fold_in(key, epoch), target)
     pending.append(metrics)
     if epoch == 1:
       # Compilation happens in the first epoch; keep it out of the epoch time.
@@ -204,31 +273,29 @@ def fit_version(
       segment_epochs += 1
     if epoch % config.eval_every and epoch != config.epochs:
       continue
-    losses = np.asarray(jax.device_get([m["loss"] for m in pending]))
+    fetched = jax.device_get(pending)
     pending = []
     epoch_seconds += time.perf_counter() - segment_start
     timed_epochs += segment_epochs
+    losses = np.array([m["loss"] for m in fetched])
     if not np.all(np.isfinite(losses)):
       raise TrainingDivergedError(
         f"{label}: the training loss became {losses[-1]} by epoch {epoch}; "
-        f"the best model so far (epoch {best.best_epoch}) is kept"
+        "training stopped, and nothing of this version was saved"
       )
-    current = {"params": state.params, "batch_stats": state.batch_stats}
+    current = {"params": state.params["model"], "batch_stats": state.batch_stats}
     recall = evaluator(*embed(model, current, graph))
     elapsed = time.perf_counter() - start
+    last = {name: float(value) for name, value in fetched[-1].items()}
     best.history.append(
-      {
-        "epoch": epoch,
-        "loss": float(losses[-1]),
-        "recall@50": recall[50],
-        "seconds": elapsed,
-      }
+      dict(epoch=epoch, **last, **{"recall@50": recall[50], "seconds": elapsed})
     )
     logging.info(
-      "%s epoch %d loss %.4f recall@50 %.4f time %.1fs",
+      "%s epoch %d loss %.4f%s recall@50 %.4f time %.1fs",
       label,
       epoch,
-      losses[-1],
+      last["loss"],
+      f" align {last['align']:.5f}" if "align" in last else "",
       recall[50],
       elapsed,
     )
@@ -236,6 +303,7 @@ def fit_version(
       best_score = recall[50]
       # The state is donated to the next epoch, so the best model is copied.
       best.variables = jax.tree.map(jnp.copy, current)
+      best.transform_params = jax.tree.map(jnp.copy, state.params["transform"])
       best.best_epoch, best.recall = epoch, recall
     segment_start, segment_epochs = time.perf_counter(), 0
   best.train_seconds = time.perf_counter() - start

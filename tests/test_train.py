@@ -33,7 +33,7 @@ def test_train_epoch_compiles_once_and_lowers_the_loss(small_graph):
   state = _state(model, graph)
   losses = []
   for epoch in range(6):
-    state, metrics = train_epoch(state, graph, jax.random.key(epoch))
+    state, metrics = train_epoch(state, graph, jax.random.key(epoch), None)
     losses.append(float(metrics["loss"]))
   assert train_epoch._cache_size() == 1
   assert losses[-1] < losses[0]
@@ -46,7 +46,7 @@ def test_batch_stats_are_updated_by_training(small_graph):
   model = PinSAGE(dim=8, num_layers=1)
   state = _state(model, graph)
   before = jax.tree.map(np.asarray, state.batch_stats)
-  state, _ = make_train_epoch(model, 2, 64, 1e-2)(state, graph, jax.random.key(0))
+  state, _ = make_train_epoch(model, 2, 64, 1e-2)(state, graph, jax.random.key(0), None)
   after = jax.tree.map(np.asarray, state.batch_stats)
   assert not np.allclose(before["norm_0"]["mean"], after["norm_0"]["mean"])
 
