@@ -5,22 +5,24 @@ from __future__ import annotations
 import ml_collections
 
 from bcjax.errors import InputError
+from bcjax.strategies import PAPER_STRATEGIES, Strategy, parse_strategy
 
-STRATEGIES = ("nobc",)
 
+def strategies(config: ml_collections.ConfigDict) -> list[Strategy]:
+  """The strategies of ``config.strategy``, validated.
 
-def strategy_names(config: ml_collections.ConfigDict) -> list[str]:
-  """The strategies of ``config.strategy`` (comma-separated), validated."""
+  ``config.strategy`` is a comma-separated list of names; ``paper`` stands
+  for the paper's eight. Duplicates (an alias and its name) count once.
+  """
   names = [s.strip() for s in str(config.strategy).split(",") if s.strip()]
   if not names:
     raise InputError("config.strategy is empty; expected one or more names")
+  out: dict[str, Strategy] = {}
   for name in names:
-    if name not in STRATEGIES:
-      raise InputError(
-        f"unknown strategy {name!r} in config.strategy; valid strategy names: "
-        f"{', '.join(STRATEGIES)}"
-      )
-  return names
+    for each in PAPER_STRATEGIES if name == "paper" else (name,):
+      strategy = parse_strategy(each)
+      out.setdefault(strategy.name, strategy)
+  return list(out.values())
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -56,4 +58,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise InputError(f"config.{field} must be positive, got {config[field]!r}")
   if config.weight_decay < 0:
     raise InputError(f"config.weight_decay must be >= 0, got {config.weight_decay}")
-  strategy_names(config)
+  for field in ("joint_keep_after", "posthoc_keep_after", "transform_hidden"):
+    if field in config and (not isinstance(config[field], int) or config[field] < 0):
+      raise InputError(f"config.{field} must be an integer >= 0, got {config[field]!r}")
+  for field in ("posthoc_epochs", "finetune_epochs"):
+    if field in config and (not isinstance(config[field], int) or config[field] < 1):
+      raise InputError(
+        f"config.{field} must be a positive integer, got {config[field]!r}"
+      )
+  if "align_weight" in config and not config.align_weight >= 0:
+    raise InputError(f"config.align_weight must be >= 0, got {config.align_weight!r}")
+  strategies(config)

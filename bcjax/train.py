@@ -248,6 +248,10 @@ def fit_version(
   evaluator = RecallEvaluator(split)
   if variables is None:
     variables = init_variables(model, graph, jax.random.fold_in(key, 0))
+  else:
+    # Epochs donate the state: train on copies, never on the caller's arrays.
+    variables = jax.tree.map(jnp.array, variables)
+  transform_params = jax.tree.map(jnp.array, transform_params)
   # A fresh Adam state in every fit, also when fine-tuning.
   state = create_train_state(
     model, variables, optax.adam(config.learning_rate), transform_params

@@ -9,6 +9,7 @@ Usage::
 Writes ``WORKDIR/results.json``; progress lines go to the log (stderr).
 """
 
+import logging as std_logging
 import sys
 
 from absl import app, flags, logging
@@ -25,10 +26,20 @@ config_flags.DEFINE_config_file(
 flags.mark_flags_as_required(["workdir"])
 
 
+def _not_library_chatter(record) -> bool:
+  """Drops the INFO lines of Orbax and JAX, keeping bcjax's progress."""
+  noisy = ("/orbax/", "/jax/", "/jaxlib/")
+  return record.levelno > std_logging.INFO or not any(
+    n in record.pathname for n in noisy
+  )
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
+  # ABSLHandler forwards records to its python_handler without filtering.
+  logging.get_absl_handler().python_handler.addFilter(_not_library_chatter)
   try:
     intended_task.run(FLAGS.config, FLAGS.workdir)
   except InputError as e:

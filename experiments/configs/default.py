@@ -30,8 +30,17 @@ def get_config() -> ml_collections.ConfigDict:
   # Models: one entry per version; the paper grows both with the version.
   config.dims = (64, 80, 96, 112, 128)
   config.layers = (2, 2, 3, 3, 3)
-  # Strategies (comma-separated).
+  # Strategies (comma-separated names, or "paper" for the paper's eight).
   config.strategy = "nobc"
+  # Backward compatibility (paper: lambda 16; joint strategies keep epochs
+  # after 50 of 500; post-hoc B_k 200 epochs keeping the best after 50;
+  # finetune-m0 250 epochs per update).
+  config.align_weight = 16.0
+  config.joint_keep_after = 10
+  config.posthoc_epochs = 100
+  config.posthoc_keep_after = 20
+  config.finetune_epochs = 30
+  config.transform_hidden = 0  # MLP transforms: 0 = max(d_in, d_out)
   # Optimisation (paper: Adam 1e-3, batch 2048, BPR + 1e-2 embedding L2).
   config.epochs = 60
   config.eval_every = 5

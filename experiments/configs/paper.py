@@ -25,4 +25,8 @@ def get_config():
   config.epochs = 500
   config.eval_every = 10
   config.eval_chunk_size = 1024
+  config.joint_keep_after = 50
+  config.posthoc_epochs = 200
+  config.posthoc_keep_after = 50
+  config.finetune_epochs = 250
   return config

@@ -25,4 +25,8 @@ def get_config():
   config.eval_every = 2
   config.batch_size = 256
   config.eval_chunk_size = 64
+  config.joint_keep_after = 1
+  config.posthoc_epochs = 4
+  config.posthoc_keep_after = 1
+  config.finetune_epochs = 2
   return config

@@ -1,0 +1,149 @@
+"""Post-hoc backward transforms and the alignment error between versions.
+
+A post-hoc strategy trains M_k as nobc does, then fits B_k on the frozen
+embeddings ``z_k`` to match ``z_{k-1}`` (M_{k-1} re-run on the current graph),
+with the single- or multi-step loss. As in the paper's code: 200 epochs, and
+the epoch with the lowest alignment error after epoch 50 is kept, where the
+alignment error is the mean of the user and the item MSE over all nodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bcjax.losses import multi_step_loss, single_step_loss
+from bcjax.transforms import BackwardTransform
+
+
+@dataclasses.dataclass(frozen=True)
+class PosthocConfig:
+  """Settings of a post-hoc transform fit.
+
+  Attributes:
+    epochs: training epochs (paper: 200).
+    keep_after: only epochs after this one may be kept (paper: 50).
+    batch_size: users and items per step, each.
+    learning_rate: Adam learning rate.
+  """
+
+  epochs: int = 200
+  keep_after: int = 50
+  batch_size: int = 2048
+  learning_rate: float = 1e-3
+
+
+def embedding_mse(
+  outputs: tuple[jax.Array, jax.Array], targets: tuple[jax.Array, jax.Array]
+) -> float:
+  """Mean of the user and the item MSE between two ``(user, item)`` pairs."""
+  errors = [jnp.mean((o - t) ** 2) for o, t in zip(outputs, targets, strict=True)]
+  return float(sum(errors) / len(errors))
+
+
+def alignment_error(
+  transform: BackwardTransform,
+  params: Any,
+  current: tuple[jax.Array, jax.Array],
+  previous: tuple[jax.Array, jax.Array],
+) -> float:
+  """Mean of the user and the item MSE between ``B(z_k)`` and ``z_{k-1}``.
+
+  Args:
+    transform: the family of ``B``.
+    params: its parameters.
+    current: ``(user, item)`` embeddings ``z_k``, ``(n, d_k)`` each.
+    previous: ``(user, item)`` embeddings ``z_{k-1}``, ``(n, d_{k-1})`` each.
+  """
+  return embedding_mse(tuple(transform.apply(params, z) for z in current), previous)
+
+
+def mean_distance(a: jax.Array, b: jax.Array) -> float:
+  """Mean over rows of the L2 distance between ``a`` and ``b`` (same shape)."""
+  return float(jnp.mean(jnp.linalg.norm(a - b, axis=-1)))
+
+
+def fit_posthoc(
+  transform: BackwardTransform,
+  params: Any,
+  current: tuple[jax.Array, jax.Array],
+  previous: tuple[jax.Array, jax.Array],
+  config: PosthocConfig,
+  key: jax.Array,
+  *,
+  old_params: tuple = (),
+  multi_step: bool = False,
+) -> tuple[Any, int, float]:
+  """Fits ``B_k`` on frozen embeddings.
+
+  Every epoch visits ``ceil(max(num_users, num_items) / batch_size)`` batches,
+  each of ``batch_size`` random users and as many random items; the loss is
+  the single- or multi-step alignment loss over those two groups.
+
+  Args:
+    transform: the family of ``B_k`` (and of the older transforms).
+    params: initial parameters of ``B_k``.
+    current: ``(user, item)`` embeddings of M_k.
+    previous: ``(user, item)`` embeddings of M_{k-1} on the same graph.
+    config: epochs, selection and optimiser settings.
+    key: PRNG key; epoch ``e`` uses ``fold_in(key, e)``.
+    old_params: frozen ``B_{k-1}, ..., B_1`` parameters, newest first (for
+      the multi-step loss).
+    multi_step: use the multi-step loss.
+
+  Returns:
+    ``(params, best_epoch, best_error)`` of the kept epoch.
+  """
+  num_rows = max(current[0].shape[0], current[1].shape[0])
+  num_steps = max(1, -(-num_rows // config.batch_size))
+  tx = optax.adam(config.learning_rate)
+
+  # The embeddings are arguments, not closed-over constants, so that large
+  # graphs are not baked into the compiled program.
+  def loss_fn(p, batch, current, previous, old_params):
+    users, items = batch
+    prev = (previous[0][users], previous[1][items])
+    cur = (current[0][users], current[1][items])
+    if multi_step:
+      return multi_step_loss(transform, p, transform, old_params, prev, cur)
+    return single_step_loss(transform, p, prev, cur)
+
+  @jax.jit
+  def train_epoch(p, opt_state, key, current, previous, old_params):
+    k_user, k_item = jax.random.split(key)
+    shape = (num_steps, config.batch_size)
+    users = jax.random.randint(k_user, shape, 0, current[0].shape[0])
+    items = jax.random.randint(k_item, shape, 0, current[1].shape[0])
+
+    def step(carry, batch):
+      p, opt_state = carry
+      grad_fn = jax.value_and_grad(loss_fn)
+      loss, grads = grad_fn(p, batch, current, previous, old_params)
+      updates, opt_state = tx.update(grads, opt_state, p)
+      return (optax.apply_updates(p, updates), opt_state), loss
+
+    (p, opt_state), losses = jax.lax.scan(step, (p, opt_state), (users, items))
+    return p, opt_state, jnp.mean(losses)
+
+  opt_state = tx.init(params)
+  best = (params, 0, np.inf)
+  for epoch in range(1, config.epochs + 1):
+    params, opt_state, _ = train_epoch(
+      params,
+      opt_state,
+      jax.random.fold_in(key, epoch),
+      current,
+      previous,
+      old_params,
+    )
+    if epoch <= config.keep_after and epoch != config.epochs:
+      continue
+    error = alignment_error(transform, params, current, previous)
+    if error < best[2] or best[1] == 0:
+      best = (params, epoch, error)
+  return best

@@ -1,0 +1,128 @@
+"""Every embedding version of a strategy on disk, as Orbax checkpoints.
+
+One :class:`VersionStore` per (run, strategy), one ``CheckpointManager`` step
+per version, every version kept. A step holds named items:
+
+* ``model``: M_k's variables ``{"params", "batch_stats"}``;
+* ``transform``: B_k's parameters (absent when B_k has none to learn);
+* ``embeddings``: ``{"user": (num_users, d_k), "item": (num_items, d_k)}``,
+  z_k on the version's graph, so versions can be served without the data;
+* ``metadata``: JSON (strategy, dims, layers, transform, slice, metrics,
+  dataset fingerprint).
+
+Orbax writes each step into a temporary folder and renames it when complete,
+so a step is either entirely there or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from bcjax.errors import InputError
+
+ITEMS = ("model", "transform", "embeddings", "metadata")
+
+
+class VersionStore:
+  """The versions of one strategy under ``directory``."""
+
+  def __init__(self, directory: str, *, create: bool = True):
+    """Opens (or creates) the store.
+
+    Args:
+      directory: the folder of this strategy's versions.
+      create: create the folder if missing; else a missing folder is an error.
+    """
+    self.directory = os.path.abspath(directory)
+    if not create and not os.path.isdir(self.directory):
+      raise InputError(f"no checkpoint folder at {self.directory}")
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=None, create=create, enable_async_checkpointing=False
+    )
+    self._manager = ocp.CheckpointManager(
+      self.directory, options=options, item_names=ITEMS
+    )
+
+  def close(self):
+    self._manager.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+  def versions(self) -> list[int]:
+    """The versions saved completely, in increasing order."""
+    self._manager.reload()
+    return sorted(self._manager.all_steps())
+
+  def save(
+    self,
+    version: int,
+    *,
+    model: dict,
+    transform: Any,
+    embeddings: tuple[jax.Array, jax.Array],
+    metadata: dict,
+  ) -> None:
+    """Saves version ``version`` (replacing nothing: versions are immutable)."""
+    if version in self.versions():
+      raise InputError(
+        f"version {version} already exists in {self.directory}; saved versions "
+        "are never overwritten"
+      )
+    items = {
+      "model": ocp.args.StandardSave(model),
+      "embeddings": ocp.args.StandardSave(
+        {"user": embeddings[0], "item": embeddings[1]}
+      ),
+      "metadata": ocp.args.JsonSave(metadata),
+    }
+    if jax.tree.leaves(transform):
+      items["transform"] = ocp.args.StandardSave(transform)
+    self._manager.save(version, args=ocp.args.Composite(**items), force=True)
+    self._manager.wait_until_finished()
+
+  def metadata(self, version: int) -> dict:
+    """The JSON metadata of ``version``."""
+    return self._restore(version, "metadata", ocp.args.JsonRestore())
+
+  def restore(self, version: int, item: str) -> Any:
+    """Restores ``item`` (``model``, ``transform`` or ``embeddings``) as NumPy.
+
+    Returns:
+      The pytree as saved, with NumPy leaves; None for a ``transform`` that
+      was not saved (a transform without parameters).
+    """
+    if item not in ITEMS:
+      raise InputError(f"unknown checkpoint item {item!r}; valid: {', '.join(ITEMS)}")
+    if item == "transform" and not os.path.isdir(
+      os.path.join(self._step_dir(version), "transform")
+    ):
+      return None
+    tree = self._restore(version, item, ocp.args.StandardRestore())
+    return jax.tree.map(np.asarray, tree)
+
+  def _step_dir(self, version: int) -> str:
+    return os.path.join(self.directory, str(version))
+
+  def _restore(self, version: int, item: str, args) -> Any:
+    if version not in self.versions():
+      raise InputError(
+        f"version {version} does not exist in {self.directory}; saved "
+        f"versions: {self.versions()}"
+      )
+    try:
+      restored = self._manager.restore(version, args=ocp.args.Composite(**{item: args}))
+    except (FileNotFoundError, ValueError, OSError, KeyError) as e:
+      raise InputError(
+        f"checkpoint item {item!r} of version {version} in {self.directory} "
+        f"is missing or corrupt: {type(e).__name__}: {e}"
+      ) from e
+    return restored[item]

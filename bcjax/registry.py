@@ -1,0 +1,195 @@
+"""Serving any embedding version from the latest one and the backward chain.
+
+``registry.open(path)`` opens the checkpoints of one strategy's run and
+answers ``embeddings(version=j)``: the latest embeddings ``z_K`` mapped to
+version ``j`` by ``B_{j+1} o ... o B_K``. When every transform of the chain is
+linear (truncations included), the chain collapses into one matrix, computed
+once per ``(K, j)`` and cached, and serving costs one matmul per chunk.
+
+Example::
+
+  reg = registry.open("workdir/checkpoints/bc-aligner")
+  z0 = reg.embeddings(version=0, kind="user")          # (num_users, d_0)
+  to_v1 = reg.transform(from_version=reg.latest_version, to_version=1)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bcjax.checkpoints import VersionStore
+from bcjax.errors import InputError
+from bcjax.transforms import collapse_linear, get_transform
+
+_SERVE_CHUNK = 1 << 16
+KINDS = ("user", "item")
+
+
+def open(path: str) -> EmbeddingRegistry:  # noqa: A001 - the registry's verb
+  """Opens the versions saved under ``path`` (one strategy's checkpoints)."""
+  return EmbeddingRegistry(path)
+
+
+class EmbeddingRegistry:
+  """Every version of one strategy, served from the latest one.
+
+  Attributes:
+    latest_version: the newest saved version ``K``.
+    dims: ``d_k`` of each version ``0..K``.
+    strategy: the strategy name stored with the checkpoints.
+  """
+
+  def __init__(self, path: str):
+    self._store = VersionStore(path, create=False)
+    versions = self._store.versions()
+    if not versions:
+      raise InputError(f"no saved version in {self._store.directory}")
+    if versions != list(range(len(versions))):
+      raise InputError(
+        f"versions in {self._store.directory} are {versions}; expected "
+        f"0..{max(versions)} without gaps"
+      )
+    self._metadata = [self._store.metadata(k) for k in versions]
+    self.latest_version = versions[-1]
+    self.dims = tuple(int(m["dim"]) for m in self._metadata)
+    self.strategy = self._metadata[-1].get("strategy", "")
+    self._transforms: dict[int, tuple] = {}
+    self._chains: dict[tuple[int, int], Callable] = {}
+    for k in range(1, len(versions)):
+      spec = self._metadata[k]["transform"]
+      if (spec["d_in"], spec["d_out"]) != (self.dims[k], self.dims[k - 1]):
+        raise InputError(
+          f"B_{k} of {self._store.directory} maps {spec['d_in']} -> "
+          f"{spec['d_out']} dims, which does not chain version {k} "
+          f"(dim {self.dims[k]}) to version {k - 1} (dim {self.dims[k - 1]})"
+        )
+
+  def close(self):
+    self._store.close()
+
+  def metadata(self, version: int) -> dict:
+    """The metadata saved with ``version``."""
+    self._check_version(version, "version")
+    return self._metadata[version]
+
+  @functools.cached_property
+  def _latest(self) -> dict[str, np.ndarray]:
+    return self._store.restore(self.latest_version, "embeddings")
+
+  def _transform_params(self, version: int):
+    if version in self._transforms:
+      return self._transforms[version]
+    spec = self._metadata[version]["transform"]
+    transform = get_transform(spec["name"], **_transform_kwargs(spec))
+    params = self._store.restore(version, "transform")
+    if params is None:
+      # Nothing learned was saved: the family's init is the transform.
+      params = transform.init(jax.random.key(0), spec["d_in"], spec["d_out"])
+    self._transforms[version] = (transform, params, spec)
+    return self._transforms[version]
+
+  def _chain(self, from_version: int, to_version: int) -> Callable:
+    """The jitted chain ``B_{to+1} o ... o B_from``, built once and cached."""
+    if (from_version, to_version) in self._chains:
+      return self._chains[from_version, to_version]
+    steps = [self._transform_params(k) for k in range(from_version, to_version, -1)]
+    matrices = [_as_matrix(*step) for step in steps]
+    if steps and all(m is not None for m in matrices):
+      # matrices[i] maps version from-i to from-i-1; the product is z @ M.
+      matrix = jnp.asarray(collapse_linear(matrices[::-1]))
+      chain = jax.jit(lambda z: z @ matrix)
+    else:
+
+      def apply(z):
+        for transform, params, _ in steps:
+          z = transform.apply(params, z)
+        return z
+
+      chain = jax.jit(apply)
+    self._chains[from_version, to_version] = chain
+    return chain
+
+  def transform(self, from_version: int, to_version: int) -> Callable:
+    """The map from version ``from_version``'s space to ``to_version``'s.
+
+    Args:
+      from_version: ``k``, the newer version.
+      to_version: ``j <= k``.
+
+    Returns:
+      A function ``(n, d_k) -> (n, d_j)``.
+    """
+    self._check_version(from_version, "from_version")
+    self._check_version(to_version, "to_version")
+    if to_version > from_version:
+      raise InputError(
+        f"backward transforms map newer to older versions; to_version "
+        f"{to_version} is newer than from_version {from_version}"
+      )
+    return self._chain(from_version, to_version)
+
+  def embeddings(
+    self, version: int | None = None, ids=None, kind: str = "user"
+  ) -> np.ndarray:
+    """The latest embeddings of ``kind``, transformed to ``version``.
+
+    Args:
+      version: the version ``j`` to serve; the latest when None.
+      ids: node ids to serve; all when None.
+      kind: ``"user"`` or ``"item"``.
+
+    Returns:
+      ``(len(ids), d_j)`` float32 embeddings.
+    """
+    if kind not in KINDS:
+      raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
+    version = self.latest_version if version is None else version
+    self._check_version(version, "version")
+    latest = self._latest[kind]
+    if ids is not None:
+      ids = np.asarray(ids)
+      if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise InputError(
+          f"ids must be a 1-d array of integers, got {ids.dtype} {ids.shape}"
+        )
+      bad = (ids < 0) | (ids >= len(latest))
+      if np.any(bad):
+        raise InputError(
+          f"{kind} ids out of range: {ids[bad][:5].tolist()}; the latest "
+          f"version has {len(latest)} {kind}s (ids 0..{len(latest) - 1})"
+        )
+      latest = latest[ids]
+    chain = self.transform(self.latest_version, version)
+    out = [
+      np.asarray(chain(latest[i : i + _SERVE_CHUNK]))
+      for i in range(0, len(latest), _SERVE_CHUNK)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, self.dims[version]), np.float32)
+
+  def _check_version(self, version, name):
+    if not isinstance(version, (int, np.integer)) or isinstance(version, bool):
+      raise InputError(f"{name} must be an integer, got {version!r}")
+    if version < 0:
+      raise InputError(f"{name} must be >= 0, got {version}")
+    if version > self.latest_version:
+      raise InputError(
+        f"{name} {version} does not exist; saved versions are 0..{self.latest_version}"
+      )
+
+
+def _transform_kwargs(spec: dict) -> dict:
+  return {"hidden": spec["hidden"]} if spec["name"] == "mlp" else {}
+
+
+def _as_matrix(transform, params, spec) -> np.ndarray | None:
+  """The matrix of a linear transform (a truncation is one), else None."""
+  if transform.name == "linear":
+    return np.asarray(params["kernel"])
+  if transform.name == "notrans":
+    return np.eye(spec["d_in"], spec["d_out"], dtype=np.float32)
+  return None
