@@ -1,0 +1,216 @@
+"""Every strategy over versions, the Orbax version store and the registry.
+
+One small run of the test config (three versions, the paper's eight
+strategies plus MLP transforms) is shared by the tests of this module.
+"""
+
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from bcjax import intended_task, registry
+from bcjax.checkpoints import VersionStore
+from bcjax.data.bipartite import BipartiteGraph
+from bcjax.errors import InputError
+from bcjax.models.pinsage import PinSAGE, embed
+from bcjax.strategies import PAPER_STRATEGIES
+from experiments.configs import test as test_config
+
+EXTRA = ("joint-mlp-mloss", "posthoc-mlp-sloss")
+
+
+def _config():
+  config = test_config.get_config()
+  config.strategy = ",".join(PAPER_STRATEGIES + EXTRA)
+  config.num_versions = 3
+  config.dims = (16, 24, 32)
+  config.layers = (1, 2, 2)
+  return config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("versions"))
+  results = intended_task.run(_config(), workdir)
+  return workdir, results
+
+
+def _checkpoints(workdir, strategy):
+  return os.path.join(workdir, "checkpoints", strategy)
+
+
+def test_every_strategy_has_every_version(run):
+  _, results = run
+  assert set(results["strategies"]) == set(PAPER_STRATEGIES + EXTRA)
+  for name, entries in results["strategies"].items():
+    assert [e["version"] for e in entries] == [0, 1, 2], name
+    for e in entries:
+      assert 0.0 <= e["recall"]["50"] <= 1.0
+    for e in entries[1:]:
+      assert np.isfinite(e["alignment_error_previous"]), name
+      assert np.isfinite(e["alignment_error_v0"]), name
+  # Version 0 is one model for all strategies.
+  v0 = {json_key(e[0]) for e in results["strategies"].values()}
+  assert len(v0) == 1
+
+
+def json_key(entry):
+  return (entry["recall"]["50"], entry["best_epoch"], entry["dim"])
+
+
+def test_dims_follow_the_strategy(run):
+  _, results = run
+  assert [e["dim"] for e in results["strategies"]["fix-m0"]] == [16, 16, 16]
+  assert [e["dim"] for e in results["strategies"]["finetune-m0"]] == [16, 16, 16]
+  assert [e["dim"] for e in results["strategies"]["joint-linear-mloss"]] == [16, 24, 32]
+
+
+def test_fix_m0_is_m0_at_every_version(run):
+  workdir, results = run
+  assert all(
+    e["alignment_error_v0"] == 0.0 for e in results["strategies"]["fix-m0"][1:]
+  )
+  with VersionStore(_checkpoints(workdir, "fix-m0"), create=False) as store:
+    models = [store.restore(k, "model") for k in range(3)]
+  for model in models[1:]:
+    jax.tree.map(np.testing.assert_array_equal, models[0], model)
+  # And the registry serves version 0 as the latest embeddings, unchanged.
+  reg = registry.open(_checkpoints(workdir, "fix-m0"))
+  np.testing.assert_array_equal(
+    reg.embeddings(version=0), reg.embeddings(version=reg.latest_version)
+  )
+
+
+@pytest.mark.parametrize(
+  "strategy", ["joint-linear-mloss", "posthoc-linear-sloss", "joint-mlp-mloss", "nobc"]
+)
+def test_registry_version_j_is_b_j_plus_1_of_version_j_plus_1(run, strategy):
+  workdir, _ = run
+  reg = registry.open(_checkpoints(workdir, strategy))
+  assert reg.latest_version == 2 and reg.dims == (16, 24, 32)
+  for kind in ("user", "item"):
+    for j in range(reg.latest_version):
+      newer = reg.embeddings(version=j + 1, kind=kind)
+      step = np.asarray(reg.transform(from_version=j + 1, to_version=j)(newer))
+      np.testing.assert_allclose(
+        reg.embeddings(version=j, kind=kind), step, rtol=1e-4, atol=1e-5
+      )
+
+
+def test_registry_linear_chain_matches_saved_kernels(run):
+  workdir, _ = run
+  path = _checkpoints(workdir, "joint-linear-mloss")
+  with VersionStore(path, create=False) as store:
+    z = store.restore(2, "embeddings")["user"]
+    w2 = store.restore(2, "transform")["kernel"]
+    w1 = store.restore(1, "transform")["kernel"]
+  reg = registry.open(path)
+  np.testing.assert_allclose(
+    reg.embeddings(version=0), z @ w2 @ w1, rtol=1e-4, atol=1e-5
+  )
+  ids = np.array([3, 0, 5])
+  np.testing.assert_allclose(
+    reg.embeddings(version=1, ids=ids, kind="user"), (z @ w2)[ids], rtol=1e-4, atol=1e-5
+  )
+  # The collapsed chain is built once and cached.
+  assert reg.transform(2, 0) is reg.transform(2, 0)
+
+
+def test_nobc_serves_the_prefix(run):
+  workdir, _ = run
+  reg = registry.open(_checkpoints(workdir, "nobc"))
+  latest = reg.embeddings(version=2, kind="item")
+  np.testing.assert_array_equal(reg.embeddings(version=0, kind="item"), latest[:, :16])
+
+
+def test_restored_parameters_reproduce_saved_embeddings(run):
+  workdir, _ = run
+  job = intended_task.IntendedTaskRun(_config(), workdir)
+  for strategy in ("joint-linear-mloss", "finetune-m0"):
+    with VersionStore(_checkpoints(workdir, strategy), create=False) as store:
+      meta = store.metadata(2)
+      variables = store.restore(2, "model")
+      saved = store.restore(2, "embeddings")
+    model = PinSAGE(dim=meta["dim"], num_layers=meta["layers"])
+    user, item = embed(model, variables, BipartiteGraph.from_split(job.splits[2]))
+    np.testing.assert_allclose(user, saved["user"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(item, saved["item"], rtol=1e-5, atol=1e-6)
+
+
+def test_rerun_reuses_every_saved_version(run, monkeypatch):
+  workdir, results = run
+  import bcjax.intended_task as module
+
+  def fail(*args, **kwargs):
+    raise AssertionError("a saved version was retrained")
+
+  monkeypatch.setattr(module, "fit_version", fail)
+  monkeypatch.setattr(module, "fit_posthoc", fail)
+  again = intended_task.run(_config(), workdir)
+  assert again["strategies"] == results["strategies"]
+
+
+def test_other_config_on_the_same_workdir_is_refused(run):
+  workdir, _ = run
+  config = _config()
+  config.learning_rate = 0.5
+  with pytest.raises(InputError, match="of another config"):
+    intended_task.run(config, workdir)
+
+
+def test_registry_bad_requests(run):
+  workdir, _ = run
+  reg = registry.open(_checkpoints(workdir, "joint-linear-mloss"))
+  with pytest.raises(
+    InputError, match="version 3 does not exist; saved versions are 0..2"
+  ):
+    reg.embeddings(version=3)
+  with pytest.raises(InputError, match="version must be >= 0"):
+    reg.embeddings(version=-1)
+  with pytest.raises(InputError, match="user ids out of range: \\[1000\\]"):
+    reg.embeddings(version=0, ids=[1, 1000])
+  with pytest.raises(InputError, match="kind must be one of"):
+    reg.embeddings(version=0, kind="brand")
+  with pytest.raises(InputError, match="to_version 2 is newer than from_version 1"):
+    reg.transform(from_version=1, to_version=2)
+  with pytest.raises(InputError, match="no checkpoint folder"):
+    registry.open(os.path.join(workdir, "checkpoints", "missing"))
+
+
+def test_registry_rejects_dims_that_do_not_chain(tmp_path):
+  import jax.numpy as jnp
+
+  with VersionStore(str(tmp_path / "s")) as store:
+    for k, dim in enumerate((4, 6)):
+      store.save(
+        k,
+        model={"params": {"w": jnp.ones(2)}},
+        transform={"kernel": jnp.ones((6, 5))} if k else None,
+        embeddings=(jnp.ones((3, dim)), jnp.ones((2, dim))),
+        metadata={
+          "dim": dim,
+          "transform": {"name": "linear", "d_in": 6, "d_out": 5, "hidden": 0},
+        },
+      )
+  with pytest.raises(
+    InputError, match="maps 6 -> 5 dims, which does not chain version 1"
+  ):
+    registry.open(str(tmp_path / "s"))
+
+
+def test_registry_reports_a_corrupt_checkpoint(run, tmp_path):
+  workdir, _ = run
+  copy = str(tmp_path / "copy")
+  shutil.copytree(_checkpoints(workdir, "joint-linear-mloss"), copy)
+  embeddings_dir = os.path.join(copy, "2", "embeddings")
+  for root, _, files in os.walk(embeddings_dir):
+    for name in files:
+      os.remove(os.path.join(root, name))
+  reg = registry.open(copy)
+  with pytest.raises(
+    InputError, match="item 'embeddings' of version 2 .* missing or corrupt"
+  ):
+    reg.embeddings(version=0)
