@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.taus = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
   config.num_versions = 5
   # Models: one entry per version; the paper grows both with the version.
-  config.dims = (64, 80, 96, 112, 128)
+  config.dims = (32, 40, 48, 56, 64)
   config.layers = (2, 2, 3, 3, 3)
   # Strategies (comma-separated names, or "paper" for the paper's eight).
   config.strategy = "nobc"
@@ -36,13 +36,13 @@ def get_config() -> ml_collections.ConfigDict:
   # after 50 of 500; post-hoc B_k 200 epochs keeping the best after 50;
   # finetune-m0 250 epochs per update).
   config.align_weight = 16.0
-  config.joint_keep_after = 10
+  config.joint_keep_after = 5
   config.posthoc_epochs = 100
   config.posthoc_keep_after = 20
-  config.finetune_epochs = 30
+  config.finetune_epochs = 20
   config.transform_hidden = 0  # MLP transforms: 0 = max(d_in, d_out)
   # Optimisation (paper: Adam 1e-3, batch 2048, BPR + 1e-2 embedding L2).
-  config.epochs = 60
+  config.epochs = 40
   config.eval_every = 5
   config.batch_size = 2048
   config.learning_rate = 1e-3
