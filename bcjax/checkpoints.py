@@ -24,6 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from bcjax.errors import InputError
+from bcjax.transforms import BackwardTransform, get_transform
 
 ITEMS = ("model", "transform", "embeddings", "metadata")
 
@@ -108,6 +109,20 @@ class VersionStore:
       return None
     tree = self._restore(version, item, ocp.args.StandardRestore())
     return jax.tree.map(np.asarray, tree)
+
+  def transform(self, version: int) -> tuple[BackwardTransform, Any]:
+    """B_version's family (from the metadata) and its parameters.
+
+    A transform without learned parameters (a truncation) is rebuilt by its
+    family's ``init``, which is deterministic for it.
+    """
+    spec = self.metadata(version)["transform"]
+    kwargs = {"hidden": spec.get("hidden", 0)} if spec["name"] == "mlp" else {}
+    transform = get_transform(spec["name"], **kwargs)
+    params = self.restore(version, "transform")
+    if params is None:
+      params = transform.init(jax.random.key(0), spec["d_in"], spec["d_out"])
+    return transform, params
 
   def _step_dir(self, version: int) -> str:
     return os.path.join(self.directory, str(version))

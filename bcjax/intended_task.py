@@ -211,90 +211,96 @@ class IntendedTaskRun:
     return [dict(v.entry, strategy=strategy.name) for v in versions]
 
   def _train(self, strategy: Strategy, k: int, versions: list[Version]) -> Version:
-    c = self.config
-    previous = versions[-1]
-    split, graph = self.splits[k], self.bipartite(k)
-    label = f"{strategy.name} v{k}"
+    """Version k of ``strategy``, given its versions ``0..k-1``."""
     key = jax.random.fold_in(jax.random.fold_in(self.key, k), hash_name(strategy.name))
     transform = self._transform(strategy)
-    d_in = previous.model.dim if strategy.keeps_m0 else c.dims[k]
-    d_out = previous.model.dim
+    d_out = versions[-1].model.dim
+    d_in = d_out if strategy.keeps_m0 else self.config.dims[k]
     params = transform.init(jax.random.fold_in(key, 1 << 20), d_in, d_out)
+    train = {
+      "fix-m0": self._fix_m0,
+      "finetune-m0": self._finetune_m0,
+      "posthoc": self._posthoc,
+      "joint": self._joint,
+    }[strategy.method]
+    version = train(strategy, k, versions, key, transform, params)
+    version.entry.update(
+      self._alignment_entry(strategy, k, version, versions), strategy=strategy.name
+    )
+    return version
+
+  def _fix_m0(self, strategy, k, versions, key, transform, params) -> Version:
+    m0 = versions[-1]
+    recall = RecallEvaluator(self.splits[k])(
+      *embed(m0.model, m0.variables, self.bipartite(k))
+    )
+    version = Version(m0.model, m0.variables, params, {})
+    version.entry = self._entry(strategy, k, version, None, recall=recall)
+    return version
+
+  def _finetune_m0(self, strategy, k, versions, key, transform, params) -> Version:
+    previous = versions[-1]
+    fit = fit_version(
+      previous.model,
+      self.splits[k],
+      self.fit_config(epochs=self.config.finetune_epochs),
+      key,
+      variables=previous.variables,
+      label=f"{strategy.name} v{k}",
+    )
+    version = Version(previous.model, fit.variables, params, {})
+    version.entry = self._entry(strategy, k, version, fit)
+    return version
+
+  def _posthoc(self, strategy, k, versions, key, transform, params) -> Version:
+    c, graph, previous = self.config, self.bipartite(k), versions[-1]
+    nobc = self.nobc_version(k)
+    tick = time.perf_counter()
+    params, best_epoch, error = fit_posthoc(
+      transform,
+      params,
+      embed(nobc.model, nobc.variables, graph),
+      embed(previous.model, previous.variables, graph),
+      PosthocConfig(
+        epochs=c.posthoc_epochs,
+        keep_after=c.posthoc_keep_after,
+        batch_size=c.batch_size,
+        learning_rate=c.learning_rate,
+      ),
+      key,
+      old_params=tuple(v.transform_params for v in reversed(versions[1:])),
+      multi_step=strategy.multi_step,
+    )
+    seconds = time.perf_counter() - tick
+    logging.info(
+      "%s v%d B_%d: best epoch %d alignment error %.5f (%.1fs)",
+      strategy.name,
+      k,
+      k,
+      best_epoch,
+      error,
+      seconds,
+    )
+    entry = dict(nobc.entry, transform_best_epoch=best_epoch, transform_seconds=seconds)
+    return Version(nobc.model, nobc.variables, params, entry)
+
+  def _joint(self, strategy, k, versions, key, transform, params) -> Version:
+    previous, graph = versions[-1], self.bipartite(k)
+    user_prev, item_prev = embed(previous.model, previous.variables, graph)
     old_params = tuple(v.transform_params for v in reversed(versions[1:]))
-    fit = None
-    if strategy.method == "fix-m0":
-      model, variables = previous.model, previous.variables
-    elif strategy.method == "finetune-m0":
-      model = previous.model
-      fit = fit_version(
-        model,
-        split,
-        self.fit_config(epochs=c.finetune_epochs),
-        key,
-        variables=previous.variables,
-        label=label,
-      )
-      variables = fit.variables
-    elif strategy.method in ("nobc", "posthoc"):
-      nobc = self.nobc_version(k)
-      model, variables, fit = nobc.model, nobc.variables, None
-      if strategy.method == "posthoc":
-        tick = time.perf_counter()
-        params, best_epoch, error = fit_posthoc(
-          transform,
-          params,
-          embed(model, variables, graph),
-          embed(previous.model, previous.variables, graph),
-          PosthocConfig(
-            epochs=c.posthoc_epochs,
-            keep_after=c.posthoc_keep_after,
-            batch_size=c.batch_size,
-            learning_rate=c.learning_rate,
-          ),
-          key,
-          old_params=old_params,
-          multi_step=strategy.multi_step,
-        )
-        logging.info(
-          "%s B_%d: best epoch %d alignment error %.5f (%.1fs)",
-          label,
-          k,
-          best_epoch,
-          error,
-          time.perf_counter() - tick,
-        )
-      version = Version(model, variables, params, dict(nobc.entry))
-      version.entry.update(
-        self._alignment_entry(strategy, k, version, versions),
-        strategy=strategy.name,
-      )
-      if strategy.method == "posthoc":
-        version.entry.update(
-          transform_best_epoch=best_epoch,
-          transform_seconds=time.perf_counter() - tick,
-        )
-      return version
-    else:  # joint
-      model = self.model(k)
-      user_prev, item_prev = embed(previous.model, previous.variables, graph)
-      fit = fit_version(
-        model,
-        split,
-        self.fit_config(keep_after=c.joint_keep_after),
-        key,
-        transform_params=params,
-        alignment=Alignment(transform, strategy.multi_step, c.align_weight),
-        target=AlignmentTarget(user_prev, item_prev, old_params),
-        label=label,
-      )
-      variables, params = fit.variables, fit.transform_params
-    version = Version(model, variables, params, {})
-    if fit is None:  # fix-m0: evaluated, never trained
-      recall = RecallEvaluator(split)(*embed(model, variables, graph))
-      version.entry = self._entry(strategy, k, version, None, recall=recall)
-    else:
-      version.entry = self._entry(strategy, k, version, fit)
-    version.entry.update(self._alignment_entry(strategy, k, version, versions))
+    model = self.model(k)
+    fit = fit_version(
+      model,
+      self.splits[k],
+      self.fit_config(keep_after=self.config.joint_keep_after),
+      key,
+      transform_params=params,
+      alignment=Alignment(transform, strategy.multi_step, self.config.align_weight),
+      target=AlignmentTarget(user_prev, item_prev, old_params),
+      label=f"{strategy.name} v{k}",
+    )
+    version = Version(model, fit.variables, fit.transform_params, {})
+    version.entry = self._entry(strategy, k, version, fit)
     return version
 
   def _transform(self, strategy: Strategy):
@@ -393,15 +399,7 @@ class IntendedTaskRun:
         f"{self.fingerprint} now); use a fresh workdir"
       )
     model = PinSAGE(dim=metadata["dim"], num_layers=metadata["layers"])
-    transform_params = None
-    if k > 0:
-      spec = metadata["transform"]
-      kwargs = {"hidden": spec["hidden"]} if spec["name"] == "mlp" else {}
-      transform_params = store.restore(k, "transform")
-      if transform_params is None:
-        transform_params = get_transform(spec["name"], **kwargs).init(
-          None, spec["d_in"], spec["d_out"]
-        )
+    transform_params = store.transform(k)[1] if k > 0 else None
     return Version(
       model, store.restore(k, "model"), transform_params, metadata["result"]
     )
@@ -457,5 +455,4 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f"{entry['alignment_error_v0']:.5f}" if "alignment_error_v0" in entry else "-",
       )
     atomic_files.write_json(path, results)
-  atomic_files.write_json(path, results)
   return results

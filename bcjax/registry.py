@@ -24,7 +24,7 @@ import numpy as np
 
 from bcjax.checkpoints import VersionStore
 from bcjax.errors import InputError
-from bcjax.transforms import collapse_linear, get_transform
+from bcjax.transforms import collapse_linear
 
 _SERVE_CHUNK = 1 << 16
 KINDS = ("user", "item")
@@ -82,15 +82,10 @@ class EmbeddingRegistry:
     return self._store.restore(self.latest_version, "embeddings")
 
   def _transform_params(self, version: int):
-    if version in self._transforms:
-      return self._transforms[version]
-    spec = self._metadata[version]["transform"]
-    transform = get_transform(spec["name"], **_transform_kwargs(spec))
-    params = self._store.restore(version, "transform")
-    if params is None:
-      # Nothing learned was saved: the family's init is the transform.
-      params = transform.init(jax.random.key(0), spec["d_in"], spec["d_out"])
-    self._transforms[version] = (transform, params, spec)
+    if version not in self._transforms:
+      transform, params = self._store.transform(version)
+      spec = self._metadata[version]["transform"]
+      self._transforms[version] = (transform, params, spec)
     return self._transforms[version]
 
   def _chain(self, from_version: int, to_version: int) -> Callable:
@@ -180,10 +175,6 @@ class EmbeddingRegistry:
       raise InputError(
         f"{name} {version} does not exist; saved versions are 0..{self.latest_version}"
       )
-
-
-def _transform_kwargs(spec: dict) -> dict:
-  return {"hidden": spec["hidden"]} if spec["name"] == "mlp" else {}
 
 
 def _as_matrix(transform, params, spec) -> np.ndarray | None:
