@@ -41,11 +41,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.posthoc_keep_after = 20
   config.finetune_epochs = 20
   config.transform_hidden = 0  # MLP transforms: 0 = max(d_in, d_out)
-  # Optimisation (paper: Adam 1e-3, batch 2048, BPR + 1e-2 embedding L2).
+  # Optimisation (paper: Adam 1e-3, batch 2048, BPR + 1e-2 embedding L2, 500
+  # epochs). With 40 epochs, 1e-3 stops short of the plateau that 1e-2
+  # reaches (ml-100k version 0: Recall@50 0.227 vs 0.248 at dim 32).
   config.epochs = 40
   config.eval_every = 5
   config.batch_size = 2048
-  config.learning_rate = 1e-3
+  config.learning_rate = 1e-2
   config.weight_decay = 1e-2
   # Evaluation.
   config.eval_chunk_size = 512

@@ -23,6 +23,7 @@ def get_config():
   config.dims = (256, 320, 384, 448, 512)
   config.layers = (2, 2, 3, 3, 3)
   config.epochs = 500
+  config.learning_rate = 1e-3
   config.eval_every = 10
   config.eval_chunk_size = 1024
   config.joint_keep_after = 50

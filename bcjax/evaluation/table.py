@@ -1,0 +1,413 @@
+"""The comparison table (the paper's Table 3) from the main job's results.
+
+Per strategy ``s`` (DESIGN §5):
+
+- intended (%) = ``100 * (R_s / R_nobc - 1)``, where ``R_s`` is the mean
+  Recall@50 of ``s`` over versions ``k >= 1``. Version 0 is the same model for
+  every strategy, so it would only pull every ratio towards 1.
+- unintended (%) = ``100 * (U_s / U_fix - 1)``, where ``U_s`` is the mean over
+  the core tasks ``t`` of the mean metric of ``s`` over the versions
+  ``k > selection_version(t)``, and ``U_fix`` the same for ``fix-m0``.
+- total = intended + unintended.
+- alignment error = the mean of ``distance_to_fix_m0`` over versions ``k >= 1``.
+
+Undefined values (None, or NaN read back from JSON) are skipped in every mean,
+and whatever was skipped or could not be computed is explained in the
+table's notes. Every number in the table is a finite float or None, so the
+table is valid JSON as it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bcjax.errors import InputError
+
+INTENDED_REFERENCE = "nobc"
+UNINTENDED_REFERENCE = "fix-m0"
+RECALL_KEY = "recall@50"
+COLUMNS = ("strategy", "intended", "unintended", "total", "alignment_error")
+
+
+def finite_or_none(value: Any) -> float | None:
+  """``value`` as a float when it is a finite number, else None.
+
+  Args:
+    value: anything read from results (a number, None, NaN from JSON, ...).
+
+  Returns:
+    A finite float, or None.
+  """
+  if value is None or isinstance(value, bool):
+    return None
+  try:
+    value = float(value)
+  except (TypeError, ValueError):
+    return None
+  return value if math.isfinite(value) else None
+
+
+def mean_of_defined(values: Iterable[float | None]) -> float | None:
+  """The mean of the values that are not None.
+
+  Args:
+    values: finite floats or None (undefined).
+
+  Returns:
+    The mean of the defined values, or None when there are none.
+  """
+  kept = [v for v in values if v is not None]
+  if not kept:
+    return None
+  return finite_or_none(math.fsum(kept) / len(kept))
+
+
+def relative_percent(value: float | None, reference: float | None) -> float | None:
+  """How much ``value`` differs from ``reference``, in percent.
+
+  Args:
+    value: the value, or None.
+    reference: the 0 % value, or None.
+
+  Returns:
+    ``100 * (value / reference - 1)``, or None when either is None or the
+    reference is zero.
+  """
+  if value is None or reference is None or reference == 0:
+    return None
+  return finite_or_none(100.0 * (value / reference - 1.0))
+
+
+def _lookup(mapping: Mapping, key: int | str) -> Any:
+  """``mapping[str(key)]``, falling back to ``mapping[int(key)]``.
+
+  results.json has string keys; a results dict that never went through JSON
+  may still have integer ones.
+  """
+  if str(key) in mapping:
+    return mapping[str(key)]
+  return mapping.get(int(key))
+
+
+def _require(mapping: Any, key: str, where: str) -> Any:
+  """``mapping[key]``, or an InputError that names the missing field."""
+  if not isinstance(mapping, Mapping) or key not in mapping:
+    raise InputError(f"results: {where} has no field {key!r}")
+  return mapping[key]
+
+
+def _version_numbers(per_version: Mapping) -> list[int]:
+  """The versions that a ``{"0": value, ...}`` mapping holds, sorted."""
+  try:
+    return sorted(int(k) for k in per_version)
+  except (TypeError, ValueError) as e:
+    raise InputError(
+      f"results: per_version keys must be version numbers, got "
+      f"{sorted(map(str, per_version))}"
+    ) from e
+
+
+def _read_strategies(results: Mapping) -> dict[str, dict[str, dict[int, Any]]]:
+  """Per strategy, the per-version Recall@50 and distance to fix-m0."""
+  strategies = _require(results, "strategies", "the results dict")
+  if not isinstance(strategies, Mapping):
+    raise InputError("results: 'strategies' must map strategy names to lists")
+  out = {}
+  for name, entries in strategies.items():
+    if not isinstance(entries, list):
+      raise InputError(
+        f"results: strategies[{name!r}] must be a list of per-version entries"
+      )
+    recall, distance = {}, {}
+    for i, entry in enumerate(entries):
+      where = f"strategies[{name!r}][{i}]"
+      version = int(_require(entry, "version", where))
+      recall_at = _require(entry, "recall", where)
+      if not isinstance(recall_at, Mapping) or (
+        "50" not in recall_at and 50 not in recall_at
+      ):
+        raise InputError(f"results: {where}['recall'] has no Recall@50 ('50')")
+      recall[version] = finite_or_none(_lookup(recall_at, 50))
+      distance[version] = finite_or_none(entry.get("distance_to_fix_m0"))
+    out[name] = {"recall": recall, "distance": distance}
+  return out
+
+
+def _read_tasks(results: Mapping) -> dict[str, dict[str, Any]]:
+  """Per unintended task: metric, core flag, selection version, values."""
+  tasks = results.get("unintended") or {}
+  out = {}
+  for task, spec in tasks.items():
+    where = f"unintended[{task!r}]"
+    per_strategy = _require(spec, "per_strategy", where)
+    values = {}
+    for strategy, record in per_strategy.items():
+      per_version = _require(
+        record, "per_version", f"{where}['per_strategy'][{strategy!r}]"
+      )
+      values[strategy] = {
+        k: finite_or_none(_lookup(per_version, k))
+        for k in _version_numbers(per_version)
+      }
+    out[task] = {
+      "metric": str(spec.get("metric", "")),
+      "core": bool(_require(spec, "core", where)),
+      "selection_version": int(_require(spec, "selection_version", where)),
+      "values": values,
+    }
+  return out
+
+
+def _task_notes(
+  task: str, spec: Mapping[str, Any], strategies: list[str], skipped: set[str]
+) -> list[str]:
+  """Notes on the undefined values of one task at its evaluated versions.
+
+  Args:
+    task: the task name.
+    spec: the task as read by :func:`_read_tasks`.
+    strategies: every strategy of the table.
+    skipped: strategies without any defined value for the task; they have a
+      note of their own, so they are not listed again per version.
+  """
+  notes = []
+  values, selection = spec["values"], spec["selection_version"]
+  versions = sorted({k for v in values.values() for k in v if k > selection})
+  for k in versions:
+    missing = [s for s in strategies if values.get(s, {}).get(k) is None]
+    if missing and len(missing) == len(strategies):
+      notes.append(
+        f"task {task}: labels all one class at version {k} for every strategy"
+      )
+    elif missing := [s for s in missing if s not in skipped]:
+      notes.append(f"task {task}: undefined at version {k} for {', '.join(missing)}")
+  return notes
+
+
+def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
+  """The comparison table of every strategy in ``results``.
+
+  Args:
+    results: the main job's results dict (as in results.json), with
+      ``results["strategies"][s]`` a list of per-version entries (``version``,
+      ``recall["50"]``, ``distance_to_fix_m0`` for ``k >= 1``) and
+      ``results["unintended"][t]`` a task's ``metric``, ``core``,
+      ``selection_version`` and ``per_strategy[s]["per_version"]``.
+
+  Returns:
+    A JSON-ready dict with
+
+    - ``rows``: per strategy, in the order of ``results["strategies"]``, a
+      dict with ``strategy``, ``intended``, ``unintended``, ``total``,
+      ``alignment_error``, ``mean_recall50`` and ``mean_unintended``;
+    - ``per_task``: strategy -> task -> mean metric over the task's evaluated
+      versions (None when no value is defined);
+    - ``per_version``: strategy -> ``{"recall@50": [...], task: [...]}``, lists
+      indexed by version from 0 (None where there is no value);
+    - ``tasks``: task -> ``{"metric", "core", "selection_version"}``;
+    - ``notes``: what was skipped or could not be computed, and why.
+
+  Raises:
+    InputError: a results dict that lacks a field the table needs.
+  """
+  strategies = _read_strategies(results)
+  tasks = _read_tasks(results)
+  names = list(strategies)
+  core = [t for t, spec in tasks.items() if spec["core"]]
+  notes = []
+
+  mean_recall = {
+    s: mean_of_defined(r for k, r in strategies[s]["recall"].items() if k >= 1)
+    for s in names
+  }
+  alignment = {
+    s: mean_of_defined(d for k, d in strategies[s]["distance"].items() if k >= 1)
+    for s in names
+  }
+  later = {s: sorted(k for k in strategies[s]["recall"] if k >= 1) for s in names}
+  if len({tuple(v) for v in later.values()}) > 1:
+    counts = ", ".join(f"{s}: {len(later[s])}" for s in names)
+    notes.append(
+      f"strategies have different numbers of versions after version 0 "
+      f"({counts}); each mean is over the strategy's own versions"
+    )
+  for s in names:
+    if mean_recall[s] is None:
+      notes.append(f"{s} has no Recall@50 after version 0")
+
+  per_task = {s: {} for s in names}
+  for task, spec in tasks.items():
+    skipped = set()
+    for s in names:
+      values = spec["values"].get(s, {})
+      per_task[s][task] = mean_of_defined(
+        v for k, v in values.items() if k > spec["selection_version"]
+      )
+      if per_task[s][task] is None:
+        skipped.add(s)
+    everywhere = len(skipped) == len(names)
+    if spec["core"] and skipped and not everywhere:
+      notes.append(
+        f"task {task} skipped for {', '.join(s for s in names if s in skipped)}: "
+        f"no defined value after version {spec['selection_version']}"
+      )
+    elif spec["core"] and everywhere and names:
+      notes.append(
+        f"task {task} skipped for every strategy: no defined value after "
+        f"version {spec['selection_version']}"
+      )
+    notes.extend(_task_notes(task, spec, names, skipped if not everywhere else set()))
+  mean_unintended = {s: mean_of_defined(per_task[s][t] for t in core) for s in names}
+
+  if INTENDED_REFERENCE not in strategies:
+    notes.append(f"{INTENDED_REFERENCE} missing: intended column empty")
+    reference_recall = None
+  else:
+    reference_recall = mean_recall[INTENDED_REFERENCE]
+    if reference_recall is None or reference_recall == 0:
+      notes.append(
+        f"{INTENDED_REFERENCE} has no nonzero Recall@50 after version 0: "
+        "intended column empty"
+      )
+  if not core:
+    notes.append("no core unintended task: unintended column empty")
+    reference_unintended = None
+  elif UNINTENDED_REFERENCE not in strategies:
+    notes.append(f"{UNINTENDED_REFERENCE} missing: unintended column empty")
+    reference_unintended = None
+  else:
+    reference_unintended = mean_unintended[UNINTENDED_REFERENCE]
+    if reference_unintended is None or reference_unintended == 0:
+      notes.append(
+        f"{UNINTENDED_REFERENCE} has no nonzero core-task metric: unintended "
+        "column empty"
+      )
+
+  rows = []
+  for s in names:
+    intended = relative_percent(mean_recall[s], reference_recall)
+    unintended = relative_percent(mean_unintended[s], reference_unintended)
+    total = None if intended is None or unintended is None else intended + unintended
+    rows.append(
+      {
+        "strategy": s,
+        "intended": intended,
+        "unintended": unintended,
+        "total": total,
+        "alignment_error": alignment[s],
+        "mean_recall50": mean_recall[s],
+        "mean_unintended": mean_unintended[s],
+      }
+    )
+
+  per_version = {}
+  for s in names:
+    series = {RECALL_KEY: strategies[s]["recall"]}
+    series.update({t: spec["values"].get(s, {}) for t, spec in tasks.items()})
+    length = 1 + max((k for v in series.values() for k in v), default=-1)
+    per_version[s] = {
+      key: [values.get(k) for k in range(length)] for key, values in series.items()
+    }
+
+  return {
+    "rows": rows,
+    "per_task": per_task,
+    "per_version": per_version,
+    "tasks": {
+      t: {
+        "metric": spec["metric"],
+        "core": spec["core"],
+        "selection_version": spec["selection_version"],
+      }
+      for t, spec in tasks.items()
+    },
+    "notes": notes,
+  }
+
+
+def _format(value: float | None, decimals: int) -> str:
+  """``value`` with ``decimals`` decimals, ``n/a`` for None, never ``-0.00``."""
+  if value is None:
+    return "n/a"
+  text = f"{value:.{decimals}f}"
+  # A value that rounds to zero from below would print as "-0.00".
+  return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
+  """The lines of a Markdown table."""
+  lines = ["| " + " | ".join(header) + " |"]
+  lines.append("|" + "|".join("---" for _ in header) + "|")
+  lines.extend("| " + " | ".join(row) + " |" for row in body)
+  return lines
+
+
+def to_markdown(table: Mapping[str, Any]) -> str:
+  """The comparison table, a per-task table and the notes, as Markdown.
+
+  Args:
+    table: the output of :func:`comparison_table`.
+
+  Returns:
+    Markdown text: percentages with two decimals, errors and metrics with
+    four, ``n/a`` where a value is undefined.
+  """
+  lines = ["## Comparison (relative to nobc / fix-m0)", ""]
+  lines += _markdown_table(
+    ["strategy", "intended (%)", "unintended (%)", "total", "alignment error"],
+    [
+      [
+        row["strategy"],
+        _format(row["intended"], 2),
+        _format(row["unintended"], 2),
+        _format(row["total"], 2),
+        _format(row["alignment_error"], 4),
+      ]
+      for row in table["rows"]
+    ],
+  )
+  tasks = table.get("tasks", {})
+  if tasks:
+    strategies = [row["strategy"] for row in table["rows"]]
+    lines += ["", "## Unintended tasks (mean over evaluated versions)", ""]
+    lines += _markdown_table(
+      ["task", "metric", "core", "versions", *strategies],
+      [
+        [
+          task,
+          spec["metric"],
+          "yes" if spec["core"] else "no",
+          f"> {spec['selection_version']}",
+          *(_format(table["per_task"][s].get(task), 4) for s in strategies),
+        ]
+        for task, spec in tasks.items()
+      ],
+    )
+  if table["notes"]:
+    lines += ["", "## Notes", ""]
+    lines += [f"- {note}" for note in table["notes"]]
+  return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Mapping[str, Any]) -> str:
+  """The comparison table as CSV: a header, then one row per strategy.
+
+  Args:
+    table: the output of :func:`comparison_table`.
+
+  Returns:
+    CSV text with the columns ``strategy, intended, unintended, total,
+    alignment_error`` (percentages for the first three numbers), full
+    precision, an empty cell for None.
+  """
+  buffer = io.StringIO()
+  writer = csv.writer(buffer, lineterminator="\n")
+  writer.writerow(COLUMNS)
+  for row in table["rows"]:
+    numbers = [row[c] for c in COLUMNS[1:]]
+    writer.writerow([row["strategy"], *("" if v is None else repr(v) for v in numbers)])
+  return buffer.getvalue()
