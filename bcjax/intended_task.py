@@ -147,8 +147,16 @@ class IntendedTaskRun:
       keep_after=keep_after,
     )
 
+  @property
+  def results_path(self) -> str:
+    return os.path.join(self.workdir, "results.json")
+
+  def store_path(self, name: str) -> str:
+    """The checkpoint folder of strategy ``name`` (what the registry opens)."""
+    return os.path.join(self.workdir, "checkpoints", name)
+
   def store(self, name: str) -> VersionStore:
-    return VersionStore(os.path.join(self.workdir, "checkpoints", name))
+    return VersionStore(self.store_path(name))
 
   def model(self, k: int) -> PinSAGE:
     return PinSAGE(dim=self.config.dims[k], num_layers=self.config.layers[k])
@@ -421,9 +429,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     The results, as written to ``results.json``.
   """
   config_lib.validate(config)
-  strategies = config_lib.strategies(config)
   os.makedirs(workdir, exist_ok=True)
   job = IntendedTaskRun(config, workdir)
+  return run_strategies(job, config_lib.strategies(config))
+
+
+def run_strategies(job: IntendedTaskRun, strategies: list[Strategy]) -> dict:
+  """Every version of ``strategies`` in ``job``; writes ``results.json``."""
+  config = job.config
   results = {
     "dataset": {
       "name": config.dataset,
@@ -441,7 +454,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     },
     "strategies": {},
   }
-  path = os.path.join(workdir, "results.json")
   for strategy in strategies:
     entries = job.run_strategy(strategy)
     results["strategies"][strategy.name] = entries
@@ -454,5 +466,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         results["baselines"]["most-popular"][entry["version"]]["recall"]["50"],
         f"{entry['alignment_error_v0']:.5f}" if "alignment_error_v0" in entry else "-",
       )
-    atomic_files.write_json(path, results)
+    atomic_files.write_json(job.results_path, results)
   return results

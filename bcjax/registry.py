@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import jax
@@ -60,6 +59,7 @@ class EmbeddingRegistry:
     self.strategy = self._metadata[-1].get("strategy", "")
     self._transforms: dict[int, tuple] = {}
     self._chains: dict[tuple[int, int], Callable] = {}
+    self._embeddings: dict[int, dict[str, np.ndarray]] = {}
     for k in range(1, len(versions)):
       spec = self._metadata[k]["transform"]
       if (spec["d_in"], spec["d_out"]) != (self.dims[k], self.dims[k - 1]):
@@ -77,9 +77,10 @@ class EmbeddingRegistry:
     self._check_version(version, "version")
     return self._metadata[version]
 
-  @functools.cached_property
-  def _latest(self) -> dict[str, np.ndarray]:
-    return self._store.restore(self.latest_version, "embeddings")
+  def _saved_embeddings(self, version: int) -> dict[str, np.ndarray]:
+    if version not in self._embeddings:
+      self._embeddings[version] = self._store.restore(version, "embeddings")
+    return self._embeddings[version]
 
   def _transform_params(self, version: int):
     if version not in self._transforms:
@@ -141,30 +142,50 @@ class EmbeddingRegistry:
     Returns:
       ``(len(ids), d_j)`` float32 embeddings.
     """
+    version = self.latest_version if version is None else version
+    return self.compatible_embeddings(self.latest_version, version, ids=ids, kind=kind)
+
+  def compatible_embeddings(
+    self, from_version: int, to_version: int, ids=None, kind: str = "user"
+  ) -> np.ndarray:
+    """Version ``from_version``'s saved embeddings, served as ``to_version``.
+
+    What a consumer of version ``to_version`` read while ``from_version`` was
+    the newest; with ``from_version`` the latest, this is :meth:`embeddings`.
+
+    Args:
+      from_version: ``k``, the version whose embeddings ``z_k`` are read.
+      to_version: ``j <= k``, the space they are mapped to.
+      ids: node ids to serve; all when None.
+      kind: ``"user"`` or ``"item"``.
+
+    Returns:
+      ``(len(ids), d_j)`` float32 embeddings.
+    """
     if kind not in KINDS:
       raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
-    version = self.latest_version if version is None else version
-    self._check_version(version, "version")
-    latest = self._latest[kind]
+    chain = self.transform(from_version, to_version)
+    source = self._saved_embeddings(from_version)[kind]
     if ids is not None:
       ids = np.asarray(ids)
       if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
         raise InputError(
           f"ids must be a 1-d array of integers, got {ids.dtype} {ids.shape}"
         )
-      bad = (ids < 0) | (ids >= len(latest))
+      bad = (ids < 0) | (ids >= len(source))
       if np.any(bad):
         raise InputError(
-          f"{kind} ids out of range: {ids[bad][:5].tolist()}; the latest "
-          f"version has {len(latest)} {kind}s (ids 0..{len(latest) - 1})"
+          f"{kind} ids out of range: {ids[bad][:5].tolist()}; version "
+          f"{from_version} has {len(source)} {kind}s (ids 0..{len(source) - 1})"
         )
-      latest = latest[ids]
-    chain = self.transform(self.latest_version, version)
+      source = source[ids]
     out = [
-      np.asarray(chain(latest[i : i + _SERVE_CHUNK]))
-      for i in range(0, len(latest), _SERVE_CHUNK)
+      np.asarray(chain(source[i : i + _SERVE_CHUNK]))
+      for i in range(0, len(source), _SERVE_CHUNK)
     ]
-    return np.concatenate(out) if out else np.zeros((0, self.dims[version]), np.float32)
+    if not out:
+      return np.zeros((0, self.dims[to_version]), np.float32)
+    return np.concatenate(out)
 
   def _check_version(self, version, name):
     if not isinstance(version, (int, np.integer)) or isinstance(version, bool):

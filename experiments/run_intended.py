@@ -1,52 +1,20 @@
-r"""Trains every embedding version on the intended task (recommendation).
+r"""Trains every embedding version of each strategy on the intended task.
 
 Usage::
 
   python -m experiments.run_intended --workdir=/tmp/bcjax \
       --config=experiments/configs/default.py \
+      [--config.strategy=nobc,bc-aligner] \
       [--config.dataset=ml-100k --config.data_dir=../shared/data/ml-100k]
 
-Writes ``WORKDIR/results.json``; progress lines go to the log (stderr).
+Writes ``WORKDIR/results.json`` and ``WORKDIR/checkpoints/<strategy>/``;
+progress lines go to the log (stderr).
 """
 
-import logging as std_logging
-import sys
-
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import app
 
 from bcjax import intended_task
-from bcjax.errors import InputError
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Folder for results and checkpoints.")
-config_flags.DEFINE_config_file(
-  "config", "experiments/configs/default.py", "Experiment config file."
-)
-flags.mark_flags_as_required(["workdir"])
-
-
-def _not_library_chatter(record) -> bool:
-  """Drops the INFO lines of Orbax and JAX, keeping bcjax's progress."""
-  noisy = ("/orbax/", "/jax/", "/jaxlib/")
-  return record.levelno > std_logging.INFO or not any(
-    n in record.pathname for n in noisy
-  )
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
-  # ABSLHandler forwards records to its python_handler without filtering.
-  logging.get_absl_handler().python_handler.addFilter(_not_library_chatter)
-  try:
-    intended_task.run(FLAGS.config, FLAGS.workdir)
-  except InputError as e:
-    # A user error: its message says what to fix; a traceback would bury it.
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-
+from experiments import cli
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.main_for(intended_task.run))

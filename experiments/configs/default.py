@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.dims = (32, 40, 48, 56, 64)
   config.layers = (2, 2, 3, 3, 3)
   # Strategies (comma-separated names, or "paper" for the paper's eight).
-  config.strategy = "nobc"
+  config.strategy = "paper"
   # Backward compatibility (paper: lambda 16; joint strategies keep epochs
   # after 50 of 500; post-hoc B_k 200 epochs keeping the best after 50;
   # finetune-m0 250 epochs per update).
@@ -51,5 +51,19 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 1e-2
   # Evaluation.
   config.eval_chunk_size = 512
+  # Unintended tasks: comma-separated names, empty for all the data has.
+  config.tasks = ""
+  # Consumer models (paper: hidden {128, 256, 512, 1024} x dropout
+  # {0, 0.25, 0.5}, 10 seeds, 300 epochs).
+  config.consumer = ml_collections.ConfigDict(
+    dict(
+      hidden_sizes=(128,),
+      dropouts=(0.0, 0.25),
+      seeds=2,
+      epochs=20,
+      batch_size=2048,
+      learning_rate=1e-3,
+    )
+  )
   config.seed = 0
   return config

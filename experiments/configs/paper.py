@@ -30,4 +30,8 @@ def get_config():
   config.posthoc_epochs = 200
   config.posthoc_keep_after = 50
   config.finetune_epochs = 250
+  config.consumer.hidden_sizes = (128, 256, 512, 1024)
+  config.consumer.dropouts = (0.0, 0.25, 0.5)
+  config.consumer.seeds = 10
+  config.consumer.epochs = 300
   return config

@@ -29,4 +29,9 @@ def get_config():
   config.posthoc_epochs = 4
   config.posthoc_keep_after = 1
   config.finetune_epochs = 2
+  config.consumer.hidden_sizes = (16,)
+  config.consumer.dropouts = (0.0,)
+  config.consumer.seeds = 1
+  config.consumer.epochs = 2
+  config.consumer.batch_size = 256
   return config

@@ -1,0 +1,182 @@
+"""The main job: every strategy, the consumers, and the paper's Table 3.
+
+``run(config, workdir)`` trains (or reuses) every version of every strategy
+(:mod:`bcjax.intended_task`), trains each unintended task's consumers once on
+version-0 embeddings (or reuses them), serves every strategy's
+version-0-compatible embeddings of every version to them through the
+registry, and writes under ``workdir``:
+
+* ``results.json``: everything (intended task, consumers, per-version metrics,
+  the table);
+* ``table.md`` and ``table.csv``: the comparison table;
+* ``*.png``: Recall@50 per version relative to nobc, unintended metrics
+  relative to fix-m0, alignment error per version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import jax
+import ml_collections
+from absl import logging
+
+from bcjax import atomic_files, intended_task, registry
+from bcjax import config as config_lib
+from bcjax.consumers import (
+  ConsumerConfig,
+  fit_consumer,
+  load_consumer,
+  save_consumer,
+)
+from bcjax.evaluation.plots import write_plots
+from bcjax.evaluation.table import comparison_table, to_csv, to_markdown
+from bcjax.tasks import Task, available_tasks, build_task
+
+
+def consumer_config(config: ml_collections.ConfigDict) -> ConsumerConfig:
+  c = config.consumer
+  return ConsumerConfig(
+    hidden_sizes=tuple(c.hidden_sizes),
+    dropouts=tuple(c.dropouts),
+    seeds=c.seeds,
+    epochs=c.epochs,
+    batch_size=c.batch_size,
+    learning_rate=c.learning_rate,
+  )
+
+
+def task_names(config: ml_collections.ConfigDict, graph) -> list[str]:
+  """``config.tasks`` (comma-separated), or every task the data has."""
+  names = [t.strip() for t in str(config.get("tasks", "")).split(",") if t.strip()]
+  return names or available_tasks(graph)
+
+
+def _consumer_fingerprint(config, task: Task) -> str:
+  blob = json.dumps(
+    {
+      "intended": intended_task.config_fingerprint(config),
+      "consumer": config.consumer.to_dict(),
+      "task": task.name,
+    },
+    sort_keys=True,
+    default=list,
+  )
+  return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _tables(reg: registry.EmbeddingRegistry, version: int):
+  """A strategy's version-``version`` embeddings in version 0's space."""
+  return tuple(
+    reg.compatible_embeddings(version, 0, kind=kind) for kind in ("user", "item")
+  )
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs the comparison end to end; reuses whatever ``workdir`` holds.
+
+  Args:
+    config: an experiment config (see ``experiments/configs/default.py``).
+    workdir: the output folder.
+
+  Returns:
+    The results, as written to ``workdir/results.json``.
+  """
+  config_lib.validate(config)
+  strategies = config_lib.strategies(config)
+  os.makedirs(workdir, exist_ok=True)
+  job = intended_task.IntendedTaskRun(config, workdir)
+  # Unknown task names fail before hours of training, not after.
+  tasks = [
+    build_task(name, job.graph, job.splits, seed=config.seed)
+    for name in task_names(config, job.graph)
+  ]
+  results = intended_task.run_strategies(job, strategies)
+
+  registries = {s.name: registry.open(job.store_path(s.name)) for s in strategies}
+  train_tables = _tables(registries[strategies[0].name], 0)
+  results["unintended"] = {}
+  for task in tasks:
+    tick = time.perf_counter()
+    path = os.path.join(workdir, "consumers", task.name)
+    fingerprint = _consumer_fingerprint(config, task)
+    consumer = load_consumer(path, task, fingerprint)
+    if consumer is None:
+      # Selection reads M_0's embeddings of the selection version's graph:
+      # fix-m0's, as in the paper's code.
+      selection_tables = (
+        train_tables
+        if task.selection_version == 0
+        else job.m0_embeddings(task.selection_version)
+      )
+      consumer = fit_consumer(
+        task,
+        train_tables,
+        selection_tables,
+        consumer_config(config),
+        jax.random.fold_in(
+          jax.random.key(config.seed), intended_task.hash_name(task.name)
+        ),
+      )
+      save_consumer(path, consumer, fingerprint)
+    per_strategy = {}
+    for strategy in strategies:
+      reg = registries[strategy.name]
+      per_strategy[strategy.name] = {
+        "per_version": {
+          str(k): consumer.evaluate(_tables(reg, k), examples)
+          for k, examples in sorted(task.evaluation.items())
+        }
+      }
+    results["unintended"][task.name] = {
+      "metric": task.metric,
+      "core": task.core,
+      "input": task.input,
+      "selection_version": task.selection_version,
+      "num_train": len(task.train),
+      "consumer": {
+        "hidden": consumer.hidden,
+        "dropout": consumer.dropout,
+        "selection": consumer.selection,
+        "best_epochs": consumer.best_epochs,
+        "grid": consumer.grid,
+      },
+      "per_strategy": per_strategy,
+    }
+    logging.info(
+      "task %s: consumers hidden %d dropout %.2f selection %s=%.4f; %s (%.1fs)",
+      task.name,
+      consumer.hidden,
+      consumer.dropout,
+      task.metric,
+      sum(consumer.selection) / len(consumer.selection),
+      ", ".join(
+        f"{name} v{task.eval_versions[-1]} {_fmt(v['per_version'][str(task.eval_versions[-1])])}"
+        for name, v in per_strategy.items()
+      )
+      if task.eval_versions
+      else "no version after the selection version",
+      time.perf_counter() - tick,
+    )
+    atomic_files.write_json(job.results_path, results)
+  for reg in registries.values():
+    reg.close()
+
+  table = comparison_table(results)
+  results["table"] = table
+  markdown = to_markdown(table)
+  with atomic_files.atomic_open(os.path.join(workdir, "table.md")) as f:
+    f.write(markdown)
+  with atomic_files.atomic_open(os.path.join(workdir, "table.csv")) as f:
+    f.write(to_csv(table))
+  results["plots"] = [os.path.basename(p) for p in write_plots(results, table, workdir)]
+  atomic_files.write_json(job.results_path, results)
+  logging.info("comparison table (%s):\n%s", workdir, markdown)
+  return results
+
+
+def _fmt(value):
+  return "n/a" if value is None else f"{value:.4f}"
