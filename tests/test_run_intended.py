@@ -25,7 +25,11 @@ def _binary(*args):
 
 
 def test_binary_writes_results_for_every_version(tmp_path):
-  proc = _binary(f"--workdir={tmp_path}", "--config=experiments/configs/test.py")
+  proc = _binary(
+    f"--workdir={tmp_path}",
+    "--config=experiments/configs/test.py",
+    "--config.strategy=nobc",
+  )
   assert proc.returncode == 0, proc.stderr
   results = json.loads((tmp_path / "results.json").read_text())
   config = test_config.get_config()
@@ -45,6 +49,7 @@ def test_binary_writes_results_for_every_version(tmp_path):
 def test_run_is_deterministic_on_cpu(tmp_path):
   config = test_config.get_config()
   config.num_versions = 1
+  config.strategy = "nobc"
   a = intended_task.run(config, str(tmp_path / "a"))
   b = intended_task.run(config, str(tmp_path / "b"))
 

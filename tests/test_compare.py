@@ -1,0 +1,96 @@
+"""The compare main job end to end on the test config, and its reruns."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import bcjax.comparison as comparison
+import bcjax.intended_task as intended_task
+from bcjax.errors import InputError
+from bcjax.strategies import PAPER_STRATEGIES
+from experiments.configs import test as test_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("compare"))
+  return workdir, comparison.run(test_config.get_config(), workdir)
+
+
+def test_compare_writes_every_output(compared):
+  workdir, results = compared
+  for name in (
+    "results.json",
+    "table.md",
+    "table.csv",
+    "recall50_vs_nobc.png",
+    "unintended_vs_fix_m0.png",
+    "alignment_error.png",
+  ):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  on_disk = json.loads(open(os.path.join(workdir, "results.json")).read())
+  assert set(on_disk["strategies"]) == set(PAPER_STRATEGIES)
+  assert [row["strategy"] for row in on_disk["table"]["rows"]] == list(PAPER_STRATEGIES)
+  assert "binary-edge-rating" in on_disk["unintended"]
+  edge = on_disk["unintended"]["binary-edge-rating"]["per_strategy"]
+  assert set(edge) == set(PAPER_STRATEGIES)
+  # fix-m0 and nobc are the references of the two columns.
+  rows = {row["strategy"]: row for row in on_disk["table"]["rows"]}
+  assert rows["nobc"]["intended"] == 0.0 and rows["fix-m0"]["unintended"] == 0.0
+  table_md = open(os.path.join(workdir, "table.md")).read()
+  assert "| bc-aligner" not in table_md and "| joint-linear-mloss |" in table_md
+
+
+def test_activity_tasks_without_later_versions_are_reported_not_crashing(compared):
+  _, results = compared
+  # The test config has two versions, so the activity tasks (selected on
+  # version 1) have nothing to evaluate: a note, not a NaN.
+  assert any("user-activity" in note for note in results["table"]["notes"])
+  assert results["table"]["per_task"]["fix-m0"]["user-activity"] is None
+
+
+def test_rerun_retrains_nothing(compared, monkeypatch):
+  workdir, results = compared
+
+  def fail(*args, **kwargs):
+    raise AssertionError("finished work was redone")
+
+  monkeypatch.setattr(intended_task, "fit_version", fail)
+  monkeypatch.setattr(intended_task, "fit_posthoc", fail)
+  monkeypatch.setattr(comparison, "fit_consumer", fail)
+  again = comparison.run(test_config.get_config(), workdir)
+  assert again["table"] == results["table"]
+  assert again["unintended"] == results["unintended"]
+
+
+def test_unknown_task_fails_before_training(tmp_path):
+  config = test_config.get_config()
+  config.tasks = "binary-edge-rating,fraud"
+  with pytest.raises(InputError, match="unknown task 'fraud'; valid task names"):
+    comparison.run(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_binary_reports_bad_input_in_one_line(tmp_path):
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.compare",
+      f"--workdir={tmp_path}",
+      "--config=experiments/configs/test.py",
+      "--config.strategy=paper,fast",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 2
+  assert "error: unknown strategy 'fast'" in proc.stderr
+  assert "Traceback" not in proc.stderr
