@@ -103,7 +103,9 @@ def make_results():
 # Core task means: fix-m0 edge 0.8, activity 0.7 (version 2 only),
 #   item-std 0.6 (version 1 only), item-avg 0.9 -> U = 3.0 / 4 = 0.75;
 #   nobc 0.55, 0.63, 0.54, 0.81 -> U = 2.53 / 4 = 0.6325;
-#   bc-aligner 0.76, 0.7, 0.6, (skipped) -> U = 2.06 / 3.
+#   bc-aligner 0.76, 0.7, 0.6, (skipped) -> U = 2.06 / 3; its unintended
+#   column compares it with fix-m0 over the three tasks both have:
+#   (2.06 / 3) / (2.1 / 3).
 WANT = {
   "fix-m0": {
     "intended": 100 * (0.3 / 0.45 - 1),
@@ -121,7 +123,7 @@ WANT = {
   },
   "bc-aligner": {
     "intended": 100 * (0.42 / 0.45 - 1),
-    "unintended": 100 * ((2.06 / 3) / 0.75 - 1),
+    "unintended": 100 * (2.06 / 2.1 - 1),
     "alignment_error": 0.15,
     "mean_recall50": 0.42,
     "mean_unintended": 2.06 / 3,
@@ -228,7 +230,7 @@ def test_markdown_rows():
   )
   assert "| fix-m0 | -33.33 | 0.00 | -33.33 | 0.0000 |" in text
   assert "| nobc | 0.00 | -15.67 | -15.67 | 1.5000 |" in text
-  assert "| bc-aligner | -6.67 | -8.44 | -15.11 | 0.1500 |" in text
+  assert "| bc-aligner | -6.67 | -1.90 | -8.57 | 0.1500 |" in text
   assert "| item-avg | rocauc | yes | > 0 | 0.9000 | 0.8100 | n/a |" in text
   assert "| gender | accuracy | no | > 0 | 0.7000 | 0.5500 | 0.0000 |" in text
   assert "- task item-std: labels all one class at version 2" in text

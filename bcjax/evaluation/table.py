@@ -7,7 +7,8 @@ Per strategy ``s`` (DESIGN §5):
   every strategy, so it would only pull every ratio towards 1.
 - unintended (%) = ``100 * (U_s / U_fix - 1)``, where ``U_s`` is the mean over
   the core tasks ``t`` of the mean metric of ``s`` over the versions
-  ``k > selection_version(t)``, and ``U_fix`` the same for ``fix-m0``.
+  ``k > selection_version(t)``, and ``U_fix`` the same for ``fix-m0``; both
+  means run over the core tasks defined for both ``s`` and ``fix-m0``.
 - total = intended + unintended.
 - alignment error = the mean of ``distance_to_fix_m0`` over versions ``k >= 1``.
 
@@ -290,7 +291,19 @@ def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
   rows = []
   for s in names:
     intended = relative_percent(mean_recall[s], reference_recall)
-    unintended = relative_percent(mean_unintended[s], reference_unintended)
+    unintended = None
+    if reference_unintended is not None:
+      # Compare over the tasks defined for both, so that a task skipped for
+      # one side does not move the ratio.
+      common = [
+        t
+        for t in core
+        if per_task[s][t] is not None and per_task[UNINTENDED_REFERENCE][t] is not None
+      ]
+      unintended = relative_percent(
+        mean_of_defined(per_task[s][t] for t in common),
+        mean_of_defined(per_task[UNINTENDED_REFERENCE][t] for t in common),
+      )
     total = None if intended is None or unintended is None else intended + unintended
     rows.append(
       {
