@@ -247,6 +247,18 @@ class Consumer:
     return float(np.mean(values))
 
 
+@dataclasses.dataclass
+class _GridPoint:
+  """The best (hidden, dropout) so far and its seeds' kept models."""
+
+  mean: float
+  hidden: int
+  dropout: float
+  variables: dict
+  scores: np.ndarray
+  epochs: np.ndarray
+
+
 def fit_consumer(
   task: Task,
   train_tables,
@@ -303,26 +315,25 @@ def fit_consumer(
         epochs = np.where(improved, epoch, epochs)
         kept = _keep_improved(kept, current, jnp.asarray(improved))
     for rate in config.dropouts:
-      rows = [i for i, p in enumerate(pairs) if p[0] == rate]
+      rows = np.array([i for i, p in enumerate(pairs) if p[0] == rate])
       mean = float(np.mean(scores[rows]))
       grid[f"{hidden}/{rate}"] = mean
-      if best is None or mean > best[0]:
-        best = (
-          mean,
-          hidden,
-          rate,
-          jax.tree.map(lambda a, r=rows: a[np.asarray(r)], kept),
-          scores[rows],
-          epochs[rows],
+      if best is None or mean > best.mean:
+        best = _GridPoint(
+          mean=mean,
+          hidden=hidden,
+          dropout=float(rate),
+          variables=jax.tree.map(lambda a, rows=rows: np.asarray(a[rows]), kept),
+          scores=scores[rows],
+          epochs=epochs[rows],
         )
-  _, hidden, rate, variables, selection_scores, best_epochs = best
   return Consumer(
     task=task,
-    hidden=hidden,
-    dropout=float(rate),
-    variables=jax.tree.map(np.asarray, variables),
-    selection=[float(s) for s in selection_scores],
-    best_epochs=[int(e) for e in best_epochs],
+    hidden=best.hidden,
+    dropout=best.dropout,
+    variables=best.variables,
+    selection=[float(s) for s in best.scores],
+    best_epochs=[int(e) for e in best.epochs],
     grid=grid,
   )
 
