@@ -1,0 +1,1 @@
+"""Benchmarks of bcjax (run as scripts; never timed in tests)."""
