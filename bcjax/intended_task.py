@@ -145,6 +145,7 @@ class IntendedTaskRun:
       learning_rate=c.learning_rate,
       weight_decay=c.weight_decay,
       keep_after=keep_after,
+      eval_chunk_size=c.eval_chunk_size,
     )
 
   @property
@@ -239,7 +240,7 @@ class IntendedTaskRun:
 
   def _fix_m0(self, strategy, k, versions, key, transform, params) -> Version:
     m0 = versions[-1]
-    recall = RecallEvaluator(self.splits[k])(
+    recall = RecallEvaluator(self.splits[k], chunk_size=self.config.eval_chunk_size)(
       *embed(m0.model, m0.variables, self.bipartite(k))
     )
     version = Version(m0.model, m0.variables, params, {})

@@ -82,6 +82,7 @@ class FitConfig:
     learning_rate: Adam learning rate.
     weight_decay: weight of the batch-embedding L2 in the BPR loss.
     keep_after: only epochs after this one may be selected as the best.
+    eval_chunk_size: users scored at once by the Recall@K evaluator.
   """
 
   epochs: int
@@ -90,6 +91,7 @@ class FitConfig:
   learning_rate: float = 1e-3
   weight_decay: float = 1e-2
   keep_after: int = 0
+  eval_chunk_size: int = 512
 
 
 @dataclasses.dataclass
@@ -245,7 +247,7 @@ def fit_version(
     TrainingDivergedError: when a loss is not finite.
   """
   graph = BipartiteGraph.from_split(split)
-  evaluator = RecallEvaluator(split)
+  evaluator = RecallEvaluator(split, chunk_size=config.eval_chunk_size)
   if variables is None:
     variables = init_variables(model, graph, jax.random.fold_in(key, 0))
   else:
