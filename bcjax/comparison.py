@@ -35,6 +35,7 @@ from bcjax.consumers import (
 from bcjax.evaluation.plots import write_plots
 from bcjax.evaluation.table import comparison_table, to_csv, to_markdown
 from bcjax.tasks import Task, available_tasks, build_task
+from bcjax.workdir import WorkdirLock, check_config
 
 
 def consumer_config(config: ml_collections.ConfigDict) -> ConsumerConfig:
@@ -88,6 +89,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config_lib.validate(config)
   strategies = config_lib.strategies(config)
   os.makedirs(workdir, exist_ok=True)
+  with WorkdirLock(workdir):
+    check_config(workdir, config, intended_task.MODEL_FIELDS + ("consumer",))
+    return _run(config, workdir, strategies)
+
+
+def _run(config, workdir, strategies) -> dict:
   job = intended_task.IntendedTaskRun(config, workdir)
   # Unknown task names fail before hours of training, not after.
   tasks = [

@@ -46,13 +46,15 @@ from bcjax.data.split import VersionSplit, split_version
 from bcjax.errors import InputError
 from bcjax.evaluation.recall import RecallEvaluator, most_popular_recall
 from bcjax.models.pinsage import PinSAGE, embed
+from bcjax.progress import FitProgress
 from bcjax.strategies import Strategy, parse_strategy
 from bcjax.train import Alignment, AlignmentTarget, FitConfig, fit_version
 from bcjax.transforms import compose, get_transform
+from bcjax.workdir import WorkdirLock, check_config
 
 # Config fields that change what a saved version holds; a workdir trained
 # under other values of these is not reused.
-_MODEL_FIELDS = (
+MODEL_FIELDS = (
   "dataset",
   "data_dir",
   "synthetic",
@@ -100,7 +102,7 @@ def _recall_json(recall: dict[int, float]) -> dict[str, float]:
 
 def config_fingerprint(config: ml_collections.ConfigDict) -> str:
   """A hash of the config fields that decide what a version holds."""
-  fields = {f: config.to_dict().get(f) for f in _MODEL_FIELDS}
+  fields = {f: config.to_dict().get(f) for f in MODEL_FIELDS}
   blob = json.dumps(fields, sort_keys=True, default=list)
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -159,6 +161,10 @@ class IntendedTaskRun:
   def store(self, name: str) -> VersionStore:
     return VersionStore(self.store_path(name))
 
+  def progress(self, name: str, k: int) -> FitProgress:
+    """Where the fit of version k of strategy ``name`` saves its epochs."""
+    return FitProgress(os.path.join(self.workdir, "progress", name, f"v{k}"))
+
   def model(self, k: int) -> PinSAGE:
     return PinSAGE(dim=self.config.dims[k], num_layers=self.config.layers[k])
 
@@ -182,6 +188,7 @@ class IntendedTaskRun:
             self.splits[k],
             self.fit_config(),
             jax.random.fold_in(self.key, k),
+            progress=self.progress(NOBC.name, k),
             label=f"{NOBC.name} v{k}",
           )
           transform = None if k == 0 else self._notrans(k)
@@ -191,6 +198,7 @@ class IntendedTaskRun:
             chain = [self.nobc_version(j) for j in range(k)]
             version.entry.update(self._alignment_entry(NOBC, k, version, chain))
           self._save(store, NOBC, k, version)
+        self.progress(NOBC.name, k).clear()
       self._nobc[k] = version
     return self._nobc[k]
 
@@ -217,6 +225,7 @@ class IntendedTaskRun:
         else:
           versions.append(self._train(strategy, k, versions))
           self._save(store, strategy, k, versions[-1])
+        self.progress(strategy.name, k).clear()
     return [dict(v.entry, strategy=strategy.name) for v in versions]
 
   def _train(self, strategy: Strategy, k: int, versions: list[Version]) -> Version:
@@ -255,6 +264,7 @@ class IntendedTaskRun:
       self.fit_config(epochs=self.config.finetune_epochs),
       key,
       variables=previous.variables,
+      progress=self.progress(strategy.name, k),
       label=f"{strategy.name} v{k}",
     )
     version = Version(previous.model, fit.variables, params, {})
@@ -306,6 +316,7 @@ class IntendedTaskRun:
       transform_params=params,
       alignment=Alignment(transform, strategy.multi_step, self.config.align_weight),
       target=AlignmentTarget(user_prev, item_prev, old_params),
+      progress=self.progress(strategy.name, k),
       label=f"{strategy.name} v{k}",
     )
     version = Version(model, fit.variables, fit.transform_params, {})
@@ -430,9 +441,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     The results, as written to ``results.json``.
   """
   config_lib.validate(config)
+  strategies = config_lib.strategies(config)
   os.makedirs(workdir, exist_ok=True)
-  job = IntendedTaskRun(config, workdir)
-  return run_strategies(job, config_lib.strategies(config))
+  with WorkdirLock(workdir):
+    check_config(workdir, config, MODEL_FIELDS)
+    job = IntendedTaskRun(config, workdir)
+    return run_strategies(job, strategies)
 
 
 def run_strategies(job: IntendedTaskRun, strategies: list[Strategy]) -> dict:

@@ -28,6 +28,7 @@ from bcjax.data.split import VersionSplit
 from bcjax.evaluation.recall import RecallEvaluator
 from bcjax.losses import bpr_loss, multi_step_loss, single_step_loss
 from bcjax.models.pinsage import PinSAGE, embed, init_variables
+from bcjax.progress import FitProgress
 from bcjax.transforms import BackwardTransform
 
 
@@ -224,6 +225,7 @@ def fit_version(
   transform_params: Any = None,
   alignment: Alignment | None = None,
   target: AlignmentTarget | None = None,
+  progress: FitProgress | None = None,
   label: str = "",
 ) -> FitResult:
   """Trains ``model`` on a version's split and keeps the best epoch.
@@ -238,6 +240,8 @@ def fit_version(
     transform_params: starting parameters of ``B_k`` (joint strategies).
     alignment: the alignment loss of a joint strategy, or None for BPR only.
     target: what the alignment loss aligns to (with ``alignment``).
+    progress: where to save the fit at every evaluation epoch and resume
+      from; the caller clears it once the result is saved.
     label: prefix of progress lines, e.g. ``"nobc v2"``.
 
   Returns:
@@ -250,13 +254,16 @@ def fit_version(
   evaluator = RecallEvaluator(split, chunk_size=config.eval_chunk_size)
   if variables is None:
     variables = init_variables(model, graph, jax.random.fold_in(key, 0))
-  else:
-    # Epochs donate the state: train on copies, never on the caller's arrays.
-    variables = jax.tree.map(jnp.array, variables)
+  # Epochs donate the state: the state trains on its own copies, never on the
+  # caller's arrays nor on the initial best model's.
+  variables = jax.tree.map(jnp.array, variables)
   transform_params = jax.tree.map(jnp.array, transform_params)
   # A fresh Adam state in every fit, also when fine-tuning.
   state = create_train_state(
-    model, variables, optax.adam(config.learning_rate), transform_params
+    model,
+    jax.tree.map(jnp.copy, variables),
+    optax.adam(config.learning_rate),
+    jax.tree.map(jnp.copy, transform_params),
   )
   num_steps = steps_per_epoch(split.num_train, config.batch_size)
   train_epoch = make_train_epoch(
@@ -265,13 +272,25 @@ def fit_version(
 
   best = FitResult(variables, transform_params, 0, {}, [], 0.0, 0.0)
   best_score = -np.inf
+  first_epoch = 1
+  saved = progress.latest_epoch() if progress else None
+  if saved is not None:
+    state, restored, meta = progress.restore(
+      saved, state, {"variables": variables, "transform": transform_params}
+    )
+    best.variables, best.transform_params = restored["variables"], restored["transform"]
+    best.best_epoch, best.history = meta["best_epoch"], meta["history"]
+    best.recall = {int(k): v for k, v in meta["recall"].items()}
+    best_score = meta["best_score"] if meta["best_score"] is not None else -np.inf
+    first_epoch = saved + 1
+    logging.info("%s resumes after epoch %d", label, saved)
   pending = []
   start = time.perf_counter()
   epoch_seconds, timed_epochs = 0.0, 0
-  for epoch in range(1, config.epochs + 1):
+  for epoch in range(first_epoch, config.epochs + 1):
     state, metrics = train_epoch(state, graph, jax.random.fold_in(key, epoch), target)
     pending.append(metrics)
-    if epoch == 1:
+    if epoch == first_epoch:
       # Compilation happens in the first epoch; keep it out of the epoch time.
       jax.block_until_ready(metrics)
       segment_start, segment_epochs = time.perf_counter(), 0
@@ -311,6 +330,18 @@ def fit_version(
       best.variables = jax.tree.map(jnp.copy, current)
       best.transform_params = jax.tree.map(jnp.copy, state.params["transform"])
       best.best_epoch, best.recall = epoch, recall
+    if progress is not None and epoch < config.epochs:
+      progress.save(
+        epoch,
+        state,
+        {"variables": best.variables, "transform": best.transform_params},
+        {
+          "best_epoch": best.best_epoch,
+          "best_score": None if best_score == -np.inf else float(best_score),
+          "recall": {str(k): v for k, v in best.recall.items()},
+          "history": best.history,
+        },
+      )
     segment_start, segment_epochs = time.perf_counter(), 0
   best.train_seconds = time.perf_counter() - start
   best.seconds_per_epoch = epoch_seconds / timed_epochs if timed_epochs else 0.0
