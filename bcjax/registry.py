@@ -60,6 +60,7 @@ class EmbeddingRegistry:
     self._transforms: dict[int, tuple] = {}
     self._chains: dict[tuple[int, int], Callable] = {}
     self._embeddings: dict[int, dict[str, np.ndarray]] = {}
+    self._checked: dict[tuple[int, int], Callable] = {}
     for k in range(1, len(versions)):
       spec = self._metadata[k]["transform"]
       if (spec["d_in"], spec["d_out"]) != (self.dims[k], self.dims[k - 1]):
@@ -118,7 +119,8 @@ class EmbeddingRegistry:
       to_version: ``j <= k``.
 
     Returns:
-      A function ``(n, d_k) -> (n, d_j)``.
+      A function ``(n, d_k) -> (n, d_j)`` that rejects embeddings of another
+      width or with NaN or infinite values.
     """
     self._check_version(from_version, "from_version")
     self._check_version(to_version, "to_version")
@@ -127,7 +129,27 @@ class EmbeddingRegistry:
         f"backward transforms map newer to older versions; to_version "
         f"{to_version} is newer than from_version {from_version}"
       )
-    return self._chain(from_version, to_version)
+    key = (from_version, to_version)
+    if key not in self._checked:
+      chain, width = self._chain(*key), self.dims[from_version]
+
+      def checked(z):
+        z = np.asarray(z, np.float32)
+        if z.ndim != 2 or z.shape[1] != width:
+          raise InputError(
+            f"embeddings of version {from_version} have shape (n, {width}); "
+            f"got {z.shape}"
+          )
+        bad = ~np.all(np.isfinite(z), axis=1)
+        if bad.any():
+          raise InputError(
+            f"embeddings contain NaN or infinite values in rows "
+            f"{np.flatnonzero(bad)[:5].tolist()}"
+          )
+        return np.asarray(chain(z))
+
+      self._checked[key] = checked
+    return self._checked[key]
 
   def embeddings(
     self, version: int | None = None, ids=None, kind: str = "user"
@@ -164,7 +186,8 @@ class EmbeddingRegistry:
     """
     if kind not in KINDS:
       raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
-    chain = self.transform(from_version, to_version)
+    self.transform(from_version, to_version)  # checks the versions
+    chain = self._chain(from_version, to_version)
     source = self._saved_embeddings(from_version)[kind]
     if ids is not None:
       ids = np.asarray(ids)

@@ -178,6 +178,14 @@ def test_registry_bad_requests(run):
     reg.transform(from_version=1, to_version=2)
   with pytest.raises(InputError, match="no checkpoint folder"):
     registry.open(os.path.join(workdir, "checkpoints", "missing"))
+  to_v0 = reg.transform(from_version=2, to_version=0)
+  z = np.ones((4, 32), np.float32)
+  assert to_v0(z).shape == (4, 16)
+  z[2, 5] = np.nan
+  with pytest.raises(InputError, match=r"NaN or infinite values in rows \[2\]"):
+    to_v0(z)
+  with pytest.raises(InputError, match=r"have shape \(n, 32\); got \(4, 24\)"):
+    to_v0(np.ones((4, 24), np.float32))
 
 
 def test_registry_rejects_dims_that_do_not_chain(tmp_path):
