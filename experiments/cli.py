@@ -8,6 +8,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from bcjax.errors import InputError
+from bcjax.train import TrainingDivergedError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for results and checkpoints.")
@@ -40,5 +41,9 @@ def main_for(run: Callable) -> Callable:
       # A user error: its message says what to fix; a traceback would bury it.
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
+    except TrainingDivergedError as e:
+      # Names strategy, version and epoch; what was saved before is intact.
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(3)
 
   return main
