@@ -89,3 +89,15 @@ def test_config_errors_name_the_field():
   config.dims = (8,)
   with pytest.raises(InputError, match=r"config.dims needs one entry per version"):
     intended_task.run(config, "/tmp/unused")
+
+
+def test_binary_stops_on_a_diverged_loss_naming_strategy_version_epoch(tmp_path):
+  proc = _binary(
+    f"--workdir={tmp_path}",
+    "--config=experiments/configs/test.py",
+    "--config.strategy=nobc",
+    "--config.learning_rate=1e30",
+  )
+  assert proc.returncode == 3
+  assert "error: nobc v0: the training loss became nan by epoch 2" in proc.stderr
+  assert "Traceback" not in proc.stderr
