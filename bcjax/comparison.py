@@ -103,7 +103,9 @@ def _run(config, workdir, strategies) -> dict:
   ]
   results = intended_task.run_strategies(job, strategies)
 
-  registries = {s.name: registry.open(job.store_path(s.name)) for s in strategies}
+  registries = {
+    s.name: registry.open(job.store_path(s.name), job.mesh) for s in strategies
+  }
   train_tables = _tables(registries[strategies[0].name], 0)
   results["unintended"] = {}
   for task in tasks:

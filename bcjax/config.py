@@ -68,4 +68,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       )
   if "align_weight" in config and not config.align_weight >= 0:
     raise InputError(f"config.align_weight must be >= 0, got {config.align_weight!r}")
+  if "num_devices" in config and (
+    not isinstance(config.num_devices, int) or config.num_devices < 0
+  ):
+    raise InputError(
+      f"config.num_devices must be 0 (all devices) or a positive integer, got "
+      f"{config.num_devices!r}"
+    )
   strategies(config)

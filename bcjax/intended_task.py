@@ -30,7 +30,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from bcjax import atomic_files
+from bcjax import atomic_files, sharding
 from bcjax import config as config_lib
 from bcjax.alignment import (
   PosthocConfig,
@@ -130,6 +130,7 @@ class IntendedTaskRun:
     self._m0_embeddings: dict[int, tuple] = {}
     self._nobc: dict[int, Version] = {}
     self.key = jax.random.key(config.seed)
+    self.mesh = sharding.make_mesh(config.get("num_devices", 1))
 
   # -- shared pieces -------------------------------------------------------
 
@@ -189,6 +190,7 @@ class IntendedTaskRun:
             self.fit_config(),
             jax.random.fold_in(self.key, k),
             progress=self.progress(NOBC.name, k),
+            mesh=self.mesh,
             label=f"{NOBC.name} v{k}",
           )
           transform = None if k == 0 else self._notrans(k)
@@ -265,6 +267,7 @@ class IntendedTaskRun:
       key,
       variables=previous.variables,
       progress=self.progress(strategy.name, k),
+      mesh=self.mesh,
       label=f"{strategy.name} v{k}",
     )
     version = Version(previous.model, fit.variables, params, {})
@@ -317,6 +320,7 @@ class IntendedTaskRun:
       alignment=Alignment(transform, strategy.multi_step, self.config.align_weight),
       target=AlignmentTarget(user_prev, item_prev, old_params),
       progress=self.progress(strategy.name, k),
+      mesh=self.mesh,
       label=f"{strategy.name} v{k}",
     )
     version = Version(model, fit.variables, fit.transform_params, {})

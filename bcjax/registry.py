@@ -20,7 +20,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
+from bcjax import sharding
 from bcjax.checkpoints import VersionStore
 from bcjax.errors import InputError
 from bcjax.transforms import collapse_linear
@@ -29,9 +31,14 @@ _SERVE_CHUNK = 1 << 16
 KINDS = ("user", "item")
 
 
-def open(path: str) -> EmbeddingRegistry:  # noqa: A001 - the registry's verb
-  """Opens the versions saved under ``path`` (one strategy's checkpoints)."""
-  return EmbeddingRegistry(path)
+def open(path: str, mesh: Mesh | None = None) -> EmbeddingRegistry:  # noqa: A001
+  """Opens the versions saved under ``path`` (one strategy's checkpoints).
+
+  Args:
+    path: the strategy's checkpoint folder.
+    mesh: serve with embedding rows sharded over this mesh (None: one device).
+  """
+  return EmbeddingRegistry(path, mesh)
 
 
 class EmbeddingRegistry:
@@ -43,7 +50,8 @@ class EmbeddingRegistry:
     strategy: the strategy name stored with the checkpoints.
   """
 
-  def __init__(self, path: str):
+  def __init__(self, path: str, mesh: Mesh | None = None):
+    self._mesh = mesh
     self._store = VersionStore(path, create=False)
     versions = self._store.versions()
     if not versions:
@@ -202,6 +210,9 @@ class EmbeddingRegistry:
           f"{from_version} has {len(source)} {kind}s (ids 0..{len(source) - 1})"
         )
       source = source[ids]
+    if self._mesh is not None:
+      rows, n = sharding.shard_rows(source, self._mesh)
+      return np.asarray(chain(rows))[:n]
     out = [
       np.asarray(chain(source[i : i + _SERVE_CHUNK]))
       for i in range(0, len(source), _SERVE_CHUNK)

@@ -22,7 +22,9 @@ import optax
 from absl import logging
 from flax import struct
 from flax.training import train_state
+from jax.sharding import Mesh
 
+from bcjax import sharding
 from bcjax.data.bipartite import BipartiteGraph, sample_bpr_triples
 from bcjax.data.split import VersionSplit
 from bcjax.evaluation.recall import RecallEvaluator
@@ -151,6 +153,7 @@ def make_train_epoch(
   batch_size: int,
   weight_decay: float,
   alignment: Alignment | None = None,
+  mesh: Mesh | None = None,
 ) -> Callable[..., tuple[TrainState, dict]]:
   """Builds the jitted ``train_epoch(state, graph, key, target)``.
 
@@ -161,6 +164,8 @@ def make_train_epoch(
     weight_decay: weight of the embedding L2 in the BPR loss.
     alignment: for joint strategies, the alignment loss added to BPR; its
       ``target`` argument is then an :class:`AlignmentTarget` (else None).
+    mesh: shard every batch over this mesh's devices (data parallelism); the
+      state, graph and target are expected replicated on it.
 
   Returns:
     The jitted epoch function ``(state, graph, key, target) -> (state,
@@ -208,6 +213,8 @@ def make_train_epoch(
   def train_epoch(state: TrainState, graph: BipartiteGraph, key: jax.Array, target):
     triples = sample_bpr_triples(graph, key, num_steps * batch_size)
     batches = jax.tree.map(lambda a: a.reshape(num_steps, batch_size), triples)
+    if mesh is not None:
+      batches = jax.lax.with_sharding_constraint(batches, sharding.batch_spec(mesh))
     step = functools.partial(train_step, graph, target)
     state, metrics = jax.lax.scan(step, state, batches)
     return state, jax.tree.map(jnp.mean, metrics)
@@ -226,6 +233,7 @@ def fit_version(
   alignment: Alignment | None = None,
   target: AlignmentTarget | None = None,
   progress: FitProgress | None = None,
+  mesh: Mesh | None = None,
   label: str = "",
 ) -> FitResult:
   """Trains ``model`` on a version's split and keeps the best epoch.
@@ -242,6 +250,7 @@ def fit_version(
     target: what the alignment loss aligns to (with ``alignment``).
     progress: where to save the fit at every evaluation epoch and resume
       from; the caller clears it once the result is saved.
+    mesh: train data-parallel over this mesh (None: one device).
     label: prefix of progress lines, e.g. ``"nobc v2"``.
 
   Returns:
@@ -250,6 +259,7 @@ def fit_version(
   Raises:
     TrainingDivergedError: when a loss is not finite.
   """
+  sharding.check_batch(config.batch_size, mesh)
   graph = BipartiteGraph.from_split(split)
   evaluator = RecallEvaluator(split, chunk_size=config.eval_chunk_size)
   if variables is None:
@@ -267,7 +277,7 @@ def fit_version(
   )
   num_steps = steps_per_epoch(split.num_train, config.batch_size)
   train_epoch = make_train_epoch(
-    model, num_steps, config.batch_size, config.weight_decay, alignment
+    model, num_steps, config.batch_size, config.weight_decay, alignment, mesh
   )
 
   best = FitResult(variables, transform_params, 0, {}, [], 0.0, 0.0)
@@ -284,6 +294,7 @@ def fit_version(
     best_score = meta["best_score"] if meta["best_score"] is not None else -np.inf
     first_epoch = saved + 1
     logging.info("%s resumes after epoch %d", label, saved)
+  state, graph, target = sharding.replicate((state, graph, target), mesh)
   pending = []
   start = time.perf_counter()
   epoch_seconds, timed_epochs = 0.0, 0

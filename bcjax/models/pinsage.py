@@ -69,7 +69,12 @@ class ItemEncoder(nn.Module):
 
 
 class SAGEConv(nn.Module):
-  """``W_neigh mean_{j in N(i)} x_j + b + W_root x_i`` (GraphSAGE, mean).
+  """``W_neigh mean_{j in N(i)} x_j + W_root x_i`` (GraphSAGE, mean).
+
+  PyG's SAGEConv adds a bias; here every convolution is followed by batch
+  norm, whose shift absorbs it. A bias before batch norm gets gradients that
+  are zero up to rounding, which Adam scales up to full steps, so it would
+  drift with float noise and move the running mean that inference uses.
 
   Attributes:
     dim: output dimension.
@@ -79,7 +84,9 @@ class SAGEConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, graph: BipartiteGraph) -> jax.Array:
-    neighbours = nn.Dense(self.dim, name="neighbour")(mean_aggregate(x, graph))
+    neighbours = nn.Dense(self.dim, use_bias=False, name="neighbour")(
+      mean_aggregate(x, graph)
+    )
     return neighbours + nn.Dense(self.dim, use_bias=False, name="root")(x)
 
 

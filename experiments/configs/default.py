@@ -66,4 +66,6 @@ def get_config() -> ml_collections.ConfigDict:
     )
   )
   config.seed = 0
+  # Devices to train data-parallel on (1: one device, 0: all visible ones).
+  config.num_devices = 1
   return config
