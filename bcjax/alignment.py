@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bcjax.errors import TrainingDivergedError
 from bcjax.losses import multi_step_loss, single_step_loss
 from bcjax.transforms import BackwardTransform
 
@@ -78,6 +79,7 @@ def fit_posthoc(
   *,
   old_params: tuple = (),
   multi_step: bool = False,
+  label: str = "",
 ) -> tuple[Any, int, float]:
   """Fits ``B_k`` on frozen embeddings.
 
@@ -95,9 +97,13 @@ def fit_posthoc(
     old_params: frozen ``B_{k-1}, ..., B_1`` parameters, newest first (for
       the multi-step loss).
     multi_step: use the multi-step loss.
+    label: names the fit in the error raised on divergence.
 
   Returns:
     ``(params, best_epoch, best_error)`` of the kept epoch.
+
+  Raises:
+    TrainingDivergedError: when the loss or the alignment error is not finite.
   """
   num_rows = max(current[0].shape[0], current[1].shape[0])
   num_steps = max(1, -(-num_rows // config.batch_size))
@@ -133,7 +139,7 @@ def fit_posthoc(
   opt_state = tx.init(params)
   best = (params, 0, np.inf)
   for epoch in range(1, config.epochs + 1):
-    params, opt_state, _ = train_epoch(
+    params, opt_state, loss = train_epoch(
       params,
       opt_state,
       jax.random.fold_in(key, epoch),
@@ -144,6 +150,12 @@ def fit_posthoc(
     if epoch <= config.keep_after and epoch != config.epochs:
       continue
     error = alignment_error(transform, params, current, previous)
+    if not (np.isfinite(float(loss)) and np.isfinite(error)):
+      raise TrainingDivergedError(
+        f"{label}: the post-hoc transform diverged (loss {float(loss)}, "
+        f"alignment error {error}) by epoch {epoch}; nothing of this version "
+        "was saved"
+      )
     if error < best[2] or best[1] == 0:
       best = (params, epoch, error)
   return best

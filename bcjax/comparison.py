@@ -15,6 +15,7 @@ registry, and writes under ``workdir``:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -103,11 +104,8 @@ def _run(config, workdir, strategies) -> dict:
   ]
   results = intended_task.run_strategies(job, strategies)
 
-  registries = {
-    s.name: registry.open(job.store_path(s.name), job.mesh) for s in strategies
-  }
-  train_tables = _tables(registries[strategies[0].name], 0)
-  results["unintended"] = {}
+  train_tables = job.m0_embeddings(0)
+  consumers = {}
   for task in tasks:
     tick = time.perf_counter()
     path = os.path.join(workdir, "consumers", task.name)
@@ -116,30 +114,45 @@ def _run(config, workdir, strategies) -> dict:
     if consumer is None:
       # Selection reads M_0's embeddings of the selection version's graph:
       # fix-m0's, as in the paper's code.
-      selection_tables = (
-        train_tables
-        if task.selection_version == 0
-        else job.m0_embeddings(task.selection_version)
-      )
       consumer = fit_consumer(
         task,
         train_tables,
-        selection_tables,
+        job.m0_embeddings(task.selection_version),
         consumer_config(config),
         jax.random.fold_in(
           jax.random.key(config.seed), intended_task.hash_name(task.name)
         ),
       )
       save_consumer(path, consumer, fingerprint)
-    per_strategy = {}
+    consumers[task.name] = consumer
+    logging.info(
+      "task %s: consumers hidden %d dropout %.2f, selection %s %.4f (%.1fs)",
+      task.name,
+      consumer.hidden,
+      consumer.dropout,
+      task.metric,
+      _mean_defined(consumer.selection),
+      time.perf_counter() - tick,
+    )
+
+  # Every strategy's version-0-compatible embeddings of every version, read
+  # once and served to every task's consumers.
+  values = {task.name: {} for task in tasks}
+  with contextlib.ExitStack() as stack:
     for strategy in strategies:
-      reg = registries[strategy.name]
-      per_strategy[strategy.name] = {
-        "per_version": {
-          str(k): consumer.evaluate(_tables(reg, k), examples)
-          for k, examples in sorted(task.evaluation.items())
-        }
-      }
+      reg = registry.open(job.store_path(strategy.name), job.mesh)
+      stack.callback(reg.close)
+      for k in range(config.num_versions):
+        tables = _tables(reg, k)
+        for task in tasks:
+          if k in task.evaluation:
+            per_version = values[task.name].setdefault(strategy.name, {})
+            per_version[str(k)] = consumers[task.name].evaluate(
+              tables, task.evaluation[k]
+            )
+  results["unintended"] = {}
+  for task in tasks:
+    consumer = consumers[task.name]
     results["unintended"][task.name] = {
       "metric": task.metric,
       "core": task.core,
@@ -153,26 +166,20 @@ def _run(config, workdir, strategies) -> dict:
         "best_epochs": consumer.best_epochs,
         "grid": consumer.grid,
       },
-      "per_strategy": per_strategy,
+      "per_strategy": {
+        name: {"per_version": per_version}
+        for name, per_version in values[task.name].items()
+      },
     }
-    logging.info(
-      "task %s: consumers hidden %d dropout %.2f selection %s=%.4f; %s (%.1fs)",
-      task.name,
-      consumer.hidden,
-      consumer.dropout,
-      task.metric,
-      sum(consumer.selection) / len(consumer.selection),
-      ", ".join(
-        f"{name} v{task.eval_versions[-1]} {_fmt(v['per_version'][str(task.eval_versions[-1])])}"
-        for name, v in per_strategy.items()
+    if task.eval_versions:
+      last = str(task.eval_versions[-1])
+      logging.info(
+        "task %s at version %s: %s",
+        task.name,
+        last,
+        ", ".join(f"{name} {_fmt(v[last])}" for name, v in values[task.name].items()),
       )
-      if task.eval_versions
-      else "no version after the selection version",
-      time.perf_counter() - tick,
-    )
-    atomic_files.write_json(job.results_path, results)
-  for reg in registries.values():
-    reg.close()
+  atomic_files.write_json(job.results_path, results)
 
   table = comparison_table(results)
   results["table"] = table
@@ -185,6 +192,11 @@ def _run(config, workdir, strategies) -> dict:
   atomic_files.write_json(job.results_path, results)
   logging.info("comparison table (%s):\n%s", workdir, markdown)
   return results
+
+
+def _mean_defined(values) -> float:
+  defined = [v for v in values if v is not None]
+  return sum(defined) / len(defined) if defined else float("nan")
 
 
 def _fmt(value):

@@ -75,4 +75,55 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"config.num_devices must be 0 (all devices) or a positive integer, got "
       f"{config.num_devices!r}"
     )
-  strategies(config)
+  for keep, epochs in (
+    ("joint_keep_after", "epochs"),
+    ("posthoc_keep_after", "posthoc_epochs"),
+  ):
+    if keep in config and epochs in config and config[keep] >= config[epochs]:
+      raise InputError(
+        f"config.{keep}={config[keep]} leaves no epoch to keep: it must be "
+        f"below config.{epochs}={config[epochs]}"
+      )
+  chosen = strategies(config)
+  # nobc (also behind every post-hoc strategy) and joint-notrans serve an old
+  # version as a prefix of the new embedding, so dimensions may only grow.
+  truncating = [
+    s.name
+    for s in chosen
+    if s.method in ("nobc", "posthoc")
+    or (s.method == "joint" and not s.learns_transform)
+  ]
+  dims = tuple(config.dims)[: config.num_versions]
+  shrinking = [k for k in range(1, len(dims)) if dims[k] < dims[k - 1]]
+  if truncating and shrinking:
+    k = shrinking[0]
+    raise InputError(
+      f"config.dims={dims} shrinks at version {k} ({dims[k - 1]} -> {dims[k]}), "
+      f"but {', '.join(truncating)} read an old version as the first dims of a "
+      "new one; expected non-decreasing dims"
+    )
+  if "consumer" in config:
+    _validate_consumer(config.consumer)
+
+
+def _validate_consumer(c: ml_collections.ConfigDict) -> None:
+  for field in ("hidden_sizes", "dropouts"):
+    if field not in c or len(tuple(c[field])) == 0:
+      raise InputError(f"config.consumer.{field} must list at least one value")
+  if any(not isinstance(h, int) or h < 1 for h in c.hidden_sizes):
+    raise InputError(
+      f"config.consumer.hidden_sizes must be positive integers, got {c.hidden_sizes}"
+    )
+  if any(not 0.0 <= r < 1.0 for r in c.dropouts):
+    raise InputError(
+      f"config.consumer.dropouts must lie in [0, 1), got {tuple(c.dropouts)}"
+    )
+  for field in ("seeds", "epochs", "batch_size"):
+    if not isinstance(c[field], int) or c[field] < 1:
+      raise InputError(
+        f"config.consumer.{field} must be a positive integer, got {c[field]!r}"
+      )
+  if not c.learning_rate > 0:
+    raise InputError(
+      f"config.consumer.learning_rate must be positive, got {c.learning_rate!r}"
+    )

@@ -28,7 +28,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from bcjax.errors import InputError
+from bcjax.errors import InputError, TrainingDivergedError
 from bcjax.evaluation.metrics import evaluate_metric
 from bcjax.tasks import Task, TaskExamples
 
@@ -237,10 +237,19 @@ class Consumer:
     return np.asarray(out)
 
   def evaluate(self, tables, examples: TaskExamples) -> float | None:
-    """The task metric averaged over seeds; None where it is undefined."""
+    """The task metric averaged over seeds; None where it is undefined.
+
+    Raises:
+      TrainingDivergedError: when a consumer's outputs are not finite.
+    """
+    outputs = self.outputs(tables, examples)
+    if not np.all(np.isfinite(outputs)):
+      raise TrainingDivergedError(
+        f"the consumers of task {self.task.name} give non-finite outputs at "
+        f"version {examples.version}"
+      )
     values = [
-      evaluate_metric(self.task.metric, examples.labels, out)
-      for out in self.outputs(tables, examples)
+      evaluate_metric(self.task.metric, examples.labels, out) for out in outputs
     ]
     if any(v is None for v in values):
       return None
@@ -306,8 +315,14 @@ def fit_consumer(
       )
       current = {"params": state["params"], "batch_stats": state["batch_stats"]}
       outputs = np.asarray(trainer.predict(current, selection_tables, selection_ids))
+      # A model whose outputs are not finite has no selection metric.
       metric = np.array(
-        [_or_nan(evaluate_metric(task.metric, selection.labels, o)) for o in outputs]
+        [
+          _or_nan(evaluate_metric(task.metric, selection.labels, o))
+          if np.all(np.isfinite(o))
+          else np.nan
+          for o in outputs
+        ]
       )
       improved = metric > scores
       if improved.any():
@@ -317,7 +332,7 @@ def fit_consumer(
     for rate in config.dropouts:
       rows = np.array([i for i, p in enumerate(pairs) if p[0] == rate])
       mean = float(np.mean(scores[rows]))
-      grid[f"{hidden}/{rate}"] = mean
+      grid[f"{hidden}/{rate}"] = mean if np.isfinite(mean) else None
       if best is None or mean > best.mean:
         best = _GridPoint(
           mean=mean,
@@ -332,7 +347,7 @@ def fit_consumer(
     hidden=best.hidden,
     dropout=best.dropout,
     variables=best.variables,
-    selection=[float(s) for s in best.scores],
+    selection=[float(s) if np.isfinite(s) else None for s in best.scores],
     best_epochs=[int(e) for e in best.epochs],
     grid=grid,
   )

@@ -11,6 +11,10 @@ class InputError(ValueError):
   """Bad input: a file, a config field or a request that cannot be used."""
 
 
+class TrainingDivergedError(RuntimeError):
+  """A loss became NaN or infinite; the message names what and when."""
+
+
 def unknown_name(kind: str, name: str, valid) -> InputError:
   """An error for a name that is not in a registry, listing the valid ones.
 

@@ -56,7 +56,6 @@ from bcjax.workdir import WorkdirLock, check_config
 # under other values of these is not reused.
 MODEL_FIELDS = (
   "dataset",
-  "data_dir",
   "synthetic",
   "taus",
   "dims",
@@ -123,6 +122,7 @@ class IntendedTaskRun:
     logging.info(
       "%s (loaded in %.1fs)", self.graph.summary(), time.perf_counter() - tick
     )
+    self.data_fingerprint = self.graph.fingerprint()
     self.splits = [
       split_version(self.graph, k, config.taus) for k in range(config.num_versions)
     ]
@@ -292,6 +292,7 @@ class IntendedTaskRun:
       key,
       old_params=tuple(v.transform_params for v in reversed(versions[1:])),
       multi_step=strategy.multi_step,
+      label=f"{strategy.name} v{k}",
     )
     seconds = time.perf_counter() - tick
     logging.info(
@@ -396,7 +397,7 @@ class IntendedTaskRun:
       "tau_train": self.splits[k].tau_train,
       "tau_val": self.splits[k].tau_val,
       "dataset": self.config.dataset,
-      "dataset_fingerprint": self.graph.fingerprint(),
+      "dataset_fingerprint": self.data_fingerprint,
       "config_fingerprint": self.fingerprint,
       "result": version.entry,
     }
@@ -416,6 +417,12 @@ class IntendedTaskRun:
 
   def _restore(self, store, k) -> Version:
     metadata = store.metadata(k)
+    if metadata.get("dataset_fingerprint") != self.data_fingerprint:
+      raise InputError(
+        f"{store.directory} holds version {k} trained on other data (dataset "
+        f"fingerprint {metadata.get('dataset_fingerprint')} there, "
+        f"{self.data_fingerprint} now); use a fresh workdir"
+      )
     if metadata.get("config_fingerprint") != self.fingerprint:
       raise InputError(
         f"{store.directory} holds version {k} of another config (config "
@@ -430,7 +437,7 @@ class IntendedTaskRun:
 
 
 def hash_name(name: str) -> int:
-  """A stable 31-bit integer of a name, to fold into PRNG keys."""
+  """A stable 28-bit integer of a name, to fold into PRNG keys."""
   return int(hashlib.sha256(name.encode()).hexdigest()[:7], 16)
 
 
@@ -459,7 +466,7 @@ def run_strategies(job: IntendedTaskRun, strategies: list[Strategy]) -> dict:
   results = {
     "dataset": {
       "name": config.dataset,
-      "fingerprint": job.graph.fingerprint(),
+      "fingerprint": job.data_fingerprint,
       "num_users": job.graph.num_users,
       "num_items": job.graph.num_items,
       "num_interactions": job.graph.num_edges,

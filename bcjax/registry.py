@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -99,25 +100,32 @@ class EmbeddingRegistry:
     return self._transforms[version]
 
   def _chain(self, from_version: int, to_version: int) -> Callable:
-    """The jitted chain ``B_{to+1} o ... o B_from``, built once and cached."""
+    """The chain ``B_{to+1} o ... o B_from`` as ``z -> z'``, built once.
+
+    The matrix or parameters are arguments of the jitted function, not
+    constants baked into it, and rows are padded to a few bucket sizes, so
+    requests of any size share a handful of compilations.
+    """
     if (from_version, to_version) in self._chains:
       return self._chains[from_version, to_version]
     steps = [self._transform_params(k) for k in range(from_version, to_version, -1)]
     matrices = [_as_matrix(*step) for step in steps]
     if steps and all(m is not None for m in matrices):
       # matrices[i] maps version from-i to from-i-1; the product is z @ M.
-      matrix = jnp.asarray(collapse_linear(matrices[::-1]))
-      chain = jax.jit(lambda z: z @ matrix)
+      weights = jnp.asarray(collapse_linear(matrices[::-1]))
+      fn = _matmul
     else:
+      transforms = tuple(t for t, _, _ in steps)
+      weights = tuple(p for _, p, _ in steps)
 
-      def apply(z):
-        for transform, params, _ in steps:
-          z = transform.apply(params, z)
+      def apply(z, params):
+        for transform, p in zip(transforms, params, strict=True):
+          z = transform.apply(p, z)
         return z
 
-      chain = jax.jit(apply)
-    self._chains[from_version, to_version] = chain
-    return chain
+      fn = jax.jit(apply)
+    self._chains[from_version, to_version] = _Chain(fn, weights)
+    return self._chains[from_version, to_version]
 
   def transform(self, from_version: int, to_version: int) -> Callable:
     """The map from version ``from_version``'s space to ``to_version``'s.
@@ -154,7 +162,9 @@ class EmbeddingRegistry:
             f"embeddings contain NaN or infinite values in rows "
             f"{np.flatnonzero(bad)[:5].tolist()}"
           )
-        return np.asarray(chain(z))
+        if z.shape[0] == 0:
+          return np.zeros((0, self.dims[to_version]), np.float32)
+        return chain(z)
 
       self._checked[key] = checked
     return self._checked[key]
@@ -212,14 +222,10 @@ class EmbeddingRegistry:
       source = source[ids]
     if self._mesh is not None:
       rows, n = sharding.shard_rows(source, self._mesh)
-      return np.asarray(chain(rows))[:n]
-    out = [
-      np.asarray(chain(source[i : i + _SERVE_CHUNK]))
-      for i in range(0, len(source), _SERVE_CHUNK)
-    ]
-    if not out:
+      return np.asarray(chain.on_device(rows))[:n]
+    if len(source) == 0:
       return np.zeros((0, self.dims[to_version]), np.float32)
-    return np.concatenate(out)
+    return chain(source)
 
   def _check_version(self, version, name):
     if not isinstance(version, (int, np.integer)) or isinstance(version, bool):
@@ -230,6 +236,40 @@ class EmbeddingRegistry:
       raise InputError(
         f"{name} {version} does not exist; saved versions are 0..{self.latest_version}"
       )
+
+
+@jax.jit
+def _matmul(z, matrix):
+  return z @ matrix
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chain:
+  """A jitted ``fn(z, weights)`` with its weights: a backward chain."""
+
+  fn: Callable
+  weights: object
+
+  def __call__(self, z) -> np.ndarray:
+    """Applies the chain to host rows, in bucketed chunks."""
+    return _bucketed(self.fn, z, self.weights)
+
+  def on_device(self, z: jax.Array) -> jax.Array:
+    """Applies the chain to rows already placed (e.g. sharded) on devices."""
+    return self.fn(z, self.weights)
+
+
+def _bucketed(fn: Callable, z, weights) -> np.ndarray:
+  """``fn(z, weights)`` in chunks padded to power-of-two row counts."""
+  z = np.asarray(z, np.float32)
+  out = []
+  for start in range(0, z.shape[0], _SERVE_CHUNK):
+    part = z[start : start + _SERVE_CHUNK]
+    n = part.shape[0]
+    bucket = min(max(256, 1 << max(n - 1, 0).bit_length()), _SERVE_CHUNK)
+    part = np.pad(part, ((0, bucket - n), (0, 0)))
+    out.append(np.asarray(fn(part, weights))[:n])
+  return np.concatenate(out)
 
 
 def _as_matrix(transform, params, spec) -> np.ndarray | None:

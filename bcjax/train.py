@@ -27,6 +27,7 @@ from jax.sharding import Mesh
 from bcjax import sharding
 from bcjax.data.bipartite import BipartiteGraph, sample_bpr_triples
 from bcjax.data.split import VersionSplit
+from bcjax.errors import TrainingDivergedError
 from bcjax.evaluation.recall import RecallEvaluator
 from bcjax.losses import bpr_loss, multi_step_loss, single_step_loss
 from bcjax.models.pinsage import PinSAGE, embed, init_variables
@@ -38,10 +39,6 @@ class TrainState(train_state.TrainState):
   """Adam state of ``{"model", "transform"}`` parameters, plus batch norm's."""
 
   batch_stats: Any = None
-
-
-class TrainingDivergedError(RuntimeError):
-  """A loss became NaN or infinite."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,10 +261,8 @@ def fit_version(
   evaluator = RecallEvaluator(split, chunk_size=config.eval_chunk_size)
   if variables is None:
     variables = init_variables(model, graph, jax.random.fold_in(key, 0))
-  # Epochs donate the state: the state trains on its own copies, never on the
-  # caller's arrays nor on the initial best model's.
-  variables = jax.tree.map(jnp.array, variables)
-  transform_params = jax.tree.map(jnp.array, transform_params)
+  # Epochs donate the state: it trains on its own copies, never on the
+  # caller's arrays, which stay the best model until an epoch beats them.
   # A fresh Adam state in every fit, also when fine-tuning.
   state = create_train_state(
     model,
@@ -335,7 +330,11 @@ def fit_version(
       recall[50],
       elapsed,
     )
-    if epoch > config.keep_after and recall[50] > best_score:
+    # The last epoch is kept when keep_after left nothing else to keep.
+    eligible = epoch > config.keep_after or (
+      epoch == config.epochs and best.best_epoch == 0
+    )
+    if eligible and recall[50] > best_score:
       best_score = recall[50]
       # The state is donated to the next epoch, so the best model is copied.
       best.variables = jax.tree.map(jnp.copy, current)

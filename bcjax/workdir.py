@@ -1,9 +1,8 @@
 """Guards of a workdir: one process at a time, one config for its lifetime.
 
-* :class:`WorkdirLock` holds ``WORKDIR/.lock`` (created exclusively, holding
-  the owner's pid) while a job runs. A second job on the same workdir is
-  refused; a lock left by a process that no longer runs (killed) is taken
-  over.
+* :class:`WorkdirLock` holds an ``flock`` on ``WORKDIR/.lock`` while a job
+  runs. A second job on the same workdir is refused; the kernel drops the
+  lock of a killed job, so nothing stale is left behind.
 * :func:`check_config` records the fields that decide what a workdir holds
   in ``WORKDIR/config.json`` on the first run and refuses a later run whose
   fields differ, naming each differing key, rather than mixing results. A
@@ -13,7 +12,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import json
 import os
 from collections.abc import Sequence
@@ -27,54 +26,45 @@ LOCK_NAME = ".lock"
 CONFIG_NAME = "config.json"
 
 
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
-
-
 class WorkdirLock:
-  """An exclusive, crash-tolerant lock on a workdir (a context manager)."""
+  """An exclusive lock on a workdir for one job's lifetime (a context manager).
+
+  ``fcntl.flock`` on ``WORKDIR/.lock``: the kernel releases it when the
+  holder exits or is killed, so a killed job never leaves a stale lock, and
+  two jobs cannot both take it. The file holds the holder's pid, for the
+  message a second job gets.
+  """
 
   def __init__(self, workdir: str):
     self.path = os.path.join(workdir, LOCK_NAME)
+    self._file = None
 
   def __enter__(self) -> WorkdirLock:
     os.makedirs(os.path.dirname(self.path), exist_ok=True)
-    for _ in range(2):
-      try:
-        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-      except FileExistsError:
-        owner = self._owner()
-        if owner is not None and owner != os.getpid() and _alive(owner):
-          raise InputError(
-            f"workdir {os.path.dirname(self.path)} is in use by process {owner} "
-            f"(lock {self.path}); wait for it to finish or use another workdir"
-          ) from None
-        # A stale lock: its process is gone (killed), so the workdir is free.
-        with contextlib.suppress(FileNotFoundError):
-          os.remove(self.path)
-        continue
-      with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
-      return self
-    raise InputError(f"could not take the lock {self.path}; another job raced for it")
-
-  def _owner(self) -> int | None:
+    f = open(self.path, "a+")  # noqa: SIM115 - held open while locked
     try:
-      with open(self.path) as f:
-        return int(f.read().strip() or -1)
-    except (FileNotFoundError, ValueError):
-      return None
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      owner = f.read().strip() or "unknown"
+      f.close()
+      raise InputError(
+        f"workdir {os.path.dirname(self.path)} is in use by process {owner} "
+        f"(lock {self.path}); wait for it to finish or use another workdir"
+      ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    self._file = f
+    return self
 
   def __exit__(self, *exc):
-    if self._owner() == os.getpid():
-      with contextlib.suppress(FileNotFoundError):
-        os.remove(self.path)
+    if self._file is not None:
+      self._file.truncate(0)
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+      self._file.close()
+      self._file = None
 
 
 def check_config(
@@ -90,7 +80,13 @@ def check_config(
   current = json.loads(
     json.dumps({f: config.to_dict().get(f) for f in fields}, default=list)
   )
-  if not os.path.exists(path):
+  holds_results = any(
+    os.path.exists(os.path.join(workdir, name))
+    for name in ("checkpoints", "consumers", "progress", "results.json")
+  )
+  if not os.path.exists(path) or not holds_results:
+    # Nothing was computed under the recorded config (a first run that
+    # failed on bad input, say): the current one takes its place.
     atomic_files.write_json(path, current)
     return
   try:

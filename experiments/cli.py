@@ -7,8 +7,7 @@ from collections.abc import Callable
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bcjax.errors import InputError
-from bcjax.train import TrainingDivergedError
+from bcjax.errors import InputError, TrainingDivergedError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for results and checkpoints.")

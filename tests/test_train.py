@@ -7,10 +7,10 @@ import pytest
 
 from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.split import split_version
+from bcjax.errors import TrainingDivergedError
 from bcjax.models.pinsage import PinSAGE, init_variables
 from bcjax.train import (
   FitConfig,
-  TrainingDivergedError,
   create_train_state,
   fit_version,
   make_train_epoch,

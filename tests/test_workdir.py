@@ -13,36 +13,49 @@ from experiments.configs import test as test_config
 FIELDS = ("dataset", "dims", "learning_rate")
 
 
-def test_lock_refuses_a_second_live_process(tmp_path):
-  sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+HOLD = """
+import fcntl, os, sys, time
+f = open(sys.argv[1], "a+")
+fcntl.flock(f, fcntl.LOCK_EX)
+f.write(str(os.getpid())); f.flush()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def _holder(path):
+  proc = subprocess.Popen(
+    [sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True
+  )
+  assert proc.stdout.readline().strip() == "held"
+  return proc
+
+
+def test_lock_refuses_a_second_process(tmp_path):
+  holder = _holder(tmp_path / LOCK_NAME)
   try:
-    (tmp_path / LOCK_NAME).write_text(str(sleeper.pid))
-    with pytest.raises(InputError, match=f"in use by process {sleeper.pid}"):
+    with pytest.raises(InputError, match=f"in use by process {holder.pid}"):
       with WorkdirLock(str(tmp_path)):
         pass
   finally:
-    sleeper.kill()
-    sleeper.wait()
-
-
-def test_stale_lock_of_a_dead_process_is_recovered(tmp_path):
-  dead = subprocess.Popen([sys.executable, "-c", "pass"])
-  dead.wait()
-  (tmp_path / LOCK_NAME).write_text(str(dead.pid))
+    holder.kill()
+    holder.wait()
+  # The kernel dropped the killed holder's lock: the workdir is free again.
   with WorkdirLock(str(tmp_path)):
     assert (tmp_path / LOCK_NAME).read_text() == str(os.getpid())
-  assert not (tmp_path / LOCK_NAME).exists()
 
 
 def test_lock_is_released_on_error(tmp_path):
   with pytest.raises(RuntimeError):
     with WorkdirLock(str(tmp_path)):
       raise RuntimeError
-  assert not (tmp_path / LOCK_NAME).exists()
+  with WorkdirLock(str(tmp_path)):
+    pass
 
 
 def test_config_change_names_the_differing_keys(tmp_path):
   config = test_config.get_config()
+  (tmp_path / "results.json").write_text("{}")  # the workdir holds results
   check_config(str(tmp_path), config, FIELDS)
   assert (tmp_path / CONFIG_NAME).exists()
   check_config(str(tmp_path), config, FIELDS)  # the same config passes
@@ -56,8 +69,17 @@ def test_config_change_names_the_differing_keys(tmp_path):
   assert "dataset" not in message
 
 
+def test_a_workdir_without_results_takes_the_new_config(tmp_path):
+  config = test_config.get_config()
+  config.dataset = "ml-100K"  # a typo that failed before anything ran
+  check_config(str(tmp_path), config, FIELDS)
+  config.dataset = "synthetic"
+  check_config(str(tmp_path), config, FIELDS)
+
+
 def test_fields_first_seen_later_are_recorded(tmp_path):
   config = test_config.get_config()
+  (tmp_path / "results.json").write_text("{}")
   check_config(str(tmp_path), config, ("dataset",))
   check_config(str(tmp_path), config, ("dataset", "consumer"))
   config.consumer.seeds = 7

@@ -14,11 +14,6 @@ from typing import Any
 from bcjax.data.graph import DynamicGraph
 from bcjax.errors import InputError, unknown_name
 
-PAPER_AMAZON_CATEGORIES = (
-  "Musical_Instruments",
-  "Video_Games",
-  "Grocery_and_Gourmet_Food",
-)
 DATASET_NAMES = ("synthetic", "ml-100k", "amazon-<Category>")
 
 

@@ -15,6 +15,7 @@ variables and the graph alone.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import flax.linen as nn
@@ -144,6 +145,11 @@ def init_variables(model: PinSAGE, graph: BipartiteGraph, key: jax.Array) -> dic
   return dict(model.init(key, graph, train=False))
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def embed(model: PinSAGE, variables: dict, graph: BipartiteGraph):
-  """Inference embeddings ``(user_emb, item_emb)`` with running statistics."""
+  """Inference embeddings ``(user_emb, item_emb)`` with running statistics.
+
+  Jitted with the (hashable) module static: one compilation per architecture
+  and graph size, then every evaluation epoch reuses it.
+  """
   return model.apply(variables, graph, train=False)

@@ -2,11 +2,13 @@ r"""A seconds-sized config for tests and smoke runs.
 
 Command::
 
-  python -m experiments.run_intended --workdir=/tmp/bcjax_test \
+  python -m experiments.compare --workdir=/tmp/bcjax_test \
       --config=experiments/configs/test.py
 
-Expected result: ``results.json`` with two ``nobc`` versions of a tiny
-synthetic graph, within seconds; the numbers mean nothing.
+Expected result: about a minute on 2 CPU cores (mostly compilation); every
+output of the main job (results.json, table.md, table.csv, plots) for the
+paper's eight strategies over two versions of a tiny synthetic graph; the
+numbers mean nothing.
 """
 
 from experiments.configs import default
