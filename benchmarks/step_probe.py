@@ -9,6 +9,8 @@ Usage::
 
   python -m benchmarks.step_probe --users=27500 --items=10600 \
       --interactions=231000 --dim=512 --layers=3 --json=/tmp/probe.json
+  python -m benchmarks.step_probe --dataset=ml-100k \
+      --data_dir=../shared/data/ml-100k --dim=256 --layers=2
 
 Run it once more with ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` on a
 GPU to see what determinism costs there.
@@ -26,12 +28,14 @@ import optax
 from absl import app, flags
 
 from bcjax.data.bipartite import BipartiteGraph
+from bcjax.data.datasets import load_dataset
 from bcjax.data.split import split_version
-from bcjax.data.synthetic import SyntheticSpec, generate
 from bcjax.evaluation.recall import RecallEvaluator
 from bcjax.models.pinsage import PinSAGE, embed, init_variables
 from bcjax.train import create_train_state, make_train_epoch, steps_per_epoch
 
+flags.DEFINE_string("dataset", "synthetic", "Dataset name (see bcjax.data).")
+flags.DEFINE_string("data_dir", "", "Folder of a real dataset's files.")
 flags.DEFINE_integer("users", 27_500, "Users of the synthetic graph.")
 flags.DEFINE_integer("items", 10_600, "Items of the synthetic graph.")
 flags.DEFINE_integer("interactions", 231_000, "Interactions.")
@@ -48,12 +52,14 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   tick = time.perf_counter()
-  graph = generate(
-    SyntheticSpec(
-      num_users=FLAGS.users,
-      num_items=FLAGS.items,
-      num_interactions=FLAGS.interactions,
-    )
+  graph = load_dataset(
+    FLAGS.dataset,
+    FLAGS.data_dir or None,
+    {
+      "num_users": FLAGS.users,
+      "num_items": FLAGS.items,
+      "num_interactions": FLAGS.interactions,
+    },
   )
   split = split_version(graph, FLAGS.version)
   bipartite = BipartiteGraph.from_split(split)
