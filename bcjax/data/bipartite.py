@@ -56,9 +56,13 @@ class BipartiteGraph:
   """The training graph of one version, as device arrays.
 
   Attributes:
-    senders: ``(2 * num_train,)`` int32 source node of each directed edge;
-      users are nodes ``[0, num_users)``, item ``i`` is node ``num_users + i``.
-    receivers: ``(2 * num_train,)`` int32 target node of each edge.
+    senders: ``(num_edge_slots,)`` int32 source node of each directed edge
+      (two per training interaction); users are nodes ``[0, num_users)``,
+      item ``i`` is node ``num_users + i``. Edges are sorted by receiver and
+      padded to a whole number of ``edge_chunk`` slots, first the edges
+      into users, then those into items.
+    receivers: ``(num_edge_slots,)`` int32 target node of each edge;
+      ``num_nodes`` in padding slots, which aggregation drops.
     inv_degree: ``(num_users + num_items,)`` float32 ``1 / in-degree``, 0 for
       isolated nodes, so that aggregation is a mean.
     item_attrs: attribute kind -> :class:`AttributeBag`.
@@ -73,6 +77,10 @@ class BipartiteGraph:
     num_users: static node count of users.
     num_items: static node count of items.
     max_degree: static largest number of positives of one user.
+    edge_chunk: static number of edges aggregated at once (0: all at once);
+      see :func:`default_edge_chunk`.
+    num_user_edge_slots: static number of leading edge slots whose receivers
+      are users (the rest go into items).
   """
 
   senders: jax.Array
@@ -86,20 +94,38 @@ class BipartiteGraph:
   num_users: int = struct.field(pytree_node=False)
   num_items: int = struct.field(pytree_node=False)
   max_degree: int = struct.field(pytree_node=False)
+  edge_chunk: int = struct.field(pytree_node=False, default=0)
+  num_user_edge_slots: int = struct.field(pytree_node=False, default=0)
 
   @property
   def num_nodes(self) -> int:
     return self.num_users + self.num_items
 
   @classmethod
-  def from_split(cls, split: VersionSplit) -> BipartiteGraph:
-    """Builds the device graph from a version's training interactions."""
+  def from_split(
+    cls, split: VersionSplit, edge_chunk: int | None = None
+  ) -> BipartiteGraph:
+    """Builds the device graph from a version's training interactions.
+
+    Args:
+      split: the version's split.
+      edge_chunk: edges aggregated at once; None picks
+        :func:`default_edge_chunk` for the default backend.
+    """
+    if edge_chunk is None:
+      edge_chunk = default_edge_chunk()
+    if edge_chunk < 0:
+      raise ValueError(f"edge_chunk must be >= 0 (0: no chunking), got {edge_chunk}")
     nu, ni = split.num_users, split.num_items
     user = split.train_user.astype(np.int64)
     item = split.train_item.astype(np.int64)
-    senders = np.concatenate([user, nu + item])
-    receivers = np.concatenate([nu + item, user])
-    degree = np.bincount(receivers, minlength=nu + ni)
+    # Receiver order keeps each chunk's scatter on few output rows; the
+    # edges into users come first, in whole chunks, so that the first layer
+    # can aggregate into users alone (see PinSAGE).
+    into_users = _edge_slots(nu + item, user, edge_chunk, nu + ni)
+    into_items = _edge_slots(user, nu + item, edge_chunk, nu + ni)
+    senders, receivers = (np.concatenate(p) for p in zip(into_users, into_items))
+    degree = np.bincount(np.concatenate([user, nu + item]), minlength=nu + ni)
     inv_degree = np.where(degree > 0, 1.0 / np.maximum(degree, 1), 0.0)
 
     pairs = np.unique(user * ni + item)
@@ -119,7 +145,36 @@ class BipartiteGraph:
       num_users=nu,
       num_items=ni,
       max_degree=int(counts.max()),
+      edge_chunk=edge_chunk,
+      num_user_edge_slots=len(into_users[0]),
     )
+
+
+def _edge_slots(senders, receivers, chunk, fill):
+  """Edges sorted by receiver, padded to whole chunks with ``fill`` receivers."""
+  order = np.lexsort((senders, receivers))
+  pad = (-len(senders)) % chunk if chunk else 0
+  return (
+    np.concatenate([senders[order], np.zeros(pad, np.int64)]),
+    np.concatenate([receivers[order], np.full(pad, fill, np.int64)]),
+  )
+
+
+def default_edge_chunk(backend: str | None = None) -> int:
+  """Edges per aggregation chunk that is fastest on ``backend``.
+
+  On CPU, gathering all ``(num_edges, dim)`` messages before the scatter
+  streams them through memory twice; in chunks of 4096 edges they stay in
+  cache (ml-100k, dim 256: aggregation forward and backward 224 ms -> 15 ms
+  on 2 cores). On GPU the single fused pass is the fast one.
+
+  Args:
+    backend: a JAX backend name; None for the default backend.
+
+  Returns:
+    The chunk size, 0 for a single pass.
+  """
+  return 4096 if (backend or jax.default_backend()) == "cpu" else 0
 
 
 def _search_rows(

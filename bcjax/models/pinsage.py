@@ -25,20 +25,45 @@ import jax.numpy as jnp
 from bcjax.data.bipartite import AttributeBag, BipartiteGraph
 
 
-def mean_aggregate(x: jax.Array, graph: BipartiteGraph) -> jax.Array:
+def mean_aggregate(
+  x: jax.Array, graph: BipartiteGraph, *, into_users_only: bool = False
+) -> jax.Array:
   """Mean of the in-neighbours' features of every node.
 
   Args:
     x: ``(num_nodes, dim)`` node features.
     graph: the graph whose edges carry the messages.
+    into_users_only: aggregate into the users alone (their neighbours are
+      items), skipping the edges into items.
 
   Returns:
-    ``(num_nodes, dim)``; zero for nodes without neighbours.
+    ``(num_nodes, dim)``, or ``(num_users, dim)`` with ``into_users_only``;
+    zero for nodes without neighbours.
   """
-  summed = jax.ops.segment_sum(
-    x[graph.senders], graph.receivers, num_segments=graph.num_nodes
+  n = graph.num_users if into_users_only else graph.num_nodes
+  stop = graph.num_user_edge_slots if into_users_only else graph.senders.shape[0]
+  senders, receivers = graph.senders[:stop], graph.receivers[:stop]
+  if not graph.edge_chunk or stop <= graph.edge_chunk:
+    summed = jax.ops.segment_sum(
+      x[senders], receivers, num_segments=n, indices_are_sorted=True
+    )
+    return summed * graph.inv_degree[:n, None]
+
+  # One chunk's messages at a time, so they never leave cache (see
+  # default_edge_chunk); the scan's transpose chunks the backward pass too.
+  def add_chunk(total, edges):
+    chunk_senders, chunk_receivers = edges
+    total = total.at[chunk_receivers].add(
+      x[chunk_senders], mode="drop", indices_are_sorted=True
+    )
+    return total, None
+
+  chunks = (
+    senders.reshape(-1, graph.edge_chunk),
+    receivers.reshape(-1, graph.edge_chunk),
   )
-  return summed * graph.inv_degree[:, None]
+  summed, _ = jax.lax.scan(add_chunk, jnp.zeros((n, x.shape[1]), x.dtype), chunks)
+  return summed * graph.inv_degree[:n, None]
 
 
 class ItemEncoder(nn.Module):
@@ -84,11 +109,28 @@ class SAGEConv(nn.Module):
   dim: int
 
   @nn.compact
-  def __call__(self, x: jax.Array, graph: BipartiteGraph) -> jax.Array:
-    neighbours = nn.Dense(self.dim, use_bias=False, name="neighbour")(
-      mean_aggregate(x, graph)
+  def __call__(
+    self, x: jax.Array, graph: BipartiteGraph, user_vector: jax.Array | None = None
+  ) -> jax.Array:
+    """Convolves ``(num_nodes, d_in)`` features into ``(num_nodes, dim)``.
+
+    With ``user_vector`` (``(1, d_in)``), every user's row of ``x`` is that
+    vector. Then an item's neighbour mean is the vector itself and each user
+    row of ``W_root x`` is one product, so only the edges into users are
+    aggregated and the two products run over one node set each instead of
+    both: half the work of the first layer, same result.
+    """
+    neighbour = nn.Dense(self.dim, use_bias=False, name="neighbour")
+    root = nn.Dense(self.dim, use_bias=False, name="root")
+    if user_vector is None:
+      return neighbour(mean_aggregate(x, graph)) + root(x)
+    nu = graph.num_users
+    users = neighbour(mean_aggregate(x, graph, into_users_only=True)) + root(
+      user_vector
     )
-    return neighbours + nn.Dense(self.dim, use_bias=False, name="root")(x)
+    has_neighbour = (graph.inv_degree[nu:, None] > 0).astype(x.dtype)
+    items = neighbour(user_vector) * has_neighbour + root(x[nu:])
+    return jnp.concatenate([users, items], axis=0)
 
 
 class PinSAGE(nn.Module):
@@ -128,7 +170,8 @@ class PinSAGE(nn.Module):
     )
     x = jnp.concatenate([users, items], axis=0)
     for layer in range(self.num_layers):
-      x = SAGEConv(self.dim, name=f"conv_{layer}")(x, graph)
+      shared = user_vector if layer == 0 else None
+      x = SAGEConv(self.dim, name=f"conv_{layer}")(x, graph, shared)
       x = nn.BatchNorm(
         use_running_average=not train,
         momentum=self.momentum,
