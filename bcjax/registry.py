@@ -67,7 +67,7 @@ class EmbeddingRegistry:
     self.dims = tuple(int(m["dim"]) for m in self._metadata)
     self.strategy = self._metadata[-1].get("strategy", "")
     self._transforms: dict[int, tuple] = {}
-    self._chains: dict[tuple[int, int], Callable] = {}
+    self._chains: dict[tuple[int, int, bool], BackwardChain] = {}
     self._embeddings: dict[int, dict[str, np.ndarray]] = {}
     self._checked: dict[tuple[int, int], Callable] = {}
     for k in range(1, len(versions)):
@@ -99,18 +99,33 @@ class EmbeddingRegistry:
       self._transforms[version] = (transform, params, spec)
     return self._transforms[version]
 
-  def _chain(self, from_version: int, to_version: int) -> Callable:
-    """The chain ``B_{to+1} o ... o B_from`` as ``z -> z'``, built once.
+  def chain(
+    self, from_version: int, to_version: int, *, collapse: bool = True
+  ) -> BackwardChain:
+    """The chain ``B_{to+1} o ... o B_from`` as a :class:`BackwardChain`.
 
-    The matrix or parameters are arguments of the jitted function, not
-    constants baked into it, and rows are padded to a few bucket sizes, so
-    requests of any size share a handful of compilations.
+    Built once per request kind and cached. The matrix or parameters are
+    arguments of the jitted function, not constants baked into it, and host
+    rows are padded to a few bucket sizes, so requests of any size share a
+    handful of compilations. Unlike :meth:`transform`, it does not check its
+    input: it is the fast path for rows already validated or on devices.
+
+    Args:
+      from_version: ``k``, the newer version.
+      to_version: ``j <= k``.
+      collapse: multiply a chain of linear transforms into one matrix (else
+        apply the transforms one by one, as for non-linear chains).
     """
-    if (from_version, to_version) in self._chains:
-      return self._chains[from_version, to_version]
+    self._check_versions(from_version, to_version)
+    key = (from_version, to_version, collapse)
+    if key not in self._chains:
+      self._chains[key] = self._build_chain(from_version, to_version, collapse)
+    return self._chains[key]
+
+  def _build_chain(self, from_version, to_version, collapse) -> BackwardChain:
     steps = [self._transform_params(k) for k in range(from_version, to_version, -1)]
     matrices = [_as_matrix(*step) for step in steps]
-    if steps and all(m is not None for m in matrices):
+    if collapse and steps and all(m is not None for m in matrices):
       # matrices[i] maps version from-i to from-i-1; the product is z @ M.
       weights = jnp.asarray(collapse_linear(matrices[::-1]))
       fn = _matmul
@@ -124,8 +139,7 @@ class EmbeddingRegistry:
         return z
 
       fn = jax.jit(apply)
-    self._chains[from_version, to_version] = _Chain(fn, weights)
-    return self._chains[from_version, to_version]
+    return BackwardChain(fn, weights)
 
   def transform(self, from_version: int, to_version: int) -> Callable:
     """The map from version ``from_version``'s space to ``to_version``'s.
@@ -138,16 +152,10 @@ class EmbeddingRegistry:
       A function ``(n, d_k) -> (n, d_j)`` that rejects embeddings of another
       width or with NaN or infinite values.
     """
-    self._check_version(from_version, "from_version")
-    self._check_version(to_version, "to_version")
-    if to_version > from_version:
-      raise InputError(
-        f"backward transforms map newer to older versions; to_version "
-        f"{to_version} is newer than from_version {from_version}"
-      )
+    self._check_versions(from_version, to_version)
     key = (from_version, to_version)
     if key not in self._checked:
-      chain, width = self._chain(*key), self.dims[from_version]
+      chain, width = self.chain(*key), self.dims[from_version]
 
       def checked(z):
         z = np.asarray(z, np.float32)
@@ -204,8 +212,7 @@ class EmbeddingRegistry:
     """
     if kind not in KINDS:
       raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
-    self.transform(from_version, to_version)  # checks the versions
-    chain = self._chain(from_version, to_version)
+    chain = self.chain(from_version, to_version)
     source = self._saved_embeddings(from_version)[kind]
     if ids is not None:
       ids = np.asarray(ids)
@@ -227,6 +234,15 @@ class EmbeddingRegistry:
       return np.zeros((0, self.dims[to_version]), np.float32)
     return chain(source)
 
+  def _check_versions(self, from_version, to_version):
+    self._check_version(from_version, "from_version")
+    self._check_version(to_version, "to_version")
+    if to_version > from_version:
+      raise InputError(
+        f"backward transforms map newer to older versions; to_version "
+        f"{to_version} is newer than from_version {from_version}"
+      )
+
   def _check_version(self, version, name):
     if not isinstance(version, (int, np.integer)) or isinstance(version, bool):
       raise InputError(f"{name} must be an integer, got {version!r}")
@@ -244,8 +260,14 @@ def _matmul(z, matrix):
 
 
 @dataclasses.dataclass(frozen=True)
-class _Chain:
-  """A jitted ``fn(z, weights)`` with its weights: a backward chain."""
+class BackwardChain:
+  """A jitted ``fn(z, weights)`` with its weights: a backward chain.
+
+  Attributes:
+    fn: ``(z (n, d_k), weights) -> (n, d_j)``, jitted.
+    weights: the collapsed matrix ``(d_k, d_j)``, or the parameters of each
+      transform of the chain, newest first.
+  """
 
   fn: Callable
   weights: object

@@ -63,7 +63,7 @@ def test_evaluator_compiles_once(small_graph):
       rng.normal(size=(split.num_users, 4)).astype(np.float32),
       rng.normal(size=(split.num_items, 4)).astype(np.float32),
     )
-  assert evaluator._evaluate._cache_size() == 1
+  assert evaluator.compilations() == 1
 
 
 def test_most_popular_ranks_by_training_degree(small_graph):

@@ -8,6 +8,7 @@ import os
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -117,6 +118,14 @@ def test_registry_linear_chain_matches_saved_kernels(run):
   )
   # The collapsed chain is built once and cached.
   assert reg.transform(2, 0) is reg.transform(2, 0)
+  # Applied transform by transform, host or device rows, it serves the same.
+  collapsed, stepwise = reg.chain(2, 0), reg.chain(2, 0, collapse=False)
+  assert collapsed.weights.shape == w2.shape[:1] + w1.shape[1:]
+  assert len(stepwise.weights) == 2
+  np.testing.assert_allclose(stepwise(z), z @ w2 @ w1, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    stepwise.on_device(jnp.asarray(z)), collapsed.on_device(jnp.asarray(z)), atol=1e-5
+  )
 
 
 def test_nobc_serves_the_prefix(run):

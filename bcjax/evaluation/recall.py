@@ -119,6 +119,10 @@ class RecallEvaluator:
   def num_eval_users(self) -> int:
     return len(self.eval_users)
 
+  def compilations(self) -> int:
+    """How many times the evaluation has been compiled (1 once called)."""
+    return self._evaluate._cache_size()
+
   def _evaluate_all(self, user_emb, item_emb, chunks):
     top = min(self.ks[-1], self.num_items)
 

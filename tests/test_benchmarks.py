@@ -1,0 +1,89 @@
+"""The benchmark's cost model and its end-to-end run (no timings asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import optax
+import pytest
+
+from bcjax.data.bipartite import BipartiteGraph
+from bcjax.data.split import split_version
+from bcjax.data.synthetic import SyntheticSpec, generate
+from bcjax.models.pinsage import PinSAGE, init_variables
+from bcjax.train import create_train_state, make_train_epoch
+from benchmarks.hardware import DevicePeaks
+from benchmarks.workloads import train_step_cost
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("dim,layers", [(64, 1), (64, 2), (128, 3)])
+def test_step_cost_agrees_with_xla_flop_count(dim, layers):
+  # XLA's own count of the compiled one-step epoch is an independent tally:
+  # the model's FLOPs must be nearly all of it (XLA also counts sampling and
+  # elementwise work the model rounds off), and its fewest bytes no more
+  # than the bytes XLA's program touches.
+  spec = SyntheticSpec(num_users=400, num_items=300, num_interactions=8000, seed=3)
+  split = split_version(generate(spec), 4)
+  graph = BipartiteGraph.from_split(split, 0)
+  model = PinSAGE(dim, layers)
+  variables = init_variables(model, graph, jax.random.key(0))
+  epoch = make_train_epoch(model, 1, 256, 1e-2)
+  state = create_train_state(model, variables, optax.adam(1e-3))
+  analysis = epoch.lower(state, graph, jax.random.key(1), None).compile()
+  analysis = analysis.cost_analysis()
+  if isinstance(analysis, list):
+    analysis = analysis[0]
+  num_params = sum(x.size for x in jax.tree.leaves(variables["params"]))
+  cost = train_step_cost(graph, dim, layers, 256, num_params)
+  assert 0.8 * analysis["flops"] <= cost.flops <= 1.05 * analysis["flops"]
+  assert 0 < cost.bytes <= analysis["bytes accessed"]
+
+
+def test_floor_is_the_slower_of_compute_and_memory():
+  peaks = DevicePeaks("test", "cpu", 1e9, 1e8, "default", 1, 1)
+  assert peaks.floor_seconds(2e9, 1e7) == pytest.approx(2.0)  # compute-bound
+  assert peaks.floor_seconds(1e6, 5e8) == pytest.approx(5.0)  # memory-bound
+
+
+def test_benchmark_prints_the_table_and_writes_json(tmp_path):
+  out = tmp_path / "bench.json"
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "benchmarks",
+      "--users=200",
+      "--items=120",
+      "--interactions=4000",
+      "--dim=16",
+      "--layers=2",
+      "--batch_size=256",
+      "--timed_steps=2",
+      "--repeats=2",
+      "--serve_rows=2048",
+      "--serve_host_rows=300",
+      "--notorch",
+      f"--json={out}",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  for row in ("train step", "train epoch", "Recall@K eval", "collapsed", "RSS"):
+    assert row in proc.stdout
+  result = json.loads(out.read_text())
+  assert result["eval"]["compilations"] == 1
+  assert result["train"]["bit_identical"] is True  # CPU runs are reproducible
+  assert result["train"]["epoch_measured"] is True
+  assert result["serve"]["max_abs_diff"] < 1e-4
+  for key in ("step_s", "step_floor_s", "epoch_s"):
+    assert result["train"][key] > 0
+  assert result["device"]["peak_flops_per_s"] > 0
+  assert result["memory"]["host_peak_rss_bytes"] > 0
+  assert result["torch"] == {}
