@@ -24,6 +24,30 @@ from bcjax.errors import InputError
 AXIS = "data"
 
 
+def initialize_distributed(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+) -> None:
+  """Starts JAX's multi-process runtime; call once per process, first thing.
+
+  After it, ``jax.devices()`` lists every process's devices and
+  :func:`make_mesh` spans all hosts. With no arguments JAX detects the
+  cluster (Cloud TPU, SLURM, Open MPI) or reads ``JAX_COORDINATOR_ADDRESS``,
+  ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``. CPU processes exchange
+  gradients through Gloo.
+
+  Args:
+    coordinator_address: ``host:port`` of process 0.
+    num_processes: number of processes.
+    process_id: this process's index.
+  """
+  # Only the CPU backend reads this; its default has no cross-process
+  # collectives.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
 def make_mesh(num_devices: int) -> Mesh | None:
   """A one-axis mesh of the first ``num_devices`` devices (0: all of them).
 
