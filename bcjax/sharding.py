@@ -42,9 +42,10 @@ def initialize_distributed(
     num_processes: number of processes.
     process_id: this process's index.
   """
-  # Only the CPU backend reads this; its default has no cross-process
-  # collectives.
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  # Only the CPU backend reads this. Older JAX defaulted to no cross-process
+  # collectives; a choice already made (e.g. MPI) is kept.
+  if jax.config.jax_cpu_collectives_implementation in (None, "none"):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
 

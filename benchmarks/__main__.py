@@ -104,12 +104,40 @@ def _duration(seconds):
   return f"{1e3 * seconds:9.2f} ms"
 
 
+def _time_torch(graph, backend):
+  """PyTorch + PyG steps per layout, and a line saying what ran."""
+  if not FLAGS.torch:
+    return {}, "not run (--notorch)"
+  if not torch_step.available():
+    return (
+      {},
+      "skipped: torch / torch_geometric not installed (pip install -e .[bench])",
+    )
+  results = {
+    layout: torch_step.time_step(
+      graph,
+      FLAGS.dim,
+      FLAGS.layers,
+      batch_size=FLAGS.batch_size,
+      steps=FLAGS.timed_steps * FLAGS.repeats,
+      layout=layout,
+      device="cuda" if backend == "gpu" else "cpu",
+    )
+    for layout in FLAGS.torch_layouts
+  }
+  note = "; ".join(
+    f"{k}: {1e3 * v['step_s']:.2f} ms, {v['threads']} threads, float32 matmul "
+    f"precision {v['matmul_precision']}"
+    for k, v in results.items()
+  )
+  return results, note
+
+
 def main(argv):
   del argv
   tick = time.perf_counter()
   name, split, graph = _load()
   setup_s = time.perf_counter() - tick
-  peaks = hardware.measure_peaks()
   train = workloads.time_training(
     graph,
     split,
@@ -121,97 +149,85 @@ def main(argv):
     max_epoch_steps=FLAGS.max_epoch_steps,
     check_determinism=FLAGS.determinism,
   )
+  # Before serving and the peak probes allocate their own large arrays.
+  memory = {
+    "host_peak_rss_bytes": hardware.host_peak_rss_bytes(),
+    "device_peak_bytes": hardware.device_peak_bytes(),
+  }
   evaluation = workloads.time_evaluation(
     graph, split, FLAGS.dim, FLAGS.layers, repeats=FLAGS.repeats
   )
+  serve_dim = FLAGS.serve_dim or FLAGS.dim
   serve = workloads.time_serving(
     FLAGS.serve_rows,
-    FLAGS.serve_dim or FLAGS.dim,
+    serve_dim,
     FLAGS.serve_versions,
     repeats=FLAGS.repeats,
     host_rows=FLAGS.serve_host_rows,
   )
-  device_peak = hardware.device_peak_bytes()
+  peaks = hardware.measure_peaks()
+  torch_results, torch_note = _time_torch(graph, peaks.backend)
+  best_torch = min((r["step_s"] for r in torch_results.values()), default=None)
 
-  torch_results = {}
-  torch_note = "not run (--notorch)"
-  if FLAGS.torch and not torch_step.available():
-    torch_note = (
-      "skipped: torch / torch_geometric not installed (pip install -e .[bench])"
-    )
-  elif FLAGS.torch:
-    device = "cuda" if peaks.backend == "gpu" else "cpu"
-    for layout in FLAGS.torch_layouts:
-      torch_results[layout] = torch_step.time_step(
-        graph,
-        FLAGS.dim,
-        FLAGS.layers,
-        batch_size=FLAGS.batch_size,
-        steps=FLAGS.timed_steps * FLAGS.repeats,
-        layout=layout,
-        device=device,
-      )
-    torch_note = "; ".join(
-      f"{k}: {v['step_ms']:.2f} ms, {v['threads']} threads, float32 matmul "
-      f"precision {v['matmul_precision']}"
-      for k, v in torch_results.items()
-    )
-  best_torch = min((r["step_ms"] / 1e3 for r in torch_results.values()), default=None)
-  host_peak = hardware.host_peak_rss_bytes()
+  def floor(cost, scale=1.0):
+    return peaks.floor_seconds(cost.flops * scale, cost.bytes * scale)
 
-  step_floor = peaks.floor_seconds(train.cost.flops, train.cost.bytes)
+  floors = {
+    "step": floor(train.cost),
+    "eval": floor(evaluation.cost),
+    "collapsed": floor(serve.collapsed_cost),
+    "stepwise": floor(serve.stepwise_cost),
+    "host": floor(serve.collapsed_cost, serve.host_rows / serve.rows),
+  }
   latest = FLAGS.serve_versions - 1
+  device_peak = memory["device_peak_bytes"]
   lines = [
     f"bcjax benchmark: {name} v{FLAGS.version} ({split.num_users} users, "
     f"{split.num_items} items, {split.num_train} train interactions), dim "
     f"{FLAGS.dim}, {FLAGS.layers} layers, batch {FLAGS.batch_size}, edge chunk "
     f"{graph.edge_chunk}",
-    f"device: {peaks.device} ({peaks.backend}, {jax.device_count()} device(s)); "
+    f"device: {peaks.device} ({peaks.backend}, one of {jax.device_count()}); "
     f"measured peaks {peaks.flops_per_s / 1e9:.1f} GFLOP/s ({peaks.matmul_size}^3 "
     f"f32 matmul, {peaks.matmul_precision}), {peaks.bytes_per_s / 1e9:.1f} GB/s "
-    f"(scaling a {peaks.copy_bytes / 2**21:.0f} MiB array)",
+    f"(scaling a {peaks.copy_bytes / 2**21:.0f} MiB array in place)",
     f"PyTorch + PyG: {torch_note}",
     "",
     f"{'workload':<{NAME_WIDTH}}{'measured':>18}{'floor':>18}{'meas/floor':>12}"
     f"{'of floor':>10}  PyTorch, speed-up",
-    _row("train step", train.step_s, step_floor, best_torch),
+    _row("train step", train.step_s, floors["step"], best_torch),
     _row(
       f"train epoch ({train.steps_per_epoch} steps"
       + (")" if train.epoch_measured else ", projected)"),
       train.epoch_s,
-      step_floor * train.steps_per_epoch,
+      floors["step"] * train.steps_per_epoch,
     ),
     _row(
-      f"Recall@K eval ({evaluation.users} users)",
-      evaluation.seconds,
-      peaks.floor_seconds(evaluation.cost.flops, evaluation.cost.bytes),
+      f"Recall@K eval ({evaluation.users} users)", evaluation.seconds, floors["eval"]
     ),
     _row(
       f"serve v{latest}->v0 collapsed, device",
       serve.collapsed_s,
-      peaks.floor_seconds(serve.collapsed_cost.flops, serve.collapsed_cost.bytes),
+      floors["collapsed"],
       unit="rate",
       rows=serve.rows,
     ),
     _row(
       f"serve v{latest}->v0 step by step, device",
       serve.stepwise_s,
-      peaks.floor_seconds(serve.stepwise_cost.flops, serve.stepwise_cost.bytes),
+      floors["stepwise"],
       unit="rate",
       rows=serve.rows,
     ),
     _row(
       f"serve v{latest}->v0 registry.transform, host",
       serve.host_s,
-      peaks.floor_seconds(
-        serve.collapsed_cost.flops * FLAGS.serve_host_rows / serve.rows,
-        serve.collapsed_cost.bytes * FLAGS.serve_host_rows / serve.rows,
-      ),
+      floors["host"],
       unit="rate",
-      rows=FLAGS.serve_host_rows,
+      rows=serve.host_rows,
     ),
-    f"{'peak host RSS':<{NAME_WIDTH}}{host_peak / 2**20:>14.0f} MiB",
-    f"{'peak device memory':<{NAME_WIDTH}}"
+    f"{'peak host RSS (load + training)':<{NAME_WIDTH}}"
+    f"{memory['host_peak_rss_bytes'] / 2**20:>14.0f} MiB",
+    f"{'peak device memory (training)':<{NAME_WIDTH}}"
     + (
       f"{device_peak / 2**20:>14.0f} MiB"
       if device_peak is not None
@@ -246,7 +262,7 @@ def main(argv):
       "device": {
         "kind": peaks.device,
         "backend": peaks.backend,
-        "count": jax.device_count(),
+        "devices_visible": jax.device_count(),  # every workload runs on one
         "jax": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "peak_flops_per_s": peaks.flops_per_s,
@@ -255,7 +271,7 @@ def main(argv):
       },
       "train": {
         "step_s": train.step_s,
-        "step_floor_s": step_floor,
+        "step_floor_s": floors["step"],
         "step_flops": train.cost.flops,
         "step_min_bytes": train.cost.bytes,
         "epoch_s": train.epoch_s,
@@ -265,28 +281,25 @@ def main(argv):
         "bit_identical": train.bit_identical,
       },
       "eval": {
-        "s": evaluation.seconds,
+        "seconds": evaluation.seconds,
+        "floor_s": floors["eval"],
         "users": evaluation.users,
         "compilations": evaluation.compilations,
-        "floor_s": peaks.floor_seconds(evaluation.cost.flops, evaluation.cost.bytes),
       },
       "serve": {
         "rows": serve.rows,
-        "dim": FLAGS.serve_dim or FLAGS.dim,
+        "dim": serve_dim,
         "versions": FLAGS.serve_versions,
         "collapsed_s": serve.collapsed_s,
+        "collapsed_floor_s": floors["collapsed"],
         "stepwise_s": serve.stepwise_s,
-        "host_rows": FLAGS.serve_host_rows,
+        "stepwise_floor_s": floors["stepwise"],
+        "host_rows": serve.host_rows,
         "host_s": serve.host_s,
-        "collapsed_floor_s": peaks.floor_seconds(
-          serve.collapsed_cost.flops, serve.collapsed_cost.bytes
-        ),
-        "stepwise_floor_s": peaks.floor_seconds(
-          serve.stepwise_cost.flops, serve.stepwise_cost.bytes
-        ),
+        "host_floor_s": floors["host"],
         "max_abs_diff": serve.max_abs_diff,
       },
-      "memory": {"host_peak_rss_bytes": host_peak, "device_peak_bytes": device_peak},
+      "memory": memory,
       "torch": {
         layout: {k: v for k, v in r.items() if k != "losses"}
         for layout, r in torch_results.items()

@@ -207,6 +207,7 @@ def time_evaluation(
 @dataclasses.dataclass
 class ServeTiming:
   rows: int
+  host_rows: int
   collapsed_s: float
   stepwise_s: float
   host_s: float
@@ -224,7 +225,8 @@ def time_serving(
   checkpoints) and opened with :func:`bcjax.registry.open`; then ``rows``
   device-resident rows go through the collapsed chain and through the chain
   applied transform by transform, and ``host_rows`` host rows through
-  ``registry.transform`` (input checks and transfers included).
+  ``registry.transform`` (input checks and transfers included; at most
+  ``rows``).
   """
   key = jax.random.key(3)
   with tempfile.TemporaryDirectory() as workdir:
@@ -253,6 +255,7 @@ def time_serving(
     diff = float(
       jnp.max(jnp.abs(collapsed.on_device(sample) - stepwise.on_device(sample)))
     )
+    host_rows = min(host_rows, rows)
     host = np.asarray(z[:host_rows])
     to_v0 = reg.transform(latest, 0)
     host_s = median_seconds(lambda: to_v0(host), repeats=repeats)
@@ -260,6 +263,7 @@ def time_serving(
   moved = F32 * rows * 2 * dim  # read version K, write version 0
   return ServeTiming(
     rows=rows,
+    host_rows=host_rows,
     collapsed_s=collapsed_s,
     stepwise_s=stepwise_s,
     host_s=host_s,

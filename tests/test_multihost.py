@@ -71,7 +71,6 @@ def _result(proc):
   try:
     out, err = proc.communicate(timeout=300)
   except subprocess.TimeoutExpired:
-    proc.kill()
     pytest.fail("a process of the multi-process fit did not finish in 300 s")
   assert proc.returncode == 0, err[-3000:]
   return json.loads(out.strip().splitlines()[-1])
@@ -80,7 +79,14 @@ def _result(proc):
 def test_two_processes_fit_like_one():
   port = str(_free_port())
   workers = [_start(str(pid), port) for pid in (0, 1)]
-  results = [_result(w) for w in workers]
+  try:
+    results = [_result(w) for w in workers]
+  finally:
+    # A failed worker leaves its peer waiting on the coordinator.
+    for w in workers:
+      if w.poll() is None:
+        w.kill()
+        w.wait()
   single = _result(_start("single"))
   assert single["devices"] == 1
   for result in results:

@@ -58,9 +58,10 @@ class BipartiteGraph:
   Attributes:
     senders: ``(num_edge_slots,)`` int32 source node of each directed edge
       (two per training interaction); users are nodes ``[0, num_users)``,
-      item ``i`` is node ``num_users + i``. Edges are sorted by receiver and
-      padded to a whole number of ``edge_chunk`` slots, first the edges
-      into users, then those into items.
+      item ``i`` is node ``num_users + i``. Two parts, first the edges into
+      users, then those into items, each sorted by receiver and padded to a
+      whole number of ``edge_chunk`` slots (so the whole array is sorted only
+      without padding).
     receivers: ``(num_edge_slots,)`` int32 target node of each edge;
       ``num_nodes`` in padding slots, which aggregation drops.
     inv_degree: ``(num_users + num_items,)`` float32 ``1 / in-degree``, 0 for
@@ -94,8 +95,8 @@ class BipartiteGraph:
   num_users: int = struct.field(pytree_node=False)
   num_items: int = struct.field(pytree_node=False)
   max_degree: int = struct.field(pytree_node=False)
-  edge_chunk: int = struct.field(pytree_node=False, default=0)
-  num_user_edge_slots: int = struct.field(pytree_node=False, default=0)
+  edge_chunk: int = struct.field(pytree_node=False)
+  num_user_edge_slots: int = struct.field(pytree_node=False)
 
   @property
   def num_nodes(self) -> int:

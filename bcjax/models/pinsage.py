@@ -47,22 +47,22 @@ def mean_aggregate(
     summed = jax.ops.segment_sum(
       x[senders], receivers, num_segments=n, indices_are_sorted=True
     )
-    return summed * graph.inv_degree[:n, None]
+  else:
+    # One chunk's messages at a time, so they never leave cache (see
+    # default_edge_chunk); the scan's transpose chunks the backward pass too.
+    def add_chunk(total, edges):
+      chunk_senders, chunk_receivers = edges
+      total = total.at[chunk_receivers].add(
+        x[chunk_senders], mode="drop", indices_are_sorted=True
+      )
+      return total, None
 
-  # One chunk's messages at a time, so they never leave cache (see
-  # default_edge_chunk); the scan's transpose chunks the backward pass too.
-  def add_chunk(total, edges):
-    chunk_senders, chunk_receivers = edges
-    total = total.at[chunk_receivers].add(
-      x[chunk_senders], mode="drop", indices_are_sorted=True
+    chunks = (
+      senders.reshape(-1, graph.edge_chunk),
+      receivers.reshape(-1, graph.edge_chunk),
     )
-    return total, None
-
-  chunks = (
-    senders.reshape(-1, graph.edge_chunk),
-    receivers.reshape(-1, graph.edge_chunk),
-  )
-  summed, _ = jax.lax.scan(add_chunk, jnp.zeros((n, x.shape[1]), x.dtype), chunks)
+    zeros = jnp.zeros((n, x.shape[1]), x.dtype)
+    summed, _ = jax.lax.scan(add_chunk, zeros, chunks)
   return summed * graph.inv_degree[:n, None]
 
 
