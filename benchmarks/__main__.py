@@ -204,26 +204,13 @@ def main(argv):
     _row(
       f"Recall@K eval ({evaluation.users} users)", evaluation.seconds, floors["eval"]
     ),
-    _row(
-      f"serve v{latest}->v0 collapsed, device",
-      serve.collapsed_s,
-      floors["collapsed"],
-      unit="rate",
-      rows=serve.rows,
-    ),
-    _row(
-      f"serve v{latest}->v0 step by step, device",
-      serve.stepwise_s,
-      floors["stepwise"],
-      unit="rate",
-      rows=serve.rows,
-    ),
-    _row(
-      f"serve v{latest}->v0 registry.transform, host",
-      serve.host_s,
-      floors["host"],
-      unit="rate",
-      rows=serve.host_rows,
+    *(
+      _row(f"serve v{latest}->v0 {how}", seconds, floors[key], unit="rate", rows=rows)
+      for how, key, seconds, rows in (
+        ("collapsed, device", "collapsed", serve.collapsed_s, serve.rows),
+        ("step by step, device", "stepwise", serve.stepwise_s, serve.rows),
+        ("registry.transform, host", "host", serve.host_s, serve.host_rows),
+      )
     ),
     f"{'peak host RSS (load + training)':<{NAME_WIDTH}}"
     f"{memory['host_peak_rss_bytes'] / 2**20:>14.0f} MiB",
