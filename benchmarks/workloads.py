@@ -143,7 +143,7 @@ def time_training(
   tick = time.perf_counter()
   jax.block_until_ready(run_steps())
   compile_s = time.perf_counter() - tick
-  step_s = median_seconds(run_steps, repeats=repeats, warmup=0) / timed_steps
+  step_s = median_seconds(run_steps, repeats=repeats) / timed_steps
 
   num_steps = steps_per_epoch(split.num_train, batch_size)
   epoch_measured = num_steps <= max_epoch_steps
