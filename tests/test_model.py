@@ -32,13 +32,18 @@ def test_mean_aggregate_equals_normalised_dense_product(small_graph):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("edge_chunk", [0, 64, 1000])
+@pytest.mark.parametrize("edge_chunk", [0, 64, 1000, 100_000])
 def test_chunked_aggregation_and_its_gradient_match_the_dense_product(
   small_graph, edge_chunk
 ):
   split = split_version(small_graph, 2)
   graph = BipartiteGraph.from_split(split, edge_chunk)
-  assert graph.senders.shape[0] % max(edge_chunk, 1) == 0
+  edges = 2 * split.num_train
+  if edge_chunk >= edges:  # one chunk holds every edge: no chunks, no padding
+    assert graph.edge_chunk == 0 and graph.senders.shape[0] == edges
+  else:
+    assert graph.edge_chunk == edge_chunk
+    assert graph.senders.shape[0] % max(edge_chunk, 1) == 0
   adj = dense_adjacency(split)
   mean_op = adj / np.maximum(adj.sum(axis=1, keepdims=True), 1)
   rng = np.random.default_rng(1)

@@ -78,8 +78,9 @@ class BipartiteGraph:
     num_users: static node count of users.
     num_items: static node count of items.
     max_degree: static largest number of positives of one user.
-    edge_chunk: static number of edges aggregated at once (0: all at once);
-      see :func:`default_edge_chunk`.
+    edge_chunk: static number of edges aggregated at once (0: all at once,
+      also chosen when one chunk would hold every edge); see
+      :func:`default_edge_chunk`.
     num_user_edge_slots: static number of leading edge slots whose receivers
       are users (the rest go into items).
   """
@@ -120,6 +121,8 @@ class BipartiteGraph:
     nu, ni = split.num_users, split.num_items
     user = split.train_user.astype(np.int64)
     item = split.train_item.astype(np.int64)
+    if 2 * len(user) <= edge_chunk:
+      edge_chunk = 0  # one pass over all edges, no padding
     # Receiver order keeps each chunk's scatter on few output rows; the
     # edges into users come first, in whole chunks, so that the first layer
     # can aggregate into users alone (see PinSAGE).

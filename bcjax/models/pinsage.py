@@ -43,7 +43,7 @@ def mean_aggregate(
   n = graph.num_users if into_users_only else graph.num_nodes
   stop = graph.num_user_edge_slots if into_users_only else graph.senders.shape[0]
   senders, receivers = graph.senders[:stop], graph.receivers[:stop]
-  if not graph.edge_chunk or stop <= graph.edge_chunk:
+  if not graph.edge_chunk:
     summed = jax.ops.segment_sum(
       x[senders], receivers, num_segments=n, indices_are_sorted=True
     )
