@@ -59,8 +59,13 @@ def test_chunked_aggregation_and_its_gradient_match_the_dense_product(
   # d/dx sum(M x * w) = M^T w.
   grad = jax.grad(objective)(jnp.asarray(x, jnp.float32))
   np.testing.assert_allclose(grad, mean_op.T @ w, atol=1e-5)
+  nu = split.num_users
   into_users = mean_aggregate(jnp.asarray(x, jnp.float32), graph, into_users_only=True)
-  np.testing.assert_allclose(into_users, (mean_op @ x)[: split.num_users], atol=1e-5)
+  np.testing.assert_allclose(into_users, (mean_op @ x)[:nu], atol=1e-5)
+  grad = jax.grad(
+    lambda x: jnp.sum(mean_aggregate(x, graph, into_users_only=True) * w[:nu])
+  )(jnp.asarray(x, jnp.float32))
+  np.testing.assert_allclose(grad, mean_op[:nu].T @ w[:nu], atol=1e-5)
 
 
 def test_negative_edge_chunk_is_rejected(small_graph):
