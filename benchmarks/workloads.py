@@ -84,6 +84,8 @@ def train_step_cost(
 
 @dataclasses.dataclass
 class TrainTiming:
+  """Step and epoch times (seconds), the step's cost, determinism."""
+
   steps_per_epoch: int
   step_s: float
   epoch_s: float
@@ -133,11 +135,14 @@ def time_training(
 
   steps = make_train_epoch(model, timed_steps, batch_size, 1e-2)
   state = fresh_state()
-  calls = iter(range(1 << 30))
+  base_key = jax.random.key(1)
+  calls = iter(range(1 << 30))  # a fresh key for every timed call
 
   def run_steps():
     nonlocal state
-    state, metrics = steps(state, graph, jax.random.key(next(calls)), None)
+    state, metrics = steps(
+      state, graph, jax.random.fold_in(base_key, next(calls)), None
+    )
     return metrics
 
   tick = time.perf_counter()
@@ -153,7 +158,9 @@ def time_training(
 
     def run_epoch():
       nonlocal state
-      state, metrics = epoch(state, graph, jax.random.key(next(calls)), None)
+      state, metrics = epoch(
+        state, graph, jax.random.fold_in(base_key, next(calls)), None
+      )
       return metrics
 
     epoch_s = median_seconds(run_epoch, repeats=max(1, repeats // 2), warmup=1)
@@ -181,6 +188,8 @@ def time_training(
 
 @dataclasses.dataclass
 class EvalTiming:
+  """One Recall@K evaluation: seconds, users scored, compilations, cost."""
+
   seconds: float
   users: int
   compilations: int
@@ -206,6 +215,8 @@ def time_evaluation(
 
 @dataclasses.dataclass
 class ServeTiming:
+  """Seconds to serve ``rows`` (device) and ``host_rows`` (host), and costs."""
+
   rows: int
   host_rows: int
   collapsed_s: float
