@@ -123,31 +123,27 @@ def write_plots(
   written = []
 
   recall = {s: v[RECALL_KEY] for s, v in table["per_version"].items()}
-  if INTENDED_REFERENCE in recall:
-    series = _relative_series(recall, INTENDED_REFERENCE)
+  relative_figures = (
+    (
+      recall,
+      INTENDED_REFERENCE,
+      "recall50_vs_nobc.png",
+      "Intended task: Recall@50 relative to nobc",
+      "Recall@50 vs nobc (%)",
+    ),
+    (
+      _unintended_per_version(table),
+      UNINTENDED_REFERENCE,
+      "unintended_vs_fix_m0.png",
+      "Unintended tasks: mean core-task metric relative to fix-m0",
+      "metric vs fix-m0 (%)",
+    ),
+  )
+  for values, reference, name, title, ylabel in relative_figures:
+    series = _relative_series(values, reference) if reference in values else None
     if series:
-      path = os.path.join(outdir, "recall50_vs_nobc.png")
-      _write_figure(
-        path,
-        series,
-        "Intended task: Recall@50 relative to nobc",
-        "Recall@50 vs nobc (%)",
-        zero_line=True,
-      )
-      written.append(path)
-
-  unintended = _unintended_per_version(table)
-  if UNINTENDED_REFERENCE in unintended:
-    series = _relative_series(unintended, UNINTENDED_REFERENCE)
-    if series:
-      path = os.path.join(outdir, "unintended_vs_fix_m0.png")
-      _write_figure(
-        path,
-        series,
-        "Unintended tasks: mean core-task metric relative to fix-m0",
-        "metric vs fix-m0 (%)",
-        zero_line=True,
-      )
+      path = os.path.join(outdir, name)
+      _write_figure(path, series, title, ylabel, zero_line=True)
       written.append(path)
 
   distances = {}

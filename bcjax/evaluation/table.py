@@ -67,6 +67,22 @@ def mean_of_defined(values: Iterable[float | None]) -> float | None:
   return finite_or_none(math.fsum(kept) / len(kept))
 
 
+def _reference_mean(means, reference, strategies, column, measure, notes):
+  """The reference strategy's mean, noting why its relative column is empty.
+
+  Returns:
+    ``means[reference]`` (None or 0 leave the column empty), or None when
+    the reference strategy did not run.
+  """
+  if reference not in strategies:
+    notes.append(f"{reference} missing: {column} column empty")
+    return None
+  value = means[reference]
+  if value is None or value == 0:
+    notes.append(f"{reference} has no nonzero {measure}: {column} column empty")
+  return value
+
+
 def relative_percent(value: float | None, reference: float | None) -> float | None:
   """How much ``value`` differs from ``reference``, in percent.
 
@@ -264,29 +280,26 @@ def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
     notes.extend(_task_notes(task, spec, names, skipped if not everywhere else set()))
   mean_unintended = {s: mean_of_defined(per_task[s][t] for t in core) for s in names}
 
-  if INTENDED_REFERENCE not in strategies:
-    notes.append(f"{INTENDED_REFERENCE} missing: intended column empty")
-    reference_recall = None
-  else:
-    reference_recall = mean_recall[INTENDED_REFERENCE]
-    if reference_recall is None or reference_recall == 0:
-      notes.append(
-        f"{INTENDED_REFERENCE} has no nonzero Recall@50 after version 0: "
-        "intended column empty"
-      )
+  reference_recall = _reference_mean(
+    mean_recall,
+    INTENDED_REFERENCE,
+    strategies,
+    "intended",
+    "Recall@50 after version 0",
+    notes,
+  )
   if not core:
     notes.append("no core unintended task: unintended column empty")
     reference_unintended = None
-  elif UNINTENDED_REFERENCE not in strategies:
-    notes.append(f"{UNINTENDED_REFERENCE} missing: unintended column empty")
-    reference_unintended = None
   else:
-    reference_unintended = mean_unintended[UNINTENDED_REFERENCE]
-    if reference_unintended is None or reference_unintended == 0:
-      notes.append(
-        f"{UNINTENDED_REFERENCE} has no nonzero core-task metric: unintended "
-        "column empty"
-      )
+    reference_unintended = _reference_mean(
+      mean_unintended,
+      UNINTENDED_REFERENCE,
+      strategies,
+      "unintended",
+      "core-task metric",
+      notes,
+    )
 
   rows = []
   for s in names:
