@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from bcjax.errors import InputError
+from bcjax.models.aggregation import LAYOUTS
 from bcjax.strategies import PAPER_STRATEGIES, Strategy, parse_strategy
 
 
@@ -68,6 +69,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       )
   if "align_weight" in config and not config.align_weight >= 0:
     raise InputError(f"config.align_weight must be >= 0, got {config.align_weight!r}")
+  if config.get("layout", "") not in ("", *LAYOUTS):
+    raise InputError(
+      f"config.layout must be one of {('', *LAYOUTS)} ('' picks the backend's "
+      f"reproducible default), got {config.layout!r}"
+    )
   if "num_devices" in config and (
     not isinstance(config.num_devices, int) or config.num_devices < 0
   ):

@@ -136,7 +136,8 @@ class IntendedTaskRun:
 
   def bipartite(self, k: int) -> BipartiteGraph:
     if k not in self._graphs:
-      self._graphs[k] = BipartiteGraph.from_split(self.splits[k])
+      layout = self.config.get("layout", "") or None
+      self._graphs[k] = BipartiteGraph.from_split(self.splits[k], layout)
     return self._graphs[k]
 
   def fit_config(self, epochs=None, keep_after=0) -> FitConfig:
@@ -149,6 +150,7 @@ class IntendedTaskRun:
       weight_decay=c.weight_decay,
       keep_after=keep_after,
       eval_chunk_size=c.eval_chunk_size,
+      layout=c.get("layout", "") or None,
     )
 
   @property

@@ -30,6 +30,7 @@ from bcjax.data.split import VersionSplit
 from bcjax.errors import TrainingDivergedError
 from bcjax.evaluation.recall import RecallEvaluator
 from bcjax.losses import bpr_loss, multi_step_loss, single_step_loss
+from bcjax.models.aggregation import take_rows
 from bcjax.models.pinsage import PinSAGE, embed, init_variables
 from bcjax.progress import FitProgress
 from bcjax.transforms import BackwardTransform
@@ -83,6 +84,8 @@ class FitConfig:
     weight_decay: weight of the batch-embedding L2 in the BPR loss.
     keep_after: only epochs after this one may be selected as the best.
     eval_chunk_size: users scored at once by the Recall@K evaluator.
+    layout: how the step sums rows (see :mod:`bcjax.models.aggregation`);
+      None: the backend's reproducible default.
   """
 
   epochs: int
@@ -92,6 +95,7 @@ class FitConfig:
   weight_decay: float = 1e-2
   keep_after: int = 0
   eval_chunk_size: int = 512
+  layout: str | None = None
 
 
 @dataclasses.dataclass
@@ -180,7 +184,8 @@ def make_train_epoch(
         train=True,
         mutable=["batch_stats"],
       )
-      current = (user_emb[users], item_emb[pos], item_emb[neg])
+      take = functools.partial(take_rows, deterministic=graph.deterministic)
+      current = (take(user_emb, users), take(item_emb, pos), take(item_emb, neg))
       loss, parts = bpr_loss(*current, weight_decay)
       if alignment is not None:
         previous = (target.user[users], target.item[pos], target.item[neg])
@@ -257,7 +262,7 @@ def fit_version(
     TrainingDivergedError: when a loss is not finite.
   """
   sharding.check_batch(config.batch_size, mesh)
-  graph = BipartiteGraph.from_split(split)
+  graph = BipartiteGraph.from_split(split, config.layout)
   evaluator = RecallEvaluator(split, chunk_size=config.eval_chunk_size)
   if variables is None:
     variables = init_variables(model, graph, jax.random.fold_in(key, 0))

@@ -21,6 +21,7 @@ interactions).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -31,7 +32,8 @@ from absl import app, flags
 from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.datasets import load_dataset
 from bcjax.data.split import split_version
-from benchmarks import hardware, torch_step, workloads
+from bcjax.models.aggregation import LAYOUTS
+from benchmarks import hardware, protocol, torch_step, workloads
 
 SIZES = {
   "musical-instruments": (27_500, 10_600, 231_000),
@@ -51,6 +53,21 @@ flags.DEFINE_integer("dim", 256, "Embedding dimension.")
 flags.DEFINE_integer("layers", 2, "SAGE layers.")
 flags.DEFINE_integer("batch_size", 2048, "BPR triples per step.")
 flags.DEFINE_integer("edge_chunk", -1, "Edges aggregated at once (-1: default).")
+flags.DEFINE_enum(
+  "layout",
+  None,
+  list(LAYOUTS),
+  "Sums of rows: scatter-add or sorted (deterministic); default per backend.",
+)
+flags.DEFINE_enum(
+  "precision",
+  "default",
+  ["default", "float32", "tf32"],
+  "float32 matmuls of both frameworks: JAX's default (TF32 on NVIDIA GPUs, "
+  "PyTorch then at full float32), full float32, or TF32.",
+)
+flags.DEFINE_bool("projection", True, "Project the paper's whole protocol.")
+flags.DEFINE_integer("consumer_examples", 1 << 16, "Examples of the timed consumer.")
 flags.DEFINE_integer("timed_steps", 10, "Steps per timed call.")
 flags.DEFINE_integer("repeats", 5, "Timed calls of each workload.")
 flags.DEFINE_integer("max_epoch_steps", 200, "Time whole epochs up to this size.")
@@ -79,7 +96,12 @@ def _load():
   split = split_version(graph, FLAGS.version)
   chunk = None if FLAGS.edge_chunk < 0 else FLAGS.edge_chunk
   name = FLAGS.size or FLAGS.dataset
-  return name, split, BipartiteGraph.from_split(split, chunk)
+  first = split_version(graph, 0)
+  # The five core tasks' training examples at version 0: the edges, the
+  # users twice (two activity tasks), the items at most twice.
+  consumer_examples = first.num_train + 2 * first.num_users + 2 * first.num_items
+  device_graph = BipartiteGraph.from_split(split, FLAGS.layout, chunk)
+  return name, split, device_graph, consumer_examples
 
 
 def _row(name, seconds, floor_s, torch_s=None, unit="time", rows=None):
@@ -104,7 +126,7 @@ def _duration(seconds):
   return f"{1e3 * seconds:9.2f} ms"
 
 
-def _time_torch(graph, backend):
+def _time_torch(graph, split, backend):
   """PyTorch + PyG steps per layout, and a line saying what ran."""
   if not FLAGS.torch:
     return {}, "not run (--notorch)"
@@ -116,12 +138,14 @@ def _time_torch(graph, backend):
   results = {
     layout: torch_step.time_step(
       graph,
+      split,
       FLAGS.dim,
       FLAGS.layers,
       batch_size=FLAGS.batch_size,
       steps=FLAGS.timed_steps * FLAGS.repeats,
       layout=layout,
       device="cuda" if backend == "gpu" else "cpu",
+      tf32=FLAGS.precision == "tf32",
     )
     for layout in FLAGS.torch_layouts
   }
@@ -135,8 +159,13 @@ def _time_torch(graph, backend):
 
 def main(argv):
   del argv
+  if FLAGS.precision != "default":
+    jax.config.update(
+      "jax_default_matmul_precision",
+      "highest" if FLAGS.precision == "float32" else "tensorfloat32",
+    )
   tick = time.perf_counter()
-  name, split, graph = _load()
+  name, split, graph, consumer_examples = _load()
   setup_s = time.perf_counter() - tick
   train = workloads.time_training(
     graph,
@@ -165,8 +194,19 @@ def main(argv):
     repeats=FLAGS.repeats,
     host_rows=FLAGS.serve_host_rows,
   )
+  projection = None
+  if FLAGS.projection:
+    projection = protocol.project(
+      epoch_s=train.epoch_s,
+      eval_s=evaluation.seconds,
+      consumer_epoch_s_per_example=protocol.consumer_epoch_seconds(
+        FLAGS.consumer_examples, FLAGS.dim
+      )
+      / FLAGS.consumer_examples,
+      consumer_examples=consumer_examples,
+    )
   peaks = hardware.measure_peaks()
-  torch_results, torch_note = _time_torch(graph, peaks.backend)
+  torch_results, torch_note = _time_torch(graph, split, peaks.backend)
   best_torch = min((r["step_s"] for r in torch_results.values()), default=None)
 
   def floor(cost, scale=1.0):
@@ -184,8 +224,8 @@ def main(argv):
   lines = [
     f"bcjax benchmark: {name} v{FLAGS.version} ({split.num_users} users, "
     f"{split.num_items} items, {split.num_train} train interactions), dim "
-    f"{FLAGS.dim}, {FLAGS.layers} layers, batch {FLAGS.batch_size}, edge chunk "
-    f"{graph.edge_chunk}",
+    f"{FLAGS.dim}, {FLAGS.layers} layers, batch {FLAGS.batch_size}, layout "
+    f"{graph.layout}",
     f"device: {peaks.device} ({peaks.backend}, one of {jax.device_count()}); "
     f"measured peaks {peaks.flops_per_s / 1e9:.1f} GFLOP/s ({peaks.matmul_size}^3 "
     f"f32 matmul, {peaks.matmul_precision}), {peaks.bytes_per_s / 1e9:.1f} GB/s "
@@ -232,6 +272,13 @@ def main(argv):
     )
     + f"; collapsed vs step-by-step serving max |diff| {serve.max_abs_diff:.2e}",
   ]
+  if projection is not None:
+    lines += [
+      f"paper protocol, projected: {projection.total_s / 3600:.2f} h "
+      f"(model epochs {projection.model_s / 3600:.2f} h, evaluations "
+      f"{projection.eval_s / 3600:.2f} h, consumers {projection.consumer_s / 3600:.2f}"
+      f" h for {consumer_examples} core-task examples)",
+    ]
   print("\n".join(lines))
 
   if FLAGS.json:
@@ -242,7 +289,8 @@ def main(argv):
         "users": split.num_users,
         "items": split.num_items,
         "train_interactions": split.num_train,
-        "edge_chunk": graph.edge_chunk,
+        "layout": graph.layout,
+        "edge_chunk": FLAGS.edge_chunk,
         "setup_s": setup_s,
       },
       "model": {"dim": FLAGS.dim, "layers": FLAGS.layers, "batch": FLAGS.batch_size},
@@ -255,6 +303,7 @@ def main(argv):
         "peak_flops_per_s": peaks.flops_per_s,
         "peak_bytes_per_s": peaks.bytes_per_s,
         "matmul_precision": peaks.matmul_precision,
+        "precision_flag": FLAGS.precision,
       },
       "train": {
         "step_s": train.step_s,
@@ -292,6 +341,13 @@ def main(argv):
         for layout, r in torch_results.items()
       },
       "torch_note": torch_note,
+      "projection": None
+      if projection is None
+      else dict(
+        dataclasses.asdict(projection),
+        total_s=projection.total_s,
+        consumer_examples=consumer_examples,
+      ),
     }
     with open(FLAGS.json, "w") as f:
       json.dump(result, f, indent=1)

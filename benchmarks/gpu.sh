@@ -1,21 +1,35 @@
 #!/usr/bin/env bash
-# The whole benchmark on a lent GPU in one call (about 8 minutes): the
-# paper's Amazon sizes at dim 512 / 3 layers, then the accelerator-sized
-# graph with 10M x 512 serving. Each run's JSON lands in $OUT; the tables
-# are printed again at the end, last, so one call's tail holds every number.
+# Every GPU measurement in one call (about 8 minutes), in priority order, each
+# section's JSON written to $OUT as soon as it ends so that a cut-off call
+# still returns what it measured; the tables are printed again at the end.
+#   1. Musical-Instruments size, dim 512, 3 layers, TF32: the deterministic
+#      (sorted) layout beside PyTorch + PyG, with the paper-protocol
+#      projection; then the atomic scatter layout, its speed and determinism.
+#   2. run_intended twice with the same seed (sorted layout): results.json
+#      bit for bit.
+#   3. The same size at full float32, both frameworks.
+#   4. The scatter layout under XLA's deterministic-ops flag (a few steps).
+#   5. Larger sizes without PyTorch; then run_intended twice with the
+#      scatter layout (the control: atomics should make them differ).
 #   bash benchmarks/gpu.sh            # on the GPU machine
 #   SMOKE=1 bash benchmarks/gpu.sh    # tiny sizes, to check the script on CPU
 set -u
 export PYTHONUNBUFFERED=1
 out="${OUT:-/tmp/bcjax_bench}"
 mkdir -p "$out"
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-/tmp/bcjax_jax_cache}"
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
-python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
+python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', \
+flax.__version__, 'optax', optax.__version__, jax.devices())"
+python3 -c "import torch, torch_geometric as g; print('torch', torch.__version__, \
+'pyg', g.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tail -1
+git log -1 --format='commit %h %s' 2>/dev/null
 
-run() {  # name, seconds allowed, then flags of python -m benchmarks
+bench() {  # name, seconds allowed, then flags of python -m benchmarks
   local name=$1 limit=$2
   shift 2
-  echo "== $name"
+  echo "== $name ($(date +%T))"
   timeout "$limit" python3 -m benchmarks --json="$out/$name.json" "$@" \
     > "$out/$name.txt" 2> "$out/$name.log"
   echo "exit $?"
@@ -23,21 +37,56 @@ run() {  # name, seconds allowed, then flags of python -m benchmarks
   [ -s "$out/$name.txt" ] || grep -v '^[IW][0-9]' "$out/$name.log" | tail -5
 }
 
+same_seed() {  # name, seconds allowed per run, then config overrides
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name ($(date +%T))"
+  for run in a b; do
+    rm -rf "/tmp/$name-$run"
+    timeout "$limit" python3 -m experiments.run_intended \
+      --workdir="/tmp/$name-$run" --config=experiments/configs/test.py "$@" \
+      2> "$out/$name-$run.log"
+    echo "run $run exit $?"
+  done
+  python3 -m benchmarks.same_results "/tmp/$name-a/results.json" \
+    "/tmp/$name-b/results.json" | tee "$out/$name.txt"
+}
+
+mi=(--size=musical-instruments --dim=512 --layers=3)
 if [ "${SMOKE:-0}" = 1 ]; then
-  run smoke 300 --users=300 --items=200 --interactions=6000 --dim=32 --layers=2 \
+  mi=(--users=300 --items=200 --interactions=6000 --dim=32 --layers=2
     --serve_rows=4096 --serve_host_rows=1024 --repeats=2 --timed_steps=2
+    --consumer_examples=1024)
+  big=("${mi[@]}")
 else
-  # Time limits add up to 460 s, so the summary below always prints.
-  run musical-instruments 100 --size=musical-instruments --dim=512 --layers=3
-  run video-games 100 --size=video-games --dim=512 --layers=3 --notorch --nodeterminism
-  run grocery 110 --size=grocery --dim=512 --layers=3 --notorch --nodeterminism
-  run 1m 150 --size=1m --dim=512 --layers=3 --notorch --nodeterminism \
-    --timed_steps=5 --repeats=3 --serve_rows=10000000 --serve_host_rows=1000000
+  big=()
 fi
+strategies=--config.strategy=nobc,bc-aligner
+
+bench mi-sorted-tf32 150 "${mi[@]}" --layout=sorted --precision=tf32
+bench mi-scatter-tf32 60 "${mi[@]}" --layout=scatter --precision=tf32 \
+  --notorch --noprojection
+same_seed same-seed-sorted 120 "$strategies" --config.layout=sorted
+bench mi-sorted-fp32 80 "${mi[@]}" --layout=sorted --precision=float32 \
+  --noprojection --nodeterminism
+XLA_FLAGS=--xla_gpu_deterministic_ops=true bench mi-scatter-xladet 50 \
+  "${mi[@]}" --layout=scatter --precision=tf32 --notorch --noprojection \
+  --nodeterminism --timed_steps=2 --repeats=2 --max_epoch_steps=0 \
+  --serve_rows=65536
+if [ "${SMOKE:-0}" = 1 ]; then
+  bench smoke-big 60 "${big[@]}" --notorch --noprojection
+else
+  bench video-games 60 --size=video-games --dim=512 --layers=3 --notorch \
+    --noprojection --nodeterminism
+  bench 1m 150 --size=1m --dim=512 --layers=3 --notorch --noprojection \
+    --nodeterminism --timed_steps=5 --repeats=3 --serve_rows=10000000 \
+    --serve_host_rows=1000000
+fi
+same_seed same-seed-scatter 120 "$strategies" --config.layout=scatter
 
 echo
 echo "==================== all tables ===================="
 for f in "$out"/*.txt; do
   echo "-- $(basename "$f" .txt)"
-  cat "$f"
+  grep -v '^$' "$f" | grep -v '^PyTorch + PyG: not run' || true
 done

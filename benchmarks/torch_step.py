@@ -29,6 +29,7 @@ import warnings
 import numpy as np
 
 from bcjax.data.bipartite import BipartiteGraph
+from bcjax.data.split import VersionSplit
 
 
 def available() -> bool:
@@ -45,6 +46,7 @@ def matmul_precision() -> str:
 
 def time_step(
   graph: BipartiteGraph,
+  split: VersionSplit,
   dim: int,
   num_layers: int,
   *,
@@ -54,11 +56,13 @@ def time_step(
   layout: str = "edge_index",
   device: str = "cpu",
   weight_decay: float = 1e-2,
+  tf32: bool = False,
 ) -> dict:
   """Median wall time of one training step.
 
   Args:
     graph: bcjax's training graph of the version (read on the host).
+    split: the version's split (its training interactions are the edges).
     dim: embedding dimension.
     num_layers: SAGE layers.
     batch_size: BPR triples per step.
@@ -67,6 +71,8 @@ def time_step(
     layout: ``"edge_index"`` or ``"csr"``.
     device: a torch device string.
     weight_decay: weight of the batch-embedding L2.
+    tf32: let float32 matmuls use TF32 tensor cores (JAX's GPU default);
+      else full float32, PyTorch's default.
 
   Returns:
     ``{"step_s", "layout", "threads", "matmul_precision", "losses"}``.
@@ -77,24 +83,48 @@ def time_step(
     # Beta-state notices of torch.sparse and read-only NumPy views.
     warnings.simplefilter("ignore", UserWarning)
     return _time_step(
-      graph, dim, num_layers, batch_size, steps, warmup, layout, device, weight_decay
+      graph,
+      split,
+      dim,
+      num_layers,
+      batch_size,
+      steps,
+      warmup,
+      layout,
+      device,
+      weight_decay,
+      tf32,
     )
 
 
 def _time_step(
-  graph, dim, num_layers, batch_size, steps, warmup, layout, device, weight_decay
+  graph,
+  split,
+  dim,
+  num_layers,
+  batch_size,
+  steps,
+  warmup,
+  layout,
+  device,
+  weight_decay,
+  tf32,
 ):
   import torch
   from torch import nn
   from torch_geometric.nn import SAGEConv
 
+  torch.set_float32_matmul_precision("high" if tf32 else "highest")
+  torch.backends.cudnn.allow_tf32 = tf32
   dev = torch.device(device)
   n = graph.num_nodes
-  senders = np.asarray(graph.senders)
-  receivers = np.asarray(graph.receivers)
-  real = receivers < n  # bcjax pads its edge list to whole chunks
+  user = split.train_user.astype(np.int64)
+  item = split.num_users + split.train_item.astype(np.int64)
+  # Every interaction is an edge both ways, as in bcjax's graph.
   edge_index = torch.as_tensor(
-    np.stack([senders[real], receivers[real]]), dtype=torch.long, device=dev
+    np.stack([np.concatenate([user, item]), np.concatenate([item, user])]),
+    dtype=torch.long,
+    device=dev,
   )
   if layout == "csr":
     # SAGEConv's sparse path expects the transposed adjacency (row =
@@ -109,15 +139,13 @@ def _time_step(
     messages = edge_index
 
   bags = []
-  for kind in sorted(graph.item_attrs):
-    bag = graph.item_attrs[kind]
-    segment = np.asarray(bag.segment)
-    offsets = np.searchsorted(segment, np.arange(graph.num_items))
+  for kind in sorted(split.item_attrs):
+    attr = split.item_attrs[kind]
     bags.append(
       (
-        torch.as_tensor(np.asarray(bag.values), dtype=torch.long, device=dev),
-        torch.as_tensor(offsets, dtype=torch.long, device=dev),
-        bag.vocab_size,
+        torch.as_tensor(attr.values, dtype=torch.long, device=dev),
+        torch.as_tensor(attr.offsets[:-1], dtype=torch.long, device=dev),
+        graph.item_attrs[kind].vocab_size,
       )
     )
 

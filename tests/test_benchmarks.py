@@ -14,6 +14,7 @@ from bcjax.data.split import split_version
 from bcjax.data.synthetic import SyntheticSpec, generate
 from bcjax.models.pinsage import PinSAGE, init_variables
 from bcjax.train import create_train_state, make_train_epoch
+from benchmarks import same_results
 from benchmarks.hardware import DevicePeaks
 from benchmarks.workloads import train_step_cost
 
@@ -28,7 +29,7 @@ def test_step_cost_agrees_with_xla_flop_count(dim, layers):
   # than the bytes XLA's program touches.
   spec = SyntheticSpec(num_users=400, num_items=300, num_interactions=8000, seed=3)
   split = split_version(generate(spec), 4)
-  graph = BipartiteGraph.from_split(split, 0)
+  graph = BipartiteGraph.from_split(split, "scatter", 0)
   model = PinSAGE(dim, layers)
   variables = init_variables(model, graph, jax.random.key(0))
   epoch = make_train_epoch(model, 1, 256, 1e-2)
@@ -67,6 +68,7 @@ def test_benchmark_prints_the_table_and_writes_json(tmp_path):
       "--serve_rows=2048",
       "--serve_host_rows=300",
       "--notorch",
+      "--consumer_examples=256",
       f"--json={out}",
     ],
     cwd=ROOT,
@@ -87,3 +89,22 @@ def test_benchmark_prints_the_table_and_writes_json(tmp_path):
   assert result["device"]["peak_flops_per_s"] > 0
   assert result["memory"]["host_peak_rss_bytes"] > 0
   assert result["torch"] == {}
+  projection = result["projection"]
+  assert projection["total_s"] == pytest.approx(
+    projection["model_s"] + projection["eval_s"] + projection["consumer_s"]
+  )
+  # The model part is the measured epoch times the protocol's 9,500 epochs.
+  assert projection["model_s"] == pytest.approx(9500 * result["train"]["epoch_s"])
+  assert "paper protocol, projected" in proc.stdout
+
+
+def test_same_results_compares_numbers_bit_for_bit_and_ignores_timings():
+  base = {"a": [1.0, 2.5], "train_seconds": 3.0, "b": {"x": 0.1, "time": 9}}
+  same = {"a": [1.0, 2.5], "train_seconds": 4.0, "b": {"x": 0.1, "time": 1}}
+  moved = {"a": [1.0, 2.5000000000000004], "b": {"x": 0.1}}
+  assert same_results.differences(base, same) == []
+  assert same_results.differences(base, moved) == ["/a[1]: 2.5 vs 2.5000000000000004"]
+  assert same_results.differences(base, {"a": [1.0]}) == [
+    "/a[1]: 2.5 vs None",
+    "/b/x: 0.1 vs None",
+  ]

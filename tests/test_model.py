@@ -8,6 +8,12 @@ import pytest
 from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.split import split_version
 from bcjax.losses import bpr_loss
+from bcjax.models.aggregation import (
+  NeighbourLists,
+  Relation,
+  relation_sum,
+  take_rows,
+)
 from bcjax.models.pinsage import ItemEncoder, PinSAGE, embed, mean_aggregate
 
 
@@ -32,18 +38,24 @@ def test_mean_aggregate_equals_normalised_dense_product(small_graph):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("edge_chunk", [0, 64, 1000, 100_000])
-def test_chunked_aggregation_and_its_gradient_match_the_dense_product(
-  small_graph, edge_chunk
+LAYOUTS = [("scatter", 0), ("scatter", 64), ("scatter", 1000), ("scatter", 100_000)]
+LAYOUTS += [("sorted", 0)]
+
+
+@pytest.mark.parametrize("layout,edge_chunk", LAYOUTS)
+def test_aggregation_and_its_gradient_match_the_dense_product(
+  small_graph, layout, edge_chunk
 ):
   split = split_version(small_graph, 2)
-  graph = BipartiteGraph.from_split(split, edge_chunk)
-  edges = 2 * split.num_train
-  if edge_chunk >= edges:  # one chunk holds every edge: no chunks, no padding
-    assert graph.edge_chunk == 0 and graph.senders.shape[0] == edges
-  else:
-    assert graph.edge_chunk == edge_chunk
-    assert graph.senders.shape[0] % max(edge_chunk, 1) == 0
+  graph = BipartiteGraph.from_split(split, layout, edge_chunk)
+  forward = graph.adjacency.forward
+  if layout == "scatter":
+    edges = split.num_train
+    if edge_chunk >= edges:  # one chunk holds every edge: no chunks, no padding
+      assert forward.chunk == 0 and forward.senders.shape[0] == edges
+    else:
+      assert forward.chunk == edge_chunk
+      assert forward.senders.shape[0] % max(edge_chunk, 1) == 0
   adj = dense_adjacency(split)
   mean_op = adj / np.maximum(adj.sum(axis=1, keepdims=True), 1)
   rng = np.random.default_rng(1)
@@ -68,24 +80,96 @@ def test_chunked_aggregation_and_its_gradient_match_the_dense_product(
   np.testing.assert_allclose(grad, mean_op[:nu].T @ w[:nu], atol=1e-5)
 
 
-def test_negative_edge_chunk_is_rejected(small_graph):
+def test_bad_layout_and_negative_edge_chunk_are_rejected(small_graph):
+  split = split_version(small_graph, 0)
   with pytest.raises(ValueError, match="edge_chunk must be >= 0"):
-    BipartiteGraph.from_split(split_version(small_graph, 0), -1)
+    BipartiteGraph.from_split(split, "scatter", -1)
+  with pytest.raises(ValueError, match="unknown layout 'dense'.*'sorted'"):
+    BipartiteGraph.from_split(split, "dense")
 
 
-@pytest.mark.parametrize("edge_chunk", [0, 128])
-def test_layers_agree_across_edge_chunks(small_graph, edge_chunk):
-  # Chunked scans give the embeddings of the single-pass aggregation, in
-  # every layer (the dense-formula test above covers the first layer).
+@pytest.mark.parametrize("growth", [1.3, 2.0, 8.0])
+def test_neighbour_lists_sum_any_relation_like_numpy(growth):
+  rng = np.random.default_rng(int(growth * 10))
+  num_senders, num_receivers = 40, 30
+  # Heavy-tailed degrees, repeated edges, and receivers with no sender.
+  receivers = np.minimum(rng.zipf(1.6, size=300), num_receivers - 5) - 1
+  senders = rng.integers(0, num_senders, size=300)
+  lists = NeighbourLists.build(senders, receivers, num_senders, num_receivers, growth)
+  widths = [b.shape[1] for b in lists.buckets]
+  assert widths == sorted(widths)
+  x = rng.normal(size=(num_senders, 3))
+  want = np.zeros((num_receivers, 3))
+  np.add.at(want, receivers, x[senders])
+  got = lists.sum(jnp.asarray(x, jnp.float32))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_sorted_layout_does_not_depend_on_edge_order():
+  # The sorted layout adds each receiver's senders in ascending order, so a
+  # shuffled edge list gives the same bits, values and gradients.
+  rng = np.random.default_rng(5)
+  senders = rng.integers(0, 50, size=400)
+  receivers = rng.integers(0, 20, size=400)
+  x = jnp.asarray(rng.normal(size=(50, 4)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(20, 4)), jnp.float32)
+  results = []
+  for seed in range(3):
+    order = np.random.default_rng(seed).permutation(400)
+    relation = Relation.build(senders[order], receivers[order], 50, 20, "sorted")
+    value, grad = jax.value_and_grad(
+      lambda x, r=relation: jnp.sum(relation_sum(x, r) * w)
+    )(x)
+    results.append((np.asarray(value), np.asarray(grad)))
+  for value, grad in results[1:]:
+    assert value.tobytes() == results[0][0].tobytes()
+    assert grad.tobytes() == results[0][1].tobytes()
+
+
+def test_take_rows_gradient_sums_repeated_rows_like_numpy():
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.normal(size=(12, 5)), jnp.float32)
+  rows = jnp.asarray(rng.integers(0, 12, size=64), jnp.int32)
+  cotangent = rng.normal(size=(64, 5))
+  want = np.zeros((12, 5))
+  np.add.at(want, np.asarray(rows), cotangent)
+  for deterministic in (True, False):
+    out, pullback = jax.vjp(
+      lambda x, d=deterministic: take_rows(x, rows, deterministic=d), x
+    )
+    np.testing.assert_array_equal(out, np.asarray(x)[np.asarray(rows)])
+    (grad,) = pullback(jnp.asarray(cotangent, jnp.float32))
+    np.testing.assert_allclose(grad, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout,edge_chunk", [("scatter", 128), ("sorted", 0)])
+def test_layers_and_gradients_agree_across_layouts(small_graph, layout, edge_chunk):
+  # Every layout gives the single-pass scatter's embeddings in every layer,
+  # and the same gradients of every parameter (item tables included).
   split = split_version(small_graph, 3)
-  reference = BipartiteGraph.from_split(split, 0)
-  graph = BipartiteGraph.from_split(split, edge_chunk)
+  reference = BipartiteGraph.from_split(split, "scatter", 0)
+  graph = BipartiteGraph.from_split(split, layout, edge_chunk)
   model = PinSAGE(dim=8, num_layers=3)
   variables = model.init(jax.random.key(2), reference, train=False)
   for want, got in zip(
     embed(model, variables, reference), embed(model, variables, graph), strict=True
   ):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+  def loss(params, graph):
+    (users, items), _ = model.apply(
+      {"params": params, "batch_stats": variables["batch_stats"]},
+      graph,
+      train=True,
+      mutable=["batch_stats"],
+    )
+    return jnp.sum(users[:, :4] ** 2) + jnp.sum(jnp.sin(items))
+
+  want = jax.grad(loss)(variables["params"], reference)
+  got = jax.grad(loss)(variables["params"], graph)
+  assert set(got["item_encoder"]) == {f"embed_{k}" for k in split.item_attrs}
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_item_encoder_is_mean_bag_summed_over_kinds(small_graph):

@@ -19,6 +19,12 @@ from flax import struct
 
 from bcjax.data.graph import RaggedAttribute
 from bcjax.data.split import VersionSplit
+from bcjax.models.aggregation import (
+  LAYOUTS,
+  Relation,
+  default_edge_chunk,
+  default_layout,
+)
 
 
 @struct.dataclass
@@ -26,28 +32,31 @@ class AttributeBag:
   """One item attribute kind as an embedding bag.
 
   Attributes:
-    values: ``(nnz,)`` int32 value ids.
-    segment: ``(nnz,)`` int32 item of each value.
+    values: ``items <- value ids``: item ``i`` sums the embeddings of its
+      values (both directions, so the table's gradient is a sum too).
     inv_count: ``(num_items,)`` float32 ``1 / (values of the item)``, 0 where
       the item has none, so the bag is a mean.
     vocab_size: number of distinct values (static).
   """
 
-  values: jax.Array
-  segment: jax.Array
+  values: Relation
   inv_count: jax.Array
   vocab_size: int = struct.field(pytree_node=False)
 
   @classmethod
-  def from_ragged(cls, attr: RaggedAttribute) -> AttributeBag:
+  def from_ragged(
+    cls, attr: RaggedAttribute, layout: str = "scatter", edge_chunk: int = 0
+  ) -> AttributeBag:
     counts = np.diff(attr.offsets)
-    segment = np.repeat(np.arange(attr.num_nodes, dtype=np.int32), counts)
+    segment = np.repeat(np.arange(attr.num_nodes), counts)
     inv = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+    vocab_size = max(len(attr.vocab), 1)
     return cls(
-      values=jnp.asarray(attr.values, jnp.int32),
-      segment=jnp.asarray(segment, jnp.int32),
+      values=Relation.build(
+        attr.values, segment, vocab_size, attr.num_nodes, layout, edge_chunk
+      ),
       inv_count=jnp.asarray(inv, jnp.float32),
-      vocab_size=max(len(attr.vocab), 1),
+      vocab_size=vocab_size,
     )
 
 
@@ -55,15 +64,13 @@ class AttributeBag:
 class BipartiteGraph:
   """The training graph of one version, as device arrays.
 
+  Users are nodes ``[0, num_users)`` and item ``i`` is node ``num_users + i``;
+  every training interaction is an edge both ways.
+
   Attributes:
-    senders: ``(num_edge_slots,)`` int32 source node of each directed edge
-      (two per training interaction); users are nodes ``[0, num_users)``,
-      item ``i`` is node ``num_users + i``. Two parts, first the edges into
-      users, then those into items, each sorted by receiver and padded to a
-      whole number of ``edge_chunk`` slots (so the whole array is sorted only
-      without padding).
-    receivers: ``(num_edge_slots,)`` int32 target node of each edge;
-      ``num_nodes`` in padding slots, which aggregation drops.
+    adjacency: ``users <- items``: user ``u`` sums the rows of its items
+      (``adjacency.T``: items sum their users), one entry per interaction,
+      in the layout :attr:`layout`.
     inv_degree: ``(num_users + num_items,)`` float32 ``1 / in-degree``, 0 for
       isolated nodes, so that aggregation is a mean.
     item_attrs: attribute kind -> :class:`AttributeBag`.
@@ -77,16 +84,14 @@ class BipartiteGraph:
     active_users: ``(num_active,)`` int32 users with at least one positive.
     num_users: static node count of users.
     num_items: static node count of items.
+    num_interactions: static number of training interactions.
     max_degree: static largest number of positives of one user.
-    edge_chunk: static number of edges aggregated at once (0: all at once,
-      also chosen when one chunk would hold every edge); see
-      :func:`default_edge_chunk`.
-    num_user_edge_slots: static number of leading edge slots whose receivers
-      are users (the rest go into items).
+    layout: static layout of every sum of rows in a step (see
+      :mod:`bcjax.models.aggregation`): ``"sorted"`` is deterministic on every
+      backend, ``"scatter"`` on CPU and TPU only.
   """
 
-  senders: jax.Array
-  receivers: jax.Array
+  adjacency: Relation
   inv_degree: jax.Array
   item_attrs: Mapping[str, AttributeBag]
   pos_indptr: jax.Array
@@ -95,40 +100,48 @@ class BipartiteGraph:
   active_users: jax.Array
   num_users: int = struct.field(pytree_node=False)
   num_items: int = struct.field(pytree_node=False)
+  num_interactions: int = struct.field(pytree_node=False)
   max_degree: int = struct.field(pytree_node=False)
-  edge_chunk: int = struct.field(pytree_node=False)
-  num_user_edge_slots: int = struct.field(pytree_node=False)
+  layout: str = struct.field(pytree_node=False)
 
   @property
   def num_nodes(self) -> int:
     return self.num_users + self.num_items
 
+  @property
+  def deterministic(self) -> bool:
+    """Whether the step's sums of rows avoid scatter-add atomics."""
+    return self.layout == "sorted"
+
   @classmethod
   def from_split(
-    cls, split: VersionSplit, edge_chunk: int | None = None
+    cls,
+    split: VersionSplit,
+    layout: str | None = None,
+    edge_chunk: int | None = None,
   ) -> BipartiteGraph:
     """Builds the device graph from a version's training interactions.
 
     Args:
       split: the version's split.
-      edge_chunk: edges aggregated at once; None picks
-        :func:`default_edge_chunk` for the default backend.
+      layout: ``"scatter"`` or ``"sorted"``; None picks
+        :func:`~bcjax.models.aggregation.default_layout` for the default
+        backend.
+      edge_chunk: edges per scatter-add (``"scatter"`` only); None picks
+        :func:`~bcjax.models.aggregation.default_edge_chunk`.
     """
+    layout = layout or default_layout()
+    if layout not in LAYOUTS:
+      raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     if edge_chunk is None:
       edge_chunk = default_edge_chunk()
-    if edge_chunk < 0:
-      raise ValueError(f"edge_chunk must be >= 0 (0: no chunking), got {edge_chunk}")
     nu, ni = split.num_users, split.num_items
     user = split.train_user.astype(np.int64)
     item = split.train_item.astype(np.int64)
-    if 2 * len(user) <= edge_chunk:
-      edge_chunk = 0  # one pass over all edges, no padding
-    # Receiver order keeps each chunk's scatter on few output rows; the
-    # edges into users come first, in whole chunks, so that the first layer
-    # can aggregate into users alone (see PinSAGE).
-    into_users = _edge_slots(nu + item, user, edge_chunk, nu + ni)
-    into_items = _edge_slots(user, nu + item, edge_chunk, nu + ni)
-    senders, receivers = (np.concatenate(p) for p in zip(into_users, into_items))
+    # Sorted by (user, item), so every node adds its neighbours in ascending
+    # order in both directions.
+    order = np.lexsort((item, user))
+    adjacency = Relation.build(item[order], user[order], ni, nu, layout, edge_chunk)
     degree = np.bincount(np.concatenate([user, nu + item]), minlength=nu + ni)
     inv_degree = np.where(degree > 0, 1.0 / np.maximum(degree, 1), 0.0)
 
@@ -138,47 +151,22 @@ class BipartiteGraph:
     indptr = np.concatenate([[0], np.cumsum(counts)])
     rank_in_row = np.arange(len(pos_item)) - indptr[pos_user]
     return cls(
-      senders=jnp.asarray(senders, jnp.int32),
-      receivers=jnp.asarray(receivers, jnp.int32),
+      adjacency=adjacency,
       inv_degree=jnp.asarray(inv_degree, jnp.float32),
-      item_attrs={k: AttributeBag.from_ragged(a) for k, a in split.item_attrs.items()},
+      item_attrs={
+        k: AttributeBag.from_ragged(a, layout, edge_chunk)
+        for k, a in split.item_attrs.items()
+      },
       pos_indptr=jnp.asarray(indptr, jnp.int32),
       pos_items=jnp.asarray(pos_item, jnp.int32),
       pos_gaps=jnp.asarray(pos_item - rank_in_row, jnp.int32),
       active_users=jnp.asarray(np.flatnonzero(counts), jnp.int32),
       num_users=nu,
       num_items=ni,
+      num_interactions=len(user),
       max_degree=int(counts.max()),
-      edge_chunk=edge_chunk,
-      num_user_edge_slots=len(into_users[0]),
+      layout=layout,
     )
-
-
-def _edge_slots(senders, receivers, chunk, fill):
-  """Edges sorted by receiver, padded to whole chunks with ``fill`` receivers."""
-  order = np.lexsort((senders, receivers))
-  pad = (-len(senders)) % chunk if chunk else 0
-  return (
-    np.concatenate([senders[order], np.zeros(pad, np.int64)]),
-    np.concatenate([receivers[order], np.full(pad, fill, np.int64)]),
-  )
-
-
-def default_edge_chunk(backend: str | None = None) -> int:
-  """Edges per aggregation chunk that is fastest on ``backend``.
-
-  On CPU, gathering all ``(num_edges, dim)`` messages before the scatter
-  streams them through memory twice; in chunks of 4096 edges they stay in
-  cache (ml-100k, dim 256: aggregation forward and backward 224 ms -> 15 ms
-  on 2 cores). On GPU the single fused pass is the fast one.
-
-  Args:
-    backend: a JAX backend name; None for the default backend.
-
-  Returns:
-    The chunk size, 0 for a single pass.
-  """
-  return 4096 if (backend or jax.default_backend()) == "cpu" else 0
 
 
 def _search_rows(

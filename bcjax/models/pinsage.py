@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from bcjax.data.bipartite import AttributeBag, BipartiteGraph
+from bcjax.models.aggregation import relation_sum
 
 
 def mean_aggregate(
@@ -40,86 +41,11 @@ def mean_aggregate(
     ``(num_nodes, dim)``, or ``(num_users, dim)`` with ``into_users_only``;
     zero for nodes without neighbours.
   """
-  return _mean_aggregate(x, graph, "users" if into_users_only else "all")
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _mean_aggregate(x, graph: BipartiteGraph, part: str):
-  first, n = _receivers(graph, part)
-  return _neighbour_sum(x, graph, part) * graph.inv_degree[first : first + n, None]
-
-
-def _mean_aggregate_fwd(x, graph, part):
-  return _mean_aggregate(x, graph, part), graph
-
-
-def _mean_aggregate_bwd(part, graph, cotangent):
-  # Every interaction is an edge both ways, so the transpose of summing over
-  # the edges into users is summing over the edges into items (and "all" is
-  # its own transpose): the backward pass runs the forward's receiver-sorted
-  # sum instead of autodiff's scatter in sender order.
-  scaled = cotangent * graph.inv_degree[: cotangent.shape[0], None]
-  if part == "all":
-    grad = _neighbour_sum(scaled, graph, "all")
-  else:
-    items = _neighbour_sum(scaled, graph, "items")
-    grad = jnp.concatenate([jnp.zeros_like(scaled), items])
-  return grad, None
-
-
-_mean_aggregate.defvjp(_mean_aggregate_fwd, _mean_aggregate_bwd)
-
-
-def _receivers(graph: BipartiteGraph, part: str) -> tuple[int, int]:
-  """First node id and number of the receivers of ``part``."""
-  if part == "users":
-    return 0, graph.num_users
-  if part == "items":
-    return graph.num_users, graph.num_items
-  return 0, graph.num_nodes
-
-
-def _neighbour_sum(x: jax.Array, graph: BipartiteGraph, part: str) -> jax.Array:
-  """Sum of ``x[sender]`` over the edges of ``part`` into each receiver.
-
-  Args:
-    x: features indexed by the senders' node ids (the users' rows suffice
-      for ``"items"``, whose senders are users).
-    graph: the graph.
-    part: ``"all"``, ``"users"`` (the edges into users) or ``"items"``.
-
-  Returns:
-    ``(receivers of part, dim)``.
-  """
-  first, n = _receivers(graph, part)
-  start, stop = {
-    "all": (0, graph.senders.shape[0]),
-    "users": (0, graph.num_user_edge_slots),
-    "items": (graph.num_user_edge_slots, graph.senders.shape[0]),
-  }[part]
-  senders = graph.senders[start:stop]
-  # Padding receivers (num_nodes) stay out of range after the shift: dropped.
-  receivers = graph.receivers[start:stop] - first
-  if not graph.edge_chunk:
-    return jax.ops.segment_sum(
-      x[senders], receivers, num_segments=n, indices_are_sorted=True
-    )
-
-  # One chunk's messages at a time, so they never leave cache (see
-  # default_edge_chunk).
-  def add_chunk(total, edges):
-    chunk_senders, chunk_receivers = edges
-    total = total.at[chunk_receivers].add(
-      x[chunk_senders], mode="drop", indices_are_sorted=True
-    )
-    return total, None
-
-  chunks = (
-    senders.reshape(-1, graph.edge_chunk),
-    receivers.reshape(-1, graph.edge_chunk),
-  )
-  summed, _ = jax.lax.scan(add_chunk, jnp.zeros((n, x.shape[1]), x.dtype), chunks)
-  return summed
+  nu = graph.num_users
+  summed = relation_sum(x[nu:], graph.adjacency)
+  if not into_users_only:
+    summed = jnp.concatenate([summed, relation_sum(x[:nu], graph.adjacency.T)])
+  return summed * graph.inv_degree[: summed.shape[0], None]
 
 
 class ItemEncoder(nn.Module):
@@ -137,17 +63,26 @@ class ItemEncoder(nn.Module):
     out = jnp.zeros((num_items, self.dim), jnp.float32)
     for kind in sorted(bags):
       bag = bags[kind]
-      table = nn.Embed(
-        bag.vocab_size,
-        self.dim,
-        embedding_init=nn.initializers.normal(1.0),
-        name=f"embed_{kind}",
-      )
-      summed = jax.ops.segment_sum(
-        table(bag.values), bag.segment, num_segments=num_items
-      )
-      out = out + summed * bag.inv_count[:, None]
+      table = _Table(bag.vocab_size, self.dim, name=f"embed_{kind}")()
+      out = out + relation_sum(table, bag.values) * bag.inv_count[:, None]
     return out
+
+
+class _Table(nn.Module):
+  """An embedding table under ``nn.Embed``'s parameter name and init.
+
+  The bag sums table rows through :func:`relation_sum`, whose gradient stays
+  a sum in the bag's layout; ``nn.Embed`` would gather (a scatter-add back).
+  """
+
+  num_embeddings: int
+  features: int
+
+  @nn.compact
+  def __call__(self) -> jax.Array:
+    return self.param(
+      "embedding", nn.initializers.normal(1.0), (self.num_embeddings, self.features)
+    )
 
 
 class SAGEConv(nn.Module):

@@ -70,4 +70,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   # Devices to train data-parallel on (1: one device, 0: all visible ones).
   config.num_devices = 1
+  # Sums of rows in a step: "sorted" is bit-reproducible on every backend,
+  # "scatter" (atomic scatter-add) only on CPU and TPU; "" picks the fastest
+  # reproducible one for the backend (sorted on GPU).
+  config.layout = ""
   return config

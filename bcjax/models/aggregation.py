@@ -1,0 +1,322 @@
+"""Sums of neighbour rows over a bipartite relation, and their gradients.
+
+Message passing, the item encoder's embedding bags and the BPR batch's row
+lookups all add rows of one array into rows of another. Done with scatter-add
+(``jax.ops.segment_sum``, or the gradient of a gather) that is fast, but on a
+GPU the adds are atomic and their order changes from run to run, so two runs
+with the same seed part after a few steps. This module holds two layouts of a
+relation "receiver ``r`` sums the rows of its senders":
+
+* :class:`EdgeList` (``"scatter"``): receiver-sorted edges reduced by
+  scatter-add, in cache-sized chunks on CPU (:func:`default_edge_chunk`).
+  Deterministic on CPU and TPU, not on GPU.
+* :class:`NeighbourLists` (``"sorted"``): each receiver's senders as a padded
+  row, receivers bucketed by degree (so padding stays under a factor of
+  ``growth``); every bucket is one gather reduced along its row, with no
+  atomics, and a permutation puts the receivers back in order. Bit-identical
+  from run to run on any backend.
+
+A :class:`Relation` carries both directions, so that the gradient of a sum
+is the sum over the transposed relation in the same layout: autodiff would
+otherwise turn the forward's gather into a scatter-add in sender order.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+LAYOUTS = ("scatter", "sorted")
+
+
+def default_layout(backend: str | None = None) -> str:
+  """The fastest layout that is deterministic on ``backend``.
+
+  Scatter-add runs sequentially on CPU and TPU (deterministic there); on GPU
+  its atomics are not, so GPUs get the sorted layout.
+  """
+  return "sorted" if (backend or jax.default_backend()) == "gpu" else "scatter"
+
+
+def default_edge_chunk(backend: str | None = None) -> int:
+  """Edges per scatter-add chunk that is fastest on ``backend``.
+
+  On CPU, gathering all ``(num_edges, dim)`` messages before the scatter
+  streams them through memory twice; in chunks of 4096 edges they stay in
+  cache (ml-100k, dim 256: aggregation forward and backward 224 ms -> 15 ms
+  on 2 cores). On accelerators the single fused pass is the fast one.
+
+  Args:
+    backend: a JAX backend name; None for the default backend.
+
+  Returns:
+    The chunk size, 0 for a single pass.
+  """
+  return 4096 if (backend or jax.default_backend()) == "cpu" else 0
+
+
+@struct.dataclass
+class EdgeList:
+  """Receiver-sorted edges, summed by scatter-add.
+
+  Attributes:
+    senders: ``(num_slots,)`` int32 sender row of each edge; 0 in padding.
+    receivers: ``(num_slots,)`` int32 receiver row, sorted;
+      ``num_receivers`` in padding slots, which the scatter drops.
+    num_receivers: static number of output rows.
+    chunk: static edges per scatter (0: all edges in one pass); the slots
+      are padded to a whole number of chunks.
+  """
+
+  senders: jax.Array
+  receivers: jax.Array
+  num_receivers: int = struct.field(pytree_node=False)
+  chunk: int = struct.field(pytree_node=False)
+
+  @classmethod
+  def build(cls, senders, receivers, num_receivers: int, chunk: int) -> EdgeList:
+    """Sorts host edges by receiver and pads them to whole chunks."""
+    if len(senders) <= chunk:
+      chunk = 0  # one pass over all edges, no padding
+    # Stable: a receiver's senders keep the caller's order, and so does the
+    # order of their adds.
+    order = np.argsort(receivers, kind="stable")
+    pad = (-len(senders)) % chunk if chunk else 0
+    return cls(
+      senders=jnp.asarray(np.concatenate([senders[order], np.zeros(pad)]), jnp.int32),
+      receivers=jnp.asarray(
+        np.concatenate([receivers[order], np.full(pad, num_receivers)]), jnp.int32
+      ),
+      num_receivers=num_receivers,
+      chunk=chunk,
+    )
+
+  def sum(self, x: jax.Array) -> jax.Array:
+    """``(num_receivers, dim)`` sums of the senders' rows of ``x``."""
+    n = self.num_receivers
+    if not self.chunk:
+      return jax.ops.segment_sum(
+        x[self.senders], self.receivers, num_segments=n, indices_are_sorted=True
+      )
+
+    # One chunk's messages at a time, so they never leave cache.
+    def add_chunk(total, edges):
+      senders, receivers = edges
+      total = total.at[receivers].add(x[senders], mode="drop", indices_are_sorted=True)
+      return total, None
+
+    chunks = (
+      self.senders.reshape(-1, self.chunk),
+      self.receivers.reshape(-1, self.chunk),
+    )
+    summed, _ = jax.lax.scan(add_chunk, jnp.zeros((n, x.shape[1]), x.dtype), chunks)
+    return summed
+
+
+@struct.dataclass
+class NeighbourLists:
+  """Each receiver's senders as one padded row, receivers bucketed by degree.
+
+  Attributes:
+    buckets: one ``(receivers in bucket, width)`` int32 array of sender rows
+      per degree bucket, padded with ``num_senders`` (read as zero rows).
+    position: ``(num_receivers,)`` int32 row of each receiver in the
+      concatenated bucket sums; receivers without senders point one past
+      the last, at a zero row.
+    num_receivers: static number of output rows.
+  """
+
+  buckets: tuple[jax.Array, ...]
+  position: jax.Array
+  num_receivers: int = struct.field(pytree_node=False)
+
+  @classmethod
+  def build(
+    cls, senders, receivers, num_senders: int, num_receivers: int, growth: float = 2.0
+  ) -> NeighbourLists:
+    """Buckets host edges by receiver degree.
+
+    Args:
+      senders: ``(num_edges,)`` sender rows.
+      receivers: ``(num_edges,)`` receiver rows.
+      num_senders: rows of the summed array (the padding value).
+      num_receivers: output rows.
+      growth: the widest degree of a bucket is at most this times its
+        narrowest, which bounds the padding.
+    """
+    if growth <= 1:
+      raise ValueError(f"growth must be > 1, got {growth}")
+    senders, receivers = np.asarray(senders), np.asarray(receivers)
+    # Ascending senders within a receiver: the sums do not depend on the
+    # order the edges came in.
+    senders = senders[np.lexsort((senders, receivers))]
+    degree = np.bincount(receivers, minlength=num_receivers)
+    start = np.concatenate([[0], np.cumsum(degree)[:-1]])
+    has = np.flatnonzero(degree)
+    level = np.floor(np.log(degree[has]) / np.log(growth) + 1e-9).astype(np.int64)
+    position = np.zeros(num_receivers, np.int64)
+    buckets, row = [], 0
+    for each in np.unique(level):
+      members = has[level == each]
+      width = int(degree[members].max())
+      col = np.arange(width)
+      inside = col[None, :] < degree[members][:, None]
+      rows = np.full((len(members), width), num_senders, np.int64)
+      rows[inside] = senders[(start[members][:, None] + col[None, :])[inside]]
+      buckets.append(jnp.asarray(rows, jnp.int32))
+      position[members] = row + np.arange(len(members))
+      row += len(members)
+    position[degree == 0] = row
+    return cls(tuple(buckets), jnp.asarray(position, jnp.int32), num_receivers)
+
+  def sum(self, x: jax.Array) -> jax.Array:
+    """``(num_receivers, dim)`` sums of the senders' rows of ``x``."""
+    sums = [
+      jnp.sum(x.at[rows].get(mode="fill", fill_value=0), axis=1)
+      for rows in self.buckets
+    ]
+    sums.append(jnp.zeros((1, x.shape[1]), x.dtype))
+    return jnp.concatenate(sums)[self.position]
+
+
+@struct.dataclass
+class Relation:
+  """Both directions of one relation, in one layout.
+
+  Attributes:
+    forward: receivers sum their senders' rows.
+    transpose: senders sum their receivers' rows (the forward's adjoint).
+  """
+
+  forward: EdgeList | NeighbourLists
+  transpose: EdgeList | NeighbourLists
+
+  @classmethod
+  def build(
+    cls,
+    senders,
+    receivers,
+    num_senders: int,
+    num_receivers: int,
+    layout: str,
+    edge_chunk: int = 0,
+  ) -> Relation:
+    """Both directions of host edges ``senders[e] -> receivers[e]``.
+
+    The sorted layout adds each receiver's senders in ascending order; the
+    scatter layout in the order of the edges (sort them by ``(sender,
+    receiver)`` for ascending senders in both directions).
+
+    Args:
+      senders: ``(num_edges,)`` int sender rows.
+      receivers: ``(num_edges,)`` int receiver rows.
+      num_senders: rows of the array that is summed.
+      num_receivers: rows of the sum.
+      layout: ``"scatter"`` or ``"sorted"``.
+      edge_chunk: edges per scatter (``"scatter"`` only; 0: one pass).
+    """
+    senders = np.asarray(senders, np.int64)
+    receivers = np.asarray(receivers, np.int64)
+    if layout == "scatter":
+      if edge_chunk < 0:
+        raise ValueError(f"edge_chunk must be >= 0 (0: no chunking), got {edge_chunk}")
+      return cls(
+        EdgeList.build(senders, receivers, num_receivers, edge_chunk),
+        EdgeList.build(receivers, senders, num_senders, edge_chunk),
+      )
+    if layout == "sorted":
+      return cls(
+        NeighbourLists.build(senders, receivers, num_senders, num_receivers),
+        NeighbourLists.build(receivers, senders, num_receivers, num_senders),
+      )
+    raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+
+  @property
+  def T(self) -> Relation:  # noqa: N802 (the matrix transpose's usual name)
+    return Relation(self.transpose, self.forward)
+
+
+@jax.custom_vjp
+def relation_sum(x: jax.Array, relation: Relation) -> jax.Array:
+  """``A @ x`` for the 0/1 matrix ``A`` of ``relation``.
+
+  Args:
+    x: ``(num_senders, dim)`` rows to sum.
+    relation: which rows go into which.
+
+  Returns:
+    ``(num_receivers, dim)``; zero rows for receivers without senders.
+  """
+  return relation.forward.sum(x)
+
+
+def _relation_sum_fwd(x, relation):
+  return relation.forward.sum(x), relation
+
+
+def _relation_sum_bwd(relation, cotangent):
+  # The adjoint of summing over the relation is summing over its transpose,
+  # in the same (deterministic, receiver-ordered) layout.
+  return relation.transpose.sum(cotangent), None
+
+
+relation_sum.defvjp(_relation_sum_fwd, _relation_sum_bwd)
+
+
+def take_rows(x: jax.Array, rows: jax.Array, *, deterministic: bool) -> jax.Array:
+  """``x[rows]``, with a run-to-run deterministic gradient if asked.
+
+  A gather's gradient is a scatter-add of the cotangent rows into ``x``; with
+  repeated ``rows`` on a GPU its atomics add in a varying order. The
+  deterministic gradient sorts the rows, sums each run of equal rows with a
+  segmented scan (a fixed tree of adds), and writes each sum once.
+
+  Args:
+    x: ``(num_rows, dim)``.
+    rows: ``(n,)`` int32 indices.
+    deterministic: use the sorted gradient (else autodiff's scatter-add,
+      which is deterministic on CPU and TPU).
+
+  Returns:
+    ``(n, dim)``.
+  """
+  if not deterministic:
+    return x[rows]
+  return _take_rows(x, rows)
+
+
+@jax.custom_vjp
+def _take_rows(x, rows):
+  return x[rows]
+
+
+def _take_rows_fwd(x, rows):
+  # A zero-size stand-in carries the static row count into the backward.
+  return x[rows], (rows, jnp.zeros((x.shape[0], 0), x.dtype))
+
+
+def _take_rows_bwd(residuals, cotangent):
+  rows, like = residuals
+  num_rows = like.shape[0]
+  order = jnp.argsort(rows, stable=True)
+  ordered, values = rows[order], cotangent[order]
+  starts = jnp.concatenate([jnp.ones(1, bool), ordered[1:] != ordered[:-1]])
+
+  def segmented_add(a, b):
+    start_a, sum_a = a
+    start_b, sum_b = b
+    return start_a | start_b, jnp.where(start_b[:, None], sum_b, sum_a + sum_b)
+
+  _, sums = jax.lax.associative_scan(segmented_add, (starts, values))
+  last = jnp.concatenate([ordered[1:] != ordered[:-1], jnp.ones(1, bool)])
+  # Each row is written once (the others go out of range and are dropped),
+  # so the adds below have no order to vary.
+  target = jnp.where(last, ordered, num_rows)
+  grad = jnp.zeros((num_rows, cotangent.shape[1]), cotangent.dtype)
+  grad = grad.at[target].add(sums, mode="drop")
+  return grad, None
+
+
+_take_rows.defvjp(_take_rows_fwd, _take_rows_bwd)
