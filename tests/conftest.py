@@ -1,10 +1,25 @@
-"""Shared fixtures: small graphs built by hand or by the generator."""
+"""Shared fixtures: small graphs built by hand or by the generator.
 
-import numpy as np
-import pytest
+Tests run on CPU whatever JAX build is installed: bit-reproducibility and the
+8 simulated devices hold only there. ``BCJAX_TEST_PLATFORMS`` overrides this
+with its value for ``JAX_PLATFORMS`` (empty: JAX's own choice).
+"""
 
-from bcjax.data.graph import DynamicGraph, RaggedAttribute, from_raw_log
-from bcjax.data.synthetic import SyntheticSpec, generate
+import os
+import sys
+
+# Before anything imports jax, and in os.environ so that the processes tests
+# start (compare, resume, sharding) inherit it.
+os.environ["JAX_PLATFORMS"] = os.environ.get("BCJAX_TEST_PLATFORMS", "cpu")
+if "jax" in sys.modules:
+  # A plugin imported jax first; its backends are still unset until first use.
+  sys.modules["jax"].config.update("jax_platforms", os.environ["JAX_PLATFORMS"])
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from bcjax.data.graph import DynamicGraph, RaggedAttribute, from_raw_log  # noqa: E402
+from bcjax.data.synthetic import SyntheticSpec, generate  # noqa: E402
 
 
 def graph_from_rows(rows, name="hand-made"):

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -52,9 +53,14 @@ def test_fit_resumes_exactly_from_its_last_checkpoint(
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Enough evaluation epochs that kills land inside versions too.
 OVERRIDES = ("--config.epochs=8", "--config.eval_every=2")
+# Bounds the whole series of killed runs, so that a run that stops making
+# progress fails the test instead of hanging it.
+KILLS_TIMEOUT_S = 900
+# Runs killed at most; enough for every kind of kill to land with retries.
+MAX_KILLS = 8
 
 
-def _start(workdir):
+def _start(workdir, stderr=subprocess.PIPE):
   return subprocess.Popen(
     [
       sys.executable,
@@ -66,9 +72,85 @@ def _start(workdir):
     ],
     cwd=ROOT,
     stdout=subprocess.DEVNULL,
-    stderr=subprocess.PIPE,
+    stderr=stderr,
     text=True,
   )
+
+
+def _listdir(path):
+  # A run may remove a folder between listing its parent and listing it.
+  try:
+    return os.listdir(path)
+  except FileNotFoundError:
+    return []
+
+
+def _committed_versions(workdir):
+  """(strategy, version) of every committed Orbax version step.
+
+  Orbax writes a step into ``<step>.orbax-checkpoint-tmp-*`` and commits it by
+  renaming it to ``<step>``, so only all-digit names count.
+  """
+  root = os.path.join(workdir, "checkpoints")
+  return {
+    (s, int(k))
+    for s in _listdir(root)
+    for k in _listdir(os.path.join(root, s))
+    if k.isdigit()
+  }
+
+
+def _progress_epochs(workdir):
+  """(strategy, version, epoch) of every committed epoch checkpoint."""
+  root = os.path.join(workdir, "progress")
+  return {
+    (s, int(v[1:]), int(e))
+    for s in _listdir(root)
+    for v in _listdir(os.path.join(root, s))
+    for e in _listdir(os.path.join(root, s, v))
+    if v.startswith("v") and e.isdigit()
+  }
+
+
+def _run_until(workdir, event, log, deadline):
+  """Runs compare on ``workdir`` and SIGKILLs it right after ``event``.
+
+  Args:
+    workdir: the run's workdir.
+    event: ``"progress"`` (an epoch checkpoint not there at the start appears)
+      or ``"commit"`` (a version step not there at the start is committed).
+    log: the file to write the run's stderr to (a pipe nobody reads could
+      fill up and stall the run).
+    deadline: ``time.monotonic()`` value by which the run must be killed or
+      finished.
+
+  Returns:
+    True if the run was killed, False if it finished (successfully) first.
+  """
+  watch = _progress_epochs if event == "progress" else _committed_versions
+  before = watch(workdir)
+  with open(log, "w") as err:
+    proc = _start(workdir, stderr=err)
+  try:
+    while True:
+      # Waiting on the process doubles as the polling interval.
+      try:
+        proc.wait(timeout=0.02)
+      except subprocess.TimeoutExpired:
+        pass
+      else:
+        assert proc.returncode == 0, log.read_text()[-3000:]
+        return False
+      if watch(workdir) - before:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return True
+      if time.monotonic() > deadline:
+        pytest.fail(f"no {event} event within {KILLS_TIMEOUT_S} s of killed runs")
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
 
 
 def _without_timings(obj):
@@ -91,22 +173,41 @@ def test_compare_killed_at_many_points_ends_with_the_same_results(tmp_path):
   assert proc.returncode == 0, err[-3000:]
 
   killed = tmp_path / "killed"
-  kills = 0
-  for delay in (5, 9, 14, 20, 27, 35):
-    proc = _start(killed)
-    try:
-      proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-      proc.send_signal(signal.SIGKILL)
-      proc.wait()
-      kills += 1
-    else:
-      assert proc.returncode == 0, proc.stderr.read()[-3000:]
+  deadline = time.monotonic() + KILLS_TIMEOUT_S
+  # Kill inside a version (right after one of its epoch checkpoints), then
+  # right after a version commit, then inside a version again; a kill that
+  # did not land as meant is retried.
+  wanted = ["progress", "commit", "progress"]
+  landed = []
+  logs = []
+  mid_version = []  # Per killed run: did its kill land inside a version?
+  while wanted and len(logs) < MAX_KILLS:
+    event = wanted[0]
+    committed = _committed_versions(killed)
+    logs.append(tmp_path / f"killed-{len(logs)}.log")
+    if not _run_until(killed, event, logs[-1], deadline):
       break
-  assert kills >= 3
-  proc = _start(killed)
-  _, err = proc.communicate(timeout=900)
-  assert proc.returncode == 0, err[-3000:]
+    # The run is dead: the workdir is as the kill left it.
+    done = _committed_versions(killed)
+    mid_version.append(any((s, k) not in done for s, k, _ in _progress_epochs(killed)))
+    landed_as_meant = mid_version[-1] if event == "progress" else done > committed
+    if landed_as_meant:
+      landed.append(wanted.pop(0))
+  assert landed == ["progress", "commit", "progress"], (landed, len(logs))
+
+  logs.append(tmp_path / "final.log")
+  with open(logs[-1], "w") as err:
+    proc = _start(killed, stderr=err)
+  try:
+    assert proc.wait(timeout=900) == 0, logs[-1].read_text()[-3000:]
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+  # A run after a kill inside a version goes on from its epoch checkpoint.
+  for was_mid_version, log in zip(mid_version, logs[1:]):
+    if was_mid_version:
+      assert "resumes after epoch" in log.read_text(), log
   assert _results(killed) == _results(reference)
 
 

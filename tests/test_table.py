@@ -6,10 +6,11 @@ import io
 import json
 import math
 
+import numpy as np
 import pytest
 
 from bcjax.errors import InputError
-from bcjax.evaluation.plots import write_plots
+from bcjax.evaluation.plots import figures, write_plots
 from bcjax.evaluation.table import COLUMNS, comparison_table, to_csv, to_markdown
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -261,6 +262,53 @@ def test_plots_are_png_files(tmp_path):
       assert f.read(8) == PNG_MAGIC
   # Only the plots: no temporary files are left beside them.
   assert len(list((tmp_path / "plots").iterdir())) == 3
+
+
+# Hand computations of the plotted points, (version, value) per strategy.
+# Recall@50 relative to nobc's 0.3, 0.4, 0.5: fix-m0 0.3 / 0.4 and 0.3 / 0.5,
+#   bc-aligner 0.38 / 0.4 = 0.95 and 0.46 / 0.5 = 0.92.
+# Mean core-task metric per version, a task counting after its selection
+#   version (none at version 0): fix-m0 (0.8 + 0.6 + 0.9) / 3 and
+#   (0.8 + 0.7 + 0.9) / 3 = 0.8; nobc (0.6 + 0.54 + 0.81) / 3 and
+#   (0.5 + 0.63 + 0.81) / 3; bc-aligner over its defined tasks
+#   (0.78 + 0.6) / 2 = 0.69 and (0.74 + 0.7) / 2 = 0.72, both 90 % of fix-m0.
+# Alignment error: distance_to_fix_m0 at versions 1 and 2.
+WANT_PLOTS = {
+  "recall50_vs_nobc.png": {
+    "fix-m0": [(0, 0.0), (1, -25.0), (2, -40.0)],
+    "nobc": [(0, 0.0), (1, 0.0), (2, 0.0)],
+    "bc-aligner": [(0, 0.0), (1, -5.0), (2, -8.0)],
+  },
+  "unintended_vs_fix_m0.png": {
+    "fix-m0": [(1, 0.0), (2, 0.0)],
+    "nobc": [(1, 100 * (1.95 / 2.3 - 1)), (2, 100 * (1.94 / 2.4 - 1))],
+    "bc-aligner": [(1, -10.0), (2, -10.0)],
+  },
+  "alignment_error.png": {
+    "fix-m0": [(1, 0.0), (2, 0.0)],
+    "nobc": [(1, 1.0), (2, 2.0)],
+    "bc-aligner": [(1, 0.1), (2, 0.2)],
+  },
+}
+
+
+def test_plotted_points_are_computed_by_hand():
+  results = make_results()
+  figs = figures(results, comparison_table(results))
+  assert list(figs) == list(WANT_PLOTS)
+  for name, want in WANT_PLOTS.items():
+    (ax,) = figs[name].axes
+    # Unlabelled lines (the 0 % guide) start with "_" in matplotlib.
+    lines = {
+      line.get_label(): line.get_xydata()
+      for line in ax.get_lines()
+      if not line.get_label().startswith("_")
+    }
+    assert list(lines) == list(want), name
+    for strategy, points in want.items():
+      np.testing.assert_allclose(
+        lines[strategy], points, rtol=0, atol=1e-9, err_msg=f"{name} {strategy}"
+      )
 
 
 @pytest.mark.parametrize(

@@ -75,10 +75,8 @@ def _unintended_per_version(table: Mapping[str, Any]) -> dict[str, list]:
   return out
 
 
-def _write_figure(
-  path: str, series: Series, title: str, ylabel: str, zero_line: bool
-) -> None:
-  """Writes one line plot, one line per strategy, to ``path`` atomically."""
+def _figure(series: Series, title: str, ylabel: str, zero_line: bool) -> Figure:
+  """One line plot, one line per strategy labelled with its name."""
   fig = Figure(figsize=(7.5, 4.5))
   FigureCanvasAgg(fig)
   ax = fig.add_subplot()
@@ -94,14 +92,11 @@ def _write_figure(
   ax.grid(True, alpha=0.3)
   ax.legend(fontsize="small", loc="best")
   fig.tight_layout()
-  with atomic_open(path, "wb") as f:
-    fig.savefig(f, format="png", dpi=120)
+  return fig
 
 
-def write_plots(
-  results: Mapping[str, Any], table: Mapping[str, Any], outdir: str
-) -> list[str]:
-  """Writes the per-version curves of every strategy as PNG files.
+def figures(results: Mapping[str, Any], table: Mapping[str, Any]) -> dict[str, Figure]:
+  """The per-version curves of every strategy, by PNG file name.
 
   - ``recall50_vs_nobc.png``: Recall@50 per version relative to nobc (%);
     skipped without nobc.
@@ -110,18 +105,18 @@ def write_plots(
   - ``alignment_error.png``: ``distance_to_fix_m0`` per version ``k >= 1``;
     skipped when no strategy has one.
 
+  Each figure has one axes with one line per strategy (label: the strategy),
+  its points at the versions where the value is defined.
+
   Args:
     results: the main job's results dict (see
       :func:`bcjax.evaluation.table.comparison_table`).
     table: ``comparison_table(results)``.
-    outdir: the folder to write to (created if needed).
 
   Returns:
-    The paths written.
+    File name -> figure, for the figures not skipped.
   """
-  os.makedirs(outdir, exist_ok=True)
-  written = []
-
+  out = {}
   recall = {s: v[RECALL_KEY] for s, v in table["per_version"].items()}
   relative_figures = (
     (
@@ -142,9 +137,7 @@ def write_plots(
   for values, reference, name, title, ylabel in relative_figures:
     series = _relative_series(values, reference) if reference in values else None
     if series:
-      path = os.path.join(outdir, name)
-      _write_figure(path, series, title, ylabel, zero_line=True)
-      written.append(path)
+      out[name] = _figure(series, title, ylabel, zero_line=True)
 
   distances = {}
   for strategy, entries in results["strategies"].items():
@@ -157,13 +150,34 @@ def write_plots(
     if points:
       distances[strategy] = ([k for k, _ in points], [d for _, d in points])
   if distances:
-    path = os.path.join(outdir, "alignment_error.png")
-    _write_figure(
-      path,
+    out["alignment_error.png"] = _figure(
       distances,
       "Alignment error: distance to fix-m0's embeddings",
       "mean L2 distance to fix-m0",
       zero_line=False,
     )
+  return out
+
+
+def write_plots(
+  results: Mapping[str, Any], table: Mapping[str, Any], outdir: str
+) -> list[str]:
+  """Writes :func:`figures` as PNG files, each atomically.
+
+  Args:
+    results: the main job's results dict (see
+      :func:`bcjax.evaluation.table.comparison_table`).
+    table: ``comparison_table(results)``.
+    outdir: the folder to write to (created if needed).
+
+  Returns:
+    The paths written.
+  """
+  os.makedirs(outdir, exist_ok=True)
+  written = []
+  for name, fig in figures(results, table).items():
+    path = os.path.join(outdir, name)
+    with atomic_open(path, "wb") as f:
+      fig.savefig(f, format="png", dpi=120)
     written.append(path)
   return written
