@@ -14,7 +14,7 @@ from bcjax.data.split import split_version
 from bcjax.data.synthetic import SyntheticSpec, generate
 from bcjax.models.pinsage import PinSAGE, init_variables
 from bcjax.train import create_train_state, make_train_epoch
-from benchmarks import same_results
+from benchmarks import protocol, same_results
 from benchmarks.hardware import DevicePeaks
 from benchmarks.workloads import train_step_cost
 
@@ -68,7 +68,7 @@ def test_benchmark_prints_the_table_and_writes_json(tmp_path):
       "--serve_rows=2048",
       "--serve_host_rows=300",
       "--notorch",
-      "--consumer_examples=256",
+      "--noprojection",  # its consumer grid alone takes a minute here
       f"--json={out}",
     ],
     cwd=ROOT,
@@ -89,13 +89,18 @@ def test_benchmark_prints_the_table_and_writes_json(tmp_path):
   assert result["device"]["peak_flops_per_s"] > 0
   assert result["memory"]["host_peak_rss_bytes"] > 0
   assert result["torch"] == {}
-  projection = result["projection"]
-  assert projection["total_s"] == pytest.approx(
-    projection["model_s"] + projection["eval_s"] + projection["consumer_s"]
+  assert result["projection"] is None
+
+
+def test_protocol_projection_counts_the_papers_epochs_and_consumers():
+  got = protocol.project(
+    epoch_s=0.5, eval_s=0.01, consumer_epoch_s_per_example=1e-6, consumer_examples=1000
   )
-  # The model part is the measured epoch times the protocol's 9,500 epochs.
-  assert projection["model_s"] == pytest.approx(9500 * result["train"]["epoch_s"])
-  assert "paper protocol, projected" in proc.stdout
+  # M_0 500 + nobc 4 x 500 + finetune-m0 4 x 250 + 3 joint strategies x 4 x 500.
+  assert got.model_s == pytest.approx(9500 * 0.5)
+  assert got.eval_s == pytest.approx(950 * 0.01)  # every 10th epoch
+  assert got.consumer_s == pytest.approx(300 * 1000 * 1e-6)  # 300 epochs
+  assert got.total_s == pytest.approx(got.model_s + got.eval_s + got.consumer_s)
 
 
 def test_same_results_compares_numbers_bit_for_bit_and_ignores_timings():
