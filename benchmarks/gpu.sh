@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Every GPU measurement in one call (about 8 minutes), in priority order, each
-# section's JSON written to $OUT as soon as it ends so that a cut-off call
-# still returns what it measured; the tables are printed again at the end.
+# Every GPU measurement in one call (about 8 minutes), in priority order. Two
+# files come back in $OUT, appended to as each section ends, so that a
+# cut-off call still returns what it measured: results.jsonl (one benchmark
+# JSON per line) and output.txt (everything printed; the tables are printed
+# again at the end). Logs stay in /tmp/bcjax_logs; a failed section prints
+# the end of its log. `python -m benchmarks.report output.txt` summarises.
 #   1. Musical-Instruments size, dim 512, 3 layers, TF32: the deterministic
 #      (sorted) layout beside PyTorch + PyG, with the paper-protocol
 #      projection; then the atomic scatter layout, its speed and determinism.
@@ -16,7 +19,10 @@
 set -u
 export PYTHONUNBUFFERED=1
 out="${OUT:-/tmp/bcjax_bench}"
-mkdir -p "$out"
+logs=/tmp/bcjax_logs
+rm -rf "$logs"
+mkdir -p "$out" "$logs"
+exec > >(tee -a "$out/output.txt") 2>&1
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-/tmp/bcjax_jax_cache}"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
@@ -24,17 +30,20 @@ python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', \
 flax.__version__, 'optax', optax.__version__, jax.devices())"
 python3 -c "import torch, torch_geometric as g; print('torch', torch.__version__, \
 'pyg', g.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tail -1
-git log -1 --format='commit %h %s' 2>/dev/null
 
 bench() {  # name, seconds allowed, then flags of python -m benchmarks
   local name=$1 limit=$2
   shift 2
   echo "== $name ($(date +%T))"
-  timeout "$limit" python3 -m benchmarks --json="$out/$name.json" "$@" \
-    > "$out/$name.txt" 2> "$out/$name.log"
+  timeout "$limit" python3 -m benchmarks --json="$logs/$name.json" "$@" \
+    > "$logs/$name.txt" 2> "$logs/$name.log"
   echo "exit $?"
-  cat "$out/$name.txt"
-  [ -s "$out/$name.txt" ] || grep -v '^[IW][0-9]' "$out/$name.log" | tail -5
+  cat "$logs/$name.txt"
+  [ -s "$logs/$name.txt" ] || grep -v '^[IW][0-9]' "$logs/$name.log" | tail -5
+  if [ -s "$logs/$name.json" ]; then
+    python3 -c "import json, sys; print(json.dumps(dict(json.load(open(sys.argv[1])), \
+section=sys.argv[2])))" "$logs/$name.json" "$name" >> "$out/results.jsonl"
+  fi
 }
 
 same_seed() {  # name, seconds allowed per run, then config overrides
@@ -45,11 +54,11 @@ same_seed() {  # name, seconds allowed per run, then config overrides
     rm -rf "/tmp/$name-$run"
     timeout "$limit" python3 -m experiments.run_intended \
       --workdir="/tmp/$name-$run" --config=experiments/configs/test.py "$@" \
-      2> "$out/$name-$run.log"
+      2> "$logs/$name-$run.log"
     echo "run $run exit $?"
   done
   python3 -m benchmarks.same_results "/tmp/$name-a/results.json" \
-    "/tmp/$name-b/results.json" | tee "$out/$name.txt"
+    "/tmp/$name-b/results.json" | tee "$logs/$name.txt"
 }
 
 mi=(--size=musical-instruments --dim=512 --layers=3)
@@ -86,7 +95,7 @@ same_seed same-seed-scatter 120 "$strategies" --config.layout=scatter
 
 echo
 echo "==================== all tables ===================="
-for f in "$out"/*.txt; do
+for f in "$logs"/*.txt; do
   echo "-- $(basename "$f" .txt)"
   grep -v '^$' "$f" | grep -v '^PyTorch + PyG: not run' || true
 done

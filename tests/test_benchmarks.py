@@ -14,7 +14,7 @@ from bcjax.data.split import split_version
 from bcjax.data.synthetic import SyntheticSpec, generate
 from bcjax.models.pinsage import PinSAGE, init_variables
 from bcjax.train import create_train_state, make_train_epoch
-from benchmarks import protocol, same_results
+from benchmarks import protocol, report, same_results
 from benchmarks.hardware import DevicePeaks
 from benchmarks.workloads import train_step_cost
 
@@ -113,3 +113,42 @@ def test_same_results_compares_numbers_bit_for_bit_and_ignores_timings():
     "/a[1]: 2.5 vs None",
     "/b/x: 0.1 vs None",
   ]
+
+
+def test_report_summarises_each_section_of_the_gpu_script_output():
+  header = f"{'workload':<42}{'measured':>18}"
+  text = "\n".join(
+    [
+      "jax 0.11.2",
+      "== fast (10:00:00)",
+      "exit 0",
+      "bcjax benchmark: tiny v4 (3 users, 2 items, 5 train interactions), dim 8, "
+      "1 layers, batch 4, layout sorted",
+      "device: gpu (gpu, one of 1); measured peaks 1.0 GFLOP/s (8^3 f32 matmul, "
+      "jax_default_matmul_precision=tensorfloat32), 2.0 GB/s (scaling)",
+      header,
+      f"{'train step':<42}{'2.00 ms':>18}{'1.00 ms':>18}{'2.00x':>12}{'50%':>10}"
+      "  4.00 ms    2.00x",
+      f"{'train epoch (3 steps)':<42}{'6.00 ms':>18}{'3.00 ms':>18}",
+      f"{'Recall@K eval (3 users)':<42}{'1.50 ms':>18}{'0.10 ms':>18}",
+      f"{'serve v4->v0 collapsed, device':<42}{'9.00 M rows/s':>18}"
+      f"{'10.00 M rows/s':>18}{'1.11x':>12}{'90%':>10}",
+      f"{'peak device memory (training)':<42}{'12 MiB':>18}",
+      "train step: 1 GFLOP; determinism: bit-identical; collapsed",
+      "== cut (10:01:00)",
+      "exit 124",
+      "== same (10:02:00)",
+      "identical: 7 numbers, bit for bit",
+      "==================== all tables ====================",
+      "== ignored",
+    ]
+  )
+  got = report.summary(text)
+  assert (
+    "| fast (tiny) | sorted | TF32 | 2.00 ms | 1.00 ms | 2.00x | 4.00 ms | 2.00x "
+    "| 6.00 ms | bit-identical |" in got
+  )
+  assert "| cut | | | did not finish (exit 124) |" in got
+  assert "| fast | 1.50 ms | 9.00 M rows/s | 90% | 12 MiB |" in got
+  assert "- same: identical: 7 numbers, bit for bit" in got
+  assert "ignored" not in got
