@@ -1,20 +1,161 @@
-"""What every absl binary of bcjax shares: flags, logging and user errors."""
+"""What every absl binary of bcjax shares: flags, help, logging, user errors.
 
+``--config`` takes a shipped config by name (``default``, ``paper``,
+``test``, resolved inside the installed package, so binaries run from any
+directory) or a path to a config file; ``--config.<field>=value`` overrides
+a field. ``--help`` lists the flags and the config's fields; a misspelled
+field, like any other user error, is one ``error:`` line and exit status 2.
+"""
+
+import difflib
+import importlib.util
 import logging as std_logging
+import os
 import sys
 from collections.abc import Callable
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from bcjax.errors import InputError, TrainingDivergedError
 
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+SHIPPED_CONFIGS = ("default", "paper", "test")
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for results and checkpoints.")
 config_flags.DEFINE_config_file(
-  "config", "experiments/configs/default.py", "Experiment config file."
+  "config",
+  os.path.join(CONFIG_DIR, "default.py"),
+  "Experiment config: a shipped one by name (default, paper, test) or a "
+  "config file's path; override fields with --config.<field>=value.",
 )
 flags.mark_flags_as_required(["workdir"])
+
+
+def config_path(value: str) -> str:
+  """The file of ``--config``'s value: a shipped name or a path as given."""
+  if value in SHIPPED_CONFIGS:
+    return os.path.join(CONFIG_DIR, f"{value}.py")
+  return value
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+  """``get_config()`` of the config file at ``path``."""
+  if not os.path.isfile(path):
+    raise InputError(
+      f"--config={path!r} is neither a shipped config {SHIPPED_CONFIGS} nor a file"
+    )
+  spec = importlib.util.spec_from_file_location("bcjax_cli_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def field_names(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  """Every field of ``config``, nested ones dotted (``consumer.epochs``)."""
+  names = []
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      names += field_names(value, f"{prefix}{key}.")
+    else:
+      names.append(f"{prefix}{key}")
+  return names
+
+
+def _with_config_paths(argv: list[str]) -> list[str]:
+  """``argv`` with ``--config=NAME`` (or ``--config NAME``) made a path."""
+  out = list(argv)
+  for i, arg in enumerate(out):
+    if arg.startswith("--config="):
+      out[i] = "--config=" + config_path(arg.split("=", 1)[1])
+    elif arg == "--config" and i + 1 < len(out):
+      out[i + 1] = config_path(out[i + 1])
+  return out
+
+
+def _config_arg(argv: list[str]) -> str:
+  path = os.path.join(CONFIG_DIR, "default.py")
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      path = arg.split("=", 1)[1]
+    elif arg == "--config" and i + 1 < len(argv):
+      path = argv[i + 1]
+  return path
+
+
+def usage(argv: list[str]) -> str:
+  """``--help``: the binary's docstring, its flags and the config's fields."""
+  doc = (sys.modules["__main__"].__doc__ or "").strip()
+  lines = [doc, "", "Flags:"]
+  for name in ("workdir", "config"):
+    lines.append(f"  --{name}: {FLAGS[name].help}")
+  path = _config_arg(argv)
+  try:
+    config = load_config(path)
+  except InputError as e:
+    lines += ["", f"(config fields not listed: {e})"]
+    return "\n".join(lines)
+  lines += ["", f"Config fields of {path} (--config.<field>=value):"]
+  for name in field_names(config):
+    value = config
+    for part in name.split("."):
+      value = value[part]
+    lines.append(f"  {name} = {value!r}")
+  return "\n".join(lines)
+
+
+def _override_error(argv: list[str], error: Exception) -> str:
+  """One line naming the override that failed, and the nearest fields."""
+  overrides = [
+    a[len("--config.") :].split("=", 1) for a in argv if a.startswith("--config.")
+  ]
+  try:
+    names = field_names(load_config(_config_arg(argv)))
+  except InputError as e:
+    return str(e)
+  for override in overrides:
+    field = override[0]
+    if field not in names:
+      near = difflib.get_close_matches(field, names, n=3, cutoff=0.5)
+      hint = f"; did you mean {', '.join(near)}?" if near else ""
+      return f"--config has no field {field!r}{hint} (--help lists them all)"
+  reason = str(error).strip().splitlines()
+  return f"bad --config override: {reason[-1] if reason else type(error).__name__}"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with shipped config names, help and one-line errors."""
+  argv = _with_config_paths(argv)
+  if any(a in ("--help", "-h", "--helpshort", "-?") for a in argv[1:]):
+    print(usage(argv))
+    sys.exit(0)
+  path = _config_arg(argv)
+  if not os.path.isfile(path):
+    print(
+      f"error: --config={path!r} is neither a shipped config {SHIPPED_CONFIGS} "
+      "nor a file",
+      file=sys.stderr,
+    )
+    sys.exit(2)
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    if any(a.startswith("--config.") for a in argv) and "config" in str(e):
+      message = _override_error(argv, e)
+    else:
+      message = str(e).strip().splitlines()[0]
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    # Raised by ml_collections for an override of a field that is not there
+    # or of the wrong type.
+    print(f"error: {_override_error(argv, e)}", file=sys.stderr)
+    sys.exit(2)
+  except InputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 
 def _not_library_chatter(record) -> bool:
@@ -46,3 +187,8 @@ def main_for(run: Callable) -> Callable:
       sys.exit(3)
 
   return main
+
+
+def run_binary(run: Callable) -> None:
+  """Runs ``run(config, workdir)`` as an absl binary with this module's flags."""
+  app.run(main_for(run), flags_parser=parse_flags)

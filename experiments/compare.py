@@ -11,10 +11,8 @@ the checkpoints of every version and consumer; a rerun on the same workdir
 reuses them. Progress lines and the final table go to the log (stderr).
 """
 
-from absl import app
-
 from bcjax import comparison
 from experiments import cli
 
 if __name__ == "__main__":
-  app.run(cli.main_for(comparison.run))
+  cli.run_binary(comparison.run)

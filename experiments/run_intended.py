@@ -11,10 +11,8 @@ Writes ``WORKDIR/results.json`` and ``WORKDIR/checkpoints/<strategy>/``;
 progress lines go to the log (stderr).
 """
 
-from absl import app
-
 from bcjax import intended_task
 from experiments import cli
 
 if __name__ == "__main__":
-  app.run(cli.main_for(intended_task.run))
+  cli.run_binary(intended_task.run)

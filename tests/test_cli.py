@@ -1,0 +1,88 @@
+"""The binaries' command line: shipped config names, --help, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_binary(module, *args, cwd):
+  # From another directory: shipped configs must resolve without the repo.
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  return subprocess.run(
+    [sys.executable, "-m", module, *args],
+    cwd=cwd,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+
+
+def test_help_lists_the_flags_and_every_config_field(tmp_path):
+  proc = run_binary("experiments.compare", "--help", "--config=test", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "--workdir" in proc.stdout and "--config" in proc.stdout
+  for field in cli.field_names(cli.load_config(cli.config_path("test"))):
+    assert f"  {field} = " in proc.stdout
+  assert "consumer.epochs = 2" in proc.stdout  # the test config's own value
+
+
+@pytest.mark.parametrize(
+  "override,expected",
+  [
+    ("--config.epoch=3", "no field 'epoch'; did you mean epochs"),
+    (
+      "--config.consumer.epoc=3",
+      "no field 'consumer.epoc'; did you mean consumer.epochs",
+    ),
+    ("--config.epochs=abc", "bad --config override: flag --config.epochs=abc"),
+  ],
+)
+def test_a_bad_override_is_one_error_line(tmp_path, override, expected):
+  proc = run_binary(
+    "experiments.compare", "--workdir=w", "--config=test", override, cwd=tmp_path
+  )
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+  assert expected in lines[0]
+  assert not (tmp_path / "w").exists()  # nothing ran
+
+
+def test_an_unknown_config_is_one_error_line(tmp_path):
+  proc = run_binary("experiments.compare", "--workdir=w", "--config=nope", cwd=tmp_path)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [
+    "error: --config='nope' is neither a shipped config ('default', 'paper', "
+    "'test') nor a file"
+  ]
+
+
+def test_shipped_config_by_name_runs_from_any_directory(tmp_path):
+  proc = run_binary(
+    "experiments.run_intended",
+    f"--workdir={tmp_path / 'w'}",
+    "--config=test",
+    "--config.strategy=nobc",
+    "--config.num_versions=1",
+    "--config.epochs=2",
+    cwd=tmp_path,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((tmp_path / "w" / "results.json").read_text())
+  (version,) = results["strategies"]["nobc"]
+  assert version["history"][-1]["epoch"] == 2  # the override took effect
+
+
+def test_a_config_file_path_still_works(tmp_path):
+  path = os.path.join(ROOT, "experiments", "configs", "test.py")
+  assert cli.config_path(path) == path
+  assert cli.config_path("paper").endswith(os.path.join("configs", "paper.py"))
+  assert cli.load_config(path).num_versions == 2
