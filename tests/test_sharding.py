@@ -84,3 +84,46 @@ def test_sharded_training_and_serving_match_single_device():
   assert out["row_shards"] == 8
   assert out["serving_error"] < 1e-4
   assert out["registry_shape"] == [1003, 5] and out["registry_error"] < 1e-4
+
+
+def _compare_with_devices(tmp_path, *overrides):
+  env = dict(
+    os.environ,
+    PYTHONPATH=ROOT,
+    XLA_FLAGS="--xla_force_host_platform_device_count=8",
+  )
+  return subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.compare",
+      f"--workdir={tmp_path / 'w'}",
+      "--config=test",
+      *overrides,
+    ],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+
+
+def test_a_device_count_that_does_not_divide_the_batch_is_one_error_line(tmp_path):
+  proc = _compare_with_devices(tmp_path, "--config.num_devices=3")
+  assert proc.returncode == 2
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert errors == [
+    "error: config.batch_size=256 must be a multiple of the 3 devices it is "
+    "sharded over"
+  ], proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+
+
+def test_more_devices_than_exist_is_one_error_line(tmp_path):
+  proc = _compare_with_devices(tmp_path, "--config.num_devices=9")
+  assert proc.returncode == 2
+  assert "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1] == (
+    "error: config.num_devices=9 but 8 devices are visible; expected 0 (all) or 1..8"
+  )
