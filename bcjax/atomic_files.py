@@ -15,12 +15,14 @@ from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_open(path: str, mode: str = "w") -> Iterator[IO]:
+def atomic_open(path: str, mode: str = "w", permissions: int = 0o644) -> Iterator[IO]:
   """Opens a temporary file beside ``path`` that replaces it on success.
 
   Args:
     path: the final path.
     mode: ``"w"`` for text or ``"wb"`` for bytes.
+    permissions: of the final file; ``mkstemp`` makes it 0600, but results
+      are for the group to read.
 
   Yields:
     The open temporary file; on an exception it is removed and ``path`` is
@@ -33,6 +35,7 @@ def atomic_open(path: str, mode: str = "w") -> Iterator[IO]:
     with os.fdopen(fd, mode) as f:
       yield f
       f.flush()
+      os.fchmod(f.fileno(), permissions)
       os.fsync(f.fileno())
     os.replace(tmp, path)
   except BaseException:
