@@ -158,6 +158,19 @@ def test_attributes_keep_values_on_five_kept_items(tmp_path):
   assert labels(category) == [both, one, both, both, both, both, one, one, one, both]
 
 
+def test_an_empty_brand_is_a_brand_value(tmp_path):
+  # As in the reference's counts: five reviewed products without a brand
+  # share the value "", which passes the threshold like any brand.
+  meta = [_meta(f"E{i}", "", ["Musical Instruments"]) for i in range(5)]
+  meta += [_meta("F1", "Fender", ["Musical Instruments"])]
+  reviews = [("U1", f"E{i}", 4.0, f"01 {i + 1}, 2015") for i in range(5)]
+  reviews += [("U2", "F1", 5.0, "02 1, 2015")]
+  graph = load_amazon(CATEGORY, str(write_amazon(tmp_path, meta, reviews)))
+  brand = graph.item_attrs["brand"]
+  assert brand.vocab == ("",)
+  assert labels(brand) == [[""]] * 5 + [[]]
+
+
 def test_cache_is_created_then_reused(tmp_path, parses):
   data = write_amazon(tmp_path / "data")
   cache = tmp_path / "cache"

@@ -80,6 +80,21 @@ def test_item_rating_labels():
   np.testing.assert_array_equal(std.evaluation[0].item, [p, q])
 
 
+def test_an_item_mean_equal_to_the_median_is_a_positive():
+  # Means 5, 4 and 3 over 10 ratings each: the median is 4, and the
+  # reference's binarisation (mean >= median) makes the middle item positive.
+  rows = [
+    (f"u{t % 10}", item, 3 * t + i, stars)
+    for t in range(10)
+    for i, (item, stars) in enumerate((("p", 5.0), ("q", 4.0), ("r", 3.0)))
+  ]
+  rows += [(f"u{t}", "z", 100 + t, 4.0) for t in range(4)]
+  g = graph_from_rows(rows)
+  task = build_task("binary-item-rating-avg", g, [split_version(g, 0, (0.9, 1.0))])
+  np.testing.assert_array_equal(task.train.item, [0, 1, 2])
+  np.testing.assert_array_equal(task.train.labels, [1, 1, 0])
+
+
 def test_item_rating_task_without_rated_items_is_refused():
   g, splits = _activity_log()
   with pytest.raises(InputError, match="no item has 10 ratings"):

@@ -26,7 +26,7 @@ from bcjax.errors import InputError
 ITEM_ATTRS = ("brand", "category")
 MIN_COUNT = 5
 # Bump when the parsing changes, so that caches of the old parse are rebuilt.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: an empty brand is a brand value
 _CATEGORY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _REVIEW_TIME = re.compile(r"(\d{1,2}) (\d{1,2}), (\d{4})")
 
@@ -50,7 +50,8 @@ def load_amazon(
   Returns:
     The graph named ``"amazon-<category>"``: users are reviewers, items are
     products, timestamps are yyyymmdd integers, ratings are the stars; item
-    attributes ``"brand"`` (at most one per item) and ``"category"`` (several).
+    attributes ``"brand"`` (at most one per item; the empty brand is a value
+    like any other) and ``"category"`` (several).
 
   Raises:
     InputError: a file is missing, truncated or malformed; the message names
@@ -104,7 +105,9 @@ def _parse(meta_path: Path, reviews_path: Path, name: str) -> DynamicGraph:
     # Entries holding "</span>" are HTML debris of the crawl, not categories.
     categories = [c for c in categories if "</span>" not in c]
     # The files repeat some products; the last line wins, as in the paper.
-    meta[asin] = ([brand] if brand.strip() else [], categories)
+    # An empty brand is a value of its own, as in the reference's counts: the
+    # brandless products share one learned "no brand" embedding.
+    meta[asin] = ([brand], categories)
   if not meta:
     raise InputError(f"{meta_path}: no products; expected one JSON object a line")
 
