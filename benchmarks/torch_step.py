@@ -82,140 +82,116 @@ def time_step(
   with warnings.catch_warnings():
     # Beta-state notices of torch.sparse and read-only NumPy views.
     warnings.simplefilter("ignore", UserWarning)
-    return _time_step(
-      graph,
-      split,
-      dim,
-      num_layers,
-      batch_size,
-      steps,
-      warmup,
-      layout,
-      device,
-      weight_decay,
-      tf32,
+    import torch
+    from torch import nn
+    from torch_geometric.nn import SAGEConv
+
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    torch.backends.cudnn.allow_tf32 = tf32
+    dev = torch.device(device)
+    n = graph.num_nodes
+    user = split.train_user.astype(np.int64)
+    item = split.num_users + split.train_item.astype(np.int64)
+    # Every interaction is an edge both ways, as in bcjax's graph.
+    edge_index = torch.as_tensor(
+      np.stack([np.concatenate([user, item]), np.concatenate([item, user])]),
+      dtype=torch.long,
+      device=dev,
+    )
+    if layout == "csr":
+      # SAGEConv's sparse path expects the transposed adjacency (row =
+      # receiver). Coalescing merges a repeated interaction into one entry of
+      # weight 2 and PyG's mean divides by distinct neighbours: a small
+      # numerical difference from bcjax's parallel edges, the same work.
+      adj = torch.sparse_coo_tensor(
+        edge_index.flip(0), torch.ones(edge_index.shape[1], device=dev), (n, n)
+      ).coalesce()
+      messages = adj.to_sparse_csr()
+    else:
+      messages = edge_index
+
+    bags = []
+    for kind in sorted(split.item_attrs):
+      attr = split.item_attrs[kind]
+      bags.append(
+        (
+          torch.as_tensor(attr.values, dtype=torch.long, device=dev),
+          torch.as_tensor(attr.offsets[:-1], dtype=torch.long, device=dev),
+          graph.item_attrs[kind].vocab_size,
+        )
+      )
+
+    class Model(nn.Module):
+      def __init__(self):
+        super().__init__()
+        self.user = nn.Parameter(torch.randn(1, dim) * 0.1)
+        self.tables = nn.ModuleList(
+          nn.EmbeddingBag(vocab, dim, mode="mean") for _, _, vocab in bags
+        )
+        self.convs = nn.ModuleList(
+          SAGEConv(dim, dim, aggr="mean", bias=False) for _ in range(num_layers)
+        )
+        self.norms = nn.ModuleList(nn.BatchNorm1d(dim) for _ in range(num_layers))
+
+      def forward(self):
+        items = sum(
+          table(values, offsets)
+          for table, (values, offsets, _) in zip(self.tables, bags, strict=True)
+        )
+        x = torch.cat([self.user.expand(graph.num_users, dim), items])
+        for layer, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+          x = norm(conv(x, messages))
+          if layer < num_layers - 1:
+            x = torch.relu(x)
+        return x[: graph.num_users], x[graph.num_users :]
+
+    torch.manual_seed(0)
+    model = Model().to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    active = torch.as_tensor(
+      np.asarray(graph.active_users), dtype=torch.long, device=dev
+    )
+    indptr = torch.as_tensor(np.asarray(graph.pos_indptr), dtype=torch.long, device=dev)
+    pos_items = torch.as_tensor(
+      np.asarray(graph.pos_items), dtype=torch.long, device=dev
     )
 
+    def step():
+      user = active[torch.randint(len(active), (batch_size,), device=dev)]
+      start, end = indptr[user], indptr[user + 1]
+      offset = (torch.rand(batch_size, device=dev) * (end - start)).long()
+      pos = pos_items[start + offset]
+      neg = torch.randint(graph.num_items, (batch_size,), device=dev)
+      users, items = model()
+      u, p, q = users[user], items[pos], items[neg]
+      bpr = nn.functional.softplus((u * q).sum(-1) - (u * p).sum(-1)).mean()
+      reg = 0.5 * (u.square().sum() + p.square().sum() + q.square().sum()) / batch_size
+      loss = bpr + weight_decay * reg
+      optimizer.zero_grad(set_to_none=True)
+      loss.backward()
+      optimizer.step()
+      return loss.detach()
 
-def _time_step(
-  graph,
-  split,
-  dim,
-  num_layers,
-  batch_size,
-  steps,
-  warmup,
-  layout,
-  device,
-  weight_decay,
-  tf32,
-):
-  import torch
-  from torch import nn
-  from torch_geometric.nn import SAGEConv
+    def synchronize():
+      if dev.type == "cuda":
+        torch.cuda.synchronize()
 
-  torch.set_float32_matmul_precision("high" if tf32 else "highest")
-  torch.backends.cudnn.allow_tf32 = tf32
-  dev = torch.device(device)
-  n = graph.num_nodes
-  user = split.train_user.astype(np.int64)
-  item = split.num_users + split.train_item.astype(np.int64)
-  # Every interaction is an edge both ways, as in bcjax's graph.
-  edge_index = torch.as_tensor(
-    np.stack([np.concatenate([user, item]), np.concatenate([item, user])]),
-    dtype=torch.long,
-    device=dev,
-  )
-  if layout == "csr":
-    # SAGEConv's sparse path expects the transposed adjacency (row =
-    # receiver). Coalescing merges a repeated interaction into one entry of
-    # weight 2 and PyG's mean divides by distinct neighbours: a small
-    # numerical difference from bcjax's parallel edges, the same work.
-    adj = torch.sparse_coo_tensor(
-      edge_index.flip(0), torch.ones(edge_index.shape[1], device=dev), (n, n)
-    ).coalesce()
-    messages = adj.to_sparse_csr()
-  else:
-    messages = edge_index
-
-  bags = []
-  for kind in sorted(split.item_attrs):
-    attr = split.item_attrs[kind]
-    bags.append(
-      (
-        torch.as_tensor(attr.values, dtype=torch.long, device=dev),
-        torch.as_tensor(attr.offsets[:-1], dtype=torch.long, device=dev),
-        graph.item_attrs[kind].vocab_size,
-      )
-    )
-
-  class Model(nn.Module):
-    def __init__(self):
-      super().__init__()
-      self.user = nn.Parameter(torch.randn(1, dim) * 0.1)
-      self.tables = nn.ModuleList(
-        nn.EmbeddingBag(vocab, dim, mode="mean") for _, _, vocab in bags
-      )
-      self.convs = nn.ModuleList(
-        SAGEConv(dim, dim, aggr="mean", bias=False) for _ in range(num_layers)
-      )
-      self.norms = nn.ModuleList(nn.BatchNorm1d(dim) for _ in range(num_layers))
-
-    def forward(self):
-      items = sum(
-        table(values, offsets)
-        for table, (values, offsets, _) in zip(self.tables, bags, strict=True)
-      )
-      x = torch.cat([self.user.expand(graph.num_users, dim), items])
-      for layer, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-        x = norm(conv(x, messages))
-        if layer < num_layers - 1:
-          x = torch.relu(x)
-      return x[: graph.num_users], x[graph.num_users :]
-
-  torch.manual_seed(0)
-  model = Model().to(dev)
-  optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-  active = torch.as_tensor(np.asarray(graph.active_users), dtype=torch.long, device=dev)
-  indptr = torch.as_tensor(np.asarray(graph.pos_indptr), dtype=torch.long, device=dev)
-  pos_items = torch.as_tensor(np.asarray(graph.pos_items), dtype=torch.long, device=dev)
-
-  def step():
-    user = active[torch.randint(len(active), (batch_size,), device=dev)]
-    start, end = indptr[user], indptr[user + 1]
-    offset = (torch.rand(batch_size, device=dev) * (end - start)).long()
-    pos = pos_items[start + offset]
-    neg = torch.randint(graph.num_items, (batch_size,), device=dev)
-    users, items = model()
-    u, p, q = users[user], items[pos], items[neg]
-    bpr = nn.functional.softplus((u * q).sum(-1) - (u * p).sum(-1)).mean()
-    reg = 0.5 * (u.square().sum() + p.square().sum() + q.square().sum()) / batch_size
-    loss = bpr + weight_decay * reg
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
-
-  def synchronize():
-    if dev.type == "cuda":
-      torch.cuda.synchronize()
-
-  model.train()
-  losses = []
-  for _ in range(warmup):
-    losses.append(float(step()))
-  times = []
-  for _ in range(steps):
-    synchronize()
-    tick = time.perf_counter()
-    loss = step()
-    synchronize()
-    times.append(time.perf_counter() - tick)
-    losses.append(float(loss))
-  return {
-    "step_s": statistics.median(times),
-    "layout": layout,
-    "threads": torch.get_num_threads(),
-    "matmul_precision": matmul_precision(),
-    "losses": losses,
-  }
+    model.train()
+    losses = []
+    for _ in range(warmup):
+      losses.append(float(step()))
+    times = []
+    for _ in range(steps):
+      synchronize()
+      tick = time.perf_counter()
+      loss = step()
+      synchronize()
+      times.append(time.perf_counter() - tick)
+      losses.append(float(loss))
+    return {
+      "step_s": statistics.median(times),
+      "layout": layout,
+      "threads": torch.get_num_threads(),
+      "matmul_precision": matmul_precision(),
+      "losses": losses,
+    }

@@ -6,6 +6,7 @@ with its value for ``JAX_PLATFORMS`` (empty: JAX's own choice).
 """
 
 import os
+import subprocess
 import sys
 
 # Before anything imports jax, and in os.environ so that the processes tests
@@ -20,6 +21,23 @@ import pytest  # noqa: E402
 
 from bcjax.data.graph import DynamicGraph, RaggedAttribute, from_raw_log  # noqa: E402
 from bcjax.data.synthetic import SyntheticSpec, generate  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(module, *args, cwd, **env):
+  """Runs ``python -m module args`` in ``cwd`` with the repository importable.
+
+  ``env`` adds variables; the output is captured as text.
+  """
+  return subprocess.run(
+    [sys.executable, "-m", module, *args],
+    cwd=cwd,
+    env=dict(os.environ, PYTHONPATH=ROOT, **env),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
 def graph_from_rows(rows, name="hand-made"):

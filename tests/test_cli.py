@@ -2,27 +2,16 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from experiments import cli
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import ROOT, run_module
 
 
 def run_binary(module, *args, cwd):
   # From another directory: shipped configs must resolve without the repo.
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  return subprocess.run(
-    [sys.executable, "-m", module, *args],
-    cwd=cwd,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
+  return run_module(module, *args, cwd=cwd)
 
 
 def test_help_lists_the_flags_and_every_config_field(tmp_path):

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+from tests.conftest import run_module
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = textwrap.dedent(
@@ -87,25 +89,13 @@ def test_sharded_training_and_serving_match_single_device():
 
 
 def _compare_with_devices(tmp_path, *overrides):
-  env = dict(
-    os.environ,
-    PYTHONPATH=ROOT,
-    XLA_FLAGS="--xla_force_host_platform_device_count=8",
-  )
-  return subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "experiments.compare",
-      f"--workdir={tmp_path / 'w'}",
-      "--config=test",
-      *overrides,
-    ],
+  return run_module(
+    "experiments.compare",
+    f"--workdir={tmp_path / 'w'}",
+    "--config=test",
+    *overrides,
     cwd=tmp_path,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
+    XLA_FLAGS="--xla_force_host_platform_device_count=8",
   )
 
 
