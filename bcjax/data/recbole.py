@@ -12,8 +12,9 @@ type one of ``token``, ``token_seq`` (space-separated tokens), ``float`` or
   (brand, categories, genres): the model has no id embeddings and sees an
   item only through them. A field qualifies when its values repeat, unlike
   ids and titles: at least 2 distinct values, fewer than half as many
-  distinct values as items, and only the values that at least
-  :data:`MIN_ITEM_COUNT` items carry are kept (the Amazon threshold).
+  distinct values as items (both among the rated items), and only the values
+  that at least :data:`MIN_ITEM_COUNT` items carry are kept (the Amazon
+  threshold), of which there must be one.
 * User ``token`` fields with 2 to :data:`MAX_USER_CLASSES` classes become
   user attributes, and with them attribute tasks; a zip code does not.
 
