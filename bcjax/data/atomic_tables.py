@@ -69,7 +69,6 @@ class Side:
 
   Attributes:
     path: the file they were read from.
-    what: ``"user"`` or ``"item"``.
     key: the id column's name.
     fields: field name -> type, in file order (the id column included).
     labels: node key -> field -> the node's labels: one for a non-empty
@@ -77,7 +76,6 @@ class Side:
   """
 
   path: Path
-  what: str
   key: str
   fields: dict[str, str]
   labels: dict[str, dict[str, tuple[str, ...]]]
@@ -189,6 +187,5 @@ def read_side(path: Path, key: str, what: str) -> Side:
       if value and type_ in ("token", "token_seq")
     }
 
-  node = key.removesuffix("_id")
   rows = ((number, row[at], labels(row)) for number, row in table.rows)
-  return Side(path, node, key, table.fields, textfiles.index_rows(path, key, rows))
+  return Side(path, key, table.fields, textfiles.index_rows(path, key, rows))

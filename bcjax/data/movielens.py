@@ -188,7 +188,7 @@ def _grouplens_movies(path: Path) -> Side:
     labels = {"class": genres, "release_year": (year,) if year else ()}
     movies.append((number, fields[0], labels))
   types = {"item_id": "token", "class": "token_seq", "release_year": "token"}
-  return Side(path, "item", "item_id", types, index_rows(path, "movie id", movies))
+  return Side(path, "item_id", types, index_rows(path, "movie id", movies))
 
 
 def _grouplens_year(path: Path, number: int, title: str, date: str) -> str | None:
@@ -225,4 +225,4 @@ def _grouplens_users(path: Path) -> Side:
     for number, (key, *values, _) in rows
   )
   types = {"user_id": "token", **{kind: "token" for kind in USER_ATTRS}}
-  return Side(path, "user", "user_id", types, index_rows(path, "user id", users))
+  return Side(path, "user_id", types, index_rows(path, "user id", users))
