@@ -118,6 +118,7 @@ class IntendedTaskRun:
       config.dataset,
       config.data_dir or None,
       config.synthetic.to_dict() if "synthetic" in config else None,
+      config.get("item_fields", ""),
     )
     logging.info(
       "%s (loaded in %.1fs)", self.graph.summary(), time.perf_counter() - tick

@@ -18,7 +18,8 @@ the reference implementation of Hu et al. (KDD 2022):
   ``user-age-group``, ``user-occupation``, ``item-genre``, ``user-segment``):
   static labels; a seeded 80/20 split of the nodes present at version 0
   gives the training and selection nodes, and version ``k >= 1`` evaluates on
-  its nodes outside the training set.
+  its nodes outside the training set. Any other user attribute (a RecBole
+  dataset's user field) gives ``user-<attribute>`` in the same way.
 """
 
 from __future__ import annotations
@@ -271,9 +272,29 @@ _BUILDERS: dict[str, tuple[Callable, Callable[[DynamicGraph], bool]]] = {
 TASK_NAMES = tuple(_BUILDERS)
 
 
+# The user attributes that have a named task above.
+_NAMED_USER_ATTRS = ("gender", "age", "occupation", "segment")
+
+
+def _user_attribute_tasks(graph: DynamicGraph) -> dict[str, str]:
+  """Task name -> user attribute, for the attributes without a named task.
+
+  A RecBole dataset's user fields (say ``country``) become attributes under
+  their own names; each gets the task ``user-<attribute>``, or
+  ``user-<attribute>-attribute`` where that name is a core task's.
+  """
+  tasks = {}
+  for kind in graph.user_attrs:
+    if kind not in _NAMED_USER_ATTRS:
+      name = f"user-{kind}"
+      tasks[f"{name}-attribute" if name in _BUILDERS else name] = kind
+  return tasks
+
+
 def available_tasks(graph: DynamicGraph) -> list[str]:
   """The tasks ``graph`` has data for: the core five plus attribute tasks."""
-  return [name for name, (_, applies) in _BUILDERS.items() if applies(graph)]
+  named = [name for name, (_, applies) in _BUILDERS.items() if applies(graph)]
+  return named + list(_user_attribute_tasks(graph))
 
 
 def build_task(
@@ -285,8 +306,11 @@ def build_task(
     InputError: for an unknown task name (listing the valid ones) or one the
       data has no attribute for.
   """
+  generic = _user_attribute_tasks(graph)
+  if name in generic:
+    return _attribute_task(name, "user", generic[name])(graph, splits, seed)
   if name not in _BUILDERS:
-    raise unknown_name("task", name, TASK_NAMES)
+    raise unknown_name("task", name, TASK_NAMES + ("user-<attribute>",))
   builder, applies = _BUILDERS[name]
   if not applies(graph):
     raise InputError(

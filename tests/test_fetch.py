@@ -80,32 +80,84 @@ def small_zip(tmp_path) -> Path:
 
 
 def test_fetches_a_grouplens_zip_from_a_file_url(
-  tmp_path, small_zip, monkeypatch, capsys
+  tmp_path, small_zip, monkeypatch, caplog
 ):
   monkeypatch.setattr(fetch, "EXPECTED_COUNTS", SMALL_COUNTS)
   dest = tmp_path / "dest"
-  argv = ["ml-100k", "--dest", str(dest), "--url", small_zip.as_uri()]
-  assert fetch.main(argv) == 0
+  with caplog.at_level(logging.INFO, logger=fetch.__name__):
+    fetch.fetch_ml100k(str(dest), url=small_zip.as_uri(), allow_fallback=False)
   assert sorted(os.listdir(dest)) == ["u.data", "u.genre", "u.item", "u.user"]
-  assert "wrote u.data" in capsys.readouterr().out
+  assert "wrote u.data" in caplog.text
+  # No ml-100k.zip.md5 beside the archive: counts alone, and it says so.
+  assert "checking the archive by its counts alone" in caplog.text
   reference = load_ml100k(str(write_grouplens(tmp_path / "reference")))
   assert_same_graph(load_ml100k(str(dest)), reference)
 
 
 def test_second_call_finds_the_files_and_does_nothing(
-  tmp_path, small_zip, monkeypatch, capsys
+  tmp_path, small_zip, monkeypatch, caplog
 ):
   monkeypatch.setattr(fetch, "EXPECTED_COUNTS", SMALL_COUNTS)
   dest = tmp_path / "dest"
   fetch.fetch_ml100k(str(dest), url=small_zip.as_uri())
   before = {name: (dest / name).stat().st_mtime_ns for name in os.listdir(dest)}
   small_zip.unlink()
-  gone = small_zip.as_uri()
-  assert (
-    fetch.main(["ml-100k", "--dest", str(dest), "--url", gone, "--no-fallback"]) == 0
-  )
-  assert "already holds MovieLens 100K" in capsys.readouterr().out
+  with caplog.at_level(logging.INFO, logger=fetch.__name__):
+    fetch.fetch_ml100k(str(dest), url=small_zip.as_uri(), allow_fallback=False)
+  assert "already holds MovieLens 100K" in caplog.text
   assert {name: (dest / name).stat().st_mtime_ns for name in os.listdir(dest)} == before
+
+
+def _md5(path: Path) -> str:
+  return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+  "style", ["{md5}  ml-100k.zip\n", "MD5 (ml-100k.zip) = {md5}\n", "{MD5}"]
+)
+def test_the_published_md5_is_checked(tmp_path, small_zip, monkeypatch, caplog, style):
+  monkeypatch.setattr(fetch, "EXPECTED_COUNTS", SMALL_COUNTS)
+  md5 = _md5(small_zip)
+  # Served from the archive's folder, as GroupLens serves it beside the zip.
+  Path(f"{small_zip}.md5").write_text(style.format(md5=md5, MD5=md5.upper()))
+  dest = tmp_path / "dest"
+  with caplog.at_level(logging.INFO, logger=fetch.__name__):
+    fetch.fetch_ml100k(str(dest), url=small_zip.as_uri(), allow_fallback=False)
+  assert f"md5 {md5} matches {small_zip.as_uri()}.md5" in caplog.text
+  assert "counts alone" not in caplog.text
+  assert "u.data" in os.listdir(dest)
+
+
+def test_an_archive_with_another_md5_is_rejected_and_nothing_lands(
+  tmp_path, small_zip, monkeypatch
+):
+  monkeypatch.setattr(fetch, "EXPECTED_COUNTS", SMALL_COUNTS)
+  published = hashlib.md5(b"the archive GroupLens published").hexdigest()
+  Path(f"{small_zip}.md5").write_text(f"{published}  ml-100k.zip\n")
+  dest = tmp_path / "dest"
+  with pytest.raises(InputError) as info:
+    # No fallback either: a damaged download is an error, not a detour.
+    fetch.fetch_ml100k(str(dest), url=small_zip.as_uri())
+  message = str(info.value)
+  assert message.startswith(f"{small_zip.as_uri()}: the download has md5 ")
+  assert _md5(small_zip) in message
+  assert f"expected {published}, as {small_zip.as_uri()}.md5 publishes" in message
+  assert len(message.splitlines()) == 1
+  assert os.listdir(dest) == []
+
+
+def test_a_checksum_file_without_an_md5_falls_back_to_counts(
+  tmp_path, small_zip, monkeypatch, caplog
+):
+  monkeypatch.setattr(fetch, "EXPECTED_COUNTS", SMALL_COUNTS)
+  Path(f"{small_zip}.md5").write_text("<html>Not Found</html>\n")
+  with caplog.at_level(logging.INFO, logger=fetch.__name__):
+    fetch.fetch_ml100k(str(tmp_path / "dest"), url=small_zip.as_uri())
+  assert "holds no md5; checking the archive by its counts alone" in caplog.text
+  # Counts still decide: with the real ones expected, the same zip fails.
+  monkeypatch.setattr(fetch, "EXPECTED_COUNTS", (100_000, 943, 1_682))
+  with pytest.raises(InputError, match="got 5 ratings, 3 users, 3 movies"):
+    fetch.fetch_ml100k(str(tmp_path / "dest2"), url=small_zip.as_uri())
 
 
 def test_wrong_counts_are_rejected_and_nothing_lands(tmp_path, small_zip):
@@ -283,8 +335,8 @@ def test_dest_that_is_a_file(tmp_path):
 def test_command_line_error_is_one_line_and_exit_2(tmp_path):
   missing = (tmp_path / "missing.zip").as_uri()
   done = subprocess.run(
-    [sys.executable, "-m", "bcjax.data.fetch", "ml-100k", "--dest", str(tmp_path)]
-    + ["--url", missing, "--no-fallback"],
+    [sys.executable, "-m", "bcjax.data.fetch", "ml-100k", f"--dest={tmp_path}"]
+    + [f"--url={missing}", "--nofallback"],
     capture_output=True,
     text=True,
     cwd=Path(__file__).parents[1],
@@ -296,3 +348,49 @@ def test_command_line_error_is_one_line_and_exit_2(tmp_path):
   assert len(done.stderr.strip().splitlines()) == 1
   assert "Traceback" not in done.stderr
   assert sorted(os.listdir(tmp_path)) == []
+
+
+def _fetch_command(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+  return subprocess.run(
+    [sys.executable, "-m", "bcjax.data.fetch", *args],
+    capture_output=True,
+    text=True,
+    cwd=cwd,
+    env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    timeout=120,
+    check=False,
+  )
+
+
+@needs_shared
+def test_command_line_fetches_and_checks_the_md5_from_any_folder(tmp_path):
+  src = _atomic_to_grouplens(SHARED_ML100K, tmp_path / "src")
+  archive = grouplens_zip(tmp_path / "ml-100k.zip", src)
+  Path(f"{archive}.md5").write_text(f"MD5 (ml-100k.zip) = {_md5(archive)}\n")
+  dest = tmp_path / "dest"
+  done = _fetch_command(
+    "ml-100k",
+    f"--dest={dest}",
+    f"--url={archive.as_uri()}",
+    "--nofallback",
+    cwd=tmp_path,
+  )
+  assert done.returncode == 0, done.stderr
+  # absl's log lines, like the other binaries'.
+  assert "md5 " in done.stderr and " matches " in done.stderr
+  assert "wrote u.data" in done.stderr
+  assert sorted(os.listdir(dest)) == ["u.data", "u.genre", "u.item", "u.user"]
+
+
+def test_command_line_help_lists_the_flags(tmp_path):
+  # absl ends --help with exit status 1, as for every absl binary.
+  done = _fetch_command("--help", cwd=tmp_path)
+  for flag in ("--dest", "--url", "--[no]fallback"):
+    assert flag in done.stdout
+
+
+def test_command_line_needs_the_data_set_name(tmp_path):
+  done = _fetch_command(f"--dest={tmp_path}", "ml-1m", cwd=tmp_path)
+  assert done.returncode != 0
+  assert "expected one data set, ml-100k; got ml-1m" in done.stderr
+  assert os.listdir(tmp_path) == []

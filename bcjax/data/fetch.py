@@ -2,22 +2,24 @@
 
 Usage::
 
-  python -m bcjax.data.fetch ml-100k --dest DIR [--url URL] [--no-fallback]
+  python -m bcjax.data.fetch ml-100k --dest=DIR [--url=URL] [--nofallback]
 
 The GroupLens archive is the source. Where its host cannot be reached, the
 atomic copy inside the ``recbole==1.2.1`` wheel on PyPI stands in (fetched
 with ``pip download``, never installed). Files are checked before they land
-in DIR (GroupLens: 100,000 ratings by 943 users of 1,682 movies; atomic: the
-sha256 of each file), and land by rename, so DIR never holds a half-written
-file; a second call finds them and does nothing.
+in DIR (GroupLens: the md5 GroupLens publishes beside the archive, in
+``ml-100k.zip.md5``, where that can be fetched, and 100,000 ratings by 943
+users of 1,682 movies; atomic: the sha256 of each file), and land by rename,
+so DIR never holds a half-written file; a second call finds them and does
+nothing.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -28,10 +30,16 @@ import zlib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
+from absl import app, flags
+from absl import logging as absl_logging
+
 from bcjax.data.movielens import ATOMIC_FILES, GROUPLENS_FILES, load_ml100k
 from bcjax.errors import InputError
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+# GroupLens publishes each archive's md5 at the archive's URL plus this.
+MD5_SUFFIX = ".md5"
+_MD5 = re.compile(r"\b[0-9a-fA-F]{32}\b")
 RECBOLE_WHEEL = "recbole==1.2.1"
 # Where the wheel keeps the atomic files.
 WHEEL_FOLDER = "recbole/dataset_example/ml-100k"
@@ -48,6 +56,7 @@ DOWNLOAD_TIMEOUT_S = 60
 PIP_TIMEOUT_S = 600
 
 log = logging.getLogger(__name__)
+FLAGS = flags.FLAGS
 
 
 def fetch_ml100k(
@@ -90,6 +99,7 @@ def fetch_ml100k(
       log.info("%s; trying the copy in the %s wheel from PyPI", e, RECBOLE_WHEEL)
       names = _fetch_from_wheel(Path(tmp), staging, reason=str(e))
     else:
+      _check_md5(archive, url, Path(tmp))
       names = _extract_grouplens(archive, staging, source=url)
     for name in names:
       (staging / name).replace(folder / name)
@@ -122,6 +132,36 @@ def _download(url: str, path: Path) -> Path:
   except (OSError, ValueError, http.client.HTTPException) as e:
     raise InputError(f"cannot download {url} ({e})") from None
   return path
+
+
+def _check_md5(archive: Path, url: str, tmp: Path) -> None:
+  """Checks ``archive`` by the md5 published beside ``url``, if there is one.
+
+  Where the checksum file cannot be fetched or holds no md5, the archive is
+  checked by its counts alone (:func:`_check_counts`, which runs anyway).
+
+  Raises:
+    InputError: the archive's md5 is not the published one.
+  """
+  md5_url = url + MD5_SUFFIX
+  try:
+    text = _download(md5_url, tmp / "ml-100k.zip.md5").read_text(errors="replace")
+  except InputError as e:
+    log.info("%s; checking the archive by its counts alone", e)
+    return
+  # GNU ("<md5>  ml-100k.zip") and BSD ("MD5 (ml-100k.zip) = <md5>") styles.
+  match = _MD5.search(text)
+  if match is None:
+    log.info("%s holds no md5; checking the archive by its counts alone", md5_url)
+    return
+  expected = match.group(0).lower()
+  got = hashlib.md5(archive.read_bytes()).hexdigest()
+  if got != expected:
+    raise InputError(
+      f"{url}: the download has md5 {got}; expected {expected}, as {md5_url} "
+      "publishes (a damaged or altered archive)"
+    )
+  log.info("%s: md5 %s matches %s", url, got, md5_url)
 
 
 def _extract_grouplens(archive: Path, staging: Path, source: str) -> list[str]:
@@ -244,35 +284,31 @@ def _sha256_mismatch(folder: Path) -> tuple[str, str] | None:
   return None
 
 
-def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(
-    prog="python -m bcjax.data.fetch",
-    description="Downloads a real data set into a folder and checks it.",
+def _define_flags() -> None:
+  # Defined only when run as a binary, so that importing this module leaves
+  # absl's global flags to the binary that imports it.
+  flags.DEFINE_string("dest", None, "The folder to fill.", required=True)
+  flags.DEFINE_string("url", GROUPLENS_URL, "Where ml-100k.zip lies (file:// works).")
+  flags.DEFINE_bool(
+    "fallback", True, f"Fall back to the {RECBOLE_WHEEL} wheel from PyPI."
   )
-  parser.add_argument("dataset", choices=["ml-100k"], help="the data set")
-  parser.add_argument("--dest", required=True, help="the folder to fill")
-  parser.add_argument(
-    "--url", default=GROUPLENS_URL, help="where ml-100k.zip lies (file:// works)"
-  )
-  parser.add_argument(
-    "--no-fallback",
-    action="store_true",
-    help=f"do not fall back to the {RECBOLE_WHEEL} wheel from PyPI",
-  )
-  args = parser.parse_args(argv)
-  handler = logging.StreamHandler(sys.stdout)
-  handler.setFormatter(logging.Formatter("%(message)s"))
-  log.addHandler(handler)
-  log.setLevel(logging.INFO)
+
+
+def main(argv: list[str]) -> None:
+  """Fetches the data set named on the command line; errors exit 2."""
+  if argv[1:] != ["ml-100k"]:
+    raise app.UsageError(
+      f"expected one data set, ml-100k; got {' '.join(argv[1:]) or 'none'}"
+    )
+  absl_logging.set_verbosity(absl_logging.INFO)
   try:
-    fetch_ml100k(args.dest, url=args.url, allow_fallback=not args.no_fallback)
+    fetch_ml100k(FLAGS.dest, url=FLAGS.url, allow_fallback=FLAGS.fallback)
   except InputError as e:
+    # A user error: its message says what to fix; a traceback would bury it.
     print(f"error: {e}", file=sys.stderr)
-    return 2
-  finally:
-    log.removeHandler(handler)
-  return 0
+    sys.exit(2)
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  _define_flags()
+  app.run(main)

@@ -24,6 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Data.
   config.dataset = "synthetic"
   config.data_dir = ""
+  # RecBole atomic datasets: the item fields to embed, comma-separated; empty
+  # for those whose values repeat (see bcjax/data/recbole.py).
+  config.item_fields = ""
   config.synthetic = ml_collections.ConfigDict(
     dict(num_users=2000, num_items=1000, num_interactions=50_000, seed=0)
   )
