@@ -29,9 +29,10 @@ from bcjax.data.bipartite import BipartiteGraph, sample_bpr_triples
 from bcjax.data.split import VersionSplit
 from bcjax.errors import TrainingDivergedError
 from bcjax.evaluation.recall import RecallEvaluator
-from bcjax.losses import bpr_loss, multi_step_loss, single_step_loss
+from bcjax.losses import AlignmentLoss, bpr_loss
 from bcjax.models.pinsage import PinSAGE, embed, init_variables
 from bcjax.progress import FitProgress
+from bcjax.selection import BestEpoch
 from bcjax.transforms import BackwardTransform
 
 
@@ -47,12 +48,12 @@ class Alignment:
 
   Attributes:
     transform: the family of ``B_k`` (and of the frozen older ones).
-    multi_step: use the multi-step loss (else the single-step one).
+    loss: the alignment loss (a registered one, e.g. ``sloss``, ``mloss``).
     weight: lambda, the weight of the alignment loss beside BPR.
   """
 
   transform: BackwardTransform
-  multi_step: bool
+  loss: AlignmentLoss
   weight: float
 
 
@@ -184,19 +185,13 @@ def make_train_epoch(
       loss, parts = bpr_loss(*current, weight_decay)
       if alignment is not None:
         previous = (target.user[users], target.item[pos], target.item[neg])
-        if alignment.multi_step:
-          align = multi_step_loss(
-            alignment.transform,
-            params["transform"],
-            alignment.transform,
-            target.old_params,
-            previous,
-            current,
-          )
-        else:
-          align = single_step_loss(
-            alignment.transform, params["transform"], previous, current
-          )
+        align = alignment.loss(
+          alignment.transform,
+          params["transform"],
+          target.old_params,
+          previous,
+          current,
+        )
         loss = loss + alignment.weight * align
         parts = dict(parts, align=align)
       return loss, (parts, updates["batch_stats"])
@@ -276,7 +271,7 @@ def fit_version(
   )
 
   best = FitResult(variables, transform_params, 0, {}, [], 0.0, 0.0)
-  best_score = -np.inf
+  selection = BestEpoch(config.keep_after, config.epochs)
   first_epoch = 1
   saved = progress.latest_epoch() if progress else None
   if saved is not None:
@@ -286,7 +281,9 @@ def fit_version(
     best.variables, best.transform_params = restored["variables"], restored["transform"]
     best.best_epoch, best.history = meta["best_epoch"], meta["history"]
     best.recall = {int(k): v for k, v in meta["recall"].items()}
-    best_score = meta["best_score"] if meta["best_score"] is not None else -np.inf
+    selection.epoch = best.best_epoch
+    if meta["best_score"] is not None:
+      selection.score = meta["best_score"]
     first_epoch = saved + 1
     logging.info("%s resumes after epoch %d", label, saved)
   state, graph, target = sharding.replicate((state, graph, target), mesh)
@@ -331,11 +328,7 @@ def fit_version(
       elapsed,
     )
     # The last epoch is kept when keep_after left nothing else to keep.
-    eligible = epoch > config.keep_after or (
-      epoch == config.epochs and best.best_epoch == 0
-    )
-    if eligible and recall[50] > best_score:
-      best_score = recall[50]
+    if selection.offer(epoch, recall[50]):
       # The state is donated to the next epoch, so the best model is copied.
       best.variables = jax.tree.map(jnp.copy, current)
       best.transform_params = jax.tree.map(jnp.copy, state.params["transform"])
@@ -347,7 +340,7 @@ def fit_version(
         {"variables": best.variables, "transform": best.transform_params},
         {
           "best_epoch": best.best_epoch,
-          "best_score": None if best_score == -np.inf else float(best_score),
+          "best_score": None if selection.epoch == 0 else float(selection.score),
           "recall": {str(k): v for k, v in best.recall.items()},
           "history": best.history,
         },

@@ -13,8 +13,8 @@ progress lines go to the log (stderr).
 
 from absl import app
 
-from bcjax import intended_task
+from bcjax import runner
 from experiments import cli
 
 if __name__ == "__main__":
-  app.run(cli.main_for(intended_task.run))
+  app.run(cli.main_for(runner.run))

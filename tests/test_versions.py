@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bcjax import intended_task, registry
+from bcjax import registry, runner
 from bcjax.checkpoints import VersionStore
 from bcjax.data.bipartite import BipartiteGraph
 from bcjax.errors import InputError
@@ -35,7 +35,7 @@ def _config():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("versions"))
-  results = intended_task.run(_config(), workdir)
+  results = runner.run(_config(), workdir)
   return workdir, results
 
 
@@ -137,28 +137,28 @@ def test_nobc_serves_the_prefix(run):
 
 def test_restored_parameters_reproduce_saved_embeddings(run):
   workdir, _ = run
-  job = intended_task.IntendedTaskRun(_config(), workdir)
+  data = runner.RunData.load(_config(), workdir)
   for strategy in ("joint-linear-mloss", "finetune-m0"):
     with VersionStore(_checkpoints(workdir, strategy), create=False) as store:
       meta = store.metadata(2)
       variables = store.restore(2, "model")
       saved = store.restore(2, "embeddings")
     model = PinSAGE(dim=meta["dim"], num_layers=meta["layers"])
-    user, item = embed(model, variables, BipartiteGraph.from_split(job.splits[2]))
+    user, item = embed(model, variables, BipartiteGraph.from_split(data.splits[2]))
     np.testing.assert_allclose(user, saved["user"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(item, saved["item"], rtol=1e-5, atol=1e-6)
 
 
 def test_rerun_reuses_every_saved_version(run, monkeypatch):
   workdir, results = run
-  import bcjax.intended_task as module
+  import bcjax.methods.paper as module
 
   def fail(*args, **kwargs):
     raise AssertionError("a saved version was retrained")
 
   monkeypatch.setattr(module, "fit_version", fail)
   monkeypatch.setattr(module, "fit_posthoc", fail)
-  again = intended_task.run(_config(), workdir)
+  again = runner.run(_config(), workdir)
   assert again["strategies"] == results["strategies"]
 
 
@@ -167,7 +167,7 @@ def test_other_config_on_the_same_workdir_is_refused(run):
   config = _config()
   config.learning_rate = 0.5
   with pytest.raises(InputError, match="of another config"):
-    intended_task.run(config, workdir)
+    runner.run(config, workdir)
 
 
 def test_registry_bad_requests(run):
