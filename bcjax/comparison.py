@@ -21,11 +21,10 @@ import json
 import os
 import time
 
-import jax
 import ml_collections
 from absl import logging
 
-from bcjax import atomic_files, registry, runner
+from bcjax import atomic_files, keys, registry, runner
 from bcjax import config as config_lib
 from bcjax.consumers import (
   ConsumerConfig,
@@ -120,7 +119,7 @@ def _run(config, workdir, strategies) -> dict:
         train_tables,
         job.m0_embeddings(task.selection_version),
         consumer_config(config),
-        jax.random.fold_in(jax.random.key(config.seed), runner.hash_name(task.name)),
+        keys.consumer_key(config.seed, task.name),
       )
       save_consumer(path, consumer, fingerprint)
     consumers[task.name] = consumer

@@ -3,7 +3,7 @@
 A fit saves, at its evaluation epochs, everything it needs to go on as if it
 had never stopped: the train state (parameters, Adam and batch-norm state),
 the best model so far and the bookkeeping (best epoch, history). Epoch ``e``
-draws its randomness from ``fold_in(key, e)``, so a resumed fit replays the
+draws its randomness from ``fold_in(epochs_key, e)``, so a resumed fit replays the
 uninterrupted one exactly. One Orbax step per saved epoch, only the newest
 kept; Orbax commits each step by renaming a finished temporary folder, so a
 kill during a save leaves the previous step intact.

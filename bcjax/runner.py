@@ -21,11 +21,10 @@ import json
 import os
 import time
 
-import jax
 import ml_collections
 from absl import logging
 
-from bcjax import atomic_files, sharding, transforms
+from bcjax import atomic_files, keys, sharding, transforms
 from bcjax import config as config_lib
 from bcjax.checkpoints import VersionStore
 from bcjax.data.bipartite import BipartiteGraph
@@ -72,11 +71,6 @@ def config_fingerprint(config: ml_collections.ConfigDict) -> str:
   fields = {f: config.to_dict().get(f) for f in MODEL_FIELDS}
   blob = json.dumps(fields, sort_keys=True, default=list)
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def hash_name(name: str) -> int:
-  """A stable 28-bit integer of a name, to fold into PRNG keys."""
-  return int(hashlib.sha256(name.encode()).hexdigest()[:7], 16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +133,6 @@ class Runner:
     self.data = data
     self.fingerprint = config_fingerprint(data.config)
     self.data_fingerprint = data.graph.fingerprint()
-    self.key = jax.random.key(data.config.seed)
     self._versions: dict[tuple[str, int], Version] = {}
     self._m0_embeddings: dict[int, tuple] = {}
 
@@ -192,11 +185,7 @@ class Runner:
     )
 
   def _context(self, strategy: Strategy, k: int) -> Context:
-    key = jax.random.fold_in(self.key, k)
-    if strategy.method != M0_METHOD:
-      # M0_METHOD's versions are shared by every strategy: its key is the
-      # version's alone; the others' depend on the strategy too.
-      key = jax.random.fold_in(key, hash_name(strategy.name))
+    key = keys.version_key(self.data.config.seed, strategy.name, k)
     return Context(
       strategy=strategy,
       config=self.data.config,

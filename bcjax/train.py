@@ -24,7 +24,7 @@ from flax import struct
 from flax.training import train_state
 from jax.sharding import Mesh
 
-from bcjax import sharding
+from bcjax import keys, sharding
 from bcjax.data.bipartite import BipartiteGraph, sample_bpr_triples
 from bcjax.data.split import VersionSplit
 from bcjax.errors import TrainingDivergedError
@@ -234,8 +234,9 @@ def fit_version(
     model: the embedding model of the version.
     split: the version's training and validation interactions.
     config: optimisation settings.
-    key: PRNG key of this version; initialisation uses ``fold_in(key, 0)``
-      and epoch ``e >= 1`` uses ``fold_in(key, e)``.
+    key: PRNG key of this version; initialisation draws from its
+      ``model_init`` stream and epoch ``e`` from ``fold_in`` of its
+      ``epochs`` stream with ``e`` (:mod:`bcjax.keys`).
     variables: starting variables (fine-tuning); fresh ones when None.
     transform_params: starting parameters of ``B_k`` (joint strategies).
     alignment: the alignment loss of a joint strategy, or None for BPR only.
@@ -255,7 +256,7 @@ def fit_version(
   graph = BipartiteGraph.from_split(split)
   evaluator = RecallEvaluator(split, chunk_size=config.eval_chunk_size)
   if variables is None:
-    variables = init_variables(model, graph, jax.random.fold_in(key, 0))
+    variables = init_variables(model, graph, keys.stream(key, "model_init"))
   # Epochs donate the state: it trains on its own copies, never on the
   # caller's arrays, which stay the best model until an epoch beats them.
   # A fresh Adam state in every fit, also when fine-tuning.
@@ -287,11 +288,14 @@ def fit_version(
     first_epoch = saved + 1
     logging.info("%s resumes after epoch %d", label, saved)
   state, graph, target = sharding.replicate((state, graph, target), mesh)
+  epoch_keys = keys.stream(key, "epochs")
   pending = []
   start = time.perf_counter()
   epoch_seconds, timed_epochs = 0.0, 0
   for epoch in range(first_epoch, config.epochs + 1):
-    state, metrics = train_epoch(state, graph, jax.random.fold_in(key, epoch), target)
+    state, metrics = train_epoch(
+      state, graph, jax.random.fold_in(epoch_keys, epoch), target
+    )
     pending.append(metrics)
     if epoch == first_epoch:
       # Compilation happens in the first epoch; keep it out of the epoch time.

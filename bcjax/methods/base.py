@@ -20,6 +20,7 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
+from bcjax import keys
 from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.split import VersionSplit
 from bcjax.errors import InputError, unknown_name
@@ -92,7 +93,7 @@ class Context:
   @property
   def transform_key(self) -> jax.Array:
     """The key of B_k's initialisation."""
-    return jax.random.fold_in(self.key, 1 << 20)
+    return keys.stream(self.key, "transform_init")
 
   def model(self, k: int) -> PinSAGE:
     """A fresh M_k of the config's width and depth for version ``k``."""

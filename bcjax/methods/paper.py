@@ -13,6 +13,7 @@ import time
 
 from absl import logging
 
+from bcjax import keys
 from bcjax.evaluation.recall import RecallEvaluator
 from bcjax.methods.base import M0_METHOD, Context, Version, register_method
 from bcjax.posthoc import PosthocConfig, fit_posthoc
@@ -107,7 +108,7 @@ def posthoc(ctx: Context, k: int, earlier: list[Version]) -> Version:
       batch_size=c.batch_size,
       learning_rate=c.learning_rate,
     ),
-    ctx.key,
+    keys.stream(ctx.key, "posthoc"),
     loss=ctx.loss,
     old_params=_old_params(earlier),
     label=ctx.label,
