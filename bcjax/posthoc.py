@@ -25,6 +25,21 @@ from bcjax.transforms import BackwardTransform
 
 
 @dataclasses.dataclass(frozen=True)
+class PosthocFit:
+  """A fitted post-hoc transform.
+
+  Attributes:
+    params: B_k's parameters at the kept epoch.
+    best_epoch: the kept epoch.
+    error: its alignment error (mean of the user and the item MSE).
+  """
+
+  params: Any
+  best_epoch: int
+  error: float
+
+
+@dataclasses.dataclass(frozen=True)
 class PosthocConfig:
   """Settings of a post-hoc transform fit.
 
@@ -52,7 +67,7 @@ def fit_posthoc(
   loss: AlignmentLoss,
   old_params: tuple = (),
   label: str = "",
-) -> tuple[Any, int, float]:
+) -> PosthocFit:
   """Fits ``B_k`` on frozen embeddings.
 
   Every epoch visits ``ceil(max(num_users, num_items) / batch_size)`` batches,
@@ -72,7 +87,7 @@ def fit_posthoc(
     label: names the fit in the error raised on divergence.
 
   Returns:
-    ``(params, best_epoch, best_error)`` of the kept epoch.
+    The :class:`PosthocFit` of the kept epoch.
 
   Raises:
     TrainingDivergedError: when the loss or the alignment error is not finite.
@@ -129,4 +144,4 @@ def fit_posthoc(
       )
     if best.offer(epoch, -error):
       best_params = params
-  return best_params, best.epoch, -best.score
+  return PosthocFit(best_params, best.epoch, -best.score)

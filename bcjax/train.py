@@ -95,7 +95,7 @@ class FitConfig:
   eval_chunk_size: int = 512
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class FitResult:
   """The selected model of one version and how it got there.
 
@@ -115,9 +115,9 @@ class FitResult:
   transform_params: Any
   best_epoch: int
   recall: dict[int, float]
-  history: list[dict[str, float]]
-  train_seconds: float
-  seconds_per_epoch: float
+  history: tuple[dict[str, float], ...]
+  train_seconds: float = 0.0
+  seconds_per_epoch: float = 0.0
 
 
 def create_train_state(
@@ -271,7 +271,8 @@ def fit_version(
     model, num_steps, config.batch_size, config.weight_decay, alignment, mesh
   )
 
-  best = FitResult(variables, transform_params, 0, {}, [], 0.0, 0.0)
+  best = FitResult(variables, transform_params, 0, {}, ())
+  history = []
   selection = BestEpoch(config.keep_after, config.epochs)
   first_epoch = 1
   saved = progress.latest_epoch() if progress else None
@@ -279,9 +280,14 @@ def fit_version(
     state, restored, meta = progress.restore(
       saved, state, {"variables": variables, "transform": transform_params}
     )
-    best.variables, best.transform_params = restored["variables"], restored["transform"]
-    best.best_epoch, best.history = meta["best_epoch"], meta["history"]
-    best.recall = {int(k): v for k, v in meta["recall"].items()}
+    best = FitResult(
+      restored["variables"],
+      restored["transform"],
+      meta["best_epoch"],
+      {int(k): v for k, v in meta["recall"].items()},
+      (),
+    )
+    history = list(meta["history"])
     selection.epoch = best.best_epoch
     if meta["best_score"] is not None:
       selection.score = meta["best_score"]
@@ -319,7 +325,7 @@ def fit_version(
     recall = evaluator(*embed(model, current, graph))
     elapsed = time.perf_counter() - start
     last = {name: float(value) for name, value in fetched[-1].items()}
-    best.history.append(
+    history.append(
       dict(epoch=epoch, **last, **{"recall@50": recall[50], "seconds": elapsed})
     )
     logging.info(
@@ -334,9 +340,13 @@ def fit_version(
     # The last epoch is kept when keep_after left nothing else to keep.
     if selection.offer(epoch, recall[50]):
       # The state is donated to the next epoch, so the best model is copied.
-      best.variables = jax.tree.map(jnp.copy, current)
-      best.transform_params = jax.tree.map(jnp.copy, state.params["transform"])
-      best.best_epoch, best.recall = epoch, recall
+      best = FitResult(
+        jax.tree.map(jnp.copy, current),
+        jax.tree.map(jnp.copy, state.params["transform"]),
+        epoch,
+        recall,
+        (),
+      )
     if progress is not None and epoch < config.epochs:
       progress.save(
         epoch,
@@ -346,10 +356,13 @@ def fit_version(
           "best_epoch": best.best_epoch,
           "best_score": None if selection.epoch == 0 else float(selection.score),
           "recall": {str(k): v for k, v in best.recall.items()},
-          "history": best.history,
+          "history": history,
         },
       )
     segment_start, segment_epochs = time.perf_counter(), 0
-  best.train_seconds = time.perf_counter() - start
-  best.seconds_per_epoch = epoch_seconds / timed_epochs if timed_epochs else 0.0
-  return best
+  return dataclasses.replace(
+    best,
+    history=tuple(history),
+    train_seconds=time.perf_counter() - start,
+    seconds_per_epoch=epoch_seconds / timed_epochs if timed_epochs else 0.0,
+  )

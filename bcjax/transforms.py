@@ -248,8 +248,9 @@ def register_transform(name: str, factory: Callable[..., BackwardTransform]):
   Args:
     name: the family name used in strategy names (no ``-``).
     factory: ``(**hparams) -> BackwardTransform`` whose result is named
-      ``name``; each keyword ``h`` is read from ``config.transform_<h>`` when
-      the config has that field.
+      ``name``; every keyword has a default (the grammar builds it without
+      any to read ``learned`` and ``solvers``), and keyword ``h`` is read
+      from ``config.transform_<h>`` when the config has that field.
 
   Returns:
     ``factory``, so this works as a decorator's body.

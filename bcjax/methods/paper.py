@@ -97,7 +97,7 @@ def posthoc(ctx: Context, k: int, earlier: list[Version]) -> Version:
   current = ctx.version_of(M0_METHOD, k)
   params = ctx.transform.init(ctx.transform_key, current.model.dim, previous.model.dim)
   tick = time.perf_counter()
-  params, best_epoch, error = fit_posthoc(
+  fit = fit_posthoc(
     ctx.transform,
     params,
     ctx.embed(current),
@@ -118,11 +118,11 @@ def posthoc(ctx: Context, k: int, earlier: list[Version]) -> Version:
     "%s B_%d: best epoch %d alignment error %.5f (%.1fs)",
     ctx.label,
     k,
-    best_epoch,
-    error,
+    fit.best_epoch,
+    fit.error,
     seconds,
   )
-  return with_transform(ctx, current, params, best_epoch, seconds)
+  return with_transform(ctx, current, fit.params, fit.best_epoch, seconds)
 
 
 def with_transform(
