@@ -23,10 +23,46 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from bcjax import transforms
 from bcjax.errors import InputError
-from bcjax.transforms import BackwardTransform, get_transform
+from bcjax.transforms import BackwardTransform
 
 ITEMS = ("model", "transform", "embeddings", "metadata")
+
+
+def checkpoint_manager(
+  directory: str,
+  item_names: tuple[str, ...],
+  *,
+  keep_latest: int | None = None,
+  create: bool = True,
+) -> ocp.CheckpointManager:
+  """The one way bcjax opens an Orbax ``CheckpointManager``.
+
+  Saves are synchronous (a version, an epoch or a consumer is on disk when
+  ``save`` returns, so a kill right after it loses nothing), and old steps are
+  kept by a preservation policy.
+
+  Args:
+    directory: the manager's folder.
+    item_names: the named items of every step.
+    keep_latest: keep only this many newest steps (None: keep every step).
+    create: create the folder if missing.
+  """
+  policy = (
+    ocp.checkpoint_managers.preservation_policy.PreserveAll()
+    if keep_latest is None
+    else ocp.checkpoint_managers.preservation_policy.LatestN(keep_latest)
+  )
+  options = ocp.CheckpointManagerOptions(
+    preservation_policy=policy, create=create, enable_async_checkpointing=False
+  )
+  return ocp.CheckpointManager(directory, options=options, item_names=item_names)
+
+
+def abstract(tree: Any) -> Any:
+  """``tree``'s shapes and dtypes: the target a restore fills in."""
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
 class VersionStore:
@@ -42,12 +78,7 @@ class VersionStore:
     self.directory = os.path.abspath(directory)
     if not create and not os.path.isdir(self.directory):
       raise InputError(f"no checkpoint folder at {self.directory}")
-    options = ocp.CheckpointManagerOptions(
-      max_to_keep=None, create=create, enable_async_checkpointing=False
-    )
-    self._manager = ocp.CheckpointManager(
-      self.directory, options=options, item_names=ITEMS
-    )
+    self._manager = checkpoint_manager(self.directory, ITEMS, create=create)
 
   def close(self):
     self._manager.close()
@@ -103,9 +134,7 @@ class VersionStore:
     """
     if item not in ITEMS:
       raise InputError(f"unknown checkpoint item {item!r}; valid: {', '.join(ITEMS)}")
-    if item == "transform" and not os.path.isdir(
-      os.path.join(self._step_dir(version), "transform")
-    ):
+    if item == "transform" and item not in self._items(version):
       return None
     tree = self._restore(version, item, ocp.args.StandardRestore())
     return jax.tree.map(np.asarray, tree)
@@ -117,22 +146,26 @@ class VersionStore:
     family's ``init``, which is deterministic for it.
     """
     spec = self.metadata(version)["transform"]
-    kwargs = {"hidden": spec.get("hidden", 0)} if spec["name"] == "mlp" else {}
-    transform = get_transform(spec["name"], **kwargs)
+    transform = transforms.from_spec(spec)
     params = self.restore(version, "transform")
     if params is None:
       params = transform.init(jax.random.key(0), spec["d_in"], spec["d_out"])
     return transform, params
 
-  def _step_dir(self, version: int) -> str:
-    return os.path.join(self.directory, str(version))
+  def _items(self, version: int) -> list[str]:
+    """The items saved in ``version``'s step, as Orbax lists them."""
+    self._check_exists(version)
+    return list(self._manager.item_metadata(version).keys())
 
-  def _restore(self, version: int, item: str, args) -> Any:
+  def _check_exists(self, version: int) -> None:
     if version not in self.versions():
       raise InputError(
         f"version {version} does not exist in {self.directory}; saved "
         f"versions: {self.versions()}"
       )
+
+  def _restore(self, version: int, item: str, args) -> Any:
+    self._check_exists(version)
     try:
       restored = self._manager.restore(version, args=ocp.args.Composite(**{item: args}))
     except (FileNotFoundError, ValueError, OSError, KeyError) as e:

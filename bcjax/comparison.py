@@ -1,7 +1,7 @@
 """The main job: every strategy, the consumers, and the paper's Table 3.
 
 ``run(config, workdir)`` trains (or reuses) every version of every strategy
-(:mod:`bcjax.intended_task`), trains each unintended task's consumers once on
+(:mod:`bcjax.runner`), trains each unintended task's consumers once on
 version-0 embeddings (or reuses them), serves every strategy's
 version-0-compatible embeddings of every version to them through the
 registry, and writes under ``workdir``:
@@ -21,11 +21,10 @@ import json
 import os
 import time
 
-import jax
 import ml_collections
 from absl import logging
 
-from bcjax import atomic_files, intended_task, registry
+from bcjax import atomic_files, keys, registry, runner
 from bcjax import config as config_lib
 from bcjax.consumers import (
   ConsumerConfig,
@@ -60,7 +59,7 @@ def task_names(config: ml_collections.ConfigDict, graph) -> list[str]:
 def _consumer_fingerprint(config, task: Task) -> str:
   blob = json.dumps(
     {
-      "intended": intended_task.config_fingerprint(config),
+      "intended": runner.config_fingerprint(config),
       "consumer": config.consumer.to_dict(),
       "task": task.name,
     },
@@ -91,18 +90,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   strategies = config_lib.strategies(config)
   os.makedirs(workdir, exist_ok=True)
   with WorkdirLock(workdir):
-    check_config(workdir, config, intended_task.MODEL_FIELDS + ("consumer",))
+    check_config(workdir, config, runner.MODEL_FIELDS + ("consumer",))
     return _run(config, workdir, strategies)
 
 
 def _run(config, workdir, strategies) -> dict:
-  job = intended_task.IntendedTaskRun(config, workdir)
+  data = runner.RunData.load(config, workdir)
+  job = runner.Runner(data)
   # Unknown task names fail before hours of training, not after.
   tasks = [
-    build_task(name, job.graph, job.splits, seed=config.seed)
-    for name in task_names(config, job.graph)
+    build_task(name, data.graph, data.splits, seed=config.seed)
+    for name in task_names(config, data.graph)
   ]
-  results = intended_task.run_strategies(job, strategies)
+  results = runner.run_strategies(job, strategies)
 
   train_tables = job.m0_embeddings(0)
   consumers = {}
@@ -119,9 +119,7 @@ def _run(config, workdir, strategies) -> dict:
         train_tables,
         job.m0_embeddings(task.selection_version),
         consumer_config(config),
-        jax.random.fold_in(
-          jax.random.key(config.seed), intended_task.hash_name(task.name)
-        ),
+        keys.consumer_key(config.seed, task.name),
       )
       save_consumer(path, consumer, fingerprint)
     consumers[task.name] = consumer
@@ -140,7 +138,7 @@ def _run(config, workdir, strategies) -> dict:
   values = {task.name: {} for task in tasks}
   with contextlib.ExitStack() as stack:
     for strategy in strategies:
-      reg = registry.open(job.store_path(strategy.name), job.mesh)
+      reg = registry.open(data.store_path(strategy.name), data.mesh)
       stack.callback(reg.close)
       for k in range(config.num_versions):
         tables = _tables(reg, k)
@@ -179,7 +177,7 @@ def _run(config, workdir, strategies) -> dict:
         last,
         ", ".join(f"{name} {_fmt(v[last])}" for name, v in values[task.name].items()),
       )
-  atomic_files.write_json(job.results_path, results)
+  atomic_files.write_json(data.results_path, results)
 
   table = comparison_table(results)
   results["table"] = table
@@ -189,7 +187,7 @@ def _run(config, workdir, strategies) -> dict:
   with atomic_files.atomic_open(os.path.join(workdir, "table.csv")) as f:
     f.write(to_csv(table))
   results["plots"] = [os.path.basename(p) for p in write_plots(results, table, workdir)]
-  atomic_files.write_json(job.results_path, results)
+  atomic_files.write_json(data.results_path, results)
   logging.info("comparison table (%s):\n%s", workdir, markdown)
   return results
 

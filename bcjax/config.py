@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ml_collections
 
+from bcjax import extensions
 from bcjax.errors import InputError
+from bcjax.methods import get_method
 from bcjax.models.aggregation import LAYOUTS
 from bcjax.strategies import PAPER_STRATEGIES, Strategy, parse_strategy
 
@@ -14,7 +16,10 @@ def strategies(config: ml_collections.ConfigDict) -> list[Strategy]:
 
   ``config.strategy`` is a comma-separated list of names; ``paper`` stands
   for the paper's eight. Duplicates (an alias and its name) count once.
+  The user's extensions (``config.imports`` and the ``bcjax.extensions``
+  entry points) are loaded first, so their names parse.
   """
+  extensions.load(config.get("imports", ""))
   names = [s.strip() for s in str(config.strategy).split(",") if s.strip()]
   if not names:
     raise InputError("config.strategy is empty; expected one or more names")
@@ -67,6 +72,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise InputError(
         f"config.{field} must be a positive integer, got {config[field]!r}"
       )
+  if "closedform_ridge" in config and not config.closedform_ridge >= 0:
+    raise InputError(
+      f"config.closedform_ridge must be >= 0, got {config.closedform_ridge!r}"
+    )
   if "align_weight" in config and not config.align_weight >= 0:
     raise InputError(f"config.align_weight must be >= 0, got {config.align_weight!r}")
   if config.get("layout", "") not in ("", *LAYOUTS):
@@ -93,12 +102,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   chosen = strategies(config)
   # nobc (also behind every post-hoc strategy) and joint-notrans serve an old
   # version as a prefix of the new embedding, so dimensions may only grow.
-  truncating = [
-    s.name
-    for s in chosen
-    if s.method in ("nobc", "posthoc")
-    or (s.method == "joint" and not s.learns_transform)
-  ]
+  truncating = [s.name for s in chosen if _truncates(s)]
   dims = tuple(config.dims)[: config.num_versions]
   shrinking = [k for k in range(1, len(dims)) if dims[k] < dims[k - 1]]
   if truncating and shrinking:
@@ -110,6 +114,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
   if "consumer" in config:
     _validate_consumer(config.consumer)
+
+
+def _truncates(strategy: Strategy) -> bool:
+  """Whether ``strategy`` (or a strategy it reads) serves an old version as a
+  prefix of a new one: a new architecture without a learned transform."""
+  method = get_method(strategy.method)
+  if not (method.keeps_m0 or strategy.learns_transform):
+    return True
+  return any(_truncates(parse_strategy(name)) for name in method.reads)
 
 
 def _validate_consumer(c: ml_collections.ConfigDict) -> None:

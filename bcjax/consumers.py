@@ -28,6 +28,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from bcjax.checkpoints import checkpoint_manager
 from bcjax.errors import InputError, TrainingDivergedError
 from bcjax.evaluation.metrics import evaluate_metric
 from bcjax.tasks import Task, TaskExamples
@@ -411,9 +412,4 @@ def load_consumer(path: str, task: Task, fingerprint: str) -> Consumer | None:
 
 
 def _manager(path: str) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(
-    max_to_keep=None, create=True, enable_async_checkpointing=False
-  )
-  return ocp.CheckpointManager(
-    path, options=options, item_names=("variables", "metadata")
-  )
+  return checkpoint_manager(path, ("variables", "metadata"))

@@ -1,12 +1,27 @@
-"""Training losses of the embedding models, as pure functions."""
+"""Training losses of the embedding models, as pure functions.
+
+BPR trains every embedding model; an alignment loss ties M_k (through B_k) to
+the previous version. Alignment losses are registered by name
+(:func:`register_loss`) and share one signature, used both by joint training
+and by post-hoc fitting::
+
+  loss(transform, params, old_params, previous, current) -> scalar
+
+with ``old_params`` the frozen ``B_{k-1}, ..., B_1`` (newest first, of the
+same family as ``transform``) and ``previous`` / ``current`` per-group
+embeddings of M_{k-1} and M_k (users, positive and negative items in joint
+training; users and items in post-hoc fitting).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
+from bcjax.errors import InputError, unknown_name
 from bcjax.transforms import BackwardTransform
 
 
@@ -111,3 +126,80 @@ def multi_step_loss(
     b = [old_transform.apply(p, z) for z in b]
     errors.append(group_mse(a, b))
   return sum(errors) / len(errors)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignmentLoss:
+  """A registered alignment loss.
+
+  Attributes:
+    name: the name used in strategy names (``sloss``, ``mloss``, ...).
+    fn: ``(transform, params, old_params, previous, current) -> scalar``.
+    check: ``transform -> reason or None``: why the loss is no valid
+      combination with a transform family (None: it is).
+  """
+
+  name: str
+  fn: Callable[..., jax.Array]
+  check: Callable[[BackwardTransform], str | None] = lambda transform: None
+
+  def __call__(self, transform, params, old_params, previous, current):
+    return self.fn(transform, params, old_params, previous, current)
+
+
+LOSSES: dict[str, AlignmentLoss] = {}
+
+
+def register_loss(
+  name: str,
+  fn: Callable[..., jax.Array],
+  check: Callable[[BackwardTransform], str | None] | None = None,
+) -> AlignmentLoss:
+  """Registers an alignment loss: the grammar and the CLI pick it up.
+
+  Args:
+    name: the loss name used in strategy names (no ``-``).
+    fn: ``(transform, params, old_params, previous, current) -> scalar``.
+    check: ``transform -> reason or None`` (default: valid with any family).
+
+  Raises:
+    InputError: for a name with ``-`` or one already registered.
+  """
+  if "-" in name or not name:
+    raise InputError(f"alignment loss name {name!r} must be non-empty, without '-'")
+  if name in LOSSES:
+    raise InputError(f"alignment loss {name!r} is already registered")
+  loss = AlignmentLoss(name, fn, check or (lambda transform: None))
+  LOSSES[name] = loss
+  return loss
+
+
+def get_loss(name: str) -> AlignmentLoss:
+  """The registered alignment loss ``name``."""
+  if name not in LOSSES:
+    raise unknown_name("alignment loss", name, LOSSES)
+  return LOSSES[name]
+
+
+def _needs_learned(transform: BackwardTransform) -> str | None:
+  if transform.learned:
+    return None
+  return (
+    "without a transform every older version is a prefix of the newest "
+    "one, so the multi-step loss has nothing to add (use *-notrans-sloss)"
+  )
+
+
+register_loss(
+  "sloss",
+  lambda transform, params, old_params, previous, current: single_step_loss(
+    transform, params, previous, current
+  ),
+)
+register_loss(
+  "mloss",
+  lambda transform, params, old_params, previous, current: multi_step_loss(
+    transform, params, transform, old_params, previous, current
+  ),
+  _needs_learned,
+)

@@ -3,7 +3,7 @@
 A fit saves, at its evaluation epochs, everything it needs to go on as if it
 had never stopped: the train state (parameters, Adam and batch-norm state),
 the best model so far and the bookkeeping (best epoch, history). Epoch ``e``
-draws its randomness from ``fold_in(key, e)``, so a resumed fit replays the
+draws its randomness from ``fold_in(epochs_key, e)``, so a resumed fit replays the
 uninterrupted one exactly. One Orbax step per saved epoch, only the newest
 kept; Orbax commits each step by renaming a finished temporary folder, so a
 kill during a save leaves the previous step intact.
@@ -18,6 +18,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from bcjax.checkpoints import abstract, checkpoint_manager
+
 
 class FitProgress:
   """The newest epoch checkpoint of one fit under ``directory``."""
@@ -26,12 +28,7 @@ class FitProgress:
     self.directory = os.path.abspath(directory)
 
   def _manager(self) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(
-      max_to_keep=1, create=True, enable_async_checkpointing=False
-    )
-    return ocp.CheckpointManager(
-      self.directory, options=options, item_names=("state", "best", "meta")
-    )
+    return checkpoint_manager(self.directory, ("state", "best", "meta"), keep_latest=1)
 
   def latest_epoch(self) -> int | None:
     """The epoch of the newest complete checkpoint, or None."""
@@ -61,11 +58,11 @@ class FitProgress:
       ``(state, best, meta)`` as saved.
     """
     items = {
-      "state": ocp.args.StandardRestore(state),
+      "state": ocp.args.StandardRestore(abstract(state)),
       "meta": ocp.args.JsonRestore(),
     }
     if jax.tree.leaves(best):
-      items["best"] = ocp.args.StandardRestore(best)
+      items["best"] = ocp.args.StandardRestore(abstract(best))
     with self._manager() as manager:
       restored = manager.restore(epoch, args=ocp.args.Composite(**items))
     return restored["state"], restored.get("best", best), restored["meta"]

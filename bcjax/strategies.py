@@ -1,10 +1,14 @@
-"""The strategy grammar: how each new embedding version stays compatible.
+"""The strategy grammar, built from the methods, transforms and losses registries.
 
-Names are ``fix-m0``, ``finetune-m0``, ``nobc`` and
-``{posthoc|joint}-{notrans|linear|mlp}-{sloss|mloss}``; ``bc-aligner`` is an
-alias of ``joint-linear-mloss`` (Hu et al., KDD 2022). A :class:`Strategy`
-is a small immutable description; what it does per version lives in
-:mod:`bcjax.intended_task`, driven by these fields.
+Names are a method's bare name (``fix-m0``, ``finetune-m0``, ``nobc``) for
+methods without a transform, and ``<method>-<transform>-<loss>`` for the
+others (``posthoc-linear-sloss``, ``joint-orthogonal-mloss``, ...), over every
+registered method, transform family and alignment loss; ``bc-aligner`` is an
+alias of ``joint-linear-mloss`` (Hu et al., KDD 2022). A combination is
+refused with a reason when the method or the loss says why
+(``Method.check``, ``AlignmentLoss.check``). Registering a method, transform
+or loss is all it takes for its names to parse here, in ``--config.strategy``
+and in the table.
 """
 
 from __future__ import annotations
@@ -12,11 +16,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+from bcjax import losses, methods, transforms
 from bcjax.errors import InputError
-from bcjax.transforms import TRANSFORMS
 
-METHODS = ("fix-m0", "finetune-m0", "nobc", "posthoc", "joint")
-LOSSES = ("sloss", "mloss")
 ALIASES = {"bc-aligner": "joint-linear-mloss"}
 # The paper's comparison (its Table 3), in its order.
 PAPER_STRATEGIES = (
@@ -37,60 +39,59 @@ class Strategy:
 
   Attributes:
     name: the canonical name.
-    method: ``fix-m0``, ``finetune-m0``, ``nobc``, ``posthoc`` or ``joint``.
-    transform: the family of every ``B_k`` (``notrans`` for the methods
-      without a learned transform: it truncates to the older dimension, the
-      identity when dimensions do not change).
-    loss: ``sloss`` or ``mloss`` for the post-hoc and joint methods, else None.
+    method: the registered method (``fix-m0``, ``nobc``, ``joint``, ...).
+    transform: the family of every ``B_k`` (the identity family
+      :data:`bcjax.transforms.IDENTITY` for methods without one: it
+      truncates to the older dimension, the identity when dimensions do not
+      change).
+    loss: the registered alignment loss, or None for methods without one.
   """
 
   name: str
   method: str
-  transform: str = "notrans"
+  transform: str = transforms.IDENTITY
   loss: str | None = None
 
   @property
   def keeps_m0(self) -> bool:
     """Whether every version has M_0's architecture (and dimension)."""
-    return self.method in ("fix-m0", "finetune-m0")
+    return methods.get_method(self.method).keeps_m0
 
   @property
   def learns_transform(self) -> bool:
-    return self.transform != "notrans"
-
-  @property
-  def multi_step(self) -> bool:
-    return self.loss == "mloss"
+    """Whether B_k has parameters to fit."""
+    return transforms.get_transform(self.transform).learned
 
 
-def _grammar_names() -> list[str]:
-  names = ["fix-m0", "finetune-m0", "nobc"]
+def _reason(method: methods.Method, transform: str, loss: str) -> str | None:
+  """Why ``<method>-<transform>-<loss>`` is refused, or None."""
+  family = transforms.get_transform(transform)
+  alignment = losses.get_loss(loss)
+  return method.check(family, alignment) or alignment.check(family)
+
+
+def _combinations():
+  """``(name, method, transform, loss)`` of every grammar name, valid or not."""
+  registered = methods.registered_methods()
+  for method in registered:
+    if not method.takes_transform:
+      yield method.name, method, None, None
   for method, transform, loss in itertools.product(
-    ("posthoc", "joint"), TRANSFORMS, LOSSES
+    [m for m in registered if m.takes_transform],
+    transforms.TRANSFORMS,
+    losses.LOSSES,
   ):
-    name = f"{method}-{transform}-{loss}"
-    if _invalid_reason(method, transform, loss) is None:
-      names.append(name)
-  return names
-
-
-def _invalid_reason(method: str, transform: str, loss: str) -> str | None:
-  if method == "posthoc" and transform == "notrans":
-    return (
-      "post-hoc training needs a learned transform; without one it is nobc "
-      "(use nobc, or posthoc-linear-* / posthoc-mlp-*)"
-    )
-  if transform == "notrans" and loss == "mloss":
-    return (
-      "without a transform every older version is a prefix of the newest "
-      "one, so the multi-step loss has nothing to add (use *-notrans-sloss)"
-    )
-  return None
+    yield f"{method.name}-{transform}-{loss}", method, transform, loss
 
 
 def valid_names() -> list[str]:
   """Every valid strategy name, aliases included."""
-  return _grammar_names() + sorted(ALIASES)
+  names = [
+    name
+    for name, method, transform, loss in _combinations()
+    if transform is None or _reason(method, transform, loss) is None
+  ]
+  return names + sorted(ALIASES)
 
 
 def parse_strategy(name: str) -> Strategy:
@@ -101,19 +102,15 @@ def parse_strategy(name: str) -> Strategy:
       combination of the grammar (with the reason).
   """
   canonical = ALIASES.get(name, name)
-  if canonical in ("fix-m0", "finetune-m0", "nobc"):
-    return Strategy(canonical, canonical)
-  parts = canonical.split("-")
-  if (
-    len(parts) == 3
-    and parts[0] in ("posthoc", "joint")
-    and parts[1] in TRANSFORMS
-    and parts[2] in LOSSES
-  ):
-    reason = _invalid_reason(*parts)
+  for each, method, transform, loss in _combinations():
+    if each != canonical:
+      continue
+    if transform is None:
+      return Strategy(canonical, method.name)
+    reason = _reason(method, transform, loss)
     if reason:
       raise InputError(f"strategy {name!r} is not a valid combination: {reason}")
-    return Strategy(canonical, parts[0], parts[1], parts[2])
+    return Strategy(canonical, method.name, transform, loss)
   raise InputError(
     f"unknown strategy {name!r}; valid strategy names: {', '.join(valid_names())}"
   )

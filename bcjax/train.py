@@ -24,15 +24,16 @@ from flax import struct
 from flax.training import train_state
 from jax.sharding import Mesh
 
-from bcjax import sharding
+from bcjax import keys, sharding
 from bcjax.data.bipartite import BipartiteGraph, sample_bpr_triples
 from bcjax.data.split import VersionSplit
 from bcjax.errors import TrainingDivergedError
 from bcjax.evaluation.recall import RecallEvaluator
-from bcjax.losses import bpr_loss, multi_step_loss, single_step_loss
+from bcjax.losses import AlignmentLoss, bpr_loss
 from bcjax.models.aggregation import take_rows
 from bcjax.models.pinsage import PinSAGE, embed, init_variables
 from bcjax.progress import FitProgress
+from bcjax.selection import BestEpoch
 from bcjax.transforms import BackwardTransform
 
 
@@ -48,12 +49,12 @@ class Alignment:
 
   Attributes:
     transform: the family of ``B_k`` (and of the frozen older ones).
-    multi_step: use the multi-step loss (else the single-step one).
+    loss: the alignment loss (a registered one, e.g. ``sloss``, ``mloss``).
     weight: lambda, the weight of the alignment loss beside BPR.
   """
 
   transform: BackwardTransform
-  multi_step: bool
+  loss: AlignmentLoss
   weight: float
 
 
@@ -98,7 +99,7 @@ class FitConfig:
   layout: str | None = None
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class FitResult:
   """The selected model of one version and how it got there.
 
@@ -118,9 +119,9 @@ class FitResult:
   transform_params: Any
   best_epoch: int
   recall: dict[int, float]
-  history: list[dict[str, float]]
-  train_seconds: float
-  seconds_per_epoch: float
+  history: tuple[dict[str, float], ...]
+  train_seconds: float = 0.0
+  seconds_per_epoch: float = 0.0
 
 
 def create_train_state(
@@ -189,19 +190,13 @@ def make_train_epoch(
       loss, parts = bpr_loss(*current, weight_decay)
       if alignment is not None:
         previous = (target.user[users], target.item[pos], target.item[neg])
-        if alignment.multi_step:
-          align = multi_step_loss(
-            alignment.transform,
-            params["transform"],
-            alignment.transform,
-            target.old_params,
-            previous,
-            current,
-          )
-        else:
-          align = single_step_loss(
-            alignment.transform, params["transform"], previous, current
-          )
+        align = alignment.loss(
+          alignment.transform,
+          params["transform"],
+          target.old_params,
+          previous,
+          current,
+        )
         loss = loss + alignment.weight * align
         parts = dict(parts, align=align)
       return loss, (parts, updates["batch_stats"])
@@ -244,8 +239,9 @@ def fit_version(
     model: the embedding model of the version.
     split: the version's training and validation interactions.
     config: optimisation settings.
-    key: PRNG key of this version; initialisation uses ``fold_in(key, 0)``
-      and epoch ``e >= 1`` uses ``fold_in(key, e)``.
+    key: PRNG key of this version; initialisation draws from its
+      ``model_init`` stream and epoch ``e`` from ``fold_in`` of its
+      ``epochs`` stream with ``e`` (:mod:`bcjax.keys`).
     variables: starting variables (fine-tuning); fresh ones when None.
     transform_params: starting parameters of ``B_k`` (joint strategies).
     alignment: the alignment loss of a joint strategy, or None for BPR only.
@@ -265,7 +261,7 @@ def fit_version(
   graph = BipartiteGraph.from_split(split, config.layout)
   evaluator = RecallEvaluator(split, chunk_size=config.eval_chunk_size)
   if variables is None:
-    variables = init_variables(model, graph, jax.random.fold_in(key, 0))
+    variables = init_variables(model, graph, keys.stream(key, "model_init"))
   # Epochs donate the state: it trains on its own copies, never on the
   # caller's arrays, which stay the best model until an epoch beats them.
   # A fresh Adam state in every fit, also when fine-tuning.
@@ -280,26 +276,37 @@ def fit_version(
     model, num_steps, config.batch_size, config.weight_decay, alignment, mesh
   )
 
-  best = FitResult(variables, transform_params, 0, {}, [], 0.0, 0.0)
-  best_score = -np.inf
+  best = FitResult(variables, transform_params, 0, {}, ())
+  history = []
+  selection = BestEpoch(config.keep_after, config.epochs)
   first_epoch = 1
   saved = progress.latest_epoch() if progress else None
   if saved is not None:
     state, restored, meta = progress.restore(
       saved, state, {"variables": variables, "transform": transform_params}
     )
-    best.variables, best.transform_params = restored["variables"], restored["transform"]
-    best.best_epoch, best.history = meta["best_epoch"], meta["history"]
-    best.recall = {int(k): v for k, v in meta["recall"].items()}
-    best_score = meta["best_score"] if meta["best_score"] is not None else -np.inf
+    best = FitResult(
+      restored["variables"],
+      restored["transform"],
+      meta["best_epoch"],
+      {int(k): v for k, v in meta["recall"].items()},
+      (),
+    )
+    history = list(meta["history"])
+    selection.epoch = best.best_epoch
+    if meta["best_score"] is not None:
+      selection.score = meta["best_score"]
     first_epoch = saved + 1
     logging.info("%s resumes after epoch %d", label, saved)
   state, graph, target = sharding.replicate((state, graph, target), mesh)
+  epoch_keys = keys.stream(key, "epochs")
   pending = []
   start = time.perf_counter()
   epoch_seconds, timed_epochs = 0.0, 0
   for epoch in range(first_epoch, config.epochs + 1):
-    state, metrics = train_epoch(state, graph, jax.random.fold_in(key, epoch), target)
+    state, metrics = train_epoch(
+      state, graph, jax.random.fold_in(epoch_keys, epoch), target
+    )
     pending.append(metrics)
     if epoch == first_epoch:
       # Compilation happens in the first epoch; keep it out of the epoch time.
@@ -323,7 +330,7 @@ def fit_version(
     recall = evaluator(*embed(model, current, graph))
     elapsed = time.perf_counter() - start
     last = {name: float(value) for name, value in fetched[-1].items()}
-    best.history.append(
+    history.append(
       dict(epoch=epoch, **last, **{"recall@50": recall[50], "seconds": elapsed})
     )
     logging.info(
@@ -336,15 +343,15 @@ def fit_version(
       elapsed,
     )
     # The last epoch is kept when keep_after left nothing else to keep.
-    eligible = epoch > config.keep_after or (
-      epoch == config.epochs and best.best_epoch == 0
-    )
-    if eligible and recall[50] > best_score:
-      best_score = recall[50]
+    if selection.offer(epoch, recall[50]):
       # The state is donated to the next epoch, so the best model is copied.
-      best.variables = jax.tree.map(jnp.copy, current)
-      best.transform_params = jax.tree.map(jnp.copy, state.params["transform"])
-      best.best_epoch, best.recall = epoch, recall
+      best = FitResult(
+        jax.tree.map(jnp.copy, current),
+        jax.tree.map(jnp.copy, state.params["transform"]),
+        epoch,
+        recall,
+        (),
+      )
     if progress is not None and epoch < config.epochs:
       progress.save(
         epoch,
@@ -352,12 +359,15 @@ def fit_version(
         {"variables": best.variables, "transform": best.transform_params},
         {
           "best_epoch": best.best_epoch,
-          "best_score": None if best_score == -np.inf else float(best_score),
+          "best_score": None if selection.epoch == 0 else float(selection.score),
           "recall": {str(k): v for k, v in best.recall.items()},
-          "history": best.history,
+          "history": history,
         },
       )
     segment_start, segment_epochs = time.perf_counter(), 0
-  best.train_seconds = time.perf_counter() - start
-  best.seconds_per_epoch = epoch_seconds / timed_epochs if timed_epochs else 0.0
-  return best
+  return dataclasses.replace(
+    best,
+    history=tuple(history),
+    train_seconds=time.perf_counter() - start,
+    seconds_per_epoch=epoch_seconds / timed_epochs if timed_epochs else 0.0,
+  )

@@ -2,9 +2,16 @@
 
 A :class:`BackwardTransform` is a pair of pure functions,
 ``init(key, d_in, d_out) -> params`` and ``apply(params, z) -> z'``, built by a
-factory (:func:`notrans`, :func:`linear`, :func:`mlp`) and composed by
-:func:`compose`. Parameters are plain pytrees, so transforms jit, differentiate
-and checkpoint like any other parameters.
+factory (:func:`notrans`, :func:`linear`, :func:`mlp`, :func:`orthogonal`) and
+composed by :func:`compose`. Parameters are plain pytrees, so transforms jit,
+differentiate and checkpoint like any other parameters.
+
+A transform carries itself: its family ``name`` and ``hparams`` rebuild it
+from a checkpoint (:func:`from_spec`), ``as_matrix(params)`` gives the matrix
+of a linear family (so serving collapses any linear chain into one matmul),
+and ``solvers`` maps an alignment-loss name to an exact closed-form fit.
+Families are registered by name (:func:`register_transform`); nothing outside
+this module tests a transform's name.
 
 ``compose(B_a, ..., B_b)`` is ``B_a o ... o B_b``: it applies ``B_b`` first,
 which is the order of the paper's ``B_{a..b}`` (newest version innermost).
@@ -12,36 +19,60 @@ which is the order of the paper's ``B_{a..b}`` (newest version innermost).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
+from bcjax import closed_form
 from bcjax.errors import InputError, unknown_name
 
 Params = Any
 
 
 class BackwardTransform(NamedTuple):
-  """A backward transformation family.
+  """A backward transformation family with its hyper-parameters.
 
   Attributes:
     init: ``(key, d_in, d_out) -> params``; for a composition,
       ``(key, *dims)`` with ``dims`` from the innermost input to the output.
     apply: ``(params, z) -> z'`` for ``z`` of shape ``(..., d_in)``.
-    name: the family name (``notrans``, ``linear``, ``mlp``, ``compose``).
+    name: the registered family name (``compose`` for a composition).
+    hparams: the factory's keyword arguments: with ``name``, what rebuilds
+      the transform (saved in checkpoint metadata).
+    as_matrix: ``params -> (d_in, d_out)`` matrix for a linear family (then
+      ``apply(params, z) == z @ as_matrix(params)``), else None.
+    learned: whether the transform has parameters to fit (a truncation has
+      none).
+    solvers: alignment-loss name -> ``(current, previous, ridge) -> params``,
+      exact closed-form fits (see :mod:`bcjax.closed_form`).
   """
 
   init: Callable[..., Params]
   apply: Callable[[Params, jax.Array], jax.Array]
   name: str
+  hparams: Mapping[str, Any] = {}
+  as_matrix: Callable[[Params], jax.Array] | None = None
+  learned: bool = True
+  solvers: Mapping[str, Callable] = {}
+
+  def spec(self, d_in: int, d_out: int) -> dict:
+    """What a checkpoint records of ``B``: family, hyper-parameters, dims."""
+    return {
+      "name": self.name,
+      "d_in": d_in,
+      "d_out": d_out,
+      "hparams": dict(self.hparams),
+    }
 
 
 class Truncation(struct.PyTreeNode):
   """Parameters of :func:`notrans`: nothing to learn, only the kept width."""
 
+  d_in: int = struct.field(pytree_node=False)
   d_out: int = struct.field(pytree_node=False)
 
 
@@ -56,19 +87,24 @@ def notrans() -> BackwardTransform:
         f"notrans cannot map dimension {d_in} to the larger {d_out}: the "
         "old embedding must be a prefix of the new one"
       )
-    return Truncation(d_out=d_out)
+    return Truncation(d_in=d_in, d_out=d_out)
 
   def apply(params, z):
     return z[..., : params.d_out]
 
-  return BackwardTransform(init, apply, "notrans")
+  def as_matrix(params):
+    return jnp.eye(params.d_in, params.d_out, dtype=jnp.float32)
+
+  return BackwardTransform(init, apply, "notrans", as_matrix=as_matrix, learned=False)
 
 
 def linear() -> BackwardTransform:
   """``z @ W`` with ``W`` of shape ``(d_in, d_out)``, no bias (the paper's B_k).
 
   ``W`` starts as the truncated identity, so an untrained transform reads the
-  first ``d_out`` dimensions, the natural starting point for alignment.
+  first ``d_out`` dimensions, the natural starting point for alignment. Its
+  closed-form single-step fit is ridge least squares
+  (:func:`bcjax.closed_form.least_squares`).
   """
 
   def init(key, d_in, d_out):
@@ -79,7 +115,64 @@ def linear() -> BackwardTransform:
   def apply(params, z):
     return z @ params["kernel"]
 
-  return BackwardTransform(init, apply, "linear")
+  def solve_sloss(current, previous, ridge):
+    return {"kernel": closed_form.least_squares(current, previous, ridge)}
+
+  return BackwardTransform(
+    init,
+    apply,
+    "linear",
+    as_matrix=lambda params: params["kernel"],
+    solvers={"sloss": solve_sloss},
+  )
+
+
+def orthogonal() -> BackwardTransform:
+  """``z @ W`` with ``W`` of shape ``(d_in, d_out)`` on orthonormal columns.
+
+  ``W^T W = I`` holds exactly (to float precision) at every step of training,
+  by a parametrisation: the parameter is an unconstrained ``(d_in, d_out)``
+  matrix ``V`` and ``W = Q diag(sign(diag(R)))`` for ``V = QR`` (reduced QR).
+  Why QR with a sign fix rather than Cayley or the matrix exponential: it
+  works directly on the ``(d_in, d_out)`` Stiefel manifold at
+  ``O(d_in d_out^2)`` (the others build ``(d_in, d_in)`` matrices), it
+  reaches every matrix with orthonormal columns (Cayley misses those with
+  eigenvalue -1, the exponential of a skew matrix the reflections when
+  ``d_in == d_out``), and the sign fix makes ``V -> W`` the unique QR with a
+  positive diagonal, hence continuous, so gradient steps on ``V`` move ``W``
+  smoothly. ``V`` starts as the truncated identity (``W`` reads the first
+  ``d_out`` dimensions). Its closed-form single-step fit is the padded
+  orthogonal Procrustes problem (:func:`bcjax.closed_form.procrustes`).
+
+  Once ``d_in > d_out``, ``W`` keeps the first ``d_out`` coordinates of an
+  isometry of ``R^{d_in}``: it does not preserve norms or angles of ``z``.
+  """
+
+  def init(key, d_in, d_out):
+    del key
+    _check_dims("orthogonal", d_in, d_out)
+    if d_out > d_in:
+      raise InputError(
+        f"orthogonal cannot map dimension {d_in} to the larger {d_out}: "
+        "orthonormal columns need d_out <= d_in"
+      )
+    return {"kernel": jnp.eye(d_in, d_out, dtype=jnp.float32)}
+
+  def as_matrix(params):
+    q, r = jnp.linalg.qr(params["kernel"])
+    signs = jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(q.dtype)
+    return q * signs
+
+  def apply(params, z):
+    return z @ as_matrix(params)
+
+  def solve_sloss(current, previous, ridge):
+    del ridge  # an orthogonal W has a fixed norm: nothing to regularise
+    return {"kernel": closed_form.procrustes(current, previous)}
+
+  return BackwardTransform(
+    init, apply, "orthogonal", as_matrix=as_matrix, solvers={"sloss": solve_sloss}
+  )
 
 
 def mlp(hidden: int = 0) -> BackwardTransform:
@@ -109,7 +202,7 @@ def mlp(hidden: int = 0) -> BackwardTransform:
     h = jax.nn.relu(z @ params["hidden"]["kernel"] + params["hidden"]["bias"])
     return h @ params["out"]["kernel"] + params["out"]["bias"]
 
-  return BackwardTransform(init, apply, "mlp")
+  return BackwardTransform(init, apply, "mlp", hparams={"hidden": hidden})
 
 
 def compose(*transforms: BackwardTransform) -> BackwardTransform:
@@ -141,20 +234,79 @@ def compose(*transforms: BackwardTransform) -> BackwardTransform:
   return BackwardTransform(init, apply, "compose")
 
 
-TRANSFORMS: dict[str, Callable[..., BackwardTransform]] = {
-  "notrans": notrans,
-  "linear": linear,
-  "mlp": mlp,
-}
+# The family of methods without a learned transform: a truncation to the
+# older dimension (the identity when dimensions do not change).
+IDENTITY = "notrans"
+
+# Family name -> factory; the factory's keyword arguments are its hparams.
+TRANSFORMS: dict[str, Callable[..., BackwardTransform]] = {}
 
 
-def get_transform(name: str, **kwargs) -> BackwardTransform:
-  """The transform family ``name`` (``notrans``, ``linear`` or ``mlp``)."""
+def register_transform(name: str, factory: Callable[..., BackwardTransform]):
+  """Registers a transform family: the grammar, CLI and serving pick it up.
+
+  Args:
+    name: the family name used in strategy names (no ``-``).
+    factory: ``(**hparams) -> BackwardTransform`` whose result is named
+      ``name``; every keyword has a default (the grammar builds it without
+      any to read ``learned`` and ``solvers``), and keyword ``h`` is read
+      from ``config.transform_<h>`` when the config has that field.
+
+  Returns:
+    ``factory``, so this works as a decorator's body.
+
+  Raises:
+    InputError: for a name with ``-`` or one already registered.
+  """
+  if "-" in name or not name:
+    raise InputError(f"transform name {name!r} must be non-empty, without '-'")
+  if name in TRANSFORMS:
+    raise InputError(f"transform {name!r} is already registered")
+  TRANSFORMS[name] = factory
+  return factory
+
+
+for _name, _factory in (
+  ("notrans", notrans),
+  ("linear", linear),
+  ("mlp", mlp),
+  ("orthogonal", orthogonal),
+):
+  register_transform(_name, _factory)
+
+
+def get_transform(name: str, **hparams) -> BackwardTransform:
+  """The transform family ``name`` built with ``hparams``."""
   if name not in TRANSFORMS:
     raise unknown_name("transform", name, TRANSFORMS)
-  if name == "mlp":
-    return mlp(**kwargs)
-  return TRANSFORMS[name]()
+  return TRANSFORMS[name](**hparams)
+
+
+def hparam_names(name: str) -> tuple[str, ...]:
+  """The keyword arguments of family ``name``'s factory."""
+  if name not in TRANSFORMS:
+    raise unknown_name("transform", name, TRANSFORMS)
+  return tuple(inspect.signature(TRANSFORMS[name]).parameters)
+
+
+def from_config(name: str, config: Mapping[str, Any]) -> BackwardTransform:
+  """Family ``name`` with each hyper-parameter ``h`` from ``config.transform_h``."""
+  fields = {h: f"transform_{h}" for h in hparam_names(name)}
+  return get_transform(
+    name, **{h: config[field] for h, field in fields.items() if field in config}
+  )
+
+
+def from_spec(spec: Mapping[str, Any]) -> BackwardTransform:
+  """The transform a checkpoint's ``spec`` (:meth:`BackwardTransform.spec`) names.
+
+  Specs written before hyper-parameters had a field of their own kept them
+  beside the name (``{"name": "mlp", "hidden": 0, ...}``): those are read too.
+  """
+  hparams = spec.get("hparams")
+  if hparams is None:
+    hparams = {h: spec[h] for h in hparam_names(spec["name"]) if h in spec}
+  return get_transform(spec["name"], **hparams)
 
 
 def collapse_linear(kernels: Sequence[jax.Array]) -> jax.Array:

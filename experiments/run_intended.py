@@ -11,8 +11,8 @@ Writes ``WORKDIR/results.json`` and ``WORKDIR/checkpoints/<strategy>/``;
 progress lines go to the log (stderr).
 """
 
-from bcjax import intended_task
+from bcjax import runner
 from experiments import cli
 
 if __name__ == "__main__":
-  cli.run_binary(intended_task.run)
+  cli.run_binary(runner.run)

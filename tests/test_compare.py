@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import bcjax.comparison as comparison
-import bcjax.intended_task as intended_task
+import bcjax.methods.paper as paper_methods
 from bcjax.errors import InputError
 from bcjax.strategies import PAPER_STRATEGIES
 from experiments.configs import test as test_config
@@ -60,8 +60,8 @@ def test_rerun_retrains_nothing(compared, monkeypatch):
   def fail(*args, **kwargs):
     raise AssertionError("finished work was redone")
 
-  monkeypatch.setattr(intended_task, "fit_version", fail)
-  monkeypatch.setattr(intended_task, "fit_posthoc", fail)
+  monkeypatch.setattr(paper_methods, "fit_version", fail)
+  monkeypatch.setattr(paper_methods, "fit_posthoc", fail)
   monkeypatch.setattr(comparison, "fit_consumer", fail)
   again = comparison.run(test_config.get_config(), workdir)
   assert again["table"] == results["table"]

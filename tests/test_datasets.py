@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bcjax import intended_task
+from bcjax import runner
 from bcjax.data import datasets
 from bcjax.data.graph import DynamicGraph, RaggedAttribute, from_raw_log
 from bcjax.errors import InputError
@@ -52,7 +52,7 @@ def test_a_dataset_registered_from_outside_the_package(toy, tmp_path):
 def test_the_job_loads_a_registered_dataset(toy, tmp_path):
   config = test_config.get_config()
   config.dataset = "toy-large"
-  run = intended_task.IntendedTaskRun(config, str(tmp_path))
+  run = runner.RunData.load(config, str(tmp_path))
   assert run.graph.name == "toy-large" and run.graph.num_edges == 40
 
 
@@ -61,7 +61,7 @@ def test_config_item_fields_reach_the_loader(tmp_path):
   config.dataset = "recbole"
   config.data_dir = str(write_amazon_like(tmp_path / "amz"))
   config.item_fields = "brand"
-  run = intended_task.IntendedTaskRun(config, str(tmp_path / "work"))
+  run = runner.RunData.load(config, str(tmp_path / "work"))
   assert list(run.graph.item_attrs) == ["brand"]
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bcjax import intended_task
+from bcjax import runner
 from bcjax.errors import InputError
 from experiments.configs import test as test_config
 
@@ -50,8 +50,8 @@ def test_run_is_deterministic_on_cpu(tmp_path):
   config = test_config.get_config()
   config.num_versions = 1
   config.strategy = "nobc"
-  a = intended_task.run(config, str(tmp_path / "a"))
-  b = intended_task.run(config, str(tmp_path / "b"))
+  a = runner.run(config, str(tmp_path / "a"))
+  b = runner.run(config, str(tmp_path / "b"))
 
   def strip(r):
     return [
@@ -88,7 +88,7 @@ def test_config_errors_name_the_field():
   config = test_config.get_config()
   config.dims = (8,)
   with pytest.raises(InputError, match=r"config.dims needs one entry per version"):
-    intended_task.run(config, "/tmp/unused")
+    runner.run(config, "/tmp/unused")
 
 
 def test_binary_stops_on_a_diverged_loss_naming_strategy_version_epoch(tmp_path):

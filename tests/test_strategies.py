@@ -12,12 +12,7 @@ def test_paper_strategies_parse():
   for name in PAPER_STRATEGIES:
     assert parse_strategy(name).name == name
   s = parse_strategy("joint-linear-mloss")
-  assert (s.method, s.transform, s.loss, s.multi_step) == (
-    "joint",
-    "linear",
-    "mloss",
-    True,
-  )
+  assert (s.method, s.transform, s.loss) == ("joint", "linear", "mloss")
 
 
 def test_alias_and_extensions():

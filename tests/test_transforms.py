@@ -71,7 +71,7 @@ def test_collapse_linear_equals_step_by_step():
 def test_get_transform_lists_valid_names():
   with pytest.raises(
     InputError,
-    match="unknown transform 'conv'; valid transform names: linear, mlp, notrans",
+    match="unknown transform 'conv'; valid transform names: linear, mlp, notrans, orthogonal",
   ):
     get_transform("conv")
 

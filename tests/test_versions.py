@@ -12,15 +12,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bcjax import intended_task, registry
+from bcjax import registry, runner
 from bcjax.checkpoints import VersionStore
 from bcjax.data.bipartite import BipartiteGraph
 from bcjax.errors import InputError
 from bcjax.models.pinsage import PinSAGE, embed
 from bcjax.strategies import PAPER_STRATEGIES
+from bcjax.transforms import get_transform
 from experiments.configs import test as test_config
 
-EXTRA = ("joint-mlp-mloss", "posthoc-mlp-sloss")
+EXTRA = (
+  "joint-mlp-mloss",
+  "posthoc-mlp-sloss",
+  "joint-orthogonal-mloss",
+  "closedform-linear-sloss",
+  "closedform-orthogonal-sloss",
+)
 
 
 def _config():
@@ -35,7 +42,7 @@ def _config():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("versions"))
-  results = intended_task.run(_config(), workdir)
+  results = runner.run(_config(), workdir)
   return workdir, results
 
 
@@ -128,6 +135,59 @@ def test_registry_linear_chain_matches_saved_kernels(run):
   )
 
 
+def _embeddings_on(workdir, strategy, model_version, graph_version):
+  """M_{model_version} of ``strategy`` run on version ``graph_version``'s graph."""
+  data = runner.RunData.load(_config(), workdir)
+  with VersionStore(_checkpoints(workdir, strategy), create=False) as store:
+    meta = store.metadata(model_version)
+    variables = store.restore(model_version, "model")
+  model = PinSAGE(dim=meta["dim"], num_layers=meta["layers"])
+  return embed(model, variables, BipartiteGraph.from_split(data.splits[graph_version]))
+
+
+def test_closedform_linear_is_the_least_squares_solution(run):
+  workdir, _ = run
+  z = _embeddings_on(workdir, "closedform-linear-sloss", 2, 2)
+  y = _embeddings_on(workdir, "closedform-linear-sloss", 1, 2)
+  with VersionStore(
+    _checkpoints(workdir, "closedform-linear-sloss"), create=False
+  ) as store:
+    kernel = store.restore(2, "transform")["kernel"]
+  # Independently: lstsq of the row-weighted system, ridge rows appended.
+  z = [np.asarray(a, np.float64) for a in z]
+  y = [np.asarray(a, np.float64) for a in y]
+  gram = sum(a.T @ a / len(a) for a in z)
+  rho = 1e-6 * np.mean(np.diag(gram))
+  a = np.concatenate([g / np.sqrt(2 * len(g)) for g in z] + [np.sqrt(rho) * np.eye(32)])
+  b = np.concatenate([g / np.sqrt(2 * len(g)) for g in y] + [np.zeros((32, 24))])
+  want, *_ = np.linalg.lstsq(a, b, rcond=None)
+  np.testing.assert_allclose(kernel, want, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+  "strategy", ["joint-orthogonal-mloss", "closedform-orthogonal-sloss"]
+)
+def test_orthogonal_strategies_keep_orthonormal_columns_and_collapse(run, strategy):
+  workdir, results = run
+  family = get_transform("orthogonal")
+  with VersionStore(_checkpoints(workdir, strategy), create=False) as store:
+    w = {k: np.asarray(family.as_matrix(store.restore(k, "transform"))) for k in (1, 2)}
+    z = store.restore(2, "embeddings")["item"]
+  for k, dims in ((1, (24, 16)), (2, (32, 24))):
+    assert w[k].shape == dims
+    np.testing.assert_allclose(w[k].T @ w[k], np.eye(dims[1]), atol=1e-5)
+  reg = registry.open(_checkpoints(workdir, strategy))
+  chain = reg.chain(2, 0)
+  assert np.shape(chain.weights) == (32, 16)  # collapsed through as_matrix
+  np.testing.assert_allclose(
+    reg.embeddings(version=0, kind="item"), z @ w[2] @ w[1], rtol=1e-4, atol=1e-5
+  )
+  # An isometry's prefix never lengthens a row.
+  assert np.all(
+    np.linalg.norm(z @ w[2], axis=1) <= np.linalg.norm(z, axis=1) * (1 + 1e-5)
+  )
+
+
 def test_nobc_serves_the_prefix(run):
   workdir, _ = run
   reg = registry.open(_checkpoints(workdir, "nobc"))
@@ -137,28 +197,28 @@ def test_nobc_serves_the_prefix(run):
 
 def test_restored_parameters_reproduce_saved_embeddings(run):
   workdir, _ = run
-  job = intended_task.IntendedTaskRun(_config(), workdir)
+  data = runner.RunData.load(_config(), workdir)
   for strategy in ("joint-linear-mloss", "finetune-m0"):
     with VersionStore(_checkpoints(workdir, strategy), create=False) as store:
       meta = store.metadata(2)
       variables = store.restore(2, "model")
       saved = store.restore(2, "embeddings")
     model = PinSAGE(dim=meta["dim"], num_layers=meta["layers"])
-    user, item = embed(model, variables, BipartiteGraph.from_split(job.splits[2]))
+    user, item = embed(model, variables, BipartiteGraph.from_split(data.splits[2]))
     np.testing.assert_allclose(user, saved["user"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(item, saved["item"], rtol=1e-5, atol=1e-6)
 
 
 def test_rerun_reuses_every_saved_version(run, monkeypatch):
   workdir, results = run
-  import bcjax.intended_task as module
+  import bcjax.methods.paper as module
 
   def fail(*args, **kwargs):
     raise AssertionError("a saved version was retrained")
 
   monkeypatch.setattr(module, "fit_version", fail)
   monkeypatch.setattr(module, "fit_posthoc", fail)
-  again = intended_task.run(_config(), workdir)
+  again = runner.run(_config(), workdir)
   assert again["strategies"] == results["strategies"]
 
 
@@ -167,7 +227,7 @@ def test_other_config_on_the_same_workdir_is_refused(run):
   config = _config()
   config.learning_rate = 0.5
   with pytest.raises(InputError, match="of another config"):
-    intended_task.run(config, workdir)
+    runner.run(config, workdir)
 
 
 def test_registry_bad_requests(run):

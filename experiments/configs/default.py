@@ -46,6 +46,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.posthoc_keep_after = 20
   config.finetune_epochs = 20
   config.transform_hidden = 0  # MLP transforms: 0 = max(d_in, d_out)
+  # closedform-linear-*: ridge relative to the mean diagonal of Z^T Z.
+  config.closedform_ridge = 1e-6
+  # Modules (or module:function) that register methods, transforms, losses.
+  config.imports = ""
   # Optimisation (paper: Adam 1e-3, batch 2048, BPR + 1e-2 embedding L2, 500
   # epochs). With 40 epochs, 1e-3 stops short of the plateau that 1e-2
   # reaches (ml-100k version 0: Recall@50 0.227 vs 0.248 at dim 32).

@@ -1,8 +1,8 @@
-"""Post-hoc backward transforms and the alignment error between versions.
+"""Post-hoc fitting of a backward transform B_k by gradient descent.
 
 A post-hoc strategy trains M_k as nobc does, then fits B_k on the frozen
 embeddings ``z_k`` to match ``z_{k-1}`` (M_{k-1} re-run on the current graph),
-with the single- or multi-step loss. As in the paper's code: 200 epochs, and
+with any registered alignment loss. As in the paper's code: 200 epochs, and
 the epoch with the lowest alignment error after epoch 50 is kept, where the
 alignment error is the mean of the user and the item MSE over all nodes.
 """
@@ -18,8 +18,25 @@ import numpy as np
 import optax
 
 from bcjax.errors import TrainingDivergedError
-from bcjax.losses import multi_step_loss, single_step_loss
+from bcjax.evaluation.alignment import alignment_error
+from bcjax.losses import AlignmentLoss
+from bcjax.selection import BestEpoch
 from bcjax.transforms import BackwardTransform
+
+
+@dataclasses.dataclass(frozen=True)
+class PosthocFit:
+  """A fitted post-hoc transform.
+
+  Attributes:
+    params: B_k's parameters at the kept epoch.
+    best_epoch: the kept epoch.
+    error: its alignment error (mean of the user and the item MSE).
+  """
+
+  params: Any
+  best_epoch: int
+  error: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,36 +56,6 @@ class PosthocConfig:
   learning_rate: float = 1e-3
 
 
-def embedding_mse(
-  outputs: tuple[jax.Array, jax.Array], targets: tuple[jax.Array, jax.Array]
-) -> float:
-  """Mean of the user and the item MSE between two ``(user, item)`` pairs."""
-  errors = [jnp.mean((o - t) ** 2) for o, t in zip(outputs, targets, strict=True)]
-  return float(sum(errors) / len(errors))
-
-
-def alignment_error(
-  transform: BackwardTransform,
-  params: Any,
-  current: tuple[jax.Array, jax.Array],
-  previous: tuple[jax.Array, jax.Array],
-) -> float:
-  """Mean of the user and the item MSE between ``B(z_k)`` and ``z_{k-1}``.
-
-  Args:
-    transform: the family of ``B``.
-    params: its parameters.
-    current: ``(user, item)`` embeddings ``z_k``, ``(n, d_k)`` each.
-    previous: ``(user, item)`` embeddings ``z_{k-1}``, ``(n, d_{k-1})`` each.
-  """
-  return embedding_mse(tuple(transform.apply(params, z) for z in current), previous)
-
-
-def mean_distance(a: jax.Array, b: jax.Array) -> float:
-  """Mean over rows of the L2 distance between ``a`` and ``b`` (same shape)."""
-  return float(jnp.mean(jnp.linalg.norm(a - b, axis=-1)))
-
-
 def fit_posthoc(
   transform: BackwardTransform,
   params: Any,
@@ -77,15 +64,15 @@ def fit_posthoc(
   config: PosthocConfig,
   key: jax.Array,
   *,
+  loss: AlignmentLoss,
   old_params: tuple = (),
-  multi_step: bool = False,
   label: str = "",
-) -> tuple[Any, int, float]:
+) -> PosthocFit:
   """Fits ``B_k`` on frozen embeddings.
 
   Every epoch visits ``ceil(max(num_users, num_items) / batch_size)`` batches,
   each of ``batch_size`` random users and as many random items; the loss is
-  the single- or multi-step alignment loss over those two groups.
+  alignment loss over those two groups.
 
   Args:
     transform: the family of ``B_k`` (and of the older transforms).
@@ -94,13 +81,13 @@ def fit_posthoc(
     previous: ``(user, item)`` embeddings of M_{k-1} on the same graph.
     config: epochs, selection and optimiser settings.
     key: PRNG key; epoch ``e`` uses ``fold_in(key, e)``.
+    loss: the alignment loss.
     old_params: frozen ``B_{k-1}, ..., B_1`` parameters, newest first (for
-      the multi-step loss).
-    multi_step: use the multi-step loss.
+      losses that read the older versions' spaces).
     label: names the fit in the error raised on divergence.
 
   Returns:
-    ``(params, best_epoch, best_error)`` of the kept epoch.
+    The :class:`PosthocFit` of the kept epoch.
 
   Raises:
     TrainingDivergedError: when the loss or the alignment error is not finite.
@@ -115,9 +102,7 @@ def fit_posthoc(
     users, items = batch
     prev = (previous[0][users], previous[1][items])
     cur = (current[0][users], current[1][items])
-    if multi_step:
-      return multi_step_loss(transform, p, transform, old_params, prev, cur)
-    return single_step_loss(transform, p, prev, cur)
+    return loss(transform, p, old_params, prev, cur)
 
   @jax.jit
   def train_epoch(p, opt_state, key, current, previous, old_params):
@@ -137,7 +122,8 @@ def fit_posthoc(
     return p, opt_state, jnp.mean(losses)
 
   opt_state = tx.init(params)
-  best = (params, 0, np.inf)
+  best_params = params
+  best = BestEpoch(config.keep_after, config.epochs)
   for epoch in range(1, config.epochs + 1):
     params, opt_state, loss = train_epoch(
       params,
@@ -147,7 +133,7 @@ def fit_posthoc(
       previous,
       old_params,
     )
-    if epoch <= config.keep_after and epoch != config.epochs:
+    if not best.eligible(epoch):
       continue
     error = alignment_error(transform, params, current, previous)
     if not (np.isfinite(float(loss)) and np.isfinite(error)):
@@ -156,6 +142,6 @@ def fit_posthoc(
         f"alignment error {error}) by epoch {epoch}; nothing of this version "
         "was saved"
       )
-    if error < best[2] or best[1] == 0:
-      best = (params, epoch, error)
-  return best
+    if best.offer(epoch, -error):
+      best_params = params
+  return PosthocFit(best_params, best.epoch, -best.score)

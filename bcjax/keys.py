@@ -1,0 +1,58 @@
+"""Named PRNG key streams: every key of a run is derived here, from its seed.
+
+The run's root key ``jax.random.key(seed)`` is split into streams by
+``fold_in`` with the constants below, one per purpose, so that no two
+purposes can ever draw the same key:
+
+* ``VERSIONS``: per strategy (by a hash of its name) and version ``k``, the
+  key of that version; inside it, :func:`stream` separates model
+  initialisation, the training epochs, B_k's initialisation and a post-hoc
+  fit's epochs;
+* ``CONSUMERS``: per unintended task (by a hash of its name), the key of its
+  consumer models.
+
+Changing a constant changes every number of a run that draws from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import jax
+
+# Streams of the run's root key.
+VERSIONS = 1
+CONSUMERS = 2
+
+# Streams of one (strategy, version) key.
+STREAMS = {
+  "model_init": 1,  # M_k's fresh variables
+  "epochs": 2,  # epoch e draws fold_in(stream, e): sampling, batches
+  "transform_init": 3,  # B_k's initial parameters
+  "posthoc": 4,  # a post-hoc fit of B_k (its epochs fold in e)
+}
+
+
+def hash_name(name: str) -> int:
+  """A stable 28-bit integer of a name, to fold into PRNG keys."""
+  return int(hashlib.sha256(name.encode()).hexdigest()[:7], 16)
+
+
+def version_key(seed: int, strategy: str, k: int) -> jax.Array:
+  """The key of version ``k`` of ``strategy`` in a run of ``seed``."""
+  per_strategy = jax.random.fold_in(
+    jax.random.fold_in(jax.random.key(seed), VERSIONS), hash_name(strategy)
+  )
+  return jax.random.fold_in(per_strategy, k)
+
+
+def consumer_key(seed: int, task: str) -> jax.Array:
+  """The key of the consumer models of ``task`` in a run of ``seed``."""
+  return jax.random.fold_in(
+    jax.random.fold_in(jax.random.key(seed), CONSUMERS), hash_name(task)
+  )
+
+
+def stream(key: jax.Array, name: str) -> jax.Array:
+  """The stream ``name`` (one of :data:`STREAMS`) of a version's key."""
+  return jax.random.fold_in(key, STREAMS[name])

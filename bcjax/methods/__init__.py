@@ -1,0 +1,27 @@
+"""Methods: how each strategy produces its versions (a registry by name).
+
+Importing this package registers the built-in methods: the paper's
+(:mod:`bcjax.methods.paper`) and the closed-form post-hoc fits
+(:mod:`bcjax.methods.closedform`).
+"""
+
+from bcjax.methods import closedform, paper  # noqa: F401  (registers them)
+from bcjax.methods.base import (
+  M0_METHOD,
+  Context,
+  Method,
+  Version,
+  get_method,
+  register_method,
+  registered_methods,
+)
+
+__all__ = [
+  "M0_METHOD",
+  "Context",
+  "Method",
+  "Version",
+  "get_method",
+  "register_method",
+  "registered_methods",
+]

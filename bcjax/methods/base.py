@@ -1,0 +1,220 @@
+"""The methods registry: how each strategy produces its next version.
+
+A method is a pure function ``(ctx, k, earlier) -> Version``: given the
+:class:`Context` of version ``k`` (config, data and key of that version, the
+strategy's transform and alignment loss) and the strategy's versions
+``0..k-1``, it returns version ``k``. It is registered by name
+(:func:`register_method`); the strategy grammar, the config and the binaries
+pick it up with no other edit, and the runner (:mod:`bcjax.runner`) calls it
+without knowing its name. Version 0 is M_0 for every strategy and is never
+asked of a method other than the one named by :data:`M0_METHOD`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import jax
+import ml_collections
+from jax.sharding import Mesh
+
+from bcjax import keys
+from bcjax.data.bipartite import BipartiteGraph
+from bcjax.data.split import VersionSplit
+from bcjax.errors import InputError, unknown_name
+from bcjax.losses import AlignmentLoss
+from bcjax.models.pinsage import PinSAGE, embed
+from bcjax.progress import FitProgress
+from bcjax.results import VersionResult
+from bcjax.train import FitConfig, FitResult
+from bcjax.transforms import BackwardTransform
+
+if TYPE_CHECKING:
+  from bcjax.strategies import Strategy
+
+# The method whose versions are shared by the run: its version 0 is M_0, the
+# version 0 of every strategy, and post-hoc methods reuse its M_k.
+M0_METHOD = "nobc"
+
+
+@dataclasses.dataclass(frozen=True)
+class Version:
+  """One version of a strategy, as the next version needs it.
+
+  Attributes:
+    model: M_k's module (its architecture).
+    variables: M_k's ``{"params", "batch_stats"}``.
+    transform_params: B_k's parameters (None for version 0).
+    result: what the version measured.
+  """
+
+  model: PinSAGE
+  variables: dict
+  transform_params: Any
+  result: VersionResult
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """What a method sees of the run when it produces version ``k``.
+
+  Attributes:
+    strategy: the strategy being run.
+    config: the experiment config (read only).
+    split: version k's training and validation interactions.
+    graph: version k's training graph on device.
+    key: the PRNG key of this (strategy, version).
+    transform: the family of every B_j of the strategy.
+    loss: the strategy's alignment loss (None for methods without one).
+    mesh: train data-parallel over this mesh (None: one device).
+    progress: where a fit saves its epochs, so a killed run resumes.
+    version_of: ``(strategy name, k) -> Version``: another strategy's
+      version k of this run, trained (once per run) or restored.
+  """
+
+  strategy: Strategy
+  config: ml_collections.ConfigDict
+  split: VersionSplit
+  graph: BipartiteGraph
+  key: jax.Array
+  transform: BackwardTransform
+  loss: AlignmentLoss | None
+  mesh: Mesh | None
+  progress: FitProgress
+  version_of: Callable[[str, int], Version]
+
+  @property
+  def label(self) -> str:
+    """``"<strategy> v<k>"``, the prefix of progress lines and errors."""
+    return f"{self.strategy.name} v{self.split.version}"
+
+  @property
+  def transform_key(self) -> jax.Array:
+    """The key of B_k's initialisation."""
+    return keys.stream(self.key, "transform_init")
+
+  def model(self, k: int) -> PinSAGE:
+    """A fresh M_k of the config's width and depth for version ``k``."""
+    return PinSAGE(dim=self.config.dims[k], num_layers=self.config.layers[k])
+
+  def fit_config(self, epochs: int | None = None, keep_after: int = 0) -> FitConfig:
+    """The config's optimisation settings (``epochs`` defaults to its own)."""
+    c = self.config
+    return FitConfig(
+      epochs=epochs or c.epochs,
+      eval_every=c.eval_every,
+      batch_size=c.batch_size,
+      learning_rate=c.learning_rate,
+      weight_decay=c.weight_decay,
+      keep_after=keep_after,
+      eval_chunk_size=c.eval_chunk_size,
+      layout=c.get("layout", "") or None,
+    )
+
+  def embed(self, version: Version) -> tuple[jax.Array, jax.Array]:
+    """``version``'s model on version k's graph: ``(user, item)`` embeddings."""
+    return embed(version.model, version.variables, self.graph)
+
+  def result(
+    self,
+    model: PinSAGE,
+    fit: FitResult | None = None,
+    recall: dict[int, float] | None = None,
+  ) -> VersionResult:
+    """The :class:`VersionResult` of a model of version k, fitted or not."""
+    split = self.split
+    return VersionResult(
+      strategy=self.strategy.name,
+      version=split.version,
+      dim=model.dim,
+      layers=model.num_layers,
+      tau_train=split.tau_train,
+      tau_val=split.tau_val,
+      num_users=split.num_users,
+      num_items=split.num_items,
+      num_train=split.num_train,
+      num_val=split.num_val,
+      best_epoch=fit.best_epoch if fit else 0,
+      recall={int(k): float(v) for k, v in (fit.recall if fit else recall).items()},
+      train_seconds=fit.train_seconds if fit else 0.0,
+      seconds_per_epoch=fit.seconds_per_epoch if fit else 0.0,
+      history=tuple(fit.history) if fit else (),
+    )
+
+
+MethodFn = Callable[[Context, int, "list[Version]"], Version]
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A registered method.
+
+  Attributes:
+    name: the name in strategy names (``nobc``, ``joint``, ...).
+    fn: ``(ctx, k, earlier) -> Version``.
+    takes_transform: strategies are ``<name>-<transform>-<loss>`` (else the
+      bare ``<name>``, with the identity transform and no loss).
+    keeps_m0: every version has M_0's architecture (and dimension).
+    reads: the strategies whose versions the method reuses (through
+      ``ctx.version_of``).
+    check: ``(transform, loss) -> reason or None``: why a combination is
+      refused (None: it is valid).
+  """
+
+  name: str
+  fn: MethodFn
+  takes_transform: bool = True
+  keeps_m0: bool = False
+  reads: tuple[str, ...] = ()
+  check: Callable[[BackwardTransform, AlignmentLoss], str | None] = (
+    lambda transform, loss: None
+  )
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(
+  name: str,
+  *,
+  takes_transform: bool = True,
+  keeps_m0: bool = False,
+  reads: tuple[str, ...] = (),
+  check: Callable[[BackwardTransform, AlignmentLoss], str | None] | None = None,
+) -> Callable[[MethodFn], MethodFn]:
+  """A decorator that registers ``fn`` as method ``name`` (see :class:`Method`).
+
+  Raises:
+    InputError: for an empty name or one already registered.
+  """
+  if not name:
+    raise InputError("a method name must be non-empty")
+  if name in METHODS:
+    raise InputError(f"method {name!r} is already registered")
+
+  def register(fn: MethodFn) -> MethodFn:
+    METHODS[name] = Method(
+      name,
+      fn,
+      takes_transform,
+      keeps_m0,
+      tuple(reads),
+      check or (lambda transform, loss: None),
+    )
+    return fn
+
+  return register
+
+
+def registered_methods() -> list[Method]:
+  """Every registered method, in registration order."""
+  return list(METHODS.values())
+
+
+def get_method(name: str) -> Method:
+  """The registered method ``name``."""
+  if name not in METHODS:
+    raise unknown_name("method", name, METHODS)
+  return METHODS[name]

@@ -1,0 +1,312 @@
+"""The runner: every version of every strategy, trained or reused, recorded.
+
+``run(config, workdir)`` loads the dataset, splits it into versions and, for
+each strategy and version, calls the strategy's registered method
+(:mod:`bcjax.methods`) with the version's :class:`~bcjax.methods.Context`;
+the runner itself knows no method by name. Version 0 is M_0 for every
+strategy, trained once per run by :data:`~bcjax.methods.M0_METHOD`.
+
+Each version is saved as an Orbax step under
+``workdir/checkpoints/<strategy>/`` (model, transform, embeddings, metadata)
+with its alignment errors to the previous version and to version 0, and
+recorded in ``workdir/results.json``. A version already saved in the workdir
+is reused, not retrained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+
+import ml_collections
+from absl import logging
+
+from bcjax import atomic_files, keys, sharding, transforms
+from bcjax import config as config_lib
+from bcjax.checkpoints import VersionStore
+from bcjax.data.bipartite import BipartiteGraph
+from bcjax.data.datasets import load_dataset
+from bcjax.data.graph import DynamicGraph
+from bcjax.data.split import VersionSplit, split_version
+from bcjax.errors import InputError
+from bcjax.evaluation.alignment import version_alignment
+from bcjax.evaluation.recall import most_popular_recall
+from bcjax.losses import get_loss
+from bcjax.methods import M0_METHOD, Context, Version, get_method
+from bcjax.models.pinsage import PinSAGE, embed
+from bcjax.progress import FitProgress
+from bcjax.results import VersionResult
+from bcjax.strategies import Strategy, parse_strategy
+from bcjax.workdir import WorkdirLock, check_config
+
+# Config fields that change what a saved version holds; a workdir trained
+# under other values of these is not reused.
+MODEL_FIELDS = (
+  "dataset",
+  "synthetic",
+  "taus",
+  "dims",
+  "layers",
+  "epochs",
+  "eval_every",
+  "batch_size",
+  "learning_rate",
+  "weight_decay",
+  "seed",
+  "align_weight",
+  "joint_keep_after",
+  "posthoc_epochs",
+  "posthoc_keep_after",
+  "finetune_epochs",
+  "transform_hidden",
+  "closedform_ridge",
+  "item_fields",
+  "layout",
+)
+
+
+def config_fingerprint(config: ml_collections.ConfigDict) -> str:
+  """A hash of the config fields that decide what a version holds."""
+  fields = {f: config.to_dict().get(f) for f in MODEL_FIELDS}
+  blob = json.dumps(fields, sort_keys=True, default=list)
+  return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunData:
+  """The data of one run: the graph, its version splits, where things go.
+
+  Attributes:
+    config: the experiment config.
+    workdir: the output folder.
+    graph: the whole interaction log.
+    splits: one split per version.
+    mesh: the data-parallel mesh (None: one device).
+  """
+
+  config: ml_collections.ConfigDict
+  workdir: str
+  graph: DynamicGraph
+  splits: tuple[VersionSplit, ...]
+  mesh: object
+  _graphs: dict = dataclasses.field(default_factory=dict, repr=False)
+
+  @classmethod
+  def load(cls, config: ml_collections.ConfigDict, workdir: str) -> RunData:
+    tick = time.perf_counter()
+    graph = load_dataset(
+      config.dataset,
+      config.data_dir or None,
+      config.synthetic.to_dict() if "synthetic" in config else None,
+      config.get("item_fields", ""),
+    )
+    logging.info("%s (loaded in %.1fs)", graph.summary(), time.perf_counter() - tick)
+    splits = tuple(
+      split_version(graph, k, config.taus) for k in range(config.num_versions)
+    )
+    mesh = sharding.make_mesh(config.get("num_devices", 1))
+    return cls(config, workdir, graph, splits, mesh)
+
+  def bipartite(self, k: int) -> BipartiteGraph:
+    """Version k's training graph on device (built once)."""
+    if k not in self._graphs:
+      layout = self.config.get("layout", "") or None
+      self._graphs[k] = BipartiteGraph.from_split(self.splits[k], layout)
+    return self._graphs[k]
+
+  @property
+  def results_path(self) -> str:
+    return os.path.join(self.workdir, "results.json")
+
+  def store_path(self, name: str) -> str:
+    """The checkpoint folder of strategy ``name`` (what the registry opens)."""
+    return os.path.join(self.workdir, "checkpoints", name)
+
+  def progress(self, name: str, k: int) -> FitProgress:
+    """Where the fit of version k of strategy ``name`` saves its epochs."""
+    return FitProgress(os.path.join(self.workdir, "progress", name, f"v{k}"))
+
+
+class Runner:
+  """Runs (or restores) versions of strategies; each at most once per run."""
+
+  def __init__(self, data: RunData):
+    self.data = data
+    self.fingerprint = config_fingerprint(data.config)
+    self.data_fingerprint = data.graph.fingerprint()
+    self._versions: dict[tuple[str, int], Version] = {}
+    self._m0_embeddings: dict[int, tuple] = {}
+
+  def results(self, strategy: Strategy) -> list[VersionResult]:
+    """Every version of ``strategy``, trained or restored: their results."""
+    n = self.data.config.num_versions
+    return [self.version(strategy, k).result for k in range(n)]
+
+  def m0_embeddings(self, k: int) -> tuple:
+    """M_0 on version k's graph: fix-m0's embeddings, the version-0 reference."""
+    if k not in self._m0_embeddings:
+      m0 = self.version(parse_strategy(M0_METHOD), 0)
+      self._m0_embeddings[k] = embed(m0.model, m0.variables, self.data.bipartite(k))
+    return self._m0_embeddings[k]
+
+  def version(self, strategy: Strategy, k: int) -> Version:
+    """Version ``k`` of ``strategy``: restored, or made by its method and saved."""
+    memo = (strategy.name, k)
+    if memo in self._versions:
+      return self._versions[memo]
+    earlier = [self.version(strategy, j) for j in range(k)]
+    with VersionStore(self.data.store_path(strategy.name)) as store:
+      if k in store.versions():
+        version = self._restore(store, k)
+      else:
+        version = self._make(strategy, k, earlier)
+        self._save(store, strategy, k, version, earlier)
+      self.data.progress(strategy.name, k).clear()
+    self._versions[memo] = version
+    return version
+
+  def _make(self, strategy: Strategy, k: int, earlier: list[Version]) -> Version:
+    if k == 0 and strategy.method != M0_METHOD:
+      m0 = self.version(parse_strategy(M0_METHOD), 0)
+      return dataclasses.replace(m0, result=m0.result.replace(strategy=strategy.name))
+    ctx = self._context(strategy, k)
+    version = get_method(strategy.method).fn(ctx, k, earlier)
+    if k == 0:
+      return version
+    graph = ctx.graph
+    errors = version_alignment(
+      ctx.transform,
+      tuple(v.transform_params for v in earlier[1:]) + (version.transform_params,),
+      embed(version.model, version.variables, graph),
+      embed(earlier[-1].model, earlier[-1].variables, graph),
+      self.m0_embeddings(k),
+    )
+    return dataclasses.replace(
+      version, result=version.result.replace(strategy=strategy.name, **errors)
+    )
+
+  def _context(self, strategy: Strategy, k: int) -> Context:
+    key = keys.version_key(self.data.config.seed, strategy.name, k)
+    return Context(
+      strategy=strategy,
+      config=self.data.config,
+      split=self.data.splits[k],
+      graph=self.data.bipartite(k),
+      key=key,
+      transform=transforms.from_config(strategy.transform, self.data.config),
+      loss=get_loss(strategy.loss) if strategy.loss else None,
+      mesh=self.data.mesh,
+      progress=self.data.progress(strategy.name, k),
+      version_of=lambda name, j: self.version(parse_strategy(name), j),
+    )
+
+  def _save(self, store, strategy, k, version, earlier):
+    split = self.data.splits[k]
+    dim = version.model.dim
+    transform = {"name": "none", "d_in": dim, "d_out": dim}
+    if k > 0:
+      family = transforms.from_config(strategy.transform, self.data.config)
+      transform = family.spec(dim, earlier[-1].model.dim)
+    metadata = {
+      "strategy": strategy.name,
+      "version": k,
+      "dim": dim,
+      "layers": version.model.num_layers,
+      "transform": transform,
+      "tau_train": split.tau_train,
+      "tau_val": split.tau_val,
+      "dataset": self.data.config.dataset,
+      "dataset_fingerprint": self.data_fingerprint,
+      "config_fingerprint": self.fingerprint,
+      "result": version.result.to_json(),
+    }
+    store.save(
+      k,
+      model=version.variables,
+      transform=version.transform_params,
+      embeddings=embed(version.model, version.variables, self.data.bipartite(k)),
+      metadata=metadata,
+    )
+
+  def _restore(self, store, k) -> Version:
+    metadata = store.metadata(k)
+    if metadata.get("dataset_fingerprint") != self.data_fingerprint:
+      raise InputError(
+        f"{store.directory} holds version {k} trained on other data (dataset "
+        f"fingerprint {metadata.get('dataset_fingerprint')} there, "
+        f"{self.data_fingerprint} now); use a fresh workdir"
+      )
+    if metadata.get("config_fingerprint") != self.fingerprint:
+      raise InputError(
+        f"{store.directory} holds version {k} of another config (config "
+        f"fingerprint {metadata.get('config_fingerprint')} here, "
+        f"{self.fingerprint} now); use a fresh workdir"
+      )
+    model = PinSAGE(dim=metadata["dim"], num_layers=metadata["layers"])
+    transform_params = store.transform(k)[1] if k > 0 else None
+    return Version(
+      model,
+      store.restore(k, "model"),
+      transform_params,
+      VersionResult.from_json(metadata["result"]),
+    )
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (or reuses) every version of every strategy in ``config``.
+
+  Args:
+    config: an experiment config (see ``experiments/configs/default.py``).
+    workdir: the output folder: ``results.json`` and ``checkpoints/``.
+
+  Returns:
+    The results, as written to ``results.json``.
+  """
+  config_lib.validate(config)
+  strategies = config_lib.strategies(config)
+  os.makedirs(workdir, exist_ok=True)
+  with WorkdirLock(workdir):
+    check_config(workdir, config, MODEL_FIELDS)
+    return run_strategies(Runner(RunData.load(config, workdir)), strategies)
+
+
+def run_strategies(runner: Runner, strategies: list[Strategy]) -> dict:
+  """Every version of ``strategies``; writes ``results.json`` (the JSON edge)."""
+  data = runner.data
+  baselines = [
+    {"version": s.version, "recall": _recall_json(most_popular_recall(s))}
+    for s in data.splits
+  ]
+  results = {
+    "dataset": {
+      "name": data.config.dataset,
+      "fingerprint": runner.data_fingerprint,
+      "num_users": data.graph.num_users,
+      "num_items": data.graph.num_items,
+      "num_interactions": data.graph.num_edges,
+    },
+    "config": data.config.to_dict(),
+    "baselines": {"most-popular": baselines},
+    "strategies": {},
+  }
+  for strategy in strategies:
+    versions = runner.results(strategy)
+    results["strategies"][strategy.name] = [v.to_json() for v in versions]
+    for v in versions:
+      logging.info(
+        "%s v%d recall@50 %.4f (most popular %.4f) alignment to v0 %s",
+        strategy.name,
+        v.version,
+        v.recall[50],
+        baselines[v.version]["recall"]["50"],
+        "-" if v.alignment_error_v0 is None else f"{v.alignment_error_v0:.5f}",
+      )
+    atomic_files.write_json(data.results_path, results)
+  return results
+
+
+def _recall_json(recall: dict[int, float]) -> dict[str, float]:
+  return {str(k): float(v) for k, v in recall.items()}

@@ -1,0 +1,83 @@
+"""The registries fail loudly; typed results survive their JSON form."""
+
+import jax.numpy as jnp
+import pytest
+
+from bcjax import extensions, losses, methods, transforms
+from bcjax.errors import InputError
+from bcjax.results import VersionResult
+
+
+def test_registries_refuse_duplicates_and_list_valid_names():
+  with pytest.raises(InputError, match="transform 'linear' is already registered"):
+    transforms.register_transform("linear", transforms.linear)
+  with pytest.raises(InputError, match="alignment loss 'sloss' is already registered"):
+    losses.register_loss("sloss", lambda *a: 0.0)
+  with pytest.raises(InputError, match="method 'joint' is already registered"):
+    methods.register_method("joint")
+  with pytest.raises(InputError, match="without '-'"):
+    transforms.register_transform("two-part", transforms.linear)
+  with pytest.raises(InputError, match="valid alignment loss names: mloss, sloss"):
+    losses.get_loss("xloss")
+  with pytest.raises(InputError, match="unknown method 'fast'; valid method names:"):
+    methods.get_method("fast")
+
+
+def test_transforms_rebuild_from_their_spec():
+  mlp = transforms.from_config("mlp", {"transform_hidden": 7})
+  spec = mlp.spec(12, 8)
+  assert spec == {"name": "mlp", "d_in": 12, "d_out": 8, "hparams": {"hidden": 7}}
+  assert transforms.from_spec(spec).hparams == {"hidden": 7}
+  # Specs written before hparams had a field of their own.
+  old = {"name": "mlp", "d_in": 12, "d_out": 8, "hidden": 5}
+  assert transforms.from_spec(old).hparams == {"hidden": 5}
+  linear = transforms.from_spec({"name": "linear", "d_in": 3, "d_out": 2, "hidden": 0})
+  params = linear.init(None, 3, 2)
+  assert linear.as_matrix(params).shape == (3, 2)
+  assert transforms.get_transform("mlp").as_matrix is None
+
+
+def test_version_result_round_trips_through_json():
+  result = VersionResult(
+    strategy="joint-linear-mloss",
+    version=1,
+    dim=24,
+    layers=2,
+    tau_train=0.6,
+    tau_val=0.7,
+    num_users=10,
+    num_items=8,
+    num_train=40,
+    num_val=5,
+    best_epoch=4,
+    recall={10: 0.1, 50: 0.3333333432674408},
+    history=({"epoch": 2, "loss": 0.5},),
+    alignment_error_previous=0.25,
+  )
+  data = result.to_json()
+  assert data["recall"] == {"10": 0.1, "50": 0.3333333432674408}
+  assert "transform_best_epoch" not in data
+  assert VersionResult.from_json(data) == result
+  with pytest.raises(InputError, match=r"unknown fields \['bogus'\]"):
+    VersionResult.from_json(dict(data, bogus=1))
+  with pytest.raises(InputError, match="malformed"):
+    VersionResult.from_json({k: v for k, v in data.items() if k != "dim"})
+
+
+def test_config_imports_names_what_cannot_be_loaded():
+  with pytest.raises(InputError, match="cannot import 'no_such_module'"):
+    extensions.load("no_such_module")
+  with pytest.raises(InputError, match="'bcjax.losses' has no attribute 'nope'"):
+    extensions.load("bcjax.losses:nope")
+  assert (
+    float(
+      losses.get_loss("sloss")(
+        transforms.linear(),
+        {"kernel": jnp.eye(2)},
+        (),
+        [jnp.ones((3, 2))],
+        [jnp.ones((3, 2))],
+      )
+    )
+    == 0.0
+  )
