@@ -47,7 +47,8 @@ class JobClock:
     self._last = self._clock()
 
   def skip(self, name: str) -> None:
-    """Marks a stage done without time (reused from the workdir)."""
+    """Marks a stage done without counting its time (reused from the
+    workdir, or finished by work other than its units)."""
     stage = self._stages[name]
     stage.done = stage.units
     self._last = self._clock()
@@ -61,6 +62,9 @@ class JobClock:
       self._weighted_done += units * stage.weight
     self._last = now
     stage.done = min(stage.units, stage.done + units)
+
+  def __contains__(self, name: str) -> bool:
+    return name in self._stages
 
   @property
   def weighted_left(self) -> float:

@@ -16,6 +16,7 @@ is reused, not retrained.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -34,8 +35,10 @@ from bcjax.data.split import VersionSplit, split_version
 from bcjax.errors import InputError
 from bcjax.evaluation.alignment import version_alignment
 from bcjax.evaluation.recall import most_popular_recall
+from bcjax.job_clock import JobClock
 from bcjax.losses import get_loss
 from bcjax.methods import M0_METHOD, Context, Version, get_method
+from bcjax.metric_writer import MetricWriter
 from bcjax.models.pinsage import PinSAGE, embed
 from bcjax.progress import FitProgress
 from bcjax.results import VersionResult
@@ -131,14 +134,38 @@ class RunData:
 
 
 class Runner:
-  """Runs (or restores) versions of strategies; each at most once per run."""
+  """Runs (or restores) versions of strategies; each at most once per run.
 
-  def __init__(self, data: RunData):
+  Args:
+    data: the run's data.
+    writer: where the fits' curves go (None: nowhere).
+    strategies: the strategies the job will run, in order: the job clock
+      plans their epochs, and progress lines say "strategy i/N".
+  """
+
+  def __init__(
+    self,
+    data: RunData,
+    writer: MetricWriter | None = None,
+    strategies: tuple[Strategy, ...] = (),
+  ):
     self.data = data
     self.fingerprint = config_fingerprint(data.config)
     self.data_fingerprint = data.graph.fingerprint()
     self._versions: dict[tuple[str, int], Version] = {}
     self._m0_embeddings: dict[int, tuple] = {}
+    self.writer = writer
+    self.clock = JobClock()
+    self._order = {s.name: i for i, s in enumerate(strategies, 1)}
+    self._reported: dict[str, int] = {}
+    c = data.config
+    for s in strategies:
+      for k in range(c.num_versions):
+        # Every version trains a model for config.epochs, except version 0
+        # outside M_0's method (it is M_0): a plan, refined as stages end.
+        trains = k > 0 or s.method == M0_METHOD
+        self.clock.add(_stage(s.name, k), c.epochs if trains else 0)
+    self.clock.start()
 
   def results(self, strategy: Strategy) -> list[VersionResult]:
     """Every version of ``strategy``, trained or restored: their results."""
@@ -161,12 +188,37 @@ class Runner:
     with VersionStore(self.data.store_path(strategy.name)) as store:
       if k in store.versions():
         version = self._restore(store, k)
+        logging.info("%s v%d: reused from %s", strategy.name, k, store.directory)
       else:
         version = self._make(strategy, k, earlier)
         self._save(store, strategy, k, version, earlier)
       self.data.progress(strategy.name, k).clear()
+    if _stage(strategy.name, k) in self.clock:
+      self.clock.skip(_stage(strategy.name, k))
     self._versions[memo] = version
     return version
+
+  def _report(self, strategy: Strategy, k: int, record: dict) -> str:
+    """Writes a fit's evaluation and says where the job stands."""
+    c = self.data.config
+    stage = _stage(strategy.name, k)
+    if stage in self.clock:
+      done = self._reported.get(stage, 0)
+      self.clock.advance(stage, max(record["epoch"] - done, 0))
+      self._reported[stage] = record["epoch"]
+    if self.writer is not None:
+      tag = f"intended/{strategy.name}/v{k}" + (f"/seed{c.seed}" if c.seed else "")
+      self.writer.write(
+        tag,
+        record["epoch"],
+        {n: v for n, v in record.items() if n not in ("epoch", "epochs")},
+        strategy=strategy.name,
+        version=k,
+        seed=c.seed,
+      )
+    position = self._order.get(strategy.name)
+    where = f"strategy {position}/{len(self._order)}, " if position else ""
+    return f" [{where}version {k}/{c.num_versions - 1}, {self.clock.eta()}]"
 
   def _make(self, strategy: Strategy, k: int, earlier: list[Version]) -> Version:
     if k == 0 and strategy.method != M0_METHOD:
@@ -201,6 +253,7 @@ class Runner:
       mesh=self.data.mesh,
       progress=self.data.progress(strategy.name, k),
       version_of=lambda name, j: self.version(parse_strategy(name), j),
+      report=functools.partial(self._report, strategy, k),
     )
 
   def _save(self, store, strategy, k, version, earlier):
@@ -268,9 +321,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config_lib.validate(config)
   strategies = config_lib.strategies(config)
   os.makedirs(workdir, exist_ok=True)
-  with WorkdirLock(workdir):
+  with WorkdirLock(workdir), MetricWriter(workdir) as writer:
     check_config(workdir, config, MODEL_FIELDS)
-    return run_strategies(Runner(RunData.load(config, workdir)), strategies)
+    data = RunData.load(config, workdir)
+    return run_strategies(Runner(data, writer, tuple(strategies)), strategies)
 
 
 def run_strategies(runner: Runner, strategies: list[Strategy]) -> dict:
@@ -306,6 +360,10 @@ def run_strategies(runner: Runner, strategies: list[Strategy]) -> dict:
       )
     atomic_files.write_json(data.results_path, results)
   return results
+
+
+def _stage(strategy: str, k: int) -> str:
+  return f"{strategy}/v{k}"
 
 
 def _recall_json(recall: dict[int, float]) -> dict[str, float]:

@@ -232,6 +232,7 @@ def fit_version(
   progress: FitProgress | None = None,
   mesh: Mesh | None = None,
   label: str = "",
+  report: Callable[[dict], str] | None = None,
 ) -> FitResult:
   """Trains ``model`` on a version's split and keeps the best epoch.
 
@@ -248,6 +249,9 @@ def fit_version(
     target: what the alignment loss aligns to (with ``alignment``).
     progress: where to save the fit at every evaluation epoch and resume
       from; the caller clears it once the result is saved.
+    report: called at every evaluation with ``{"epoch", "epochs", "loss",
+      "bpr", "reg", ("align",) "recall@K"..., "seconds"}``; what it returns
+      ends the progress line (e.g. the job's position and ETA).
     mesh: train data-parallel over this mesh (None: one device).
     label: prefix of progress lines, e.g. ``"nobc v2"``.
 
@@ -333,14 +337,22 @@ def fit_version(
     history.append(
       dict(epoch=epoch, **last, **{"recall@50": recall[50], "seconds": elapsed})
     )
+    suffix = ""
+    if report is not None:
+      recalls = {f"recall@{k}": float(v) for k, v in recall.items()}
+      suffix = report(
+        dict(epoch=epoch, epochs=config.epochs, **last, **recalls, seconds=elapsed)
+      )
     logging.info(
-      "%s epoch %d loss %.4f%s recall@50 %.4f time %.1fs",
+      "%s epoch %d/%d loss %.4f%s recall@50 %.4f time %.1fs%s",
       label,
       epoch,
+      config.epochs,
       last["loss"],
       f" align {last['align']:.5f}" if "align" in last else "",
       recall[50],
       elapsed,
+      suffix,
     )
     # The last epoch is kept when keep_after left nothing else to keep.
     if selection.offer(epoch, recall[50]):

@@ -72,6 +72,8 @@ class Context:
     progress: where a fit saves its epochs, so a killed run resumes.
     version_of: ``(strategy name, k) -> Version``: another strategy's
       version k of this run, trained (once per run) or restored.
+    report: what a fit calls at every evaluation (``fit_version``'s
+      ``report``): the run's curves and ETA.
   """
 
   strategy: Strategy
@@ -84,6 +86,7 @@ class Context:
   mesh: Mesh | None
   progress: FitProgress
   version_of: Callable[[str, int], Version]
+  report: Callable[[dict], str] | None = None
 
   @property
   def label(self) -> str:

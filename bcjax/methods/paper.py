@@ -64,6 +64,7 @@ def finetune_m0(ctx: Context, k: int, earlier: list[Version]) -> Version:
     ctx.key,
     variables=previous.variables,
     progress=ctx.progress,
+    report=ctx.report,
     mesh=ctx.mesh,
     label=ctx.label,
   )
@@ -81,6 +82,7 @@ def nobc(ctx: Context, k: int, earlier: list[Version]) -> Version:
     ctx.fit_config(),
     ctx.key,
     progress=ctx.progress,
+    report=ctx.report,
     mesh=ctx.mesh,
     label=ctx.label,
   )
@@ -153,6 +155,7 @@ def joint(ctx: Context, k: int, earlier: list[Version]) -> Version:
     alignment=Alignment(ctx.transform, ctx.loss, ctx.config.align_weight),
     target=AlignmentTarget(user_prev, item_prev, _old_params(earlier)),
     progress=ctx.progress,
+    report=ctx.report,
     mesh=ctx.mesh,
     label=ctx.label,
   )
