@@ -25,7 +25,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from bcjax import atomic_files, intended_task, registry
+from bcjax import atomic_files, compatibility, intended_task, registry
 from bcjax import config as config_lib
 from bcjax.consumers import (
   ConsumerConfig,
@@ -180,10 +180,16 @@ def _run(config, workdir, strategies) -> dict:
         ", ".join(f"{name} {_fmt(v[last])}" for name, v in values[task.name].items()),
       )
   atomic_files.write_json(job.results_path, results)
+  if compatibility.enabled(config):
+    results["compatibility"] = compatibility.run_in_workdir(
+      config, workdir, [s.name for s in strategies], job.graph, job.splits, consumers
+    )
 
   table = comparison_table(results)
   results["table"] = table
   markdown = to_markdown(table)
+  if "compatibility" in results:
+    markdown += "\n" + compatibility.to_markdown(results["compatibility"])
   with atomic_files.atomic_open(os.path.join(workdir, "table.md")) as f:
     f.write(markdown)
   with atomic_files.atomic_open(os.path.join(workdir, "table.csv")) as f:
