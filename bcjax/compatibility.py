@@ -331,6 +331,7 @@ def start_consumer(
   config: ConsumerConfig,
   seed: int,
   cache_dir: str,
+  fitted: Consumer | None = None,
 ) -> Consumer:
   """The consumers of ``task`` (built with ``start``), fitted once and saved.
 
@@ -338,6 +339,17 @@ def start_consumer(
   covering the settings and the bytes of the embeddings read: strategies with
   the same ``z_j`` (nobc and the post-hoc ones) share one fit, and a rerun
   reuses it.
+
+  Args:
+    task: the task, built for the consumer's start version.
+    train_tables: ``(user, item)`` embeddings the training examples read.
+    selection_tables: those the selection examples read.
+    config: the consumers' settings.
+    seed: the run's seed (:func:`consumer_key`).
+    cache_dir: where consumers are saved.
+    fitted: consumers already fitted on these inputs with this key (the main
+      job's version-0 ones): saved instead of fitted, so that an analysis of
+      the workdir finds them.
   """
   start = task.train.version
   blob = json.dumps(
@@ -356,8 +368,10 @@ def start_consumer(
   path = os.path.join(cache_dir, task.name, f"v{start}-{fingerprint}")
   consumer = load_consumer(path, task, fingerprint)
   if consumer is None:
-    key = consumer_key(seed, task.name, start)
-    consumer = fit_consumer(task, train_tables, selection_tables, config, key)
+    consumer = fitted
+    if consumer is None:
+      key = consumer_key(seed, task.name, start)
+      consumer = fit_consumer(task, train_tables, selection_tables, config, key)
     save_consumer(path, consumer, fingerprint)
   return consumer
 
@@ -579,12 +593,15 @@ def analyze(
               if task.selection_version == j
               else frozen(j, task.selection_version)
             )
-            if j == 0 and name in consumers:
-              consumer = consumers[name]
-            else:
-              consumer = start_consumer(
-                task, train, selection, consumer_config, seed, cache_dir
-              )
+            consumer = start_consumer(
+              task,
+              train,
+              selection,
+              consumer_config,
+              seed,
+              cache_dir,
+              fitted=consumers.get(name) if j == 0 else None,
+            )
             rows.setdefault(name, {})[j] = consumer_row(
               consumer,
               task,
