@@ -24,7 +24,7 @@ import time
 import ml_collections
 from absl import logging
 
-from bcjax import atomic_files, keys, registry, runner
+from bcjax import atomic_files, compatibility, keys, registry, runner
 from bcjax import config as config_lib
 from bcjax.consumers import (
   ConsumerConfig,
@@ -178,10 +178,16 @@ def _run(config, workdir, strategies) -> dict:
         ", ".join(f"{name} {_fmt(v[last])}" for name, v in values[task.name].items()),
       )
   atomic_files.write_json(data.results_path, results)
+  if compatibility.enabled(config):
+    results["compatibility"] = compatibility.run_in_workdir(
+      config, workdir, [s.name for s in strategies], data.graph, data.splits, consumers
+    )
 
   table = comparison_table(results)
   results["table"] = table
   markdown = to_markdown(table)
+  if "compatibility" in results:
+    markdown += "\n" + compatibility.to_markdown(results["compatibility"])
   with atomic_files.atomic_open(os.path.join(workdir, "table.md")) as f:
     f.write(markdown)
   with atomic_files.atomic_open(os.path.join(workdir, "table.csv")) as f:

@@ -114,6 +114,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
   if "consumer" in config:
     _validate_consumer(config.consumer)
+  if config.get("compatibility") and config.compatibility.get("enabled", False):
+    # Imported here: the analytics pull in the models, a config check should not.
+    from bcjax.compatibility import check_start_versions
+
+    check_start_versions(config.compatibility.get("start_versions", ()), n)
 
 
 def _truncates(strategy: Strategy) -> bool:

@@ -20,6 +20,10 @@ the reference implementation of Hu et al. (KDD 2022):
   gives the training and selection nodes, and version ``k >= 1`` evaluates on
   its nodes outside the training set. Any other user attribute (a RecBole
   dataset's user field) gives ``user-<attribute>`` in the same way.
+
+``build_task(..., start=j)`` builds the task of a consumer that starts at
+version ``j`` (:mod:`bcjax.compatibility`): every "version 0" above reads
+"version j", every "version 1" reads "version j + 1".
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ class Task:
     num_outputs: logits of the consumer model.
     selection_version: the version whose examples select the consumer.
     core: one of the paper's five tasks (they make the table's mean).
-    train: the training examples (version 0).
+    train: the training examples (the start version, 0 by default).
     evaluation: version -> examples, for the selection version and later.
   """
 
@@ -112,20 +116,21 @@ def _binary(name, input_, selection_version, train, evaluation) -> Task:
   )
 
 
-def _edge_rating(graph, splits, seed) -> Task:
+def _edge_rating(graph, splits, seed, start) -> Task:
   def examples(k, user, item, rating):
     return TaskExamples(k, user, item, (rating >= 4).astype(np.int32))
 
-  s0 = splits[0]
-  train = examples(0, s0.train_user, s0.train_item, s0.train_rating)
+  s0 = splits[start]
+  train = examples(start, s0.train_user, s0.train_item, s0.train_rating)
   evaluation = {
-    s.version: examples(s.version, s.val_user, s.val_item, s.val_rating) for s in splits
+    s.version: examples(s.version, s.val_user, s.val_item, s.val_rating)
+    for s in splits[start:]
   }
-  return _binary("binary-edge-rating", "edge", 0, train, evaluation)
+  return _binary("binary-edge-rating", "edge", start, train, evaluation)
 
 
 def _activity(name: str, positive: bool):
-  def build(graph, splits, seed) -> Task:
+  def build(graph, splits, seed, start) -> Task:
     def examples(s: VersionSplit):
       active = s.val_user[s.val_rating >= 4] if positive else s.val_user
       labels = np.zeros(s.num_users, np.int32)
@@ -134,8 +139,8 @@ def _activity(name: str, positive: bool):
         s.version, np.arange(s.num_users, dtype=np.int32), None, labels
       )
 
-    evaluation = {s.version: examples(s) for s in splits if s.version >= 1}
-    return _binary(name, "user", 1, examples(splits[0]), evaluation)
+    evaluation = {s.version: examples(s) for s in splits[start + 1 :]}
+    return _binary(name, "user", start + 1, examples(splits[start]), evaluation)
 
   return build
 
@@ -155,12 +160,13 @@ def _item_ratings(item, rating, num_items):
 
 
 def _item_rating_task(name: str, statistic: str):
-  def build(graph, splits, seed) -> Task:
-    s0 = splits[0]
+  def build(graph, splits, seed, start) -> Task:
+    s0 = splits[start]
     items0, mean0, _ = _item_ratings(s0.train_item, s0.train_rating, s0.num_items)
     if len(items0) == 0:
       raise InputError(
-        f"task {name}: no item has {_MIN_RATINGS} ratings at slice 0 of {graph.name}"
+        f"task {name}: no item has {_MIN_RATINGS} ratings at slice {start} of "
+        f"{graph.name}"
       )
     threshold = float(np.median(mean0))
 
@@ -170,7 +176,7 @@ def _item_rating_task(name: str, statistic: str):
       labels = mean >= threshold if statistic == "avg" else std >= 1.0
       return TaskExamples(k, None, items, labels.astype(np.int32))
 
-    train = examples(0, s0.train_item, s0.train_rating, s0.num_items)
+    train = examples(start, s0.train_item, s0.train_rating, s0.num_items)
     evaluation = {
       s.version: examples(
         s.version,
@@ -178,9 +184,9 @@ def _item_rating_task(name: str, statistic: str):
         np.concatenate([s.train_rating, s.val_rating]),
         s.num_items,
       )
-      for s in splits
+      for s in splits[start:]
     }
-    return _binary(name, "item", 0, train, evaluation)
+    return _binary(name, "item", start, train, evaluation)
 
   return build
 
@@ -195,7 +201,7 @@ def _age_groups(attr: RaggedAttribute) -> RaggedAttribute:
 def _attribute_task(name: str, side: str, kind: str, transform=None):
   """A static-label task on the user or item attribute ``kind``."""
 
-  def build(graph, splits, seed) -> Task:
+  def build(graph, splits, seed, start) -> Task:
     attrs = graph.user_attrs if side == "user" else graph.item_attrs
     attr = attrs[kind] if transform is None else transform(attrs[kind])
     counts = np.diff(attr.offsets)
@@ -211,7 +217,7 @@ def _attribute_task(name: str, side: str, kind: str, transform=None):
     else:
       labels = first.astype(np.int32)
     rng = np.random.default_rng(seed)
-    nodes0 = np.flatnonzero(has[: num_nodes[0]])
+    nodes0 = np.flatnonzero(has[: num_nodes[start]])
     is_train = np.zeros(attr.num_nodes, bool)
     is_train[rng.permutation(nodes0)[: int(0.8 * len(nodes0))]] = True
 
@@ -220,10 +226,11 @@ def _attribute_task(name: str, side: str, kind: str, transform=None):
       ids = (nodes, None) if side == "user" else (None, nodes)
       return TaskExamples(k, *ids, labels[nodes])
 
-    train = examples(0, np.flatnonzero(is_train))
+    train = examples(start, np.flatnonzero(is_train))
     evaluation = {
       k: examples(k, np.flatnonzero(has[:n] & ~is_train[:n]))
       for k, n in enumerate(num_nodes)
+      if k >= start
     }
     if multilabel:
       kind_, metric, outputs = "multilabel", "mean-rocauc", len(attr.vocab)
@@ -231,7 +238,7 @@ def _attribute_task(name: str, side: str, kind: str, transform=None):
       kind_, metric, outputs = "binary", "rocauc", 1
     else:
       kind_, metric, outputs = "multiclass", "accuracy", len(attr.vocab)
-    return Task(name, side, kind_, metric, outputs, 0, False, train, evaluation)
+    return Task(name, side, kind_, metric, outputs, start, False, train, evaluation)
 
   return build
 
@@ -298,13 +305,28 @@ def available_tasks(graph: DynamicGraph) -> list[str]:
 
 
 def build_task(
-  name: str, graph: DynamicGraph, splits: Sequence[VersionSplit], seed: int = 0
+  name: str,
+  graph: DynamicGraph,
+  splits: Sequence[VersionSplit],
+  seed: int = 0,
+  start: int = 0,
 ) -> Task:
   """Builds task ``name`` on ``graph``'s version splits.
 
+  Args:
+    name: the task name.
+    graph: the dynamic graph.
+    splits: the version splits ``0..K-1``.
+    seed: seeds the node split of attribute tasks.
+    start: the version the consumer starts at: it trains on version
+      ``start``'s labels and embeddings, and selection and evaluation shift
+      by ``start`` (selection at ``start``, at ``start + 1`` for the
+      activity tasks, whose labels at ``start`` are the training labels).
+
   Raises:
-    InputError: for an unknown task name (listing the valid ones) or one the
-      data has no attribute for.
+    InputError: for an unknown task name (listing the valid ones), one the
+      data has no attribute for, or a start version without the versions the
+      task needs.
   """
   generic = _user_attribute_tasks(graph)
   if name in generic:
@@ -317,6 +339,12 @@ def build_task(
       f"task {name!r} needs an attribute {graph.name} does not have; tasks "
       f"available here: {', '.join(available_tasks(graph))}"
     )
-  if len(splits) < 2 and name in ("user-activity", "user-positive-activity"):
-    raise InputError(f"task {name!r} selects on version 1 and needs >= 2 versions")
-  return builder(graph, splits, seed)
+  if not isinstance(start, (int, np.integer)) or not 0 <= start < len(splits):
+    raise InputError(
+      f"task {name!r}: start version must be in 0..{len(splits) - 1}, got {start!r}"
+    )
+  if start + 1 >= len(splits) and name in ("user-activity", "user-positive-activity"):
+    raise InputError(
+      f"task {name!r} selects on version {start + 1} and needs >= {start + 2} versions"
+    )
+  return builder(graph, splits, seed, start)

@@ -74,6 +74,18 @@ def get_config() -> ml_collections.ConfigDict:
       learning_rate=1e-3,
     )
   )
+  # Compatibility analytics beyond the paper (bcjax/compatibility.py):
+  # consumers that start at any version, retrieval against an old index,
+  # drift along the chain. start_versions: () = every 0..K-2.
+  config.compatibility = ml_collections.ConfigDict(
+    dict(
+      enabled=False,
+      start_versions=(),
+      consumers=True,
+      retrieval=True,
+      drift=True,
+    )
+  )
   config.seed = 0
   # Devices to train data-parallel on (1: one device, 0: all visible ones).
   config.num_devices = 1

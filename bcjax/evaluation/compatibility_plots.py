@@ -1,0 +1,163 @@
+"""Plots of the compatibility analytics (:mod:`bcjax.compatibility`).
+
+As :mod:`bcjax.evaluation.plots`, figures are ``matplotlib.figure.Figure``
+objects on their own Agg canvas, never pyplot's global state.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from bcjax.atomic_files import atomic_open
+
+
+def _grid(cells: Mapping[str, Mapping[str, Any]], size: int) -> np.ndarray:
+  """A ``(size, size)`` array of ``cells[j][k]``, NaN where absent or None."""
+  out = np.full((size, size), np.nan)
+  for j, row in cells.items():
+    for k, value in row.items():
+      if value is not None and math.isfinite(value):
+        out[int(j), int(k)] = value
+  return out
+
+
+def _heatmap(ax, values: np.ndarray, title: str, fmt: str, label: str, fig):
+  """A heat map of a triangular ``(j, k)`` matrix, each cell annotated.
+
+  Rows ``j = 0..K-2`` against columns ``k = 1..K-1``: the cells ``j < k``.
+  """
+  values = values[:-1, 1:]
+  finite = values[np.isfinite(values)]
+  bound = float(np.abs(finite).max()) if finite.size else 0.0
+  bound = bound or 1.0
+  image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu", vmin=-bound, vmax=bound)
+  for (row, col), value in np.ndenumerate(values):
+    if np.isfinite(value):
+      # Dark cells get white text, so every number stays readable.
+      color = "white" if abs(value) > 0.6 * bound else "black"
+      ax.text(
+        col, row, format(value, fmt), ha="center", va="center", fontsize=8, color=color
+      )
+  ax.set_xticks(range(values.shape[1]), [str(k + 1) for k in range(values.shape[1])])
+  ax.set_yticks(range(values.shape[0]), [str(j) for j in range(values.shape[0])])
+  ax.set_xlabel("version k")
+  ax.set_ylabel("start / index version j")
+  ax.set_title(title, fontsize=9)
+  fig.colorbar(image, ax=ax, label=label, shrink=0.8)
+
+
+def _new_figure(width: float, height: float) -> Figure:
+  fig = Figure(figsize=(width, height))
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def _file_name(prefix: str, strategy: str) -> str:
+  return f"{prefix}_{re.sub(r'[^A-Za-z0-9_.-]', '_', strategy)}.png"
+
+
+def figures(result: Mapping[str, Any], num_versions: int) -> dict[str, Figure]:
+  """The analytics' figures by PNG file name.
+
+  - ``compat_consumers_<strategy>.png``: per strategy, the heat map of the
+    mean core-task metric of consumers that start at ``j`` and read version
+    ``k``, relative to the same consumers on frozen ``M_j`` (%);
+  - ``compat_retrieval.png``: per strategy, the heat map of new-query /
+    old-index minus old-query / old-index Recall@50 (positive: BCT's
+    criterion holds);
+  - ``compat_drift.png``: mean relative drift against chain length ``k - j``,
+    one line per strategy.
+
+  Args:
+    result: the output of :func:`bcjax.compatibility.analyze`.
+    num_versions: K, the size of the matrices.
+  """
+  out = {}
+  for strategy, summary in (result.get("consumers") or {}).items():
+    fig = _new_figure(5.5, 4.5)
+    _heatmap(
+      fig.add_subplot(),
+      _grid(summary["relative_matrix"], num_versions),
+      f"{strategy}: consumers from version j at version k\n"
+      "(core-task metric vs frozen M_j)",
+      ".1f",
+      "%",
+      fig,
+    )
+    fig.tight_layout()
+    out[_file_name("compat_consumers", strategy)] = fig
+  retrieval = result.get("retrieval") or {}
+  if retrieval:
+    cols = min(4, len(retrieval))
+    rows = -(-len(retrieval) // cols)
+    fig = _new_figure(4.2 * cols, 3.6 * rows)
+    for i, (strategy, pairs) in enumerate(retrieval.items()):
+      cells: dict[int, dict[int, float | None]] = {}
+      for p in pairs:
+        margin = None if p["new_old"] is None else 100.0 * (p["new_old"] - p["old_old"])
+        cells.setdefault(p["index_version"], {})[p["query_version"]] = margin
+      _heatmap(
+        fig.add_subplot(rows, cols, i + 1),
+        _grid(cells, num_versions),
+        f"{strategy}\nRecall@50 new/old - old/old",
+        ".1f",
+        "points (x100)",
+        fig,
+      )
+    fig.tight_layout()
+    out["compat_retrieval.png"] = fig
+  drift = result.get("drift") or {}
+  if drift:
+    fig = _new_figure(7.5, 4.5)
+    ax = fig.add_subplot()
+    lengths = set()
+    for strategy, pairs in drift.items():
+      by_length: dict[int, list[float]] = {}
+      for p in pairs:
+        if p["drift"] is not None and math.isfinite(p["drift"]):
+          by_length.setdefault(int(p["length"]), []).append(p["drift"])
+      xs = sorted(by_length)
+      lengths.update(xs)
+      ax.plot(
+        xs, [float(np.mean(by_length[x])) for x in xs], marker="o", label=strategy
+      )
+    ax.set_xticks(sorted(lengths))
+    ax.set_xlabel("chain length k - j")
+    ax.set_ylabel("||B(z_k) - z_j|| / ||z_j|| (mean)")
+    ax.set_title("Drift along the backward chain")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    out["compat_drift.png"] = fig
+  return out
+
+
+def write_plots(result: Mapping[str, Any], outdir: str) -> list[str]:
+  """Writes :func:`figures` as PNG files (atomically); returns their paths."""
+  num_versions = 1 + max(
+    [p["query_version"] for ps in (result.get("retrieval") or {}).values() for p in ps]
+    + [p["from_version"] for ps in (result.get("drift") or {}).values() for p in ps]
+    + [
+      int(k)
+      for c in (result.get("consumers") or {}).values()
+      for row in c["matrix"].values()
+      for k in row
+    ],
+    default=0,
+  )
+  os.makedirs(outdir, exist_ok=True)
+  written = []
+  for name, fig in figures(result, num_versions).items():
+    path = os.path.join(outdir, name)
+    with atomic_open(path, "wb") as f:
+      fig.savefig(f, format="png", dpi=110)
+    written.append(path)
+  return written

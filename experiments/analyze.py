@@ -1,0 +1,56 @@
+r"""Compatibility analytics of a finished run, retraining nothing.
+
+Usage::
+
+  python -m experiments.analyze --workdir=/tmp/bcjax_default \
+      [--start_versions=0,2]
+
+Reads the run's config from ``WORKDIR/results.json`` (no ``--config``), its
+versions from ``WORKDIR/checkpoints/``, and writes ``compatibility.json``,
+``compatibility.md`` and ``compat_*.png`` into the workdir: consumers that
+start at any version, retrieval against an old index, drift along the chain
+(``bcjax/compatibility.py``). Consumers it fits are saved under
+``WORKDIR/compatibility/consumers`` and reused by a rerun. Bad input is one
+``error:`` line and exit status 2.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+from bcjax import compatibility
+from bcjax.errors import InputError, TrainingDivergedError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "A workdir written by experiments.compare.")
+flags.DEFINE_list(
+  "start_versions", None, "Consumer start versions (default: every 0..K-2)."
+)
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
+  logging.set_verbosity(logging.INFO)
+  try:
+    starts = None
+    if FLAGS.start_versions is not None:
+      try:
+        starts = [int(v) for v in FLAGS.start_versions]
+      except ValueError as e:
+        raise InputError(
+          f"--start_versions must be integers, got {','.join(FLAGS.start_versions)}"
+        ) from e
+    result = compatibility.analyze_workdir(FLAGS.workdir, starts)
+  except InputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except TrainingDivergedError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(3)
+  print(compatibility.to_markdown(result))
+
+
+if __name__ == "__main__":
+  app.run(main)
