@@ -16,6 +16,7 @@ registry, and writes under ``workdir``:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ import time
 import ml_collections
 from absl import logging
 
-from bcjax import atomic_files, compatibility, keys, registry, runner
+from bcjax import atomic_files, compatibility, environment, keys, registry, runner
 from bcjax import config as config_lib
 from bcjax.consumers import (
   ConsumerConfig,
@@ -34,6 +35,7 @@ from bcjax.consumers import (
 )
 from bcjax.evaluation.plots import write_plots
 from bcjax.evaluation.table import comparison_table, to_csv, to_markdown
+from bcjax.metric_writer import MetricWriter
 from bcjax.tasks import Task, available_tasks, build_task
 from bcjax.workdir import WorkdirLock, check_config
 
@@ -89,28 +91,34 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config_lib.validate(config)
   strategies = config_lib.strategies(config)
   os.makedirs(workdir, exist_ok=True)
-  with WorkdirLock(workdir):
+  with WorkdirLock(workdir), MetricWriter(workdir) as writer:
     check_config(workdir, config, runner.MODEL_FIELDS + ("consumer",))
-    return _run(config, workdir, strategies)
+    return _run(config, workdir, strategies, writer)
 
 
-def _run(config, workdir, strategies) -> dict:
+def _run(config, workdir, strategies, writer: MetricWriter) -> dict:
   data = runner.RunData.load(config, workdir)
-  job = runner.Runner(data)
+  job = runner.Runner(data, writer, tuple(strategies))
   # Unknown task names fail before hours of training, not after.
   tasks = [
     build_task(name, data.graph, data.splits, seed=config.seed)
     for name in task_names(config, data.graph)
   ]
+  grid_epochs = len(config.consumer.hidden_sizes) * config.consumer.epochs
+  for task in tasks:
+    # A consumer grid epoch against a training epoch: a guess the measured
+    # rate corrects only in part; the ETA firms up as stages finish.
+    job.clock.add(f"consumers/{task.name}", grid_epochs, weight=CONSUMER_EPOCH_WEIGHT)
   results = runner.run_strategies(job, strategies)
 
   train_tables = job.m0_embeddings(0)
   consumers = {}
-  for task in tasks:
+  for t, task in enumerate(tasks, 1):
     tick = time.perf_counter()
     path = os.path.join(workdir, "consumers", task.name)
     fingerprint = _consumer_fingerprint(config, task)
     consumer = load_consumer(path, task, fingerprint)
+    stage = f"consumers/{task.name}"
     if consumer is None:
       # Selection reads M_0's embeddings of the selection version's graph:
       # fix-m0's, as in the paper's code.
@@ -120,8 +128,14 @@ def _run(config, workdir, strategies) -> dict:
         job.m0_embeddings(task.selection_version),
         consumer_config(config),
         keys.consumer_key(config.seed, task.name),
+        report=functools.partial(_report_consumer, writer, job, stage, t, len(tasks)),
       )
       save_consumer(path, consumer, fingerprint)
+    else:
+      logging.info(
+        "task %s (%d/%d): consumers reused from %s", task.name, t, len(tasks), path
+      )
+    job.clock.skip(stage)
     consumers[task.name] = consumer
     logging.info(
       "task %s: consumers hidden %d dropout %.2f, selection %s %.4f (%.1fs)",
@@ -185,6 +199,13 @@ def _run(config, workdir, strategies) -> dict:
 
   table = comparison_table(results)
   results["table"] = table
+  for row in table["rows"]:
+    writer.write(
+      f"table/{row['strategy']}",
+      0,
+      {c: row[c] for c in ("intended", "unintended", "total", "alignment_error")},
+      strategy=row["strategy"],
+    )
   markdown = to_markdown(table)
   if "compatibility" in results:
     markdown += "\n" + compatibility.to_markdown(results["compatibility"])
@@ -193,9 +214,33 @@ def _run(config, workdir, strategies) -> dict:
   with atomic_files.atomic_open(os.path.join(workdir, "table.csv")) as f:
     f.write(to_csv(table))
   results["plots"] = [os.path.basename(p) for p in write_plots(results, table, workdir)]
+  results["environment"] = environment.record(job.started)
   atomic_files.write_json(data.results_path, results)
   logging.info("comparison table (%s):\n%s", workdir, markdown)
   return results
+
+
+# Seconds of one consumer grid epoch (every dropout and seed of one hidden
+# size) per second of a training epoch, for the job clock's first plan.
+CONSUMER_EPOCH_WEIGHT = 0.2
+
+
+def _report_consumer(writer, job, stage, t, num_tasks, hidden, epoch, scalars):
+  """A consumer grid epoch: its curves, and a progress line per hidden size."""
+  task = stage.split("/", 1)[1]
+  writer.write(f"{stage}/h{hidden}", epoch, scalars, task=task, hidden=hidden)
+  job.clock.advance(stage)
+  epochs = job.data.config.consumer.epochs
+  if epoch == epochs:
+    logging.info(
+      "task %s (%d/%d): hidden %d done, %d epochs [%s]",
+      task,
+      t,
+      num_tasks,
+      hidden,
+      epochs,
+      job.clock.eta(),
+    )
 
 
 def _mean_defined(values) -> float:

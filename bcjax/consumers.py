@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -275,6 +275,7 @@ def fit_consumer(
   selection_tables,
   config: ConsumerConfig,
   key: jax.Array,
+  report: Callable[[int, int, dict], None] | None = None,
 ) -> Consumer:
   """Trains the task's consumers and selects hidden size and dropout.
 
@@ -285,6 +286,8 @@ def fit_consumer(
     selection_tables: the embeddings read by the selection examples.
     config: grid, seeds and optimiser settings.
     key: PRNG key; grid point ``(h, r)`` and seed ``s`` derive theirs from it.
+    report: called after every epoch of every hidden size with ``(hidden,
+      epoch, {"train_loss", "selection/d<dropout>_s<seed>"...})``.
 
   Returns:
     The :class:`Consumer` of the best grid point.
@@ -311,7 +314,7 @@ def fit_consumer(
     epochs = np.zeros(len(pairs), np.int64)
     for epoch in range(1, config.epochs + 1):
       epoch_keys = jnp.stack([jax.random.fold_in(k, epoch) for k in keys])
-      state, _ = trainer.epoch(
+      state, losses = trainer.epoch(
         state, epoch_keys, dropouts, train_tables, train_ids, train_labels
       )
       current = {"params": state["params"], "batch_stats": state["batch_stats"]}
@@ -325,6 +328,13 @@ def fit_consumer(
           for o in outputs
         ]
       )
+      if report is not None:
+        curves = {
+          f"selection/d{rate:g}_s{seed}": m
+          for (rate, seed), m in zip(pairs, metric, strict=True)
+          if np.isfinite(m)
+        }
+        report(hidden, epoch, {"train_loss": float(np.mean(losses)), **curves})
       improved = metric > scores
       if improved.any():
         scores = np.where(improved, metric, scores)

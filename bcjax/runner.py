@@ -25,7 +25,7 @@ import time
 import ml_collections
 from absl import logging
 
-from bcjax import atomic_files, keys, sharding, transforms
+from bcjax import atomic_files, environment, keys, sharding, transforms
 from bcjax import config as config_lib
 from bcjax.checkpoints import VersionStore
 from bcjax.data.bipartite import BipartiteGraph
@@ -44,6 +44,9 @@ from bcjax.progress import FitProgress
 from bcjax.results import VersionResult
 from bcjax.strategies import Strategy, parse_strategy
 from bcjax.workdir import WorkdirLock, check_config
+
+# Of results.json: 2 adds "schema_version" and "environment".
+RESULTS_SCHEMA_VERSION = 2
 
 # Config fields that change what a saved version holds; a workdir trained
 # under other values of these is not reused.
@@ -155,6 +158,7 @@ class Runner:
     self._versions: dict[tuple[str, int], Version] = {}
     self._m0_embeddings: dict[int, tuple] = {}
     self.writer = writer
+    self.started = environment.now()
     self.clock = JobClock()
     self._order = {s.name: i for i, s in enumerate(strategies, 1)}
     self._reported: dict[str, int] = {}
@@ -335,6 +339,8 @@ def run_strategies(runner: Runner, strategies: list[Strategy]) -> dict:
     for s in data.splits
   ]
   results = {
+    "schema_version": RESULTS_SCHEMA_VERSION,
+    "environment": environment.record(runner.started),
     "dataset": {
       "name": data.config.dataset,
       "fingerprint": runner.data_fingerprint,

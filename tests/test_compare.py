@@ -10,6 +10,7 @@ import pytest
 import bcjax.comparison as comparison
 import bcjax.methods.paper as paper_methods
 from bcjax.errors import InputError
+from bcjax.metric_writer import read_scalars
 from bcjax.strategies import PAPER_STRATEGIES
 from experiments.configs import test as test_config
 
@@ -44,6 +45,46 @@ def test_compare_writes_every_output(compared):
   assert rows["nobc"]["intended"] == 0.0 and rows["fix-m0"]["unintended"] == 0.0
   table_md = open(os.path.join(workdir, "table.md")).read()
   assert "| bc-aligner" not in table_md and "| joint-linear-mloss |" in table_md
+
+
+def test_curves_in_tensorboard_and_metrics_jsonl_match_results(compared):
+  workdir, results = compared
+  scalars = read_scalars(os.path.join(workdir, "tensorboard"))
+  lines = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+  for name, versions in results["strategies"].items():
+    for version in versions:
+      tag = f"intended/{name}/v{version['version']}"
+      for entry in version["history"]:
+        # Versions trained by another strategy (M_0, nobc's for post-hoc)
+        # are logged under that strategy's tag.
+        if f"{tag}/loss" not in scalars:
+          continue
+        logged = dict(scalars[f"{tag}/recall_at_50"])
+        assert logged[entry["epoch"]] == pytest.approx(entry["recall@50"], rel=1e-6)
+        assert dict(scalars[f"{tag}/loss"])[entry["epoch"]] == pytest.approx(
+          entry["loss"], rel=1e-6
+        )
+  assert "intended/nobc/v1/loss" in scalars and "intended/nobc/v0/loss" in scalars
+  for row in results["table"]["rows"]:
+    if row["total"] is not None:
+      assert scalars[f"table/{row['strategy']}/total"] == [
+        (0, pytest.approx(row["total"], rel=1e-6))
+      ]
+  # The consumers' curves: a selection metric per (dropout, seed) per epoch.
+  edge = [x for x in lines if x["tag"].startswith("consumers/binary-edge-rating/")]
+  assert [x["step"] for x in edge] == [1, 2]
+  assert "train_loss" in edge[0] and "selection/d0_s0" in edge[0]
+  intended = [x for x in lines if x["tag"] == "intended/nobc/v1"]
+  assert [x["epoch"] if "epoch" in x else x["step"] for x in intended] == [2, 4]
+  assert intended[-1]["strategy"] == "nobc" and intended[-1]["version"] == 1
+
+
+def test_results_record_schema_and_environment(compared):
+  _, results = compared
+  assert results["schema_version"] == 2
+  env = results["environment"]
+  assert env["bcjax"] and env["packages"]["jax"] and env["device_count"] >= 1
+  assert env["started"] <= env["finished"]
 
 
 def test_activity_tasks_without_later_versions_are_reported_not_crashing(compared):
