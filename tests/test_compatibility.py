@@ -282,7 +282,7 @@ def test_rerun_refits_no_consumer(compared, monkeypatch):
   def fail(*args, **kwargs):
     raise AssertionError("a finished consumer was refitted")
 
-  monkeypatch.setattr(compatibility, "fit_consumer", fail)
+  monkeypatch.setattr(compatibility.measures, "fit_consumer", fail)
   again = compatibility.analyze_workdir(workdir)
   again.pop("plots")
   again.pop("seconds")

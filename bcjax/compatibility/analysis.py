@@ -1,0 +1,313 @@
+"""The whole analysis of a run, and its entry points from a config or a
+finished workdir."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from absl import logging
+
+from bcjax import registry
+from bcjax.compatibility.measures import (
+  chain_drift,
+  consumer_row,
+  retrieval,
+  start_consumer,
+  summarize_consumers,
+)
+from bcjax.compatibility.report import format_value, write_outputs
+from bcjax.compatibility.stores import (
+  FrozenModels,
+  check_start_versions,
+  check_strategy_folder,
+  saved_tables,
+)
+from bcjax.consumers import (
+  Consumer,
+  ConsumerConfig,
+)
+from bcjax.data.split import VersionSplit
+from bcjax.errors import InputError
+from bcjax.tasks import CORE_TASKS, build_task
+
+# -- the whole analysis ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalyticsConfig:
+  """What to analyse.
+
+  Attributes:
+    start_versions: consumer start versions (empty: every ``0..K-2``).
+    consumers: run the consumers that start at any version.
+    retrieval: run retrieval against old indexes.
+    drift: run drift along the chain.
+    chunk_size: users scored at once in retrieval.
+  """
+
+  start_versions: Sequence[int] = ()
+  consumers: bool = True
+  retrieval: bool = True
+  drift: bool = True
+  chunk_size: int = 512
+
+
+def analyze(
+  workdir: str,
+  strategies: Sequence[str],
+  graph,
+  splits: Sequence[VersionSplit],
+  consumer_config: ConsumerConfig,
+  seed: int,
+  settings: AnalyticsConfig = AnalyticsConfig(),
+  tasks: Sequence[str] = CORE_TASKS,
+  consumers: Mapping[str, Consumer] | None = None,
+  layout: str | None = None,
+) -> dict:
+  """Runs the three analytics on a workdir's saved strategies.
+
+  Args:
+    workdir: the run's folder (``checkpoints/<strategy>/`` inside).
+    strategies: canonical strategy names (their checkpoint folders).
+    graph: the run's ``DynamicGraph``.
+    splits: its version splits ``0..K-1``.
+    consumer_config: the consumers' grid and optimiser settings.
+    seed: the run's seed (consumer keys, attribute-task node splits).
+    settings: what to run.
+    tasks: the core tasks of the consumers.
+    consumers: the main job's version-0 consumers by task (reused for the
+      ``j = 0`` row; fitted here when absent).
+    layout: the aggregation layout for running frozen models.
+
+  Returns:
+    A JSON-ready dict: ``start_versions``, ``consumers`` (strategy ->
+    :func:`summarize_consumers` plus ``per_task``), ``retrieval`` (strategy
+    -> list of pairs), ``drift`` (strategy -> list of pairs).
+
+  Raises:
+    InputError: fewer than two versions, a strategy folder without
+      transforms, or a start version outside ``0..K-2``.
+  """
+  paths = {s: os.path.join(workdir, "checkpoints", s) for s in strategies}
+  for path in paths.values():
+    latest = check_strategy_folder(path)
+    if latest + 1 < len(splits):
+      raise InputError(
+        f"{path} holds versions 0..{latest}; the run has {len(splits)} versions"
+      )
+  num_versions = len(splits)
+  starts = check_start_versions(settings.start_versions, num_versions)
+  frozen_models = FrozenModels(splits, layout)
+  out = {
+    "start_versions": starts,
+    "consumers": {},
+    "retrieval": {},
+    "drift": {},
+  }
+  cache_dir = os.path.join(workdir, "compatibility", "consumers")
+  consumers = dict(consumers or {})
+  built = {}
+  if settings.consumers:
+    for name in tasks:
+      for j in starts:
+        built[(name, j)] = build_task(name, graph, splits, seed=seed, start=j)
+  for strategy, path in paths.items():
+    reg = registry.open(path)
+    try:
+
+      def frozen(j, k, path=path):
+        return frozen_models(path, j, k)
+
+      if settings.drift:
+        drift = chain_drift(reg)
+        out["drift"][strategy] = [
+          {"from_version": k, "to_version": j, "length": k - j, "drift": d}
+          for (j, k), d in sorted(drift.items())
+        ]
+      if settings.retrieval:
+        out["retrieval"][strategy] = [
+          dict(
+            retrieval(reg, frozen, splits, j, k, settings.chunk_size),
+            index_version=j,
+            query_version=k,
+          )
+          for j in range(num_versions - 1)
+          for k in range(j + 1, num_versions)
+        ]
+      if settings.consumers:
+        rows = {}
+        for name in tasks:
+          for j in starts:
+            task = built[(name, j)]
+            train = saved_tables(reg, j, j)
+            selection = (
+              train
+              if task.selection_version == j
+              else frozen(j, task.selection_version)
+            )
+            consumer = start_consumer(
+              task,
+              train,
+              selection,
+              consumer_config,
+              seed,
+              cache_dir,
+              fitted=consumers.get(name) if j == 0 else None,
+            )
+            rows.setdefault(name, {})[j] = consumer_row(
+              consumer,
+              task,
+              lambda k, j=j, reg=reg: saved_tables(reg, k, j),
+              lambda k, j=j: frozen(j, k),
+            )
+        summary = summarize_consumers(rows)
+        summary["per_task"] = rows
+        out["consumers"][strategy] = summary
+        logging.info(
+          "compatibility %s: consumers from each start vs frozen M_j %s",
+          strategy,
+          ", ".join(
+            f"j={j} {format_value(r['relative'], 2)}%"
+            for j, r in summary["per_start"].items()
+          ),
+        )
+    finally:
+      reg.close()
+  return json.loads(json.dumps(out, default=_json_default))
+
+
+def _json_default(value):
+  if isinstance(value, (np.integer,)):
+    return int(value)
+  if isinstance(value, (np.floating,)):
+    return float(value)
+  if isinstance(value, np.bool_):
+    return bool(value)
+  raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def settings_from_config(config) -> AnalyticsConfig:
+  """``config.compatibility``'s settings (everything on when absent)."""
+  c = config.get("compatibility") or {}
+  return AnalyticsConfig(
+    start_versions=tuple(c.get("start_versions", ())),
+    consumers=bool(c.get("consumers", True)),
+    retrieval=bool(c.get("retrieval", True)),
+    drift=bool(c.get("drift", True)),
+    chunk_size=int(config.get("eval_chunk_size", 512)),
+  )
+
+
+def enabled(config) -> bool:
+  """Whether ``config`` asks the main job for the analytics."""
+  c = config.get("compatibility")
+  return bool(c and c.get("enabled", False))
+
+
+def run_in_workdir(
+  config,
+  workdir: str,
+  strategies: Sequence[str],
+  graph,
+  splits: Sequence[VersionSplit],
+  consumers: Mapping[str, Consumer] | None = None,
+) -> dict:
+  """:func:`analyze` with a run's config, then :func:`write_outputs`.
+
+  Args:
+    config: the run's experiment config (``consumer``, ``seed``, ``tasks``,
+      ``layout``, ``compatibility``).
+    workdir: the run's folder; outputs are written there.
+    strategies: canonical strategy names.
+    graph: the run's graph.
+    splits: its version splits.
+    consumers: the main job's version-0 consumers by task name.
+
+  Returns:
+    The result as written to ``compatibility.json`` (with ``plots``).
+  """
+  c = config.consumer
+  consumer_config = ConsumerConfig(
+    hidden_sizes=tuple(c.hidden_sizes),
+    dropouts=tuple(c.dropouts),
+    seeds=c.seeds,
+    epochs=c.epochs,
+    batch_size=c.batch_size,
+    learning_rate=c.learning_rate,
+  )
+  chosen = [t.strip() for t in str(config.get("tasks", "")).split(",") if t.strip()]
+  tasks = [t for t in CORE_TASKS if not chosen or t in chosen]
+  tick = time.perf_counter()
+  result = analyze(
+    workdir,
+    strategies,
+    graph,
+    splits,
+    consumer_config,
+    config.seed,
+    settings_from_config(config),
+    tasks=tasks,
+    consumers=consumers,
+    layout=config.get("layout", "") or None,
+  )
+  # The cost of the analytics, for deciding whether a config runs them.
+  result["seconds"] = time.perf_counter() - tick
+  logging.info("compatibility analytics: %.1fs", result["seconds"])
+  return write_outputs(result, workdir)
+
+
+def analyze_workdir(workdir: str, start_versions: Sequence[int] | None = None) -> dict:
+  """The analytics of a finished run's workdir, retraining no version.
+
+  Reads the run's config and strategies from ``workdir/results.json``, the
+  versions from ``workdir/checkpoints/``, and reuses the consumers saved by
+  an earlier analysis; writes ``compatibility.json``, ``compatibility.md``
+  and the plots into ``workdir``.
+
+  Args:
+    workdir: a workdir written by ``experiments.compare`` or
+      ``experiments.run_intended``.
+    start_versions: consumer start versions (None: the config's, or all).
+
+  Raises:
+    InputError: no results in ``workdir``, or any bad input of :func:`analyze`.
+  """
+  import ml_collections
+
+  from bcjax.data.datasets import load_dataset
+  from bcjax.data.split import split_version
+  from bcjax.workdir import WorkdirLock
+
+  path = os.path.join(workdir, "results.json")
+  try:
+    with open(path) as f:
+      results = json.load(f)
+    config = ml_collections.ConfigDict(results["config"])
+    strategies = list(results["strategies"])
+  except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+    raise InputError(
+      f"{path} is missing or unreadable ({type(e).__name__}: {e}); run "
+      "experiments.compare or experiments.run_intended on this workdir first"
+    ) from e
+  if "compatibility" not in config:
+    config.compatibility = ml_collections.ConfigDict()
+  if start_versions is not None:
+    config.compatibility.start_versions = tuple(start_versions)
+  check_start_versions(
+    tuple(config.compatibility.get("start_versions", ())), config.num_versions
+  )
+  with WorkdirLock(workdir):
+    graph = load_dataset(
+      config.dataset,
+      config.get("data_dir", "") or None,
+      config.synthetic.to_dict() if "synthetic" in config else None,
+    )
+    splits = [
+      split_version(graph, k, tuple(config.taus)) for k in range(config.num_versions)
+    ]
+    return run_in_workdir(config, workdir, strategies, graph, splits)
