@@ -33,6 +33,7 @@ from bcjax.consumers import (
   load_consumer,
   save_consumer,
 )
+from bcjax.evaluation import recall_table
 from bcjax.evaluation.plots import write_plots
 from bcjax.evaluation.table import comparison_table, to_csv, to_markdown
 from bcjax.metric_writer import MetricWriter
@@ -206,7 +207,7 @@ def _run(config, workdir, strategies, writer: MetricWriter) -> dict:
       {c: row[c] for c in ("intended", "unintended", "total", "alignment_error")},
       strategy=row["strategy"],
     )
-  markdown = to_markdown(table)
+  markdown = to_markdown(table) + "\n" + recall_table.to_markdown(results)
   if "compatibility" in results:
     markdown += "\n" + compatibility.to_markdown(results["compatibility"])
   with atomic_files.atomic_open(os.path.join(workdir, "table.md")) as f:

@@ -45,6 +45,11 @@ def test_compare_writes_every_output(compared):
   assert rows["nobc"]["intended"] == 0.0 and rows["fix-m0"]["unintended"] == 0.0
   table_md = open(os.path.join(workdir, "table.md")).read()
   assert "| bc-aligner" not in table_md and "| joint-linear-mloss |" in table_md
+  # The per-version Recall@50 table, the most-popular baseline first.
+  assert "## Recall@50 per version" in table_md
+  nobc_v1 = on_disk["strategies"]["nobc"][1]["recall"]["50"]
+  assert "| nobc | " in table_md and f"{nobc_v1:.4f} |" in table_md
+  assert "| most popular | " in table_md
 
 
 def test_curves_in_tensorboard_and_metrics_jsonl_match_results(compared):
