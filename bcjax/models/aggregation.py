@@ -85,7 +85,9 @@ class EdgeList:
     order = np.argsort(receivers, kind="stable")
     pad = (-len(senders)) % chunk if chunk else 0
     return cls(
-      senders=jnp.asarray(np.concatenate([senders[order], np.zeros(pad)]), jnp.int32),
+      senders=jnp.asarray(
+        np.concatenate([senders[order], np.zeros(pad, np.int64)]), jnp.int32
+      ),
       receivers=jnp.asarray(
         np.concatenate([receivers[order], np.full(pad, num_receivers)]), jnp.int32
       ),
