@@ -330,10 +330,11 @@ def build_task(
   """
   generic = _user_attribute_tasks(graph)
   if name in generic:
-    return _attribute_task(name, "user", generic[name])(graph, splits, seed)
-  if name not in _BUILDERS:
+    builder, applies = _attribute_task(name, "user", generic[name]), lambda g: True
+  elif name in _BUILDERS:
+    builder, applies = _BUILDERS[name]
+  else:
     raise unknown_name("task", name, TASK_NAMES + ("user-<attribute>",))
-  builder, applies = _BUILDERS[name]
   if not applies(graph):
     raise InputError(
       f"task {name!r} needs an attribute {graph.name} does not have; tasks "

@@ -155,7 +155,12 @@ def _run_until(workdir, event, log, deadline):
 
 def _without_timings(obj):
   if isinstance(obj, dict):
-    return {k: _without_timings(v) for k, v in obj.items() if "seconds" not in k}
+    # The environment record holds start and end times (and the process).
+    return {
+      k: _without_timings(v)
+      for k, v in obj.items()
+      if "seconds" not in k and k != "environment"
+    }
   if isinstance(obj, list):
     return [_without_timings(v) for v in obj]
   return obj

@@ -43,7 +43,8 @@ def test_binary_writes_results_for_every_version(tmp_path):
     assert entry["train_seconds"] > 0
   assert len(results["baselines"]["most-popular"]) == config.num_versions
   # Progress lines name the strategy, version, epoch, loss, recall and time.
-  assert "nobc v1 epoch 4 loss" in proc.stderr and "recall@50" in proc.stderr
+  assert "nobc v1 epoch 4/4 loss" in proc.stderr and "recall@50" in proc.stderr
+  assert "ETA" in proc.stderr
 
 
 def test_run_is_deterministic_on_cpu(tmp_path):
