@@ -41,18 +41,6 @@ from bcjax.tasks import Task, available_tasks, build_task
 from bcjax.workdir import WorkdirLock, check_config
 
 
-def consumer_config(config: ml_collections.ConfigDict) -> ConsumerConfig:
-  c = config.consumer
-  return ConsumerConfig(
-    hidden_sizes=tuple(c.hidden_sizes),
-    dropouts=tuple(c.dropouts),
-    seeds=c.seeds,
-    epochs=c.epochs,
-    batch_size=c.batch_size,
-    learning_rate=c.learning_rate,
-  )
-
-
 def task_names(config: ml_collections.ConfigDict, graph) -> list[str]:
   """``config.tasks`` (comma-separated), or every task the data has."""
   names = [t.strip() for t in str(config.get("tasks", "")).split(",") if t.strip()]
@@ -127,7 +115,7 @@ def _run(config, workdir, strategies, writer: MetricWriter) -> dict:
         task,
         train_tables,
         job.m0_embeddings(task.selection_version),
-        consumer_config(config),
+        ConsumerConfig.from_config(config),
         keys.consumer_key(config.seed, task.name),
         report=functools.partial(_report_consumer, writer, job, stage, t, len(tasks)),
       )

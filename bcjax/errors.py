@@ -6,6 +6,9 @@ expected. Binaries catch it and print the message alone, without a traceback;
 any other exception is a bug in bcjax and keeps its traceback.
 """
 
+import contextlib
+import sys
+
 
 class InputError(ValueError):
   """Bad input: a file, a config field or a request that cannot be used."""
@@ -29,3 +32,21 @@ def unknown_name(kind: str, name: str, valid) -> InputError:
   return InputError(
     f"unknown {kind} {name!r}; valid {kind} names: {', '.join(sorted(valid))}"
   )
+
+
+@contextlib.contextmanager
+def exit_on_user_error():
+  """Turns a user error into one ``error:`` line and an exit status.
+
+  2 for bad input (its message says what to fix; a traceback would bury
+  it), 3 for a diverged training (it names strategy, version and epoch; what
+  was saved before is intact).
+  """
+  try:
+    yield
+  except InputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except TrainingDivergedError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(3)

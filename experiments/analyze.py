@@ -14,12 +14,10 @@ start at any version, retrieval against an old index, drift along the chain
 ``error:`` line and exit status 2.
 """
 
-import sys
-
 from absl import app, flags, logging
 
 from bcjax import compatibility
-from bcjax.errors import InputError, TrainingDivergedError
+from bcjax.errors import InputError, exit_on_user_error
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A workdir written by experiments.compare.")
@@ -33,7 +31,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
-  try:
+  with exit_on_user_error():
     starts = None
     if FLAGS.start_versions is not None:
       try:
@@ -43,12 +41,6 @@ def main(argv):
           f"--start_versions must be integers, got {','.join(FLAGS.start_versions)}"
         ) from e
     result = compatibility.analyze_workdir(FLAGS.workdir, starts)
-  except InputError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  except TrainingDivergedError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(3)
   print(compatibility.to_markdown(result))
 
 

@@ -18,7 +18,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bcjax.errors import InputError, TrainingDivergedError
+from bcjax.errors import InputError, exit_on_user_error
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 SHIPPED_CONFIGS = ("default", "paper", "test")
@@ -175,16 +175,8 @@ def main_for(run: Callable) -> Callable:
     logging.set_verbosity(logging.INFO)
     # ABSLHandler forwards records to its python_handler without filtering.
     logging.get_absl_handler().python_handler.addFilter(_not_library_chatter)
-    try:
+    with exit_on_user_error():
       run(FLAGS.config, FLAGS.workdir)
-    except InputError as e:
-      # A user error: its message says what to fix; a traceback would bury it.
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
-    except TrainingDivergedError as e:
-      # Names strategy, version and epoch; what was saved before is intact.
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(3)
 
   return main
 

@@ -231,15 +231,7 @@ def run_in_workdir(
   Returns:
     The result as written to ``compatibility.json`` (with ``plots``).
   """
-  c = config.consumer
-  consumer_config = ConsumerConfig(
-    hidden_sizes=tuple(c.hidden_sizes),
-    dropouts=tuple(c.dropouts),
-    seeds=c.seeds,
-    epochs=c.epochs,
-    batch_size=c.batch_size,
-    learning_rate=c.learning_rate,
-  )
+  consumer_config = ConsumerConfig.from_config(config)
   chosen = [t.strip() for t in str(config.get("tasks", "")).split(",") if t.strip()]
   tasks = [t for t in CORE_TASKS if not chosen or t in chosen]
   tick = time.perf_counter()
