@@ -7,7 +7,6 @@ objects on their own Agg canvas, never pyplot's global state.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bcjax.atomic_files import atomic_open
+from bcjax.evaluation.plots import save_figures
 
 
 def _grid(cells: Mapping[str, Mapping[str, Any]], size: int) -> np.ndarray:
@@ -153,11 +152,4 @@ def write_plots(result: Mapping[str, Any], outdir: str) -> list[str]:
     ],
     default=0,
   )
-  os.makedirs(outdir, exist_ok=True)
-  written = []
-  for name, fig in figures(result, num_versions).items():
-    path = os.path.join(outdir, name)
-    with atomic_open(path, "wb") as f:
-      fig.savefig(f, format="png", dpi=110)
-    written.append(path)
-  return written
+  return save_figures(figures(result, num_versions), outdir, dpi=110)

@@ -173,11 +173,20 @@ def write_plots(
   Returns:
     The paths written.
   """
+  return save_figures(figures(results, table), outdir, dpi=120)
+
+
+def save_figures(named: dict, outdir: str, dpi: int) -> list[str]:
+  """Writes each ``{file name: figure}`` as a PNG in ``outdir``, atomically.
+
+  Returns:
+    The paths written.
+  """
   os.makedirs(outdir, exist_ok=True)
   written = []
-  for name, fig in figures(results, table).items():
+  for name, fig in named.items():
     path = os.path.join(outdir, name)
     with atomic_open(path, "wb") as f:
-      fig.savefig(f, format="png", dpi=120)
+      fig.savefig(f, format="png", dpi=dpi)
     written.append(path)
   return written
