@@ -31,9 +31,14 @@ flax.__version__, 'optax', optax.__version__, jax.devices())"
 python3 -c "import torch, torch_geometric as g; print('torch', torch.__version__, \
 'pyg', g.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tail -1
 
+wanted() {  # ONLY="name ..." runs just those sections
+  [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]
+}
+
 bench() {  # name, seconds allowed, then flags of python -m benchmarks
   local name=$1 limit=$2
   shift 2
+  wanted "$name" || return 0
   echo "== $name ($(date +%T))"
   timeout "$limit" python3 -m benchmarks --json="$logs/$name.json" "$@" \
     > "$logs/$name.txt" 2> "$logs/$name.log"
@@ -49,6 +54,7 @@ section=sys.argv[2])))" "$logs/$name.json" "$name" >> "$out/results.jsonl"
 same_seed() {  # name, seconds allowed per run, then config overrides
   local name=$1 limit=$2
   shift 2
+  wanted "$name" || return 0
   echo "== $name ($(date +%T))"
   for run in a b; do
     rm -rf "/tmp/$name-$run"
@@ -67,16 +73,27 @@ if [ "${SMOKE:-0}" = 1 ]; then
     --serve_rows=4096 --serve_host_rows=1024 --repeats=2 --timed_steps=2
     --consumer_examples=1024)
   big=("${mi[@]}")
+  probe=(--users=300 --items=200 --interactions=6000 --dim=32 --layers=2
+    --repeats=2 --timed_steps=2 --interpret)
 else
+  probe=(--size=musical-instruments --dim=512 --layers=3)
   big=()
 fi
 strategies=--config.strategy=nobc,bc-aligner
 
+if wanted probe; then  # where the deterministic step's time goes
+  echo "== probe ($(date +%T))"
+  timeout 240 python3 -m benchmarks.aggregation_probe "${probe[@]}" \
+    --trace_dir=/tmp/bcjax_trace --json="$out/probe.json" 2> "$logs/probe.log"
+  echo "exit $?"
+  grep -v '^[IW][0-9]' "$logs/probe.log" | tail -5
+  find /tmp/bcjax_trace -name '*.trace.json.gz' -exec cp {} "$out/step.trace.json.gz" \;
+fi
 bench mi-sorted-tf32 150 "${mi[@]}" --layout=sorted --precision=tf32
 bench mi-scatter-tf32 60 "${mi[@]}" --layout=scatter --precision=tf32 \
   --notorch --noprojection
 same_seed same-seed-sorted 120 "$strategies" --config.layout=sorted
-bench mi-sorted-fp32 80 "${mi[@]}" --layout=sorted --precision=float32 \
+bench mi-sorted-fp32 150 "${mi[@]}" --layout=sorted --precision=float32 \
   --noprojection --nodeterminism
 XLA_FLAGS=--xla_gpu_deterministic_ops=true bench mi-scatter-xladet 50 \
   "${mi[@]}" --layout=scatter --precision=tf32 --notorch --noprojection \

@@ -1,0 +1,393 @@
+r"""Where the deterministic training step's time goes, layout by layout.
+
+A probe for choosing the GPU's deterministic aggregation: it times one
+relation's sum (forward, and forward with its gradient) in each candidate
+layout on the same graph, checks each candidate for run-to-run bit
+identity, times the BPR batch's row lookups with and without the sorted
+gradient, times the whole training step with each part swapped, and writes
+a profiler trace of the step. Candidates beyond the library's layouts live
+here until the numbers choose one.
+
+  python -m benchmarks.aggregation_probe --size=musical-instruments \
+      --dim=512 --layers=3 --trace_dir=/tmp/trace
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import gzip
+import json
+import os
+import shutil
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from bcjax import train as train_module
+from bcjax.data.bipartite import BipartiteGraph
+from bcjax.data.datasets import load_dataset
+from bcjax.data.split import split_version
+from bcjax.models import aggregation
+from benchmarks import workloads
+from benchmarks.hardware import median_seconds
+
+SIZES = {
+  "musical-instruments": (27_500, 10_600, 231_000),
+  "video-games": (55_000, 17_000, 497_000),
+}
+flags.DEFINE_enum("size", "musical-instruments", list(SIZES), "Synthetic size.")
+flags.DEFINE_integer("users", 0, "Users (0: the size's).")
+flags.DEFINE_integer("items", 0, "Items (0: the size's).")
+flags.DEFINE_integer("interactions", 0, "Interactions (0: the size's).")
+flags.DEFINE_integer("dim", 512, "Embedding dimension.")
+flags.DEFINE_integer("layers", 3, "SAGE layers.")
+flags.DEFINE_integer("repeats", 20, "Timed calls per candidate.")
+flags.DEFINE_integer("timed_steps", 10, "Steps per timed call of the step.")
+flags.DEFINE_bool("interpret", False, "Run Pallas kernels in interpret mode.")
+flags.DEFINE_string("trace_dir", "", "Write a profiler trace of the step here.")
+flags.DEFINE_string("json", "", "Write the numbers here.")
+FLAGS = flags.FLAGS
+
+
+def _build(kind, senders, receivers, ns, nr, interpret=False):
+  if kind == "scatter":
+    return aggregation.EdgeList.build(senders, receivers, nr, 0)
+  if kind.startswith("sorted-g"):
+    growth = float(kind.split("-g")[1])
+    return aggregation.NeighbourLists.build(senders, receivers, ns, nr, growth)
+  if kind == "pallas":
+    return _pallas_lists(senders, receivers, ns, nr, interpret)
+  if kind == "bcsr":
+    return _Bcsr.build(senders, receivers, ns, nr)
+  raise ValueError(kind)
+
+
+def _pallas_lists(senders, receivers, ns, nr, interpret, block_rows=16):
+  """NeighbourLists whose buckets are padded to whole blocks of receivers."""
+  lists = aggregation.NeighbourLists.build(senders, receivers, ns, nr)
+  position = np.asarray(lists.position).copy()
+  buckets, start_plain, start_padded = [], 0, 0
+  remap = np.zeros(position.max() + 1, np.int64)
+  for rows in lists.buckets:
+    rows = np.asarray(rows)
+    n, w = rows.shape
+    width = 1 << max(0, (w - 1).bit_length())
+    padded = np.full((n + (-n) % block_rows, width), ns, np.int64)
+    padded[:n, :w] = rows
+    remap[start_plain : start_plain + n] = start_padded + np.arange(n)
+    buckets.append(padded)
+    start_plain += n
+    start_padded += len(padded)
+  remap[start_plain:] = start_padded  # receivers without senders
+  lists = aggregation.NeighbourLists(
+    tuple(jnp.asarray(b, jnp.int32) for b in buckets),
+    jnp.asarray(remap[position], jnp.int32),
+    nr,
+  )
+  return _Pallas(lists, tuple(int(np.asarray(b).shape[1]) for b in buckets), interpret)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pallas:
+  lists: aggregation.NeighbourLists
+  widths: tuple[int, ...]
+  interpret: bool
+  block_rows: int = 16
+  block_dim: int = 128
+
+  def sum(self, x):
+    from jax.experimental import pallas as pl
+
+    d = x.shape[1]
+    block_dim = min(self.block_dim, d)
+    padded_x = jnp.concatenate([x, jnp.zeros((1, d), x.dtype)])
+    sums = []
+    for rows in self.lists.buckets:
+      n, width = rows.shape
+
+      def kernel(idx_ref, x_ref, o_ref, width=width):
+        cols = pl.ds(pl.program_id(1) * block_dim, block_dim)
+
+        def add(j, acc):
+          return acc + x_ref[idx_ref[:, j], cols]
+
+        o_ref[...] = jax.lax.fori_loop(0, width, add, jnp.zeros(o_ref.shape, x.dtype))
+
+      sums.append(
+        pl.pallas_call(
+          kernel,
+          out_shape=jax.ShapeDtypeStruct((n, d), x.dtype),
+          grid=(n // self.block_rows, d // block_dim),
+          in_specs=[
+            pl.BlockSpec((self.block_rows, width), lambda i, j: (i, 0)),
+            pl.BlockSpec(padded_x.shape, lambda i, j: (0, 0)),
+          ],
+          out_specs=pl.BlockSpec((self.block_rows, block_dim), lambda i, j: (i, j)),
+          interpret=self.interpret,
+        )(rows, padded_x)
+      )
+    sums.append(jnp.zeros((1, d), x.dtype))
+    return jnp.concatenate(sums)[self.lists.position]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Bcsr:
+  matrix: object
+
+  @classmethod
+  def build(cls, senders, receivers, ns, nr):
+    from jax.experimental import sparse
+
+    order = np.lexsort((senders, receivers))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(receivers, minlength=nr))])
+    matrix = sparse.BCSR(
+      (
+        jnp.ones(len(senders), jnp.float32),
+        jnp.asarray(senders[order], jnp.int32),
+        jnp.asarray(indptr, jnp.int32),
+      ),
+      shape=(nr, ns),
+    )
+    return cls(matrix)
+
+  def sum(self, x):
+    return self.matrix @ x
+
+
+def _time(fn, *args):
+  jax.block_until_ready(fn(*args))
+  return median_seconds(lambda: fn(*args), repeats=FLAGS.repeats)
+
+
+def _bit_identical(fn, *args, runs=3):
+  outs = [np.asarray(fn(*args)).tobytes() for _ in range(runs)]
+  return all(o == outs[0] for o in outs)
+
+
+def probe_layouts(split, dim):
+  """Times one relation (users <- items and back) in each candidate layout."""
+  user = split.train_user.astype(np.int64)
+  item = split.train_item.astype(np.int64)
+  nu, ni = split.num_users, split.num_items
+  x_items = jax.random.normal(jax.random.key(0), (ni, dim))
+  w = jax.random.normal(jax.random.key(1), (nu, dim))
+  reference = None
+  rows = {}
+  for kind in (
+    "scatter",
+    "sorted-g2",
+    "sorted-g1.5",
+    "sorted-g4",
+    "sorted-g16",
+    "pallas",
+    "bcsr",
+  ):
+    try:
+      fwd_l = _build(kind, item, user, ni, nu, FLAGS.interpret)
+      bwd_l = _build(kind, user, item, nu, ni, FLAGS.interpret)
+      fwd = jax.jit(lambda x, fwd_l=fwd_l: fwd_l.sum(x))
+
+      # The gradient the library's custom VJP takes: the transposed sum.
+      @jax.jit
+      def both(x, w, fwd_l=fwd_l, bwd_l=bwd_l):
+        return bwd_l.sum(fwd_l.sum(x) * w)
+
+      out = np.asarray(fwd(x_items))
+      if reference is None:
+        reference = out
+      err = float(np.max(np.abs(out - reference)))
+      rows[kind] = dict(
+        forward_ms=1e3 * _time(fwd, x_items),
+        forward_and_transpose_ms=1e3 * _time(both, x_items, w),
+        bit_identical=_bit_identical(both, x_items, w),
+        max_abs_diff_vs_scatter=err,
+      )
+    except Exception as e:  # noqa: BLE001 (a candidate that fails is a result)
+      rows[kind] = dict(error=f"{type(e).__name__}: {str(e)[:300]}")
+    print(kind, json.dumps(rows[kind]), flush=True)
+  return rows
+
+
+def probe_take_rows(split, dim, batch=2048):
+  nu, ni = split.num_users, split.num_items
+  users = jax.random.normal(jax.random.key(2), (nu, dim))
+  items = jax.random.normal(jax.random.key(3), (ni, dim))
+  key = jax.random.key(4)
+  u = jax.random.randint(jax.random.fold_in(key, 0), (batch,), 0, nu)
+  p = jax.random.randint(jax.random.fold_in(key, 1), (batch,), 0, ni)
+  n = jax.random.randint(jax.random.fold_in(key, 2), (batch,), 0, ni)
+  rows = {}
+  modes = (
+    (
+      "autodiff scatter-add",
+      functools.partial(aggregation.take_rows, deterministic=False),
+    ),
+    (
+      "sorted segmented scan",
+      functools.partial(aggregation.take_rows, deterministic=True),
+    ),
+    ("equal-row mask matmul", _take_rows_mask),
+  )
+  reference = None
+  for mode, take in modes:
+
+    @jax.jit
+    def grads(users, items, take=take):  # noqa: B023
+      def loss(users, items):
+        return jnp.sum(take(users, u) * (take(items, p) - take(items, n)))
+
+      return jax.grad(loss, argnums=(0, 1))(users, items)
+
+    if reference is None:
+      reference = grads(users, items)
+    diff = jax.tree.map(
+      lambda a, b: float(jnp.max(jnp.abs(a - b))), grads(users, items), reference
+    )
+    rows[mode] = dict(
+      grad_ms=1e3 * _time(grads, users, items),
+      max_abs_diff_vs_autodiff=max(jax.tree.leaves(diff)),
+      bit_identical=_bit_identical(lambda *a: grads(*a)[1], users, items),
+    )
+    print(mode, json.dumps(rows[mode]), flush=True)
+  return rows
+
+
+@jax.custom_vjp
+def _take_rows_mask(x, rows):
+  return x[rows]
+
+
+def _take_rows_mask_fwd(x, rows):
+  return x[rows], (rows, jnp.zeros((x.shape[0], 0), x.dtype))
+
+
+def _take_rows_mask_bwd(residuals, cotangent):
+  # Every lookup of a row gets the sum over the lookups equal to it (a 0/1
+  # matrix product, one fixed order), so writing them with duplicates is a
+  # set of equal values: no order to vary.
+  rows, like = residuals
+  same = (rows[:, None] == rows[None, :]).astype(cotangent.dtype)
+  summed = jnp.dot(same, cotangent, precision=jax.lax.Precision.HIGHEST)
+  grad = jnp.zeros((like.shape[0], cotangent.shape[1]), cotangent.dtype)
+  return grad.at[rows].set(summed), None
+
+
+_take_rows_mask.defvjp(_take_rows_mask_fwd, _take_rows_mask_bwd)
+
+
+def probe_steps(split, dim, layers):
+  """The whole step with each deterministic part swapped for its fast one."""
+  original = train_module.take_rows
+  rows = {}
+  for layout in ("sorted", "scatter"):
+    graph = BipartiteGraph.from_split(split, layout, 0)
+    for det_take in (True, False):
+      name = f"aggregation {layout}, row lookups {'sorted' if det_take else 'scatter'}"
+      train_module.take_rows = functools.partial(_forced_take, det_take)
+      try:
+        timing = workloads.time_training(
+          graph,
+          split,
+          dim,
+          layers,
+          batch_size=2048,
+          timed_steps=FLAGS.timed_steps,
+          repeats=5,
+          max_epoch_steps=0,
+          check_determinism=False,
+        )
+        rows[name] = dict(step_ms=1e3 * timing.step_s)
+      except Exception as e:  # noqa: BLE001
+        rows[name] = dict(error=f"{type(e).__name__}: {str(e)[:300]}")
+      finally:
+        train_module.take_rows = original
+      print(name, json.dumps(rows[name]), flush=True)
+  return rows
+
+
+def _forced_take(det, x, rows, *, deterministic):
+  del deterministic
+  return aggregation.take_rows(x, rows, deterministic=det)
+
+
+def trace_step(split, dim, layers, trace_dir):
+  """A profiler trace of the default (sorted) step, and its kernel totals."""
+  graph = BipartiteGraph.from_split(split, "sorted", 0)
+  shutil.rmtree(trace_dir, ignore_errors=True)
+  timing_args = dict(
+    batch_size=2048,
+    timed_steps=FLAGS.timed_steps,
+    repeats=2,
+    max_epoch_steps=0,
+    check_determinism=False,
+  )
+  workloads.time_training(graph, split, dim, layers, **timing_args)  # compile
+  options = jax.profiler.ProfileOptions()
+  options.python_tracer_level = 0  # device kernels are what is wanted
+  options.host_tracer_level = 1
+  with jax.profiler.trace(
+    trace_dir, create_perfetto_trace=True, profiler_options=options
+  ):
+    workloads.time_training(graph, split, dim, layers, **timing_args)
+  found = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)
+  if not found:
+    return {"error": f"no perfetto trace under {trace_dir}"}
+  with gzip.open(found[0]) as f:
+    events = json.load(f)
+  events = events["traceEvents"] if isinstance(events, dict) else events
+  names = {
+    e.get("pid"): e.get("args", {}).get("name", "")
+    for e in events
+    if e.get("ph") == "M" and e.get("name") == "process_name"
+  }
+  device = {p for p, n in names.items() if "GPU" in n or "/device:" in n}
+  print("trace processes:", names, flush=True)
+  totals = {}
+  for e in events:
+    if e.get("ph") == "X" and "dur" in e and (not device or e.get("pid") in device):
+      name = e.get("name", "?")
+      totals.setdefault(name, [0.0, 0])
+      totals[name][0] += e["dur"]
+      totals[name][1] += 1
+  top = sorted(totals.items(), key=lambda kv: -kv[1][0])[:60]
+  for name, (us, count) in top:
+    print(f"{us / 1e3:10.2f} ms {count:7d}  {name[:110]}")
+  return {"trace": found[0], "top": [(n, us, c) for n, (us, c) in top]}
+
+
+def main(argv):
+  del argv
+  users, items, interactions = SIZES[FLAGS.size]
+  users, items = FLAGS.users or users, FLAGS.items or items
+  interactions = FLAGS.interactions or interactions
+  tick = time.perf_counter()
+  graph = load_dataset(
+    "synthetic",
+    None,
+    {"num_users": users, "num_items": items, "num_interactions": interactions},
+  )
+  split = split_version(graph, 4)
+  print(
+    f"{jax.devices()} {split.num_users} users {split.num_items} items "
+    f"{len(split.train_user)} edges, dim {FLAGS.dim}",
+    flush=True,
+  )
+  out = {"device": str(jax.devices()[0]), "jax": jax.__version__}
+  out["layouts"] = probe_layouts(split, FLAGS.dim)
+  out["take_rows"] = probe_take_rows(split, FLAGS.dim)
+  out["steps"] = probe_steps(split, FLAGS.dim, FLAGS.layers)
+  if FLAGS.trace_dir:
+    out["trace"] = trace_step(split, FLAGS.dim, FLAGS.layers, FLAGS.trace_dir)
+  out["seconds"] = time.perf_counter() - tick
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
+      json.dump(out, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+  app.run(main)
