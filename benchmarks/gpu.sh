@@ -61,7 +61,9 @@ same_seed() {  # name, seconds allowed per run, then config overrides
     timeout "$limit" python3 -m experiments.run_intended \
       --workdir="/tmp/$name-$run" --config=experiments/configs/test.py "$@" \
       2> "$logs/$name-$run.log"
-    echo "run $run exit $?"
+    local code=$?
+    echo "run $run exit $code"
+    [ $code = 0 ] || grep -v '^[IW][0-9]' "$logs/$name-$run.log" | tail -5
   done
   python3 -m benchmarks.same_results "/tmp/$name-a/results.json" \
     "/tmp/$name-b/results.json" | tee "$logs/$name.txt"
@@ -74,9 +76,9 @@ if [ "${SMOKE:-0}" = 1 ]; then
     --consumer_examples=1024)
   big=("${mi[@]}")
   probe=(--users=300 --items=200 --interactions=6000 --dim=32 --layers=2
-    --repeats=2 --timed_steps=2 --interpret)
+    --repeats=2 --timed_steps=2)
 else
-  probe=(--size=musical-instruments --dim=512 --layers=3)
+  probe=(--size=musical-instruments --dim=512 --layers=3 ${PROBE_FLAGS:-})
   big=()
 fi
 strategies=--config.strategy=nobc,bc-aligner
