@@ -57,16 +57,19 @@ FLAGS = flags.FLAGS
 def _build(kind, senders, receivers, ns, nr):
   """A candidate layout of the relation ``senders -> receivers``.
 
-  Tried and dropped (see the README): degree buckets of padded rows summed
-  along the row (transposes: 1.24 ms forward and transpose on an H100), one
-  Pallas gather-and-add kernel per bucket (1.46 ms), and cuSPARSE's CSR
-  product through ``jax.experimental.sparse`` (0.63 ms, not bit-identical).
+  Tried on an H100 and dropped (numbers in ``benchmarks/results/h100_probe``;
+  forward and transpose at the Musical-Instruments size, dim 512; scatter-add
+  0.31-0.35 ms, degree buckets 1.16-1.24 ms): one Pallas gather-and-add
+  kernel per bucket (1.46 ms); cuSPARSE's CSR product through
+  ``jax.experimental.sparse`` (0.63 ms, not bit-identical); a tree of
+  fan-in 4, 8 or 16 of unrolled gather-adds (0.92, 1.38, 0.86 ms, and the
+  whole step did not compile in 150 s).
   """
   if kind == "scatter":
     return aggregation.EdgeList.build(senders, receivers, nr, 0)
-  if kind.startswith("sorted-f"):
-    fan_in = int(kind.split("-f")[1])
-    return aggregation.NeighbourLists.build(senders, receivers, ns, nr, fan_in)
+  if kind.startswith("sorted-g"):
+    growth = float(kind.split("-g")[1])
+    return aggregation.NeighbourLists.build(senders, receivers, ns, nr, growth)
   raise ValueError(f"unknown candidate {kind!r}")
 
 
@@ -89,7 +92,7 @@ def probe_layouts(split, dim):
   w = jax.random.normal(jax.random.key(1), (nu, dim))
   reference = None
   rows = {}
-  for kind in ("scatter", "sorted-f4", "sorted-f8", "sorted-f16"):
+  for kind in ("scatter", "sorted-g1.5", "sorted-g2", "sorted-g4"):
     try:
       fwd_l = _build(kind, item, user, ni, nu)
       bwd_l = _build(kind, user, item, nu, ni)

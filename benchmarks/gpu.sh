@@ -14,7 +14,10 @@
 #   4. The scatter layout under XLA's deterministic-ops flag (a few steps).
 #   5. Larger sizes without PyTorch; then run_intended twice with the
 #      scatter layout (the control: atomics should make them differ).
+# The GPU machine lacks ml_collections and tensorboardX (the main job's
+# needs); carry their wheels and install them first (see the README).
 #   bash benchmarks/gpu.sh            # on the GPU machine
+#   ONLY="probe mi-sorted-tf32" bash benchmarks/gpu.sh   # chosen sections
 #   SMOKE=1 bash benchmarks/gpu.sh    # tiny sizes, to check the script on CPU
 set -u
 export PYTHONUNBUFFERED=1

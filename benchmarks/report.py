@@ -5,8 +5,8 @@ Usage::
   python -m benchmarks.report benchmarks/results/h200_9f904a2/gpu_sh_output.txt
 
 Reads every section (``== name``) of the output: the benchmark tables that
-``python -m benchmarks`` printed, and the same-seed comparisons of
-``run_intended``. Prints one table of the training step (with the PyTorch
+``python -m benchmarks`` printed, the same-seed comparisons of
+``run_intended``, and the aggregation probe's timings. Prints one table of the training step (with the PyTorch
 comparison and determinism), one of evaluation, serving and memory, and the
 same-seed results, so that the README's numbers come from the committed
 output, not from hand.
@@ -14,6 +14,7 @@ output, not from hand.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 
@@ -50,6 +51,31 @@ def _row(lines, prefix):
   return ["-"] * 5
 
 
+def _probe_table(lines: list[str]) -> list[str]:
+  """The aggregation probe's lines (``name {json}``) as one table."""
+  rows = []
+  for line in lines:
+    match = re.match(r'^([\w .,-]+) (\{".*\})$', line)
+    if not match:
+      continue  # the probe's other lines (a compiler's warnings)
+    name, numbers = match.group(1), json.loads(match.group(2))
+    cells = [
+      f"{numbers[key]:.3f} ms" if key in numbers else "-"
+      for key in ("forward_ms", "forward_and_transpose_ms", "grad_ms", "step_ms")
+    ]
+    same = numbers.get("bit_identical")
+    cells.append("-" if same is None else ("yes" if same else "NO"))
+    rows.append(f"| {name} | " + " | ".join(cells) + " |")
+  if not rows:
+    return []
+  return [
+    "| probe | sum forward | sum forward + transpose | lookups' gradient | "
+    "step | bit-identical |",
+    "|---|---|---|---|---|---|",
+    *rows,
+  ]
+
+
 def summary(text: str) -> str:
   """The Markdown tables of one gpu.sh output."""
   step = [
@@ -61,8 +87,11 @@ def summary(text: str) -> str:
     "| run | Recall@K eval | serve collapsed | of floor | peak device memory |",
     "|---|---|---|---|---|",
   ]
-  same = []
+  same, probe = [], []
   for name, lines in sections(text).items():
+    if name == "probe":
+      probe = _probe_table(lines)
+      continue
     if any(line.startswith("identical:") or "differ" in line for line in lines):
       same.append(
         f"- {name}: " + next(x for x in lines if "identical" in x or "differ" in x)
@@ -97,6 +126,8 @@ def summary(text: str) -> str:
     if _field(lines, r"^paper protocol, projected: (.*)$") != "-"
   ]
   parts = ["\n".join(step), "\n".join(rest)]
+  if probe:
+    parts.append("\n".join(probe))
   if same:
     parts.append("Same seed, two runs of run_intended:\n" + "\n".join(same))
   if projection:

@@ -10,10 +10,11 @@ relation "receiver ``r`` sums the rows of its senders":
 * :class:`EdgeList` (``"scatter"``): receiver-sorted edges reduced by
   scatter-add, in cache-sized chunks on CPU (:func:`default_edge_chunk`).
   Deterministic on CPU and TPU, not on GPU.
-* :class:`NeighbourLists` (``"sorted"``): each receiver's senders added by a
-  tree of fixed fan-in, every level a few fused gather-and-add kernels with
-  no atomics, and a permutation puts the receivers back in order.
-  Bit-identical from run to run on any backend.
+* :class:`NeighbourLists` (``"sorted"``): each receiver's senders as a padded
+  row, receivers bucketed by degree (so padding stays under a factor of
+  ``growth``); every bucket is one gather reduced along its row, with no
+  atomics, and a permutation puts the receivers back in order. Bit-identical
+  from run to run on any backend.
 
 A :class:`Relation` carries both directions, so that the gradient of a sum
 is the sum over the transposed relation in the same layout: autodiff would
@@ -118,104 +119,68 @@ class EdgeList:
 
 @struct.dataclass
 class NeighbourLists:
-  """Each receiver's senders summed by a tree of fixed fan-in, level by level.
-
-  A level's rows each add at most ``fan_in`` rows of the level below (the
-  senders' rows for the first level), grouped by how many they add, so that
-  every group is one fused gather-and-add with no padding and no reduction
-  along a ragged axis (on a GPU, a ``(rows, width, dim)`` gather summed along
-  its middle axis costs transposes: 1.9x the scatter-add step on an H100). A
-  receiver with more than ``fan_in`` senders is split into chunks whose sums
-  the next level adds, and so on. Each row adds its inputs left to right, in
-  ascending sender order, so the result does not depend on the edge order
-  and is the same from run to run.
+  """Each receiver's senders as one padded row, receivers bucketed by degree.
 
   Attributes:
-    levels: per level, one ``(rows, width)`` int32 array of input rows per
-      width ``1..fan_in``; index ``len(input)`` reads an appended zero row
-      (widths absent from a level are left out).
-    position: ``(num_receivers,)`` int32 row of each receiver's sum in the
-      concatenation of all levels' outputs; receivers without senders point
-      one past the last, at a zero row.
+    buckets: one ``(receivers in bucket, width)`` int32 array of sender rows
+      per degree bucket, padded with ``num_senders`` (read as zero rows).
+    position: ``(num_receivers,)`` int32 row of each receiver in the
+      concatenated bucket sums; receivers without senders point one past
+      the last, at a zero row.
     num_receivers: static number of output rows.
   """
 
-  levels: tuple[tuple[jax.Array, ...], ...]
+  buckets: tuple[jax.Array, ...]
   position: jax.Array
   num_receivers: int = struct.field(pytree_node=False)
 
   @classmethod
   def build(
-    cls, senders, receivers, num_senders: int, num_receivers: int, fan_in: int = 8
+    cls, senders, receivers, num_senders: int, num_receivers: int, growth: float = 2.0
   ) -> NeighbourLists:
-    """Builds the tree of host edges ``senders[e] -> receivers[e]``.
+    """Buckets host edges by receiver degree.
 
     Args:
       senders: ``(num_edges,)`` sender rows.
       receivers: ``(num_edges,)`` receiver rows.
-      num_senders: rows of the summed array.
+      num_senders: rows of the summed array (the padding value).
       num_receivers: output rows.
-      fan_in: the most rows one row of a level adds (>= 2).
+      growth: the widest degree of a bucket is at most this times its
+        narrowest, which bounds the padding.
     """
-    if fan_in < 2:
-      raise ValueError(f"fan_in must be >= 2, got {fan_in}")
-    del num_senders  # every level reads its zero row at len(input)
+    if growth <= 1:
+      raise ValueError(f"growth must be > 1, got {growth}")
     senders, receivers = np.asarray(senders), np.asarray(receivers)
     # Ascending senders within a receiver: the sums do not depend on the
     # order the edges came in.
-    order = np.lexsort((senders, receivers))
+    senders = senders[np.lexsort((senders, receivers))]
     degree = np.bincount(receivers, minlength=num_receivers)
-    # Lists still to be summed: (receiver, the rows of the level below).
-    lists = np.split(senders[order], np.cumsum(degree)[:-1])
-    pending = [(r, lists[r]) for r in np.flatnonzero(degree)]
-    position = np.full(num_receivers, -1, np.int64)
-    levels, offset = [], 0
-    while pending:
-      # Every list becomes chunks of at most fan_in rows; one chunk is the
-      # receiver's sum, several go up a level as the list of their sums.
-      chunks, owner = [], []
-      for r, rows in pending:
-        pieces = [rows[i : i + fan_in] for i in range(0, len(rows), fan_in)]
-        chunks.extend(pieces)
-        owner.append((r, len(pieces)))
-      width = np.fromiter((len(c) for c in chunks), np.int64, len(chunks))
-      by_width = np.argsort(width, kind="stable")
-      row_of_chunk = np.empty(len(chunks), np.int64)
-      row_of_chunk[by_width] = np.arange(len(chunks))
-      buckets = []
-      for w in np.unique(width):
-        members = by_width[width[by_width] == w]
-        buckets.append(jnp.asarray(np.stack([chunks[i] for i in members]), jnp.int32))
-      levels.append(tuple(buckets))
-      pending, first = [], 0
-      for r, count in owner:
-        rows = row_of_chunk[first : first + count]
-        if count == 1:
-          position[r] = offset + rows[0]
-        else:
-          pending.append((r, rows))
-        first += count
-      offset += len(chunks)
-    position[position < 0] = offset
-    return cls(tuple(levels), jnp.asarray(position, jnp.int32), num_receivers)
+    start = np.concatenate([[0], np.cumsum(degree)[:-1]])
+    has = np.flatnonzero(degree)
+    level = np.floor(np.log(degree[has]) / np.log(growth) + 1e-9).astype(np.int64)
+    position = np.zeros(num_receivers, np.int64)
+    buckets, row = [], 0
+    for each in np.unique(level):
+      members = has[level == each]
+      width = int(degree[members].max())
+      col = np.arange(width)
+      inside = col[None, :] < degree[members][:, None]
+      rows = np.full((len(members), width), num_senders, np.int64)
+      rows[inside] = senders[(start[members][:, None] + col[None, :])[inside]]
+      buckets.append(jnp.asarray(rows, jnp.int32))
+      position[members] = row + np.arange(len(members))
+      row += len(members)
+    position[degree == 0] = row
+    return cls(tuple(buckets), jnp.asarray(position, jnp.int32), num_receivers)
 
   def sum(self, x: jax.Array) -> jax.Array:
     """``(num_receivers, dim)`` sums of the senders' rows of ``x``."""
-    zero = jnp.zeros((1, x.shape[1]), x.dtype)
-    outputs, below = [], x
-    for level in self.levels:
-      below = jnp.concatenate([below, zero])
-      sums = []
-      for rows in level:
-        # Unrolled adds of gathered rows fuse into one kernel per width.
-        total = below[rows[:, 0]]
-        for j in range(1, rows.shape[1]):
-          total = total + below[rows[:, j]]
-        sums.append(total)
-      below = jnp.concatenate(sums)
-      outputs.append(below)
-    outputs.append(zero)
-    return jnp.concatenate(outputs)[self.position]
+    sums = [
+      jnp.sum(x.at[rows].get(mode="fill", fill_value=0), axis=1)
+      for rows in self.buckets
+    ]
+    sums.append(jnp.zeros((1, x.shape[1]), x.dtype))
+    return jnp.concatenate(sums)[self.position]
 
 
 @struct.dataclass
