@@ -6,6 +6,7 @@ import ml_collections
 
 from bcjax import extensions
 from bcjax.errors import InputError
+from bcjax.evaluation.recall import REPORT_SPLITS
 from bcjax.methods import get_method
 from bcjax.models.aggregation import LAYOUTS
 from bcjax.strategies import PAPER_STRATEGIES, Strategy, parse_strategy
@@ -82,6 +83,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise InputError(
       f"config.layout must be one of {('', *LAYOUTS)} ('' picks the backend's "
       f"reproducible default), got {config.layout!r}"
+    )
+  if config.get("report_split", "validation") not in REPORT_SPLITS:
+    raise InputError(
+      f"config.report_split must be one of {REPORT_SPLITS}, got {config.report_split!r}"
     )
   if "num_devices" in config and (
     not isinstance(config.num_devices, int) or config.num_devices < 0

@@ -71,6 +71,7 @@ MODEL_FIELDS = (
   "closedform_ridge",
   "item_fields",
   "layout",
+  "report_split",
 )
 
 
@@ -334,8 +335,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def run_strategies(runner: Runner, strategies: list[Strategy]) -> dict:
   """Every version of ``strategies``; writes ``results.json`` (the JSON edge)."""
   data = runner.data
+  report_split = data.config.get("report_split", "validation")
   baselines = [
-    {"version": s.version, "recall": _recall_json(most_popular_recall(s))}
+    {
+      "version": s.version,
+      "recall": _recall_json(most_popular_recall(s, report_split=report_split)),
+    }
     for s in data.splits
   ]
   results = {

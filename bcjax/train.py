@@ -28,7 +28,7 @@ from bcjax import keys, sharding
 from bcjax.data.bipartite import BipartiteGraph, sample_bpr_triples
 from bcjax.data.split import VersionSplit
 from bcjax.errors import TrainingDivergedError
-from bcjax.evaluation.recall import RecallEvaluator
+from bcjax.evaluation.recall import version_evaluators
 from bcjax.losses import AlignmentLoss, bpr_loss
 from bcjax.models.aggregation import take_rows
 from bcjax.models.pinsage import PinSAGE, embed, init_variables
@@ -87,6 +87,9 @@ class FitConfig:
     eval_chunk_size: users scored at once by the Recall@K evaluator.
     layout: how the step sums rows (see :mod:`bcjax.models.aggregation`);
       None: the backend's reproducible default.
+    report_split: which validation users choose the kept epoch and which
+      its reported Recall@K (see
+      :func:`~bcjax.evaluation.recall.version_evaluators`).
   """
 
   epochs: int
@@ -97,6 +100,7 @@ class FitConfig:
   keep_after: int = 0
   eval_chunk_size: int = 512
   layout: str | None = None
+  report_split: str = "validation"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,9 +111,11 @@ class FitResult:
     variables: ``{"params", "batch_stats"}`` of the best epoch.
     transform_params: ``B_k``'s parameters at the best epoch (joint
       strategies; else the ones passed in).
-    best_epoch: the epoch with the best validation Recall@50.
-    recall: ``{K: Recall@K}`` at the best epoch.
-    history: one ``{"epoch", "loss", "recall@50", "seconds"}`` per evaluation.
+    best_epoch: the epoch with the best validation Recall@50 (on the
+      selection users of ``report_split``).
+    recall: ``{K: Recall@K}`` at the best epoch, on the reported users.
+    history: one ``{"epoch", "loss", "recall@50", "seconds"}`` per evaluation
+      (Recall@50 of the selection users).
     train_seconds: wall time of training and evaluation.
     seconds_per_epoch: mean wall time of a training epoch (compilation
       excluded).
@@ -263,7 +269,9 @@ def fit_version(
   """
   sharding.check_batch(config.batch_size, mesh)
   graph = BipartiteGraph.from_split(split, config.layout)
-  evaluator = RecallEvaluator(split, chunk_size=config.eval_chunk_size)
+  evaluator, reporter = version_evaluators(
+    split, config.report_split, chunk_size=config.eval_chunk_size
+  )
   if variables is None:
     variables = init_variables(model, graph, keys.stream(key, "model_init"))
   # Epochs donate the state: it trains on its own copies, never on the
@@ -357,11 +365,14 @@ def fit_version(
     # The last epoch is kept when keep_after left nothing else to keep.
     if selection.offer(epoch, recall[50]):
       # The state is donated to the next epoch, so the best model is copied.
+      reported = recall
+      if reporter is not evaluator:
+        reported = reporter(*embed(model, current, graph))
       best = FitResult(
         jax.tree.map(jnp.copy, current),
         jax.tree.map(jnp.copy, state.params["transform"]),
         epoch,
-        recall,
+        reported,
         (),
       )
     if progress is not None and epoch < config.epochs:

@@ -39,6 +39,10 @@ def test_shipped_configs_are_valid(module):
     (lambda c: setattr(c, "num_devices", -1), "num_devices must be 0"),
     (lambda c: setattr(c, "taus", (0.5, 0.4, 1.0)), "taus must be increasing"),
     (lambda c: setattr(c, "weight_decay", -1.0), "weight_decay must be >= 0"),
+    (
+      lambda c: setattr(c, "report_split", "test"),
+      r"report_split must be one of \('validation', 'held_out'\), got 'test'",
+    ),
   ],
 )
 def test_bad_fields_are_named(change, message):

@@ -1,10 +1,17 @@
 """Recall@K against a brute-force NumPy version on random embeddings."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from bcjax.data.split import split_version
-from bcjax.evaluation.recall import RecallEvaluator, most_popular_recall
+from bcjax.evaluation.recall import (
+  RecallEvaluator,
+  held_out_halves,
+  most_popular_recall,
+  version_evaluators,
+)
 
 
 def brute_force_recall(split, user_emb, item_emb, ks):
@@ -72,3 +79,38 @@ def test_most_popular_ranks_by_training_degree(small_graph):
   ones = np.ones((split.num_users, 1), np.float32)
   want = brute_force_recall(split, ones, popularity[:, None].astype(np.float32), (50,))
   assert most_popular_recall(split, ks=(50,))[50] == pytest.approx(want[50], abs=1e-6)
+
+
+def test_held_out_halves_split_ids_by_a_seeded_hash():
+  users = np.arange(10_000)
+  select, report = held_out_halves(users)
+  assert len(np.intersect1d(select, report)) == 0
+  np.testing.assert_array_equal(np.union1d(select, report), users)
+  assert 0.47 < len(select) / len(users) < 0.53
+  # A user's half depends on its id and the seed alone, not on its company.
+  again, _ = held_out_halves(users[::-1][:5000])
+  np.testing.assert_array_equal(np.sort(again), np.intersect1d(select, users[5000:]))
+  other, _ = held_out_halves(users, seed=1)
+  assert 0.4 < len(np.intersect1d(select, other)) / len(select) < 0.6
+
+
+def test_held_out_evaluators_report_on_the_other_half(small_graph):
+  split = split_version(small_graph, 1)
+  rng = np.random.default_rng(3)
+  user_emb = rng.normal(size=(split.num_users, 8)).astype(np.float32)
+  item_emb = rng.normal(size=(split.num_items, 8)).astype(np.float32)
+  select, report = version_evaluators(split, "held_out", ks=(10,))
+  val_users = np.unique(split.val_user)
+  halves = held_out_halves(val_users)
+  for evaluator, half in zip((select, report), halves):
+    np.testing.assert_array_equal(evaluator.eval_users, half)
+    keep = np.isin(split.val_user, half)
+    sub = dataclasses.replace(
+      split, val_user=split.val_user[keep], val_item=split.val_item[keep]
+    )
+    want = brute_force_recall(sub, user_emb, item_emb, (10,))
+    assert evaluator(user_emb, item_emb)[10] == pytest.approx(want[10], abs=1e-6)
+  same_a, same_b = version_evaluators(split, "validation")
+  assert same_a is same_b and same_a.num_eval_users == len(val_users)
+  with pytest.raises(ValueError, match="unknown report_split 'test'"):
+    version_evaluators(split, "test")

@@ -8,7 +8,8 @@ import pytest
 from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.split import split_version
 from bcjax.errors import TrainingDivergedError
-from bcjax.models.pinsage import PinSAGE, init_variables
+from bcjax.evaluation.recall import version_evaluators
+from bcjax.models.pinsage import PinSAGE, embed, init_variables
 from bcjax.train import (
   FitConfig,
   create_train_state,
@@ -63,6 +64,29 @@ def test_fit_is_deterministic_and_keeps_the_best_epoch(small_graph):
   assert sorted(evaluated) == [2, 4, 6]
   assert a.recall[50] == max(evaluated.values())
   assert evaluated[a.best_epoch] == a.recall[50]
+
+
+def test_held_out_report_split_selects_on_one_half_and_reports_the_other(
+  small_graph,
+):
+  split = split_version(small_graph, 1)
+  model = PinSAGE(dim=16, num_layers=2)
+  config = FitConfig(
+    epochs=6,
+    eval_every=2,
+    batch_size=256,
+    learning_rate=1e-2,
+    report_split="held_out",
+  )
+  fit = fit_version(model, split, config, jax.random.key(7))
+  select, report = version_evaluators(split, "held_out")
+  evaluated = {h["epoch"]: h["recall@50"] for h in fit.history}
+  assert evaluated[fit.best_epoch] == max(evaluated.values())
+  graph = BipartiteGraph.from_split(split)
+  kept = embed(model, fit.variables, graph)
+  assert select(*kept)[50] == pytest.approx(evaluated[fit.best_epoch], abs=1e-6)
+  assert fit.recall == report(*kept)
+  assert fit.recall[50] != select(*kept)[50]
 
 
 def test_keep_after_excludes_early_epochs(small_graph):

@@ -69,7 +69,11 @@ class RecallEvaluator:
   """
 
   def __init__(
-    self, split: VersionSplit, ks: Sequence[int] = KS, chunk_size: int = 512
+    self,
+    split: VersionSplit,
+    ks: Sequence[int] = KS,
+    chunk_size: int = 512,
+    users: np.ndarray | None = None,
   ):
     """Indexes the split's training positives and validation items.
 
@@ -77,10 +81,14 @@ class RecallEvaluator:
       split: the version split.
       ks: the cut-offs K.
       chunk_size: users scored per chunk (memory ~ chunk_size * num_items).
+      users: evaluate only these users (of those with validation
+        interactions); None: all of them.
     """
     self.ks = tuple(sorted(int(k) for k in ks))
     self.num_items = split.num_items
     self.eval_users = np.unique(split.val_user).astype(np.int32)
+    if users is not None:
+      self.eval_users = np.intersect1d(self.eval_users, users).astype(np.int32)
     self.chunk_size = int(min(chunk_size, max(len(self.eval_users), 1)))
     num_chunks = -(-len(self.eval_users) // self.chunk_size)
     padded = np.zeros(num_chunks * self.chunk_size, np.int32)
@@ -156,13 +164,79 @@ class RecallEvaluator:
 
 
 def most_popular_recall(
-  split: VersionSplit, ks: Sequence[int] = KS
+  split: VersionSplit, ks: Sequence[int] = KS, report_split: str = "validation"
 ) -> dict[int, float]:
   """Recall@K of ranking every user's items by training popularity.
 
-  The non-personalised baseline: scores are the items' training degrees.
+  The non-personalised baseline: scores are the items' training degrees. It
+  is measured on the users that ``report_split`` reports on.
   """
   popularity = np.bincount(split.train_item, minlength=split.num_items)
   user_emb = jnp.ones((split.num_users, 1), jnp.float32)
   item_emb = jnp.asarray(popularity, jnp.float32)[:, None]
-  return RecallEvaluator(split, ks)(user_emb, item_emb)
+  _, report = version_evaluators(split, report_split, ks=ks)
+  return report(user_emb, item_emb)
+
+
+# How a version's validation users serve the choice of the kept epoch and
+# the Recall@K that is reported for it.
+REPORT_SPLITS = ("validation", "held_out")
+
+
+def held_out_halves(users: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Splits user ids into two halves by a seeded hash of each id.
+
+  A user falls in the same half in every version and run (the hash is of its
+  id and ``seed`` alone: SplitMix64's finaliser, whose low bit is balanced).
+
+  Args:
+    users: ``(n,)`` user ids.
+    seed: which of the splits.
+
+  Returns:
+    ``(selection, report)``: the ids whose hash is even, and odd.
+  """
+  offset = np.uint64(0x9E3779B97F4A7C15 * (seed + 1) % 2**64)
+  z = np.asarray(users, np.uint64) + offset  # wraps around, as SplitMix64's
+  z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+  z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+  odd = ((z ^ (z >> np.uint64(31))) & np.uint64(1)).astype(bool)
+  users = np.asarray(users)
+  return users[~odd], users[odd]
+
+
+def version_evaluators(
+  split: VersionSplit,
+  report_split: str,
+  ks: Sequence[int] = KS,
+  chunk_size: int = 512,
+) -> tuple[RecallEvaluator, RecallEvaluator]:
+  """The evaluators that choose a version's epoch and report its Recall@K.
+
+  Args:
+    split: the version split.
+    report_split: ``"validation"``: both are every validation user (the
+      reference's way: the reported number is the one that chose the epoch,
+      so it is optimistic); ``"held_out"``: the validation users split in
+      two halves by :func:`held_out_halves`, one choosing, one reporting.
+    ks: the cut-offs K.
+    chunk_size: users scored per chunk.
+
+  Returns:
+    ``(selection, report)``; the same object for ``"validation"``.
+
+  Raises:
+    ValueError: for an unknown ``report_split``.
+  """
+  if report_split == "validation":
+    evaluator = RecallEvaluator(split, ks, chunk_size)
+    return evaluator, evaluator
+  if report_split == "held_out":
+    selection, report = held_out_halves(np.unique(split.val_user))
+    return (
+      RecallEvaluator(split, ks, chunk_size, users=selection),
+      RecallEvaluator(split, ks, chunk_size, users=report),
+    )
+  raise ValueError(
+    f"unknown report_split {report_split!r}; expected one of {REPORT_SPLITS}"
+  )

@@ -114,6 +114,7 @@ class Context:
       keep_after=keep_after,
       eval_chunk_size=c.eval_chunk_size,
       layout=c.get("layout", "") or None,
+      report_split=c.get("report_split", "validation"),
     )
 
   def embed(self, version: Version) -> tuple[jax.Array, jax.Array]:

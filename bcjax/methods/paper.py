@@ -14,7 +14,7 @@ import time
 from absl import logging
 
 from bcjax import keys
-from bcjax.evaluation.recall import RecallEvaluator
+from bcjax.evaluation.recall import version_evaluators
 from bcjax.methods.base import M0_METHOD, Context, Version, register_method
 from bcjax.posthoc import PosthocConfig, fit_posthoc
 from bcjax.train import Alignment, AlignmentTarget, fit_version
@@ -45,9 +45,12 @@ def fix_m0(ctx: Context, k: int, earlier: list[Version]) -> Version:
   """M_0 reused on version k's graph; only its Recall@K is measured."""
   del k
   m0 = earlier[-1]
-  recall = RecallEvaluator(ctx.split, chunk_size=ctx.config.eval_chunk_size)(
-    *ctx.embed(m0)
+  _, reporter = version_evaluators(
+    ctx.split,
+    ctx.config.get("report_split", "validation"),
+    chunk_size=ctx.config.eval_chunk_size,
   )
+  recall = reporter(*ctx.embed(m0))
   params = _identity(ctx, m0.model.dim)
   return Version(m0.model, m0.variables, params, ctx.result(m0.model, recall=recall))
 

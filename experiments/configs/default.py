@@ -93,4 +93,9 @@ def get_config() -> ml_collections.ConfigDict:
   # "scatter" (atomic scatter-add) only on CPU and TPU; "" picks the fastest
   # reproducible one for the backend (sorted on GPU).
   config.layout = ""
+  # Which validation users pick each version's kept epoch and which report
+  # its Recall@K: "validation" (the reference's: the same users, so the
+  # reported number is the one that won the selection) or "held_out" (two
+  # halves by a seeded hash of the user id: one picks, the other reports).
+  config.report_split = "validation"
   return config
