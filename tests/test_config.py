@@ -39,6 +39,14 @@ def test_shipped_configs_are_valid(module):
     (lambda c: setattr(c, "num_devices", -1), "num_devices must be 0"),
     (lambda c: setattr(c, "taus", (0.5, 0.4, 1.0)), "taus must be increasing"),
     (lambda c: setattr(c, "weight_decay", -1.0), "weight_decay must be >= 0"),
+    (
+      lambda c: setattr(c, "transform_init", "zeros"),
+      "^unknown transform init 'zeros'; valid transform init names: identity, uniform$",
+    ),
+    (
+      lambda c: setattr(c, "posthoc_learning_rate", 0.0),
+      "posthoc_learning_rate must be positive",
+    ),
   ],
 )
 def test_bad_fields_are_named(change, message):
