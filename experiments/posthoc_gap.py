@@ -11,7 +11,7 @@ to ``||W*||_F``).
 The run is the default config on ml-100k except ``config.epochs``, the
 embedding models' epochs, set by ``--epochs`` (default 10, not 40) so the
 whole check takes minutes on a CPU; the post-hoc fit itself runs with the
-config's own settings. M_k (nobc) does not depend on the post-hoc code, so
+config's own settings (``--transform_init`` overrides the linear start). M_k (nobc) does not depend on the post-hoc code, so
 runs of two versions of bcjax compare fits on the same embeddings.
 
 Usage::
@@ -40,6 +40,9 @@ flags.DEFINE_string("workdir", None, "Folder for the run's checkpoints.")
 flags.DEFINE_string("data_dir", "/work/shared/data/ml-100k", "ml-100k's files.")
 flags.DEFINE_string("output", None, "Where the JSON report goes.")
 flags.DEFINE_integer("epochs", 10, "Epochs of each embedding model M_k.")
+flags.DEFINE_string(
+  "transform_init", None, "config.transform_init (unset: the config's own)."
+)
 flags.mark_flags_as_required(["workdir", "output"])
 
 STRATEGY = "posthoc-linear-sloss"
@@ -52,6 +55,8 @@ def main(argv):
   config.data_dir = FLAGS.data_dir
   config.epochs = FLAGS.epochs
   config.strategy = f"{M0_METHOD},{STRATEGY}"
+  if FLAGS.transform_init is not None:
+    config.transform_init = FLAGS.transform_init
   config_lib.validate(config)
   os.makedirs(FLAGS.workdir, exist_ok=True)
   data = runner.RunData.load(config, FLAGS.workdir)
