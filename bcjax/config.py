@@ -5,11 +5,12 @@ from __future__ import annotations
 import ml_collections
 
 from bcjax import extensions
-from bcjax.errors import InputError
+from bcjax.errors import InputError, unknown_name
 from bcjax.evaluation.recall import REPORT_SPLITS
 from bcjax.methods import get_method
 from bcjax.models.aggregation import LAYOUTS
 from bcjax.strategies import PAPER_STRATEGIES, Strategy, parse_strategy
+from bcjax.transforms import LINEAR_INITS
 
 
 def strategies(config: ml_collections.ConfigDict) -> list[Strategy]:
@@ -60,9 +61,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = config[field]
     if not isinstance(value, int) or value < 1:
       raise InputError(f"config.{field} must be a positive integer, got {value!r}")
-  for field in ("learning_rate",):
-    if not config[field] > 0:
+  for field in ("learning_rate", "posthoc_learning_rate"):
+    if field in config and not config[field] > 0:
       raise InputError(f"config.{field} must be positive, got {config[field]!r}")
+  if "transform_init" in config and config.transform_init not in LINEAR_INITS:
+    raise unknown_name("transform init", config.transform_init, LINEAR_INITS)
   if config.weight_decay < 0:
     raise InputError(f"config.weight_decay must be >= 0, got {config.weight_decay}")
   for field in ("joint_keep_after", "posthoc_keep_after", "transform_hidden"):
@@ -85,9 +88,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"reproducible default), got {config.layout!r}"
     )
   if config.get("report_split", "validation") not in REPORT_SPLITS:
-    raise InputError(
-      f"config.report_split must be one of {REPORT_SPLITS}, got {config.report_split!r}"
-    )
+    raise unknown_name("report split", config.report_split, REPORT_SPLITS)
   if "num_devices" in config and (
     not isinstance(config.num_devices, int) or config.num_devices < 0
   ):

@@ -2,9 +2,13 @@
 
 A post-hoc strategy trains M_k as nobc does, then fits B_k on the frozen
 embeddings ``z_k`` to match ``z_{k-1}`` (M_{k-1} re-run on the current graph),
-with any registered alignment loss. As in the paper's code: 200 epochs, and
-the epoch with the lowest alignment error after epoch 50 is kept, where the
-alignment error is the mean of the user and the item MSE over all nodes.
+with any registered alignment loss, as the reference's ``posthoc_sloss.py``
+and ``posthoc_mloss.py`` do: every epoch draws ``ceil(num_train /
+batch_size)`` batches of the version's BPR triples (user, positive item,
+negative item: three groups of rows in the loss), Adam at 1e-3 (the
+reference's fixed rate) for 200 epochs, and the kept epoch is the one with the
+lowest alignment error (the mean of the user and the item MSE over all
+nodes), checked every ``eval_every`` epochs after epoch 50.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bcjax.data.bipartite import BipartiteGraph, sample_bpr_triples
 from bcjax.errors import TrainingDivergedError
 from bcjax.evaluation.alignment import alignment_error
 from bcjax.losses import AlignmentLoss
 from bcjax.selection import BestEpoch
+from bcjax.train import steps_per_epoch
 from bcjax.transforms import BackwardTransform
 
 
@@ -32,11 +38,16 @@ class PosthocFit:
     params: B_k's parameters at the kept epoch.
     best_epoch: the kept epoch.
     error: its alignment error (mean of the user and the item MSE).
+    steps_per_epoch: optimiser steps in every epoch.
+    checked: ``(epoch, alignment error)`` of every epoch the selection
+      criterion was evaluated at, in order.
   """
 
   params: Any
   best_epoch: int
   error: float
+  steps_per_epoch: int = 0
+  checked: tuple[tuple[int, float], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,14 +57,49 @@ class PosthocConfig:
   Attributes:
     epochs: training epochs (paper: 200).
     keep_after: only epochs after this one may be kept (paper: 50).
-    batch_size: users and items per step, each.
-    learning_rate: Adam learning rate.
+    eval_every: the alignment error is checked at epochs that are multiples
+      of this (paper: 10, the reference's ``log_every``).
+    batch_size: BPR triples per step.
+    learning_rate: Adam learning rate (reference: 1e-3, whatever the models').
   """
 
   epochs: int = 200
   keep_after: int = 50
+  eval_every: int = 10
   batch_size: int = 2048
   learning_rate: float = 1e-3
+
+  def checks(self, epoch: int, best: BestEpoch) -> bool:
+    """Whether the selection criterion is evaluated after ``epoch``.
+
+    The reference's condition, ``epoch % log_every == 0 and epoch > 50``;
+    when no such epoch exists (the reference then has no transform and
+    fails), the last epoch is checked instead.
+    """
+    if not best.eligible(epoch):
+      return False
+    return epoch % self.eval_every == 0 or (epoch == self.epochs and best.epoch == 0)
+
+
+def epoch_triples(
+  graph: BipartiteGraph, key: jax.Array, num_steps: int, batch_size: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """One epoch of post-hoc batches: the version's BPR training triples.
+
+  Drawn as the embedding models' training draws them
+  (:func:`bcjax.data.bipartite.sample_bpr_triples`).
+
+  Args:
+    graph: version k's training graph.
+    key: a PRNG key, used once.
+    num_steps: batches in the epoch (static).
+    batch_size: triples per batch (static).
+
+  Returns:
+    ``(user, pos, neg)``, each ``(num_steps, batch_size)`` int32.
+  """
+  triples = sample_bpr_triples(graph, key, num_steps * batch_size)
+  return jax.tree.map(lambda a: a.reshape(num_steps, batch_size), triples)
 
 
 def fit_posthoc(
@@ -61,6 +107,7 @@ def fit_posthoc(
   params: Any,
   current: tuple[jax.Array, jax.Array],
   previous: tuple[jax.Array, jax.Array],
+  graph: BipartiteGraph,
   config: PosthocConfig,
   key: jax.Array,
   *,
@@ -70,15 +117,19 @@ def fit_posthoc(
 ) -> PosthocFit:
   """Fits ``B_k`` on frozen embeddings.
 
-  Every epoch visits ``ceil(max(num_users, num_items) / batch_size)`` batches,
-  each of ``batch_size`` random users and as many random items; the loss is
-  alignment loss over those two groups.
+  Every epoch runs ``ceil(num_train / batch_size)`` steps, each on
+  ``batch_size`` BPR triples of ``graph`` (:func:`epoch_triples`); the loss
+  is the alignment loss over the users, the positive and the negative items
+  of the batch (three groups).
 
   Args:
     transform: the family of ``B_k`` (and of the older transforms).
     params: initial parameters of ``B_k``.
-    current: ``(user, item)`` embeddings of M_k.
-    previous: ``(user, item)`` embeddings of M_{k-1} on the same graph.
+    current: ``(user, item)`` embeddings of M_k, ``(num_users, d_k)`` and
+      ``(num_items, d_k)``.
+    previous: ``(user, item)`` embeddings of M_{k-1} on the same graph,
+      ``(num_users, d_{k-1})`` and ``(num_items, d_{k-1})``.
+    graph: version k's training graph (its interactions are the triples').
     config: epochs, selection and optimiser settings.
     key: PRNG key; epoch ``e`` uses ``fold_in(key, e)``.
     loss: the alignment loss.
@@ -92,24 +143,20 @@ def fit_posthoc(
   Raises:
     TrainingDivergedError: when the loss or the alignment error is not finite.
   """
-  num_rows = max(current[0].shape[0], current[1].shape[0])
-  num_steps = max(1, -(-num_rows // config.batch_size))
+  num_steps = steps_per_epoch(graph.num_interactions, config.batch_size)
   tx = optax.adam(config.learning_rate)
 
-  # The embeddings are arguments, not closed-over constants, so that large
-  # graphs are not baked into the compiled program.
+  # The embeddings and the graph are arguments, not closed-over constants, so
+  # that large graphs are not baked into the compiled program.
   def loss_fn(p, batch, current, previous, old_params):
-    users, items = batch
-    prev = (previous[0][users], previous[1][items])
-    cur = (current[0][users], current[1][items])
+    users, pos, neg = batch
+    prev = (previous[0][users], previous[1][pos], previous[1][neg])
+    cur = (current[0][users], current[1][pos], current[1][neg])
     return loss(transform, p, old_params, prev, cur)
 
   @jax.jit
-  def train_epoch(p, opt_state, key, current, previous, old_params):
-    k_user, k_item = jax.random.split(key)
-    shape = (num_steps, config.batch_size)
-    users = jax.random.randint(k_user, shape, 0, current[0].shape[0])
-    items = jax.random.randint(k_item, shape, 0, current[1].shape[0])
+  def train_epoch(p, opt_state, key, graph, current, previous, old_params):
+    batches = epoch_triples(graph, key, num_steps, config.batch_size)
 
     def step(carry, batch):
       p, opt_state = carry
@@ -118,22 +165,24 @@ def fit_posthoc(
       updates, opt_state = tx.update(grads, opt_state, p)
       return (optax.apply_updates(p, updates), opt_state), loss
 
-    (p, opt_state), losses = jax.lax.scan(step, (p, opt_state), (users, items))
+    (p, opt_state), losses = jax.lax.scan(step, (p, opt_state), batches)
     return p, opt_state, jnp.mean(losses)
 
   opt_state = tx.init(params)
   best_params = params
   best = BestEpoch(config.keep_after, config.epochs)
+  checked = []
   for epoch in range(1, config.epochs + 1):
     params, opt_state, loss = train_epoch(
       params,
       opt_state,
       jax.random.fold_in(key, epoch),
+      graph,
       current,
       previous,
       old_params,
     )
-    if not best.eligible(epoch):
+    if not config.checks(epoch, best):
       continue
     error = alignment_error(transform, params, current, previous)
     if not (np.isfinite(float(loss)) and np.isfinite(error)):
@@ -142,6 +191,7 @@ def fit_posthoc(
         f"alignment error {error}) by epoch {epoch}; nothing of this version "
         "was saved"
       )
+    checked.append((epoch, error))
     if best.offer(epoch, -error):
       best_params = params
-  return PosthocFit(best_params, best.epoch, -best.score)
+  return PosthocFit(best_params, best.epoch, -best.score, num_steps, tuple(checked))

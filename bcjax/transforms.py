@@ -98,19 +98,41 @@ def notrans() -> BackwardTransform:
   return BackwardTransform(init, apply, "notrans", as_matrix=as_matrix, learned=False)
 
 
-def linear() -> BackwardTransform:
+# How a linear ``W`` starts (``linear(init=...)``, ``config.transform_init``).
+# "uniform" is the reference's ``torch.nn.Linear(d_k, d_{k-1}, bias=False)``:
+# every entry U(-1/sqrt(d_in), 1/sqrt(d_in)), fan-in being B_k's input width;
+# "identity" is the truncated identity (reads the first ``d_out`` dims).
+LINEAR_INITS = ("uniform", "identity")
+
+
+def linear(init: str = "uniform") -> BackwardTransform:
   """``z @ W`` with ``W`` of shape ``(d_in, d_out)``, no bias (the paper's B_k).
 
-  ``W`` starts as the truncated identity, so an untrained transform reads the
-  first ``d_out`` dimensions, the natural starting point for alignment. Its
-  closed-form single-step fit is ridge least squares
+  ``W`` starts as the reference's does (``init="uniform"``): each entry
+  drawn from U(-1/sqrt(d_in), 1/sqrt(d_in)), PyTorch's ``nn.Linear`` default
+  for ``d_in`` input features. ``init="identity"`` starts it as the truncated
+  identity instead, an untrained transform then reading the first ``d_out``
+  dimensions. Its closed-form single-step fit is ridge least squares
   (:func:`bcjax.closed_form.least_squares`).
-  """
 
-  def init(key, d_in, d_out):
-    del key
+  Args:
+    init: one of :data:`LINEAR_INITS`.
+
+  Raises:
+    InputError: for an unknown ``init``.
+  """
+  if init not in LINEAR_INITS:
+    raise unknown_name("transform init", init, LINEAR_INITS)
+
+  def init_params(key, d_in, d_out):
     _check_dims("linear", d_in, d_out)
-    return {"kernel": jnp.eye(d_in, d_out, dtype=jnp.float32)}
+    if init == "identity":
+      return {"kernel": jnp.eye(d_in, d_out, dtype=jnp.float32)}
+    bound = 1.0 / float(d_in) ** 0.5
+    kernel = jax.random.uniform(
+      key, (d_in, d_out), jnp.float32, minval=-bound, maxval=bound
+    )
+    return {"kernel": kernel}
 
   def apply(params, z):
     return z @ params["kernel"]
@@ -119,9 +141,10 @@ def linear() -> BackwardTransform:
     return {"kernel": closed_form.least_squares(current, previous, ridge)}
 
   return BackwardTransform(
-    init,
+    init_params,
     apply,
     "linear",
+    hparams={"init": init},
     as_matrix=lambda params: params["kernel"],
     solvers={"sloss": solve_sloss},
   )
@@ -141,7 +164,10 @@ def orthogonal() -> BackwardTransform:
   ``d_in == d_out``), and the sign fix makes ``V -> W`` the unique QR with a
   positive diagonal, hence continuous, so gradient steps on ``V`` move ``W``
   smoothly. ``V`` starts as the truncated identity (``W`` reads the first
-  ``d_out`` dimensions). Its closed-form single-step fit is the padded
+  ``d_out`` dimensions) whatever ``config.transform_init`` says: this family
+  is bcjax's own (the reference has only the linear ``B_k``), so there is no
+  reference start to match, and the identity is already orthonormal. Its
+  closed-form single-step fit is the padded
   orthogonal Procrustes problem (:func:`bcjax.closed_form.procrustes`).
 
   Once ``d_in > d_out``, ``W`` keeps the first ``d_out`` coordinates of an

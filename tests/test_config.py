@@ -41,7 +41,15 @@ def test_shipped_configs_are_valid(module):
     (lambda c: setattr(c, "weight_decay", -1.0), "weight_decay must be >= 0"),
     (
       lambda c: setattr(c, "report_split", "test"),
-      r"report_split must be one of \('validation', 'held_out'\), got 'test'",
+      "^unknown report split 'test'; valid report split names: held_out, validation$",
+    ),
+    (
+      lambda c: setattr(c, "transform_init", "zeros"),
+      "^unknown transform init 'zeros'; valid transform init names: identity, uniform$",
+    ),
+    (
+      lambda c: setattr(c, "posthoc_learning_rate", 0.0),
+      "posthoc_learning_rate must be positive",
     ),
   ],
 )

@@ -1,5 +1,6 @@
 """The registries fail loudly; typed results survive their JSON form."""
 
+import jax
 import jax.numpy as jnp
 import pytest
 
@@ -32,7 +33,7 @@ def test_transforms_rebuild_from_their_spec():
   old = {"name": "mlp", "d_in": 12, "d_out": 8, "hidden": 5}
   assert transforms.from_spec(old).hparams == {"hidden": 5}
   linear = transforms.from_spec({"name": "linear", "d_in": 3, "d_out": 2, "hidden": 0})
-  params = linear.init(None, 3, 2)
+  params = linear.init(jax.random.key(0), 3, 2)
   assert linear.as_matrix(params).shape == (3, 2)
   assert transforms.get_transform("mlp").as_matrix is None
 

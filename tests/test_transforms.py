@@ -10,6 +10,7 @@ from bcjax.losses import group_mse, multi_step_loss, single_step_loss
 from bcjax.transforms import (
   collapse_linear,
   compose,
+  from_config,
   get_transform,
   linear,
   mlp,
@@ -34,10 +35,40 @@ def test_notrans_keeps_the_prefix_and_linear_starts_there():
   np.testing.assert_array_equal(
     notrans().apply(notrans().init(None, 6, 3), z), z[:, :3]
   )
-  lin = linear()
+  lin = linear(init="identity")
   np.testing.assert_allclose(lin.apply(lin.init(None, 6, 3), z), z[:, :3])
   with pytest.raises(InputError, match="cannot map dimension 3 to the larger 6"):
     notrans().init(None, 3, 6)
+
+
+def test_linear_starts_like_torch_linear():
+  # torch.nn.Linear(d_k, d_{k-1}, bias=False): U(-1/sqrt(d_k), 1/sqrt(d_k)).
+  d_in, d_out = 16, 9
+  kernel = np.asarray(linear().init(jax.random.key(0), d_in, d_out)["kernel"])
+  assert kernel.shape == (d_in, d_out)  # apply is z @ W
+  bound = 0.25  # 1 / sqrt(16)
+  assert np.all(np.abs(kernel) <= bound)
+  # 144 uniform draws: the extremes come close to the bound, the mean and
+  # variance to 0 and bound^2 / 3 (five standard errors).
+  assert np.abs(kernel).max() > 0.9 * bound
+  assert abs(kernel.mean()) < 5 * bound / np.sqrt(3 * 144)
+  assert abs(kernel.var() - bound**2 / 3) < 5 * bound**2 * np.sqrt(4 / 45 / 144)
+  assert not np.allclose(kernel, np.eye(d_in, d_out), atol=0.1)
+  other = linear().init(jax.random.key(1), d_in, d_out)["kernel"]
+  assert not np.allclose(kernel, other)
+
+
+def test_linear_identity_init_and_bad_init_names():
+  kernel = linear(init="identity").init(None, 6, 3)["kernel"]
+  np.testing.assert_array_equal(kernel, np.eye(6, 3))
+  spec = from_config("linear", {"transform_init": "identity"}).spec(6, 3)
+  assert spec["hparams"] == {"init": "identity"}
+  assert linear().hparams == {"init": "uniform"}
+  with pytest.raises(InputError) as error:
+    from_config("linear", {"transform_init": "zeros"})
+  assert str(error.value) == (
+    "unknown transform init 'zeros'; valid transform init names: identity, uniform"
+  )
 
 
 def test_compose_applies_the_last_transform_first():

@@ -65,6 +65,18 @@ def test_every_strategy_has_every_version(run):
   assert len(v0) == 1
 
 
+def test_linear_init_and_posthoc_checks_are_recorded(run):
+  workdir, results = run
+  assert results["config"]["transform_init"] == "uniform"
+  with VersionStore(_checkpoints(workdir, "posthoc-linear-sloss"), create=False) as s:
+    assert s.metadata(1)["transform"]["hparams"] == {"init": "uniform"}
+  # The test config checks the post-hoc criterion at epochs 2 and 4 only
+  # (eval_every 2, after epoch 1 of 4).
+  for name in ("posthoc-linear-sloss", "posthoc-linear-mloss", "posthoc-mlp-sloss"):
+    kept = [e["transform_best_epoch"] for e in results["strategies"][name][1:]]
+    assert set(kept) <= {2, 4}, name
+
+
 def json_key(entry):
   return (entry["recall"]["50"], entry["best_epoch"], entry["dim"])
 

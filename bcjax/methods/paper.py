@@ -107,11 +107,14 @@ def posthoc(ctx: Context, k: int, earlier: list[Version]) -> Version:
     params,
     ctx.embed(current),
     ctx.embed(previous),
+    ctx.graph,
     PosthocConfig(
       epochs=c.posthoc_epochs,
       keep_after=c.posthoc_keep_after,
+      eval_every=c.eval_every,
       batch_size=c.batch_size,
-      learning_rate=c.learning_rate,
+      # The reference fits B_k at Adam 1e-3 whatever the models' rate.
+      learning_rate=c.get("posthoc_learning_rate", 1e-3),
     ),
     keys.stream(ctx.key, "posthoc"),
     loss=ctx.loss,

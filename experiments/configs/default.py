@@ -42,10 +42,16 @@ def get_config() -> ml_collections.ConfigDict:
   # finetune-m0 250 epochs per update).
   config.align_weight = 16.0
   config.joint_keep_after = 5
+  # Post-hoc B_k: Adam at the reference's fixed 1e-3 (not the models' rate),
+  # on BPR triples; the alignment error is checked every eval_every epochs.
   config.posthoc_epochs = 100
   config.posthoc_keep_after = 20
+  config.posthoc_learning_rate = 1e-3
   config.finetune_epochs = 20
   config.transform_hidden = 0  # MLP transforms: 0 = max(d_in, d_out)
+  # Linear B_k's start: "uniform" (the reference's torch.nn.Linear default,
+  # U(+-1/sqrt(d_k))) or "identity" (the truncated identity).
+  config.transform_init = "uniform"
   # closedform-linear-*: ridge relative to the mean diagonal of Z^T Z.
   config.closedform_ridge = 1e-6
   # Modules (or module:function) that register methods, transforms, losses.

@@ -1,0 +1,129 @@
+"""Post-hoc fitting of B_k: the reference's batches, steps and selection."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from bcjax.data.bipartite import BipartiteGraph
+from bcjax.data.split import split_version
+from bcjax.losses import get_loss
+from bcjax.posthoc import PosthocConfig, epoch_triples, fit_posthoc
+from bcjax.transforms import linear
+from tests.conftest import graph_from_rows
+
+# Four users, six items, eleven interactions; the last one is validation.
+ROWS = [
+  ("u0", "a", 1, 4.0),
+  ("u0", "b", 2, 4.0),
+  ("u1", "b", 3, 4.0),
+  ("u1", "c", 4, 4.0),
+  ("u1", "d", 5, 4.0),
+  ("u2", "a", 6, 4.0),
+  ("u2", "e", 7, 4.0),
+  ("u3", "f", 8, 4.0),
+  ("u3", "c", 9, 4.0),
+  ("u0", "e", 10, 4.0),
+  ("u0", "f", 11, 4.0),
+]
+D_IN, D_OUT = 5, 3
+
+
+@pytest.fixture(scope="module")
+def version():
+  split = split_version(graph_from_rows(ROWS), 0, taus=(0.95, 1.0))
+  assert split.num_train == 10
+  rng = np.random.default_rng(0)
+  current = (
+    rng.normal(size=(split.num_users, D_IN)).astype(np.float32),
+    rng.normal(size=(split.num_items, D_IN)).astype(np.float32),
+  )
+  previous = (
+    rng.normal(size=(split.num_users, D_OUT)).astype(np.float32),
+    rng.normal(size=(split.num_items, D_OUT)).astype(np.float32),
+  )
+  return split, BipartiteGraph.from_split(split), current, previous
+
+
+def _fit(version, config, init="identity", loss="sloss"):
+  _, graph, current, previous = version
+  transform = linear(init=init)
+  params = transform.init(jax.random.key(7), D_IN, D_OUT)
+  return fit_posthoc(
+    transform,
+    params,
+    current,
+    previous,
+    graph,
+    config,
+    jax.random.key(3),
+    loss=get_loss(loss),
+  )
+
+
+def test_batches_are_the_versions_bpr_triples(version):
+  split, graph, _, _ = version
+  positives = set(zip(split.train_user.tolist(), split.train_item.tolist()))
+  steps = math.ceil(split.num_train / 3)
+  users, pos, neg = jax.device_get(
+    jax.jit(epoch_triples, static_argnums=(2, 3))(graph, jax.random.key(0), steps, 3)
+  )
+  assert users.shape == pos.shape == neg.shape == (4, 3)
+  assert all((u, i) in positives for u, i in zip(users.ravel(), pos.ravel()))
+  assert not any((u, i) in positives for u, i in zip(users.ravel(), neg.ravel()))
+  assert 0 <= neg.min() and neg.max() < split.num_items
+
+
+def test_one_epoch_is_adam_on_three_groups_of_ceil_n_over_b_batches(version):
+  """Epoch 1 replayed in NumPy: 4 = ceil(10 / 3) Adam steps on the sum of
+  the user, positive-item and negative-item MSEs of each batch."""
+  split, graph, current, previous = version
+  config = PosthocConfig(
+    epochs=1, keep_after=0, eval_every=1, batch_size=3, learning_rate=0.05
+  )
+  fit = _fit(version, config)
+  assert fit.steps_per_epoch == 4 == math.ceil(split.num_train / 3)
+  batches = jax.device_get(
+    epoch_triples(graph, jax.random.fold_in(jax.random.key(3), 1), 4, 3)
+  )
+  z_user, z_item = (np.asarray(a, np.float64) for a in current)
+  y_user, y_item = (np.asarray(a, np.float64) for a in previous)
+  w = np.eye(D_IN, D_OUT)
+  m, v = np.zeros_like(w), np.zeros_like(w)
+  for t, (users, pos, neg) in enumerate(zip(*batches), 1):
+    grad = np.zeros_like(w)
+    for z, y in ((z_user[users], y_user[users]), (z_item[pos], y_item[pos])) + (
+      (z_item[neg], y_item[neg]),
+    ):
+      grad += -2.0 / y.size * z.T @ (y - z @ w)
+    m = 0.9 * m + 0.1 * grad
+    v = 0.999 * v + 0.001 * grad**2
+    w -= 0.05 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+  np.testing.assert_allclose(fit.params["kernel"], w, rtol=1e-4, atol=1e-5)
+  # The criterion: half the user MSE plus half the item MSE over all nodes.
+  want = 0.5 * (
+    np.mean((z_user @ w - y_user) ** 2) + np.mean((z_item @ w - y_item) ** 2)
+  )
+  assert fit.checked == ((1, pytest.approx(want, rel=1e-4)),)
+  assert fit.error == pytest.approx(want, rel=1e-4)
+
+
+def test_criterion_checked_every_eval_every_epochs_after_keep_after(version):
+  config = PosthocConfig(
+    epochs=13, keep_after=4, eval_every=3, batch_size=3, learning_rate=0.05
+  )
+  fit = _fit(version, config, init="uniform")
+  # The reference: `epoch % log_every == 0 and epoch > 50`.
+  assert [e for e, _ in fit.checked] == [6, 9, 12]
+  best_epoch, best_error = min(fit.checked, key=lambda c: c[1])
+  assert (fit.best_epoch, fit.error) == (best_epoch, best_error)
+
+
+def test_last_epoch_checked_when_no_multiple_follows_keep_after(version):
+  config = PosthocConfig(
+    epochs=5, keep_after=4, eval_every=3, batch_size=3, learning_rate=0.05
+  )
+  fit = _fit(version, config, loss="mloss")
+  assert [e for e, _ in fit.checked] == [5]
+  assert fit.best_epoch == 5
