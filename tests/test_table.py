@@ -252,7 +252,9 @@ def test_missing_reference_empties_its_column(missing, column, note, tmp_path):
   assert rows["bc-aligner"][other] == pytest.approx(WANT["bc-aligner"][other])
   assert "n/a" in to_markdown(table)
   assert ",," in to_csv(table)
-  written = {p.rsplit("/", 1)[-1] for p in write_plots(results, table, str(tmp_path))}
+  written = {
+    p.rsplit("/", 1)[-1] for p in write_plots([(results, table)], str(tmp_path))
+  }
   skipped = "recall50_vs_nobc.png" if missing == "nobc" else "unintended_vs_fix_m0.png"
   assert skipped not in written and "alignment_error.png" in written
   assert sorted(p.name for p in tmp_path.iterdir()) == sorted(written)
@@ -284,18 +286,19 @@ def test_csv_rows():
 
 def test_plots_are_png_files(tmp_path):
   results = make_results()
-  paths = write_plots(results, comparison_table(results), str(tmp_path / "plots"))
+  paths = write_plots([(results, comparison_table(results))], str(tmp_path / "plots"))
   names = sorted(p.rsplit("/", 1)[-1] for p in paths)
   assert names == [
     "alignment_error.png",
     "recall50_vs_nobc.png",
+    "tradeoff.png",
     "unintended_vs_fix_m0.png",
   ]
   for path in paths:
     with open(path, "rb") as f:
       assert f.read(8) == PNG_MAGIC
   # Only the plots: no temporary files are left beside them.
-  assert len(list((tmp_path / "plots").iterdir())) == 3
+  assert len(list((tmp_path / "plots").iterdir())) == 4
 
 
 # Hand computations of the plotted points, (version, value) per strategy.
@@ -306,7 +309,8 @@ def test_plots_are_png_files(tmp_path):
 #   (0.8 + 0.7 + 0.9) / 3 = 0.8; nobc (0.6 + 0.54 + 0.81) / 3 and
 #   (0.5 + 0.63 + 0.81) / 3; bc-aligner over its defined tasks
 #   (0.78 + 0.6) / 2 = 0.69 and (0.74 + 0.7) / 2 = 0.72, both 90 % of fix-m0.
-# Alignment error: distance_to_fix_m0 at versions 1 and 2.
+# Alignment error: distance_to_fix_m0 at versions 1 and 2, 0 at version 0.
+# Trade-off: (unintended, intended) of each strategy's table row (WANT).
 WANT_PLOTS = {
   "recall50_vs_nobc.png": {
     "fix-m0": [(0, 0.0), (1, -25.0), (2, -40.0)],
@@ -319,16 +323,20 @@ WANT_PLOTS = {
     "bc-aligner": [(1, -10.0), (2, -10.0)],
   },
   "alignment_error.png": {
-    "fix-m0": [(1, 0.0), (2, 0.0)],
-    "nobc": [(1, 1.0), (2, 2.0)],
-    "bc-aligner": [(1, 0.1), (2, 0.2)],
+    "fix-m0": [(0, 0.0), (1, 0.0), (2, 0.0)],
+    "nobc": [(0, 0.0), (1, 1.0), (2, 2.0)],
+    "bc-aligner": [(0, 0.0), (1, 0.1), (2, 0.2)],
+  },
+  "tradeoff.png": {
+    s: [(WANT[s]["unintended"], WANT[s]["intended"])]
+    for s in ("fix-m0", "nobc", "bc-aligner")
   },
 }
 
 
 def test_plotted_points_are_computed_by_hand():
   results = make_results()
-  figs = figures(results, comparison_table(results))
+  figs = figures([(results, comparison_table(results))])
   assert list(figs) == list(WANT_PLOTS)
   for name, want in WANT_PLOTS.items():
     (ax,) = figs[name].axes

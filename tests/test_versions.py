@@ -78,9 +78,7 @@ def test_dims_follow_the_strategy(run):
 
 def test_fix_m0_is_m0_at_every_version(run):
   workdir, results = run
-  assert all(
-    e["alignment_mse_v0"] == 0.0 for e in results["strategies"]["fix-m0"][1:]
-  )
+  assert all(e["alignment_mse_v0"] == 0.0 for e in results["strategies"]["fix-m0"][1:])
   with VersionStore(_checkpoints(workdir, "fix-m0"), create=False) as store:
     models = [store.restore(k, "model") for k in range(3)]
   for model in models[1:]:

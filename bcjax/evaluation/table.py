@@ -375,7 +375,7 @@ def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
   }
 
 
-def _format(value: float | None, decimals: int) -> str:
+def format_number(value: float | None, decimals: int) -> str:
   """``value`` with ``decimals`` decimals, ``n/a`` for None, never ``-0.00``."""
   if value is None:
     return "n/a"
@@ -384,7 +384,7 @@ def _format(value: float | None, decimals: int) -> str:
   return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
-def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
   """The lines of a Markdown table."""
   lines = ["| " + " | ".join(header) + " |"]
   lines.append("|" + "|".join("---" for _ in header) + "|")
@@ -403,15 +403,15 @@ def to_markdown(table: Mapping[str, Any]) -> str:
     four, ``n/a`` where a value is undefined.
   """
   lines = ["## Comparison (relative to nobc / fix-m0)", ""]
-  lines += _markdown_table(
+  lines += markdown_table(
     ["strategy", "intended (%)", "unintended (%)", "total", "alignment error"],
     [
       [
         row["strategy"],
-        _format(row["intended"], 2),
-        _format(row["unintended"], 2),
-        _format(row["total"], 2),
-        _format(row["alignment_error"], 4),
+        format_number(row["intended"], 2),
+        format_number(row["unintended"], 2),
+        format_number(row["total"], 2),
+        format_number(row["alignment_error"], 4),
       ]
       for row in table["rows"]
     ],
@@ -420,7 +420,7 @@ def to_markdown(table: Mapping[str, Any]) -> str:
   if tasks:
     strategies = [row["strategy"] for row in table["rows"]]
     lines += ["", "## Unintended tasks (mean over evaluated versions)", ""]
-    lines += _markdown_table(
+    lines += markdown_table(
       ["task", "metric", "core", "versions", *strategies],
       [
         [
@@ -428,7 +428,7 @@ def to_markdown(table: Mapping[str, Any]) -> str:
           spec["metric"],
           "yes" if spec["core"] else "no",
           f"> {spec['selection_version']}",
-          *(_format(table["per_task"][s].get(task), 4) for s in strategies),
+          *(format_number(table["per_task"][s].get(task), 4) for s in strategies),
         ]
         for task, spec in tasks.items()
       ],
