@@ -261,15 +261,18 @@ def figures(runs: Sequence[Run]) -> dict[str, Figure]:
       "metric vs fix-m0 (%)",
     ),
   }
+  # Over several seeds, the title says what the line and the band are.
+  over = f" (mean, 95% band over {len(runs)} seeds)" if len(runs) > 1 else ""
   for name, series in per_seed.items():
     means, bands = _over_seeds(series)
     if means:
-      out[name] = _figure(means, *titles[name], zero_line=True, bands=bands)
+      title, ylabel = titles[name]
+      out[name] = _figure(means, title + over, ylabel, zero_line=True, bands=bands)
   means, bands = _over_seeds([_alignment_series(results) for results, _ in runs])
   if means:
     out["alignment_error.png"] = _figure(
       means,
-      "Alignment error: distance to fix-m0's embeddings",
+      "Alignment error: distance to fix-m0's embeddings" + over,
       "mean L2 distance to fix-m0",
       zero_line=False,
       bands=bands,

@@ -191,7 +191,7 @@ def to_markdown(table: Mapping[str, Any]) -> str:
     f"Each cell is computed within each embedding seed as in a one-seed run "
     f"(relative to the same seed's nobc / fix-m0, consumer seeds averaged inside "
     f"it), then averaged over the {n} seeds; ± is the half-width of a two-sided "
-    f"Student-t {level:.0%} interval with {n - 1} degrees of freedom.",
+    f"Student-t {level:.0%} interval with {_degrees(n)}.",
     "",
   ]
   lines += markdown_table(
@@ -214,7 +214,7 @@ def to_markdown(table: Mapping[str, Any]) -> str:
       "",
       f"Per embedding seed, {ref}'s {column} minus the strategy's (positive: "
       f"{ref} is better); mean ± half-width and the interval of a two-sided "
-      f"Student-t {level:.0%} interval over seeds ({n - 1} degrees of freedom).",
+      f"Student-t {level:.0%} interval over seeds ({_degrees(n)}).",
       "",
     ]
     body = []
@@ -248,6 +248,11 @@ def to_markdown(table: Mapping[str, Any]) -> str:
     lines += ["", "## Notes", ""]
     lines += [f"- {note}" for note in table["notes"]]
   return "\n".join(lines) + "\n"
+
+
+def _degrees(n: int) -> str:
+  """``"2 degrees of freedom"`` of a t-interval over ``n`` seeds."""
+  return f"{n - 1} degree{'' if n == 2 else 's'} of freedom"
 
 
 def to_csv(table: Mapping[str, Any]) -> str:
