@@ -371,12 +371,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   with WorkdirLock(workdir), MetricWriter(workdir) as writer:
     check_workdir(workdir, config, MODEL_FIELDS)
     data = RunData.load(config, workdir)
-    first = None
-    for i in range(num_seeds(config)):
-      seed_data = data if i == 0 else data.for_seed(i)
-      results = run_strategies(Runner(seed_data, writer, tuple(strategies)), strategies)
-      first = first or results
-    return first
+    per_seed = [
+      run_strategies(
+        Runner(data if i == 0 else data.for_seed(i), writer, tuple(strategies)),
+        strategies,
+      )
+      for i in range(num_seeds(config))
+    ]
+    return per_seed[0]
 
 
 def num_seeds(config: ml_collections.ConfigDict) -> int:
