@@ -10,7 +10,15 @@ registry, and writes under ``workdir``:
   the table);
 * ``table.md`` and ``table.csv``: the comparison table;
 * ``*.png``: Recall@50 per version relative to nobc, unintended metrics
-  relative to fix-m0, alignment error per version.
+  relative to fix-m0, alignment error per version, the trade-off of
+  intended against unintended.
+
+With ``config.num_seeds = n > 1`` all of this runs once per embedding seed,
+each with its own M_0 (seed 0 in ``workdir``, seed ``i`` in
+``workdir/seeds/<i>/`` with its own ``results.json``); the table's cells are
+means over seeds with Student-t 95% intervals, computed paired by seed
+(:mod:`bcjax.evaluation.seed_table`), and ``results.json`` holds every
+seed's numbers under ``per_seed``. Finished seeds are reused by a rerun.
 """
 
 from __future__ import annotations
@@ -33,12 +41,12 @@ from bcjax.consumers import (
   load_consumer,
   save_consumer,
 )
-from bcjax.evaluation import recall_table
+from bcjax.evaluation import recall_table, seed_table
 from bcjax.evaluation.plots import write_plots
 from bcjax.evaluation.table import comparison_table, to_csv, to_markdown
 from bcjax.metric_writer import MetricWriter
 from bcjax.tasks import Task, available_tasks, build_task
-from bcjax.workdir import WorkdirLock, check_config
+from bcjax.workdir import WorkdirLock, seed_workdir
 
 
 def task_names(config: ml_collections.ConfigDict, graph) -> list[str]:
@@ -81,18 +89,36 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   strategies = config_lib.strategies(config)
   os.makedirs(workdir, exist_ok=True)
   with WorkdirLock(workdir), MetricWriter(workdir) as writer:
-    check_config(workdir, config, runner.MODEL_FIELDS + ("consumer",))
+    runner.check_workdir(workdir, config, runner.MODEL_FIELDS + ("consumer",))
     return _run(config, workdir, strategies, writer)
 
 
 def _run(config, workdir, strategies, writer: MetricWriter) -> dict:
+  started = environment.now()
   data = runner.RunData.load(config, workdir)
-  job = runner.Runner(data, writer, tuple(strategies))
-  # Unknown task names fail before hours of training, not after.
+  # Unknown task names fail before hours of training, not after. Tasks
+  # depend on the data and config.seed alone: one set for every seed.
   tasks = [
     build_task(name, data.graph, data.splits, seed=config.seed)
     for name in task_names(config, data.graph)
   ]
+  runs = []
+  for i in range(runner.num_seeds(config)):
+    seed_data = data if i == 0 else data.for_seed(i)
+    results = _run_seed(config, seed_data, strategies, tasks, writer)
+    runs.append((results, results["table"]))
+  return _write_outputs(workdir, runs, writer, started)
+
+
+def _run_seed(config, data, strategies, tasks, writer: MetricWriter) -> dict:
+  """One embedding seed: its versions, consumers and table, in its folder.
+
+  Returns:
+    The seed's results (as a one-seed run's), with its ``table``; written to
+    the seed's ``results.json``.
+  """
+  job = runner.Runner(data, writer, tuple(strategies))
+  suffix = runner.seed_suffix(data.embedding_seed)
   grid_epochs = len(config.consumer.hidden_sizes) * config.consumer.epochs
   for task in tasks:
     # A consumer grid epoch against a training epoch: a guess the measured
@@ -104,7 +130,7 @@ def _run(config, workdir, strategies, writer: MetricWriter) -> dict:
   consumers = {}
   for t, task in enumerate(tasks, 1):
     tick = time.perf_counter()
-    path = os.path.join(workdir, "consumers", task.name)
+    path = os.path.join(data.workdir, "consumers", task.name)
     fingerprint = _consumer_fingerprint(config, task)
     consumer = load_consumer(path, task, fingerprint)
     stage = f"consumers/{task.name}"
@@ -116,8 +142,11 @@ def _run(config, workdir, strategies, writer: MetricWriter) -> dict:
         train_tables,
         job.m0_embeddings(task.selection_version),
         ConsumerConfig.from_config(config),
+        # The same consumer seeds for every embedding seed.
         keys.consumer_key(config.seed, task.name),
-        report=functools.partial(_report_consumer, writer, job, stage, t, len(tasks)),
+        report=functools.partial(
+          _report_consumer, writer, job, task.name, suffix, t, len(tasks)
+        ),
       )
       save_consumer(path, consumer, fingerprint)
     else:
@@ -180,14 +209,52 @@ def _run(config, workdir, strategies, writer: MetricWriter) -> dict:
         last,
         ", ".join(f"{name} {_fmt(v[last])}" for name, v in values[task.name].items()),
       )
-  atomic_files.write_json(data.results_path, results)
-  if compatibility.enabled(config):
+  if compatibility.enabled(config) and data.embedding_seed == 0:
+    # The analytics read the seed-0 workdir's results.json: of seed 0 alone.
+    atomic_files.write_json(data.results_path, results)
     results["compatibility"] = compatibility.run_in_workdir(
-      config, workdir, [s.name for s in strategies], data.graph, data.splits, consumers
+      config,
+      data.workdir,
+      [s.name for s in strategies],
+      data.graph,
+      data.splits,
+      consumers,
     )
+  results["table"] = comparison_table(results)
+  results["environment"] = environment.record(job.started)
+  atomic_files.write_json(data.results_path, results)
+  return results
 
-  table = comparison_table(results)
+
+def _write_outputs(workdir, runs, writer: MetricWriter, started) -> dict:
+  """The table over seeds, its Markdown, CSV and plots; the job's results.json.
+
+  Args:
+    workdir: the job's workdir.
+    runs: per embedding seed, ``(results, table)``.
+    writer: where the table's numbers go.
+    started: when the job started.
+
+  Returns:
+    Seed 0's results with the table over seeds as ``table`` and, for two or
+    more seeds, ``num_seeds`` and every seed's numbers under ``per_seed``.
+  """
+  results = dict(runs[0][0])
+  table = seed_table.seed_table([t for _, t in runs])
   results["table"] = table
+  n = len(runs)
+  if n > 1:
+    results["num_seeds"] = n
+    results["per_seed"] = [
+      {
+        "embedding_seed": i,
+        "workdir": os.path.relpath(seed_workdir(workdir, i), workdir),
+        "table": t,
+        "strategies": r["strategies"],
+        "unintended": r.get("unintended", {}),
+      }
+      for i, (r, t) in enumerate(runs)
+    ]
   for row in table["rows"]:
     writer.write(
       f"table/{row['strategy']}",
@@ -195,16 +262,23 @@ def _run(config, workdir, strategies, writer: MetricWriter) -> dict:
       {c: row[c] for c in ("intended", "unintended", "total", "alignment_error")},
       strategy=row["strategy"],
     )
-  markdown = to_markdown(table) + "\n" + recall_table.to_markdown(results)
+  if n == 1:
+    markdown = to_markdown(table) + "\n" + recall_table.to_markdown(results)
+  else:
+    markdown = (
+      seed_table.to_markdown(table)
+      + "\nEmbedding seed 0 (every seed's numbers are in results.json's per_seed):\n\n"
+      + recall_table.to_markdown(results)
+    )
   if "compatibility" in results:
     markdown += "\n" + compatibility.to_markdown(results["compatibility"])
   with atomic_files.atomic_open(os.path.join(workdir, "table.md")) as f:
     f.write(markdown)
   with atomic_files.atomic_open(os.path.join(workdir, "table.csv")) as f:
-    f.write(to_csv(table))
-  results["plots"] = [os.path.basename(p) for p in write_plots(results, table, workdir)]
-  results["environment"] = environment.record(job.started)
-  atomic_files.write_json(data.results_path, results)
+    f.write(to_csv(table) if n == 1 else seed_table.to_csv(table))
+  results["plots"] = [os.path.basename(p) for p in write_plots(runs, workdir)]
+  results["environment"] = environment.record(started)
+  atomic_files.write_json(os.path.join(workdir, "results.json"), results)
   logging.info("comparison table (%s):\n%s", workdir, markdown)
   return results
 
@@ -214,10 +288,10 @@ def _run(config, workdir, strategies, writer: MetricWriter) -> dict:
 CONSUMER_EPOCH_WEIGHT = 0.2
 
 
-def _report_consumer(writer, job, stage, t, num_tasks, hidden, epoch, scalars):
+def _report_consumer(writer, job, task, suffix, t, num_tasks, hidden, epoch, scalars):
   """A consumer grid epoch: its curves, and a progress line per hidden size."""
-  task = stage.split("/", 1)[1]
-  writer.write(f"{stage}/h{hidden}", epoch, scalars, task=task, hidden=hidden)
+  stage = f"consumers/{task}"
+  writer.write(f"{stage}{suffix}/h{hidden}", epoch, scalars, task=task, hidden=hidden)
   job.clock.advance(stage)
   epochs = job.data.config.consumer.epochs
   if epoch == epochs:

@@ -61,6 +61,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = config[field]
     if not isinstance(value, int) or value < 1:
       raise InputError(f"config.{field} must be a positive integer, got {value!r}")
+  if "num_seeds" in config and (
+    not isinstance(config.num_seeds, int)
+    or isinstance(config.num_seeds, bool)
+    or config.num_seeds < 1
+  ):
+    raise InputError(
+      f"config.num_seeds must be a positive integer (embedding seeds, each a "
+      f"whole run with its own M_0), got {config.num_seeds!r}"
+    )
   for field in ("learning_rate", "posthoc_learning_rate"):
     if field in config and not config[field] > 0:
       raise InputError(f"config.{field} must be positive, got {config[field]!r}")

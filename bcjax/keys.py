@@ -9,7 +9,12 @@ purposes can ever draw the same key:
   initialisation, the training epochs, B_k's initialisation and a post-hoc
   fit's epochs;
 * ``CONSUMERS``: per unintended task (by a hash of its name), the key of its
-  consumer models.
+  consumer models;
+* ``EMBEDDING_SEEDS``: per embedding seed ``i >= 1`` (``config.num_seeds``),
+  the root that the ``VERSIONS`` stream of that seed is drawn from. Seed 0
+  keeps the run's root key itself, so that a one-seed run and seed 0 of a
+  many-seed run draw the same keys. Consumers draw from the run's root for
+  every embedding seed: their seeds are ``config.consumer.seeds``.
 
 Changing a constant changes every number of a run that draws from it.
 """
@@ -23,6 +28,7 @@ import jax
 # Streams of the run's root key.
 VERSIONS = 1
 CONSUMERS = 2
+EMBEDDING_SEEDS = 3
 
 # Streams of one (strategy, version) key.
 STREAMS = {
@@ -38,10 +44,31 @@ def hash_name(name: str) -> int:
   return int(hashlib.sha256(name.encode()).hexdigest()[:7], 16)
 
 
-def version_key(seed: int, strategy: str, k: int) -> jax.Array:
-  """The key of version ``k`` of ``strategy`` in a run of ``seed``."""
+def embedding_root(seed: int, embedding_seed: int = 0) -> jax.Array:
+  """The root key of embedding seed ``embedding_seed`` in a run of ``seed``.
+
+  Seed 0 is the run's root key (a one-seed run's keys, unchanged); seed
+  ``i >= 1`` is ``fold_in(fold_in(root, EMBEDDING_SEEDS), i)``, a stream no
+  other purpose draws from.
+  """
+  root = jax.random.key(seed)
+  if embedding_seed == 0:
+    return root
+  return jax.random.fold_in(jax.random.fold_in(root, EMBEDDING_SEEDS), embedding_seed)
+
+
+def version_key(seed: int, strategy: str, k: int, embedding_seed: int = 0) -> jax.Array:
+  """The key of version ``k`` of ``strategy`` in a run of ``seed``.
+
+  Args:
+    seed: ``config.seed``.
+    strategy: the strategy's canonical name.
+    k: the version.
+    embedding_seed: which of the ``config.num_seeds`` embedding seeds.
+  """
   per_strategy = jax.random.fold_in(
-    jax.random.fold_in(jax.random.key(seed), VERSIONS), hash_name(strategy)
+    jax.random.fold_in(embedding_root(seed, embedding_seed), VERSIONS),
+    hash_name(strategy),
   )
   return jax.random.fold_in(per_strategy, k)
 

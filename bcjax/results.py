@@ -38,10 +38,11 @@ class VersionResult:
       evaluation.
     transform_best_epoch: the epoch of a post-hoc B_k (post-hoc fits only).
     transform_seconds: wall time of fitting a post-hoc B_k.
-    alignment_error_previous: MSE of ``B_k(z_k)`` to ``z_{k-1}`` (k >= 1).
-    alignment_error_v0: MSE of ``B_{1..k}(z_k)`` to M_0's (k >= 1).
+    alignment_mse_previous: MSE of ``B_k(z_k)`` to ``z_{k-1}`` (k >= 1).
+    alignment_mse_v0: MSE of ``B_{1..k}(z_k)`` to M_0's (0 at version 0).
     distance_to_fix_m0: mean L2 distance of ``B_{1..k}(z_k)`` to M_0's
-      embeddings (k >= 1): the table's alignment error.
+      embeddings over users and items pooled (0 at version 0): the per-version
+      value of the table's alignment error.
   """
 
   strategy: str
@@ -61,8 +62,8 @@ class VersionResult:
   history: tuple[Mapping[str, float], ...] = ()
   transform_best_epoch: int | None = None
   transform_seconds: float | None = None
-  alignment_error_previous: float | None = None
-  alignment_error_v0: float | None = None
+  alignment_mse_previous: float | None = None
+  alignment_mse_v0: float | None = None
   distance_to_fix_m0: float | None = None
 
   def replace(self, **changes) -> VersionResult:

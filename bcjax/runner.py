@@ -43,10 +43,22 @@ from bcjax.models.pinsage import PinSAGE, embed
 from bcjax.progress import FitProgress
 from bcjax.results import VersionResult
 from bcjax.strategies import Strategy, parse_strategy
-from bcjax.workdir import WorkdirLock, check_config
+from bcjax.workdir import WorkdirLock, check_config, check_schema, seed_workdir
 
-# Of results.json: 2 adds "schema_version" and "environment".
-RESULTS_SCHEMA_VERSION = 2
+# Of results.json and the workdir: 2 adds "schema_version" and
+# "environment"; 3 computes the table as the reference does (intended over
+# versions 0..K-1, alignment error over users and items pooled), inits B as
+# the reference does, and adds embedding seeds (``seeds/<i>/``, ``per_seed``,
+# intervals). A workdir of an older schema is refused (workdir.check_schema).
+RESULTS_SCHEMA_VERSION = 3
+# Why a workdir of each older schema cannot be reused, for the refusal.
+SCHEMA_CHANGES = {
+  3: (
+    "its table formula (intended and alignment error now over versions 0..K-1, "
+    "the alignment error over users and items pooled) and its B init differ "
+    "from this bcjax's"
+  ),
+}
 
 # Config fields that change what a saved version holds; a workdir trained
 # under other values of these is not reused.
@@ -90,10 +102,12 @@ class RunData:
 
   Attributes:
     config: the experiment config.
-    workdir: the output folder.
+    workdir: the output folder of this embedding seed (the job's workdir for
+      seed 0, ``seeds/<i>/`` under it for seed ``i``).
     graph: the whole interaction log.
     splits: one split per version.
     mesh: the data-parallel mesh (None: one device).
+    embedding_seed: which of the ``config.num_seeds`` embedding seeds.
   """
 
   config: ml_collections.ConfigDict
@@ -101,6 +115,7 @@ class RunData:
   graph: DynamicGraph
   splits: tuple[VersionSplit, ...]
   mesh: object
+  embedding_seed: int = 0
   _graphs: dict = dataclasses.field(default_factory=dict, repr=False)
 
   @classmethod
@@ -118,6 +133,20 @@ class RunData:
     )
     mesh = sharding.make_mesh(config.get("num_devices", 1))
     return cls(config, workdir, graph, splits, mesh)
+
+  def for_seed(self, embedding_seed: int) -> RunData:
+    """The same data for another embedding seed, in that seed's folder.
+
+    The device graphs are shared: they depend on the data alone.
+    """
+    if self.embedding_seed != 0:
+      raise ValueError("for_seed is called on seed 0's data, the job's workdir")
+    return dataclasses.replace(
+      self,
+      workdir=seed_workdir(self.workdir, embedding_seed),
+      embedding_seed=embedding_seed,
+      _graphs=self._graphs,
+    )
 
   def bipartite(self, k: int) -> BipartiteGraph:
     """Version k's training graph on device (built once)."""
@@ -213,18 +242,22 @@ class Runner:
       done = self._reported.get(stage, 0)
       self.clock.advance(stage, max(record["epoch"] - done, 0))
       self._reported[stage] = record["epoch"]
+    i = self.data.embedding_seed
     if self.writer is not None:
       tag = f"intended/{strategy.name}/v{k}" + (f"/seed{c.seed}" if c.seed else "")
       self.writer.write(
-        tag,
+        tag + seed_suffix(i),
         record["epoch"],
         {n: v for n, v in record.items() if n not in ("epoch", "epochs")},
         strategy=strategy.name,
         version=k,
         seed=c.seed,
+        **({"embedding_seed": i} if i else {}),
       )
     position = self._order.get(strategy.name)
     where = f"strategy {position}/{len(self._order)}, " if position else ""
+    if c.get("num_seeds", 1) > 1:
+      where = f"seed {i + 1}/{c.num_seeds}, " + where
     return f" [{where}version {k}/{c.num_versions - 1}, {self.clock.eta()}]"
 
   def _make(self, strategy: Strategy, k: int, earlier: list[Version]) -> Version:
@@ -234,7 +267,12 @@ class Runner:
     ctx = self._context(strategy, k)
     version = get_method(strategy.method).fn(ctx, k, earlier)
     if k == 0:
-      return version
+      # Version 0 is M_0: fix-m0's embeddings exactly, which the table's
+      # alignment error averages in (as the reference does).
+      return dataclasses.replace(
+        version,
+        result=version.result.replace(distance_to_fix_m0=0.0, alignment_mse_v0=0.0),
+      )
     graph = ctx.graph
     errors = version_alignment(
       ctx.transform,
@@ -248,7 +286,9 @@ class Runner:
     )
 
   def _context(self, strategy: Strategy, k: int) -> Context:
-    key = keys.version_key(self.data.config.seed, strategy.name, k)
+    key = keys.version_key(
+      self.data.config.seed, strategy.name, k, self.data.embedding_seed
+    )
     return Context(
       strategy=strategy,
       config=self.data.config,
@@ -318,20 +358,52 @@ class Runner:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (or reuses) every version of every strategy in ``config``.
 
+  One run per embedding seed (``config.num_seeds``): seed 0 in ``workdir``,
+  seed ``i`` in ``workdir/seeds/<i>/``, each with its own ``results.json``.
+
   Args:
     config: an experiment config (see ``experiments/configs/default.py``).
     workdir: the output folder: ``results.json`` and ``checkpoints/``.
 
   Returns:
-    The results, as written to ``results.json``.
+    Seed 0's results, as written to ``workdir/results.json``.
   """
   config_lib.validate(config)
   strategies = config_lib.strategies(config)
   os.makedirs(workdir, exist_ok=True)
   with WorkdirLock(workdir), MetricWriter(workdir) as writer:
-    check_config(workdir, config, MODEL_FIELDS)
+    check_workdir(workdir, config, MODEL_FIELDS)
     data = RunData.load(config, workdir)
-    return run_strategies(Runner(data, writer, tuple(strategies)), strategies)
+    per_seed = [
+      run_strategies(
+        Runner(data if i == 0 else data.for_seed(i), writer, tuple(strategies)),
+        strategies,
+      )
+      for i in range(num_seeds(config))
+    ]
+    return per_seed[0]
+
+
+def num_seeds(config: ml_collections.ConfigDict) -> int:
+  """``config.num_seeds``, 1 for a config without the field."""
+  return int(config.get("num_seeds", 1))
+
+
+def check_workdir(workdir: str, config: ml_collections.ConfigDict, fields) -> None:
+  """Refuses a workdir of an older schema, another config or more seeds."""
+  check_schema(workdir, RESULTS_SCHEMA_VERSION, SCHEMA_CHANGES)
+  check_config(
+    workdir,
+    config,
+    fields,
+    num_seeds=num_seeds(config),
+    schema_version=RESULTS_SCHEMA_VERSION,
+  )
+
+
+def seed_suffix(embedding_seed: int) -> str:
+  """What tags of embedding seed ``i >= 1`` end with (nothing for seed 0)."""
+  return f"/embedding_seed{embedding_seed}" if embedding_seed else ""
 
 
 def run_strategies(runner: Runner, strategies: list[Strategy]) -> dict:
@@ -347,6 +419,7 @@ def run_strategies(runner: Runner, strategies: list[Strategy]) -> dict:
   ]
   results = {
     "schema_version": RESULTS_SCHEMA_VERSION,
+    "embedding_seed": data.embedding_seed,
     "environment": environment.record(runner.started),
     "dataset": {
       "name": data.config.dataset,
@@ -359,17 +432,18 @@ def run_strategies(runner: Runner, strategies: list[Strategy]) -> dict:
     "baselines": {"most-popular": baselines},
     "strategies": {},
   }
+  os.makedirs(data.workdir, exist_ok=True)
   for strategy in strategies:
     versions = runner.results(strategy)
     results["strategies"][strategy.name] = [v.to_json() for v in versions]
     for v in versions:
       logging.info(
-        "%s v%d recall@50 %.4f (most popular %.4f) alignment to v0 %s",
+        "%s v%d recall@50 %.4f (most popular %.4f) distance to fix-m0 %s",
         strategy.name,
         v.version,
         v.recall[50],
         baselines[v.version]["recall"]["50"],
-        "-" if v.alignment_error_v0 is None else f"{v.alignment_error_v0:.5f}",
+        "-" if v.distance_to_fix_m0 is None else f"{v.distance_to_fix_m0:.5f}",
       )
     atomic_files.write_json(data.results_path, results)
   return results

@@ -7,7 +7,14 @@
   in ``WORKDIR/config.json`` on the first run and refuses a later run whose
   fields differ, naming each differing key, rather than mixing results. A
   field first seen later (the consumers' settings, when ``compare`` follows
-  ``run_intended``) is added to the record.
+  ``run_intended``) is added to the record. The number of embedding seeds
+  may grow (the finished seeds are reused), never shrink.
+* :func:`check_schema` refuses a workdir written under another results
+  schema, saying what changed, rather than reusing results computed the old
+  way.
+* :func:`seed_workdir` is where embedding seed ``i`` keeps its checkpoints,
+  consumers and results: the workdir itself for seed 0 (a one-seed run's
+  layout), ``seeds/<i>/`` for the others.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import ml_collections
 
@@ -24,6 +31,69 @@ from bcjax.errors import InputError
 
 LOCK_NAME = ".lock"
 CONFIG_NAME = "config.json"
+SEEDS_DIR = "seeds"
+# Bookkeeping entries of config.json beside the config fields.
+SCHEMA_KEY = "schema_version"
+SEEDS_KEY = "num_seeds"
+# What a workdir that holds results has (a first run that failed on bad input
+# leaves none of them).
+RESULT_NAMES = ("checkpoints", "consumers", "progress", "results.json", SEEDS_DIR)
+
+
+def seed_workdir(workdir: str, embedding_seed: int) -> str:
+  """The folder of embedding seed ``embedding_seed`` of the job in ``workdir``."""
+  if embedding_seed == 0:
+    return workdir
+  return os.path.join(workdir, SEEDS_DIR, str(embedding_seed))
+
+
+def holds_results(workdir: str) -> bool:
+  """Whether anything was computed in ``workdir``."""
+  return any(os.path.exists(os.path.join(workdir, name)) for name in RESULT_NAMES)
+
+
+def _recorded_schema(workdir: str) -> int | None:
+  """The schema of the workdir's results: config.json's, else results.json's."""
+  for name in (CONFIG_NAME, "results.json"):
+    try:
+      with open(os.path.join(workdir, name)) as f:
+        value = json.load(f).get(SCHEMA_KEY)
+    except (OSError, json.JSONDecodeError, AttributeError):
+      continue
+    if value is not None:
+      return int(value)
+  return None
+
+
+def check_schema(workdir: str, version: int, changes: Mapping[int, str]) -> None:
+  """Refuses a workdir that holds results of another schema than ``version``.
+
+  Args:
+    workdir: the job's workdir.
+    version: the schema this bcjax writes.
+    changes: schema -> why a workdir of an older one cannot be reused.
+
+  Raises:
+    InputError: saying which schema the workdir has and what changed since.
+  """
+  if not holds_results(workdir):
+    return
+  recorded = _recorded_schema(workdir)
+  if recorded == version:
+    return
+  if recorded is None or recorded < version:
+    why = "; ".join(
+      f"schema {v}: {changes[v]}" for v in sorted(changes) if (recorded or 0) < v
+    )
+    raise InputError(
+      f"workdir {workdir} holds results of an older bcjax (results schema "
+      f"{recorded if recorded is not None else 'unrecorded'}, this bcjax writes "
+      f"{version}): {why}. Its results are not reused; use a fresh workdir"
+    )
+  raise InputError(
+    f"workdir {workdir} holds results of a newer bcjax (results schema "
+    f"{recorded}, this bcjax writes {version}); use that bcjax or a fresh workdir"
+  )
 
 
 class WorkdirLock:
@@ -68,26 +138,38 @@ class WorkdirLock:
 
 
 def check_config(
-  workdir: str, config: ml_collections.ConfigDict, fields: Sequence[str]
+  workdir: str,
+  config: ml_collections.ConfigDict,
+  fields: Sequence[str],
+  num_seeds: int = 1,
+  schema_version: int | None = None,
 ) -> None:
   """Records ``config``'s ``fields`` in the workdir, or checks them against it.
 
+  Args:
+    workdir: the job's workdir.
+    config: the job's config.
+    fields: the config fields that decide what the workdir holds.
+    num_seeds: the job's embedding seeds; more than recorded is fine (the
+      record grows), fewer is refused.
+    schema_version: recorded beside the fields, for :func:`check_schema`.
+
   Raises:
-    InputError: naming every field whose value differs from the recorded one.
+    InputError: naming every field whose value differs from the recorded one,
+      or the recorded number of seeds when the job has fewer.
   """
   path = os.path.join(workdir, CONFIG_NAME)
   # A JSON round trip, so tuples and lists compare equal.
   current = json.loads(
     json.dumps({f: config.to_dict().get(f) for f in fields}, default=list)
   )
-  holds_results = any(
-    os.path.exists(os.path.join(workdir, name))
-    for name in ("checkpoints", "consumers", "progress", "results.json")
-  )
-  if not os.path.exists(path) or not holds_results:
+  bookkeeping = {SEEDS_KEY: num_seeds}
+  if schema_version is not None:
+    bookkeeping[SCHEMA_KEY] = schema_version
+  if not os.path.exists(path) or not holds_results(workdir):
     # Nothing was computed under the recorded config (a first run that
     # failed on bad input, say): the current one takes its place.
-    atomic_files.write_json(path, current)
+    atomic_files.write_json(path, {**current, **bookkeeping})
     return
   try:
     with open(path) as f:
@@ -107,6 +189,16 @@ def check_config(
       + "; ".join(differing)
       + ". Use a fresh workdir, or the workdir's config"
     )
-  if set(current) - set(recorded):
-    # A later job of the same run records the fields it adds (consumers).
-    atomic_files.write_json(path, {**recorded, **current})
+  seeds = int(recorded.get(SEEDS_KEY, 1))
+  if num_seeds < seeds:
+    raise InputError(
+      f"workdir {workdir} holds results of {seeds} embedding seeds; "
+      f"config.num_seeds={num_seeds} would leave some out of its table. Use "
+      f"config.num_seeds >= {seeds} (the finished seeds are reused), or a "
+      "fresh workdir"
+    )
+  merged = {**recorded, **current, **bookkeeping}
+  if merged != recorded:
+    # A later job of the same run records the fields it adds (consumers)
+    # and the seeds it adds.
+    atomic_files.write_json(path, merged)

@@ -32,6 +32,7 @@ def test_help_lists_the_flags_and_every_config_field(tmp_path):
       "no field 'consumer.epoc'; did you mean consumer.epochs",
     ),
     ("--config.epochs=abc", "bad --config override: flag --config.epochs=abc"),
+    ("--config.num_seeds=0", "config.num_seeds must be a positive integer"),
   ],
 )
 def test_a_bad_override_is_one_error_line(tmp_path, override, expected):

@@ -32,6 +32,7 @@ def test_compare_writes_every_output(compared):
     "recall50_vs_nobc.png",
     "unintended_vs_fix_m0.png",
     "alignment_error.png",
+    "tradeoff.png",
   ):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   on_disk = json.loads(open(os.path.join(workdir, "results.json")).read())
@@ -86,7 +87,7 @@ def test_curves_in_tensorboard_and_metrics_jsonl_match_results(compared):
 
 def test_results_record_schema_and_environment(compared):
   _, results = compared
-  assert results["schema_version"] == 2
+  assert results["schema_version"] == 3
   env = results["environment"]
   assert env["bcjax"] and env["packages"]["jax"] and env["device_count"] >= 1
   assert env["started"] <= env["finished"]

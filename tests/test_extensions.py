@@ -88,7 +88,7 @@ def test_extension_runs_compare_end_to_end(isolated, tmp_path):
   for name in ("nudge-scaled-absloss", "joint-scaled-absloss"):
     entries = results["strategies"][name]
     assert [e["version"] for e in entries] == [0, 1]
-    assert np.isfinite(entries[1]["alignment_error_previous"])
+    assert np.isfinite(entries[1]["alignment_mse_previous"])
     assert rows[name]["intended"] is not None and rows[name]["unintended"] is not None
     # The registry rebuilds the toy family from the checkpoint and collapses
     # its chain into one matrix through its as_matrix.
@@ -103,7 +103,7 @@ def test_extension_runs_compare_end_to_end(isolated, tmp_path):
   # The toy method's fit moved B_1 away from its start (the truncation).
   nudged = results["strategies"]["nudge-scaled-absloss"][1]
   nobc = results["strategies"]["nobc"][1]
-  assert nudged["alignment_error_previous"] < nobc["alignment_error_previous"]
+  assert nudged["alignment_mse_previous"] < nobc["alignment_mse_previous"]
 
 
 def test_entry_point_group_loads_an_installed_extension(

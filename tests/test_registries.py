@@ -53,7 +53,7 @@ def test_version_result_round_trips_through_json():
     best_epoch=4,
     recall={10: 0.1, 50: 0.3333333432674408},
     history=({"epoch": 2, "loss": 0.5},),
-    alignment_error_previous=0.25,
+    alignment_mse_previous=0.25,
   )
   data = result.to_json()
   assert data["recall"] == {"10": 0.1, "50": 0.3333333432674408}

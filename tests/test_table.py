@@ -23,7 +23,7 @@ def strategy_entries(recall50, distances):
     entry = {"version": k, "recall": {"10": r / 3, "20": r / 2, "50": r, "100": r}}
     if k >= 1:
       entry["distance_to_fix_m0"] = distances[k - 1]
-      entry["alignment_error_v0"] = distances[k - 1]
+      entry["alignment_mse_v0"] = distances[k - 1]
     entry["epochs"] = 7  # Other keys are ignored.
     entries.append(entry)
   return entries
@@ -100,7 +100,12 @@ def make_results():
 
 
 # Hand computations.
-# Recall@50 over versions 1..2: fix-m0 0.3, nobc 0.45, bc-aligner 0.42.
+# Recall@50 over every version 0..2 (the reference's get_df): fix-m0 0.3,
+#   nobc (0.3 + 0.4 + 0.5) / 3 = 0.4, bc-aligner (0.3 + 0.38 + 0.46) / 3 = 0.38;
+#   over versions 1..2 alone (the extra): 0.3, 0.45, 0.42.
+# Alignment error: distance_to_fix_m0 over versions 0..2, version 0 (no
+#   number in the entries) at distance 0: nobc (0 + 1 + 2) / 3 = 1.0,
+#   bc-aligner (0 + 0.1 + 0.2) / 3 = 0.1; over versions 1..2: 1.5 and 0.15.
 # Core task means: fix-m0 edge 0.8, activity 0.7 (version 2 only),
 #   item-std 0.6 (version 1 only), item-avg 0.9 -> U = 3.0 / 4 = 0.75;
 #   nobc 0.55, 0.63, 0.54, 0.81 -> U = 2.53 / 4 = 0.6325;
@@ -109,24 +114,33 @@ def make_results():
 #   (2.06 / 3) / (2.1 / 3).
 WANT = {
   "fix-m0": {
-    "intended": 100 * (0.3 / 0.45 - 1),
+    "intended": 100 * (0.3 / 0.4 - 1),
     "unintended": 0.0,
     "alignment_error": 0.0,
+    "intended_after_v0": 100 * (0.3 / 0.45 - 1),
+    "alignment_error_after_v0": 0.0,
     "mean_recall50": 0.3,
+    "mean_recall50_after_v0": 0.3,
     "mean_unintended": 0.75,
   },
   "nobc": {
     "intended": 0.0,
     "unintended": 100 * (0.6325 / 0.75 - 1),
-    "alignment_error": 1.5,
-    "mean_recall50": 0.45,
+    "alignment_error": 1.0,
+    "intended_after_v0": 0.0,
+    "alignment_error_after_v0": 1.5,
+    "mean_recall50": 0.4,
+    "mean_recall50_after_v0": 0.45,
     "mean_unintended": 0.6325,
   },
   "bc-aligner": {
-    "intended": 100 * (0.42 / 0.45 - 1),
+    "intended": 100 * (0.38 / 0.4 - 1),
     "unintended": 100 * (2.06 / 2.1 - 1),
-    "alignment_error": 0.15,
-    "mean_recall50": 0.42,
+    "alignment_error": 0.1,
+    "intended_after_v0": 100 * (0.42 / 0.45 - 1),
+    "alignment_error_after_v0": 0.15,
+    "mean_recall50": 0.38,
+    "mean_recall50_after_v0": 0.42,
     "mean_unintended": 2.06 / 3,
   },
 }
@@ -148,7 +162,7 @@ def test_table_arithmetic():
   table = comparison_table(make_results())
   rows = {row["strategy"]: row for row in table["rows"]}
   assert [row["strategy"] for row in table["rows"]] == ["fix-m0", "nobc", "bc-aligner"]
-  assert rows["bc-aligner"]["intended"] == pytest.approx(-6.666666666666667)
+  assert rows["bc-aligner"]["intended"] == pytest.approx(-5.0)
   for strategy, want in WANT.items():
     for key, value in want.items():
       assert rows[strategy][key] == pytest.approx(value, abs=1e-12), (strategy, key)
@@ -157,6 +171,25 @@ def test_table_arithmetic():
     )
   assert all(math.isfinite(x) for x in numbers(table))
   json.dumps(table, allow_nan=False)
+
+
+def test_intended_and_alignment_follow_the_reference_get_df():
+  """Version 0 counts in both means, as in ``get_df``; an independent NumPy."""
+  results = make_results()
+  # A version-0 distance given in the entries is read, not assumed 0.
+  results["strategies"]["nobc"][0]["distance_to_fix_m0"] = 0.6
+  recall = {
+    s: np.array([e["recall"]["50"] for e in entries])
+    for s, entries in results["strategies"].items()
+  }
+  rows = {row["strategy"]: row for row in comparison_table(results)["rows"]}
+  for s in recall:
+    want = (recall[s].mean() - recall["nobc"].mean()) / recall["nobc"].mean() * 100
+    assert rows[s]["intended"] == pytest.approx(want, abs=1e-12)
+    after = recall[s][1:].mean() / recall["nobc"][1:].mean() * 100 - 100
+    assert rows[s]["intended_after_v0"] == pytest.approx(after, abs=1e-12)
+  assert rows["nobc"]["alignment_error"] == pytest.approx(np.mean([0.6, 1.0, 2.0]))
+  assert rows["nobc"]["alignment_error_after_v0"] == pytest.approx(1.5)
 
 
 def test_per_task_and_per_version():
@@ -192,7 +225,8 @@ def test_nan_read_back_from_json_counts_as_undefined():
   )
   table = comparison_table(results)
   rows = {row["strategy"]: row for row in table["rows"]}
-  assert rows["nobc"]["alignment_error"] == 1.0
+  # Versions 0 (distance 0) and 1 (1.0) are left.
+  assert rows["nobc"]["alignment_error"] == 0.5
   assert table["per_task"]["nobc"]["edge"] == pytest.approx(0.6)
   assert any("edge: undefined at version 2 for nobc" in n for n in table["notes"])
   json.dumps(table, allow_nan=False)
@@ -218,7 +252,9 @@ def test_missing_reference_empties_its_column(missing, column, note, tmp_path):
   assert rows["bc-aligner"][other] == pytest.approx(WANT["bc-aligner"][other])
   assert "n/a" in to_markdown(table)
   assert ",," in to_csv(table)
-  written = {p.rsplit("/", 1)[-1] for p in write_plots(results, table, str(tmp_path))}
+  written = {
+    p.rsplit("/", 1)[-1] for p in write_plots([(results, table)], str(tmp_path))
+  }
   skipped = "recall50_vs_nobc.png" if missing == "nobc" else "unintended_vs_fix_m0.png"
   assert skipped not in written and "alignment_error.png" in written
   assert sorted(p.name for p in tmp_path.iterdir()) == sorted(written)
@@ -229,9 +265,9 @@ def test_markdown_rows():
   assert "| strategy | intended (%) | unintended (%) | total | alignment error |" in (
     text
   )
-  assert "| fix-m0 | -33.33 | 0.00 | -33.33 | 0.0000 |" in text
-  assert "| nobc | 0.00 | -15.67 | -15.67 | 1.5000 |" in text
-  assert "| bc-aligner | -6.67 | -1.90 | -8.57 | 0.1500 |" in text
+  assert "| fix-m0 | -25.00 | 0.00 | -25.00 | 0.0000 |" in text
+  assert "| nobc | 0.00 | -15.67 | -15.67 | 1.0000 |" in text
+  assert "| bc-aligner | -5.00 | -1.90 | -6.90 | 0.1000 |" in text
   assert "| item-avg | rocauc | yes | > 0 | 0.9000 | 0.8100 | n/a |" in text
   assert "| gender | accuracy | no | > 0 | 0.7000 | 0.5500 | 0.0000 |" in text
   assert "- task item-std: labels all one class at version 2" in text
@@ -245,23 +281,24 @@ def test_csv_rows():
   assert [r[0] for r in rows[1:]] == ["fix-m0", "nobc", "bc-aligner"]
   bc = dict(zip(COLUMNS, rows[3]))
   assert float(bc["intended"]) == pytest.approx(WANT["bc-aligner"]["intended"])
-  assert float(bc["alignment_error"]) == pytest.approx(0.15)
+  assert float(bc["alignment_error"]) == pytest.approx(0.1)
 
 
 def test_plots_are_png_files(tmp_path):
   results = make_results()
-  paths = write_plots(results, comparison_table(results), str(tmp_path / "plots"))
+  paths = write_plots([(results, comparison_table(results))], str(tmp_path / "plots"))
   names = sorted(p.rsplit("/", 1)[-1] for p in paths)
   assert names == [
     "alignment_error.png",
     "recall50_vs_nobc.png",
+    "tradeoff.png",
     "unintended_vs_fix_m0.png",
   ]
   for path in paths:
     with open(path, "rb") as f:
       assert f.read(8) == PNG_MAGIC
   # Only the plots: no temporary files are left beside them.
-  assert len(list((tmp_path / "plots").iterdir())) == 3
+  assert len(list((tmp_path / "plots").iterdir())) == 4
 
 
 # Hand computations of the plotted points, (version, value) per strategy.
@@ -272,7 +309,8 @@ def test_plots_are_png_files(tmp_path):
 #   (0.8 + 0.7 + 0.9) / 3 = 0.8; nobc (0.6 + 0.54 + 0.81) / 3 and
 #   (0.5 + 0.63 + 0.81) / 3; bc-aligner over its defined tasks
 #   (0.78 + 0.6) / 2 = 0.69 and (0.74 + 0.7) / 2 = 0.72, both 90 % of fix-m0.
-# Alignment error: distance_to_fix_m0 at versions 1 and 2.
+# Alignment error: distance_to_fix_m0 at versions 1 and 2, 0 at version 0.
+# Trade-off: (unintended, intended) of each strategy's table row (WANT).
 WANT_PLOTS = {
   "recall50_vs_nobc.png": {
     "fix-m0": [(0, 0.0), (1, -25.0), (2, -40.0)],
@@ -285,16 +323,20 @@ WANT_PLOTS = {
     "bc-aligner": [(1, -10.0), (2, -10.0)],
   },
   "alignment_error.png": {
-    "fix-m0": [(1, 0.0), (2, 0.0)],
-    "nobc": [(1, 1.0), (2, 2.0)],
-    "bc-aligner": [(1, 0.1), (2, 0.2)],
+    "fix-m0": [(0, 0.0), (1, 0.0), (2, 0.0)],
+    "nobc": [(0, 0.0), (1, 1.0), (2, 2.0)],
+    "bc-aligner": [(0, 0.0), (1, 0.1), (2, 0.2)],
+  },
+  "tradeoff.png": {
+    s: [(WANT[s]["unintended"], WANT[s]["intended"])]
+    for s in ("fix-m0", "nobc", "bc-aligner")
   },
 }
 
 
 def test_plotted_points_are_computed_by_hand():
   results = make_results()
-  figs = figures(results, comparison_table(results))
+  figs = figures([(results, comparison_table(results))])
   assert list(figs) == list(WANT_PLOTS)
   for name, want in WANT_PLOTS.items():
     (ax,) = figs[name].axes

@@ -58,8 +58,8 @@ def test_every_strategy_has_every_version(run):
     for e in entries:
       assert 0.0 <= e["recall"]["50"] <= 1.0
     for e in entries[1:]:
-      assert np.isfinite(e["alignment_error_previous"]), name
-      assert np.isfinite(e["alignment_error_v0"]), name
+      assert np.isfinite(e["alignment_mse_previous"]), name
+      assert np.isfinite(e["alignment_mse_v0"]), name
   # Version 0 is one model for all strategies.
   v0 = {json_key(e[0]) for e in results["strategies"].values()}
   assert len(v0) == 1
@@ -90,9 +90,7 @@ def test_dims_follow_the_strategy(run):
 
 def test_fix_m0_is_m0_at_every_version(run):
   workdir, results = run
-  assert all(
-    e["alignment_error_v0"] == 0.0 for e in results["strategies"]["fix-m0"][1:]
-  )
+  assert all(e["alignment_mse_v0"] == 0.0 for e in results["strategies"]["fix-m0"][1:])
   with VersionStore(_checkpoints(workdir, "fix-m0"), create=False) as store:
     models = [store.restore(k, "model") for k in range(3)]
   for model in models[1:]:

@@ -1,5 +1,6 @@
 """Workdir guards: the lock and the recorded config."""
 
+import json
 import os
 import subprocess
 import sys
@@ -7,7 +8,13 @@ import sys
 import pytest
 
 from bcjax.errors import InputError
-from bcjax.workdir import CONFIG_NAME, LOCK_NAME, WorkdirLock, check_config
+from bcjax.workdir import (
+  CONFIG_NAME,
+  LOCK_NAME,
+  WorkdirLock,
+  check_config,
+  check_schema,
+)
 from experiments.configs import test as test_config
 
 FIELDS = ("dataset", "dims", "learning_rate")
@@ -85,3 +92,36 @@ def test_fields_first_seen_later_are_recorded(tmp_path):
   config.consumer.seeds = 7
   with pytest.raises(InputError, match="differing keys: consumer"):
     check_config(str(tmp_path), config, ("dataset", "consumer"))
+
+
+def test_seeds_may_grow_never_shrink(tmp_path):
+  config = test_config.get_config()
+  (tmp_path / "results.json").write_text("{}")
+  check_config(str(tmp_path), config, FIELDS, num_seeds=1)
+  check_config(str(tmp_path), config, FIELDS, num_seeds=3)  # more: recorded
+  assert json.loads((tmp_path / CONFIG_NAME).read_text())["num_seeds"] == 3
+  with pytest.raises(InputError, match="holds results of 3 embedding seeds; config"):
+    check_config(str(tmp_path), config, FIELDS, num_seeds=2)
+
+
+def test_a_workdir_of_an_older_schema_is_refused_saying_why(tmp_path):
+  changes = {3: "its table formula and its B init differ"}
+  check_schema(str(tmp_path), 3, changes)  # empty: nothing to refuse
+  # A workdir made before schema 3: config.json without a schema, results
+  # of schema 2.
+  (tmp_path / CONFIG_NAME).write_text(json.dumps({"dataset": "synthetic"}))
+  (tmp_path / "results.json").write_text(json.dumps({"schema_version": 2}))
+  with pytest.raises(InputError) as error:
+    check_schema(str(tmp_path), 3, changes)
+  message = str(error.value)
+  assert "older bcjax (results schema 2, this bcjax writes 3)" in message
+  assert "table formula and its B init differ" in message
+  assert "use a fresh workdir" in message
+  # The schema recorded by this bcjax's check_config: accepted.
+  (tmp_path / CONFIG_NAME).unlink()
+  (tmp_path / "results.json").unlink()
+  (tmp_path / "checkpoints").mkdir()
+  check_config(str(tmp_path), test_config.get_config(), FIELDS, schema_version=3)
+  check_schema(str(tmp_path), 3, changes)
+  with pytest.raises(InputError, match="newer bcjax"):
+    check_schema(str(tmp_path), 2, changes)

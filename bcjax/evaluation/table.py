@@ -1,16 +1,23 @@
 """The comparison table (the paper's Table 3) from the main job's results.
 
-Per strategy ``s`` (DESIGN §5):
+Per strategy ``s`` (DESIGN §5), as the reference's ``get_df``
+(``embevolve/analyze_all_results.ipynb``) computes the paper's Table 3:
 
 - intended (%) = ``100 * (R_s / R_nobc - 1)``, where ``R_s`` is the mean
-  Recall@50 of ``s`` over versions ``k >= 1``. Version 0 is the same model for
-  every strategy, so it would only pull every ratio towards 1.
+  Recall@50 of ``s`` over every version ``0..K-1``. Version 0 is M_0 for
+  every strategy, so it pulls every ratio towards 0 %; the reference counts
+  it all the same. ``intended_after_v0`` is the same ratio over versions
+  ``1..K-1`` alone, an extra.
 - unintended (%) = ``100 * (U_s / U_fix - 1)``, where ``U_s`` is the mean over
   the core tasks ``t`` of the mean metric of ``s`` over the versions
   ``k > selection_version(t)``, and ``U_fix`` the same for ``fix-m0``; both
   means run over the core tasks defined for both ``s`` and ``fix-m0``.
 - total = intended + unintended.
-- alignment error = the mean of ``distance_to_fix_m0`` over versions ``k >= 1``.
+- alignment error = the mean of ``distance_to_fix_m0`` (the mean L2
+  distance of the version-0-compatible embeddings to fix-m0's, over users and
+  items pooled) over every version ``0..K-1``; version 0 is M_0 itself, at
+  distance 0 (a results dict without that number reads it so).
+  ``alignment_error_after_v0`` is the mean over versions ``1..K-1`` alone.
 
 Undefined values (None, or NaN read back from JSON) are skipped in every mean,
 and whatever was skipped or could not be computed is explained in the
@@ -32,6 +39,8 @@ INTENDED_REFERENCE = "nobc"
 UNINTENDED_REFERENCE = "fix-m0"
 RECALL_KEY = "recall@50"
 COLUMNS = ("strategy", "intended", "unintended", "total", "alignment_error")
+# Extras of every row: the versions-1..K-1 figures, beside the reference's.
+AFTER_V0_COLUMNS = ("intended_after_v0", "alignment_error_after_v0")
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -150,6 +159,9 @@ def _read_strategies(results: Mapping) -> dict[str, dict[str, dict[int, Any]]]:
         raise InputError(f"results: {where}['recall'] has no Recall@50 ('50')")
       recall[version] = finite_or_none(_lookup(recall_at, 50))
       distance[version] = finite_or_none(entry.get("distance_to_fix_m0"))
+      if version == 0 and "distance_to_fix_m0" not in entry:
+        # Version 0 is M_0 for every strategy: fix-m0's embeddings exactly.
+        distance[version] = 0.0
     out[name] = {"recall": recall, "distance": distance}
   return out
 
@@ -211,7 +223,7 @@ def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
   Args:
     results: the main job's results dict (as in results.json), with
       ``results["strategies"][s]`` a list of per-version entries (``version``,
-      ``recall["50"]``, ``distance_to_fix_m0`` for ``k >= 1``) and
+      ``recall["50"]``, ``distance_to_fix_m0``) and
       ``results["unintended"][t]`` a task's ``metric``, ``core``,
       ``selection_version`` and ``per_strategy[s]["per_version"]``.
 
@@ -220,7 +232,9 @@ def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
 
     - ``rows``: per strategy, in the order of ``results["strategies"]``, a
       dict with ``strategy``, ``intended``, ``unintended``, ``total``,
-      ``alignment_error``, ``mean_recall50`` and ``mean_unintended``;
+      ``alignment_error``, ``intended_after_v0``,
+      ``alignment_error_after_v0``, ``mean_recall50`` (versions ``0..K-1``),
+      ``mean_recall50_after_v0`` and ``mean_unintended``;
     - ``per_task``: strategy -> task -> mean metric over the task's evaluated
       versions (None when no value is defined);
     - ``per_version``: strategy -> ``{"recall@50": [...], task: [...]}``, lists
@@ -237,24 +251,26 @@ def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
   core = [t for t, spec in tasks.items() if spec["core"]]
   notes = []
 
-  mean_recall = {
+  mean_recall = {s: mean_of_defined(strategies[s]["recall"].values()) for s in names}
+  recall_after_v0 = {
     s: mean_of_defined(r for k, r in strategies[s]["recall"].items() if k >= 1)
     for s in names
   }
-  alignment = {
+  alignment = {s: mean_of_defined(strategies[s]["distance"].values()) for s in names}
+  alignment_after_v0 = {
     s: mean_of_defined(d for k, d in strategies[s]["distance"].items() if k >= 1)
     for s in names
   }
-  later = {s: sorted(k for k in strategies[s]["recall"] if k >= 1) for s in names}
-  if len({tuple(v) for v in later.values()}) > 1:
-    counts = ", ".join(f"{s}: {len(later[s])}" for s in names)
+  versions = {s: sorted(strategies[s]["recall"]) for s in names}
+  if len({tuple(v) for v in versions.values()}) > 1:
+    counts = ", ".join(f"{s}: {len(versions[s])}" for s in names)
     notes.append(
-      f"strategies have different numbers of versions after version 0 "
-      f"({counts}); each mean is over the strategy's own versions"
+      f"strategies have different numbers of versions ({counts}); each mean "
+      f"is over the strategy's own versions"
     )
   for s in names:
     if mean_recall[s] is None:
-      notes.append(f"{s} has no Recall@50 after version 0")
+      notes.append(f"{s} has no Recall@50")
 
   per_task = {s: {} for s in names}
   for task, spec in tasks.items():
@@ -285,9 +301,10 @@ def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
     INTENDED_REFERENCE,
     strategies,
     "intended",
-    "Recall@50 after version 0",
+    "Recall@50",
     notes,
   )
+  reference_after_v0 = recall_after_v0.get(INTENDED_REFERENCE)
   if not core:
     notes.append("no core unintended task: unintended column empty")
     reference_unintended = None
@@ -325,7 +342,10 @@ def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
         "unintended": unintended,
         "total": total,
         "alignment_error": alignment[s],
+        "intended_after_v0": relative_percent(recall_after_v0[s], reference_after_v0),
+        "alignment_error_after_v0": alignment_after_v0[s],
         "mean_recall50": mean_recall[s],
+        "mean_recall50_after_v0": recall_after_v0[s],
         "mean_unintended": mean_unintended[s],
       }
     )
@@ -355,7 +375,7 @@ def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
   }
 
 
-def _format(value: float | None, decimals: int) -> str:
+def format_number(value: float | None, decimals: int) -> str:
   """``value`` with ``decimals`` decimals, ``n/a`` for None, never ``-0.00``."""
   if value is None:
     return "n/a"
@@ -364,7 +384,7 @@ def _format(value: float | None, decimals: int) -> str:
   return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
-def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
   """The lines of a Markdown table."""
   lines = ["| " + " | ".join(header) + " |"]
   lines.append("|" + "|".join("---" for _ in header) + "|")
@@ -383,15 +403,15 @@ def to_markdown(table: Mapping[str, Any]) -> str:
     four, ``n/a`` where a value is undefined.
   """
   lines = ["## Comparison (relative to nobc / fix-m0)", ""]
-  lines += _markdown_table(
+  lines += markdown_table(
     ["strategy", "intended (%)", "unintended (%)", "total", "alignment error"],
     [
       [
         row["strategy"],
-        _format(row["intended"], 2),
-        _format(row["unintended"], 2),
-        _format(row["total"], 2),
-        _format(row["alignment_error"], 4),
+        format_number(row["intended"], 2),
+        format_number(row["unintended"], 2),
+        format_number(row["total"], 2),
+        format_number(row["alignment_error"], 4),
       ]
       for row in table["rows"]
     ],
@@ -400,7 +420,7 @@ def to_markdown(table: Mapping[str, Any]) -> str:
   if tasks:
     strategies = [row["strategy"] for row in table["rows"]]
     lines += ["", "## Unintended tasks (mean over evaluated versions)", ""]
-    lines += _markdown_table(
+    lines += markdown_table(
       ["task", "metric", "core", "versions", *strategies],
       [
         [
@@ -408,7 +428,7 @@ def to_markdown(table: Mapping[str, Any]) -> str:
           spec["metric"],
           "yes" if spec["core"] else "no",
           f"> {spec['selection_version']}",
-          *(_format(table["per_task"][s].get(task), 4) for s in strategies),
+          *(format_number(table["per_task"][s].get(task), 4) for s in strategies),
         ]
         for task, spec in tasks.items()
       ],

@@ -93,6 +93,9 @@ def get_config() -> ml_collections.ConfigDict:
     )
   )
   config.seed = 0
+  # Embedding seeds: the whole pipeline once per seed, each with its own M_0;
+  # table cells are means over seeds with 95% Student-t intervals.
+  config.num_seeds = 1
   # Devices to train data-parallel on (1: one device, 0: all visible ones).
   config.num_devices = 1
   # Sums of rows in a step: "sorted" is bit-reproducible on every backend,

@@ -36,4 +36,5 @@ def get_config():
   config.consumer.seeds = 1
   config.consumer.epochs = 2
   config.consumer.batch_size = 256
+  config.num_seeds = 1
   return config

@@ -1,0 +1,283 @@
+"""The comparison table over embedding seeds: means with paired t-intervals.
+
+With ``config.num_seeds = n > 1`` the main job runs once per embedding seed
+(each with its own M_0). A cell of the table over seeds is computed paired
+by seed:
+
+1. within each seed, exactly as in a one-seed run
+   (:func:`bcjax.evaluation.table.comparison_table` on that seed's results:
+   relative to the same seed's nobc or fix-m0, the consumer seeds averaged
+   inside it);
+2. over seeds, the mean of the per-seed values and a two-sided Student-t
+   95% interval with ``n - 1`` degrees of freedom
+   (:func:`bcjax.evaluation.intervals.mean_interval`).
+
+The paired comparison takes, per seed, BC-Aligner's (``joint-linear-mloss``)
+total minus each other strategy's, and reports the mean and t-interval of
+those differences (:func:`bcjax.evaluation.intervals.paired_difference`):
+what the seeds share cancels. One seed is a one-seed run's table, unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bcjax.evaluation.intervals import Interval, mean_interval
+from bcjax.evaluation.table import (
+  AFTER_V0_COLUMNS,
+  COLUMNS,
+  format_number,
+  markdown_table,
+  mean_of_defined,
+)
+
+LEVEL = 0.95
+PAIRED_REFERENCE = "joint-linear-mloss"
+PAIRED_COLUMN = "total"
+# The cells averaged over seeds: the table's columns and the extras.
+CELL_COLUMNS = COLUMNS[1:] + AFTER_V0_COLUMNS
+
+
+def interval_cell(values: Sequence[float | None], level: float = LEVEL) -> dict | None:
+  """The mean and t-interval of the defined per-seed values of one cell.
+
+  Args:
+    values: one value per seed, None where the seed has none.
+    level: the confidence level.
+
+  Returns:
+    :meth:`Interval.to_dict` (``mean``, ``low``, ``high``, ``n``, ``level``;
+    ``low``/``high`` None for one defined value), or None for none.
+  """
+  defined = [v for v in values if v is not None]
+  return mean_interval(defined, level).to_dict() if defined else None
+
+
+def seed_table(tables: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+  """The comparison table over seeds from each seed's own table.
+
+  Args:
+    tables: ``comparison_table(results of seed i)`` for ``i = 0..n-1``.
+
+  Returns:
+    For one seed, ``tables[0]`` itself. For more, a JSON-ready dict with
+
+    - ``num_seeds`` and ``level``;
+    - ``rows``: per strategy (seed 0's order), ``strategy``, the mean over
+      seeds of every column of :data:`CELL_COLUMNS` (None where no seed has
+      it), ``intervals`` (column -> :func:`interval_cell`) and ``per_seed``
+      (column -> the value of each seed);
+    - ``paired``: ``reference``, ``column`` and per other strategy a row with
+      the per-seed ``differences`` (reference minus strategy) and their
+      ``interval`` (None without a seed where both are defined); absent
+      when the reference strategy did not run;
+    - ``per_task``: strategy -> task -> mean over seeds; ``tasks``: seed 0's;
+    - ``notes``: every seed's notes, once each, prefixed with the seeds
+      they hold for unless they hold for all.
+  """
+  if len(tables) == 1:
+    return tables[0]
+  n = len(tables)
+  per_seed_rows = [{row["strategy"]: row for row in t["rows"]} for t in tables]
+  names = [row["strategy"] for row in tables[0]["rows"]]
+  rows, notes = [], []
+  for s in names:
+    values = {
+      c: [rows_i.get(s, {}).get(c) for rows_i in per_seed_rows] for c in CELL_COLUMNS
+    }
+    intervals = {c: interval_cell(v) for c, v in values.items()}
+    row = {"strategy": s}
+    row.update({c: None if i is None else i["mean"] for c, i in intervals.items()})
+    row["intervals"] = intervals
+    row["per_seed"] = values
+    rows.append(row)
+    for c in COLUMNS[1:]:
+      defined = sum(v is not None for v in values[c])
+      if 0 < defined < n:
+        notes.append(
+          f"{s} {c}: defined for {defined} of {n} seeds, averaged over those"
+        )
+  out = {"num_seeds": n, "level": LEVEL, "rows": rows}
+  if PAIRED_REFERENCE in names:
+    out["paired"] = paired_rows(per_seed_rows, names)
+  out["per_task"] = {
+    s: {
+      task: mean_of_defined(t["per_task"].get(s, {}).get(task) for t in tables)
+      for task in tables[0]["tasks"]
+    }
+    for s in names
+  }
+  out["tasks"] = tables[0]["tasks"]
+  seen: dict[str, list[int]] = {}
+  for i, t in enumerate(tables):
+    for note in t["notes"]:
+      seen.setdefault(note, []).append(i)
+  for note, seeds in seen.items():
+    if len(seeds) == n:
+      notes.append(note)
+    else:
+      notes.append(
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}: {note}"
+      )
+  out["notes"] = notes
+  return out
+
+
+def paired_rows(
+  per_seed_rows: Sequence[Mapping[str, Mapping]], names: Sequence[str]
+) -> dict:
+  """BC-Aligner's total minus each other strategy's, per seed, with intervals.
+
+  Args:
+    per_seed_rows: per seed, strategy -> that seed's table row.
+    names: the strategies, in table order.
+
+  Returns:
+    ``{"reference", "column", "level", "rows": [{"strategy",
+    "differences", "interval"}]}``; a seed where either total is undefined
+    has None as its difference and is left out of the interval.
+  """
+  out = []
+  for s in names:
+    if s == PAIRED_REFERENCE:
+      continue
+    differences = []
+    for rows in per_seed_rows:
+      a = rows.get(PAIRED_REFERENCE, {}).get(PAIRED_COLUMN)
+      b = rows.get(s, {}).get(PAIRED_COLUMN)
+      differences.append(None if a is None or b is None else a - b)
+    out.append(
+      {
+        "strategy": s,
+        "differences": differences,
+        "interval": interval_cell(differences),
+      }
+    )
+  return {
+    "reference": PAIRED_REFERENCE,
+    "column": PAIRED_COLUMN,
+    "level": LEVEL,
+    "rows": out,
+  }
+
+
+def format_cell(cell: Mapping[str, Any] | None, decimals: int, num_seeds: int) -> str:
+  """``mean ± half-width``; ``(n of N seeds)`` when some seeds lack it."""
+  if cell is None:
+    return "n/a"
+  interval = Interval(**cell)
+  text = format_number(interval.mean, decimals)
+  if interval.half_width is not None:
+    text += f" ± {format_number(interval.half_width, decimals)}"
+  if interval.n < num_seeds:
+    text += f" ({interval.n} of {num_seeds} seeds)"
+  return text
+
+
+def to_markdown(table: Mapping[str, Any]) -> str:
+  """The table over seeds, the paired differences, per task, notes, as Markdown.
+
+  Args:
+    table: the output of :func:`seed_table` for two or more seeds.
+  """
+  n, level = table["num_seeds"], table["level"]
+  lines = [
+    f"## Comparison (relative to nobc / fix-m0), mean ± {level:.0%} interval over "
+    f"{n} embedding seeds",
+    "",
+    f"Each cell is computed within each embedding seed as in a one-seed run "
+    f"(relative to the same seed's nobc / fix-m0, consumer seeds averaged inside "
+    f"it), then averaged over the {n} seeds; ± is the half-width of a two-sided "
+    f"Student-t {level:.0%} interval with {_degrees(n)}.",
+    "",
+  ]
+  lines += markdown_table(
+    ["strategy", "intended (%)", "unintended (%)", "total", "alignment error"],
+    [
+      [row["strategy"]]
+      + [
+        format_cell(row["intervals"][c], 4 if c == "alignment_error" else 2, n)
+        for c in COLUMNS[1:]
+      ]
+      for row in table["rows"]
+    ],
+  )
+  paired = table.get("paired")
+  if paired:
+    ref, column = paired["reference"], paired["column"]
+    lines += [
+      "",
+      f"## Paired differences: {ref} minus each strategy ({column})",
+      "",
+      f"Per embedding seed, {ref}'s {column} minus the strategy's (positive: "
+      f"{ref} is better); mean ± half-width and the interval of a two-sided "
+      f"Student-t {level:.0%} interval over seeds ({_degrees(n)}).",
+      "",
+    ]
+    body = []
+    for row in paired["rows"]:
+      cell = row["interval"]
+      span = "n/a"
+      if cell is not None and cell["low"] is not None:
+        span = f"[{format_number(cell['low'], 2)}, {format_number(cell['high'], 2)}]"
+      body.append([row["strategy"], format_cell(cell, 2, n), span])
+    lines += markdown_table(
+      ["strategy", f"{ref} − strategy", f"{level:.0%} interval"], body
+    )
+  tasks = table.get("tasks", {})
+  if tasks:
+    strategies = [row["strategy"] for row in table["rows"]]
+    lines += ["", "## Unintended tasks (mean over evaluated versions and seeds)", ""]
+    lines += markdown_table(
+      ["task", "metric", "core", "versions", *strategies],
+      [
+        [
+          task,
+          spec["metric"],
+          "yes" if spec["core"] else "no",
+          f"> {spec['selection_version']}",
+          *(format_number(table["per_task"][s].get(task), 4) for s in strategies),
+        ]
+        for task, spec in tasks.items()
+      ],
+    )
+  if table["notes"]:
+    lines += ["", "## Notes", ""]
+    lines += [f"- {note}" for note in table["notes"]]
+  return "\n".join(lines) + "\n"
+
+
+def _degrees(n: int) -> str:
+  """``"2 degrees of freedom"`` of a t-interval over ``n`` seeds."""
+  return f"{n - 1} degree{'' if n == 2 else 's'} of freedom"
+
+
+def to_csv(table: Mapping[str, Any]) -> str:
+  """The table over seeds as CSV: per column its mean, low and high.
+
+  Args:
+    table: the output of :func:`seed_table` for two or more seeds.
+
+  Returns:
+    CSV text with ``strategy`` and, per column ``c`` of the one-seed CSV,
+    ``c`` (the mean over seeds), ``c_low`` and ``c_high`` (the ends of the
+    95% interval); an empty cell for None.
+  """
+  buffer = io.StringIO()
+  writer = csv.writer(buffer, lineterminator="\n")
+  header = ["strategy"]
+  for c in COLUMNS[1:]:
+    header += [c, f"{c}_low", f"{c}_high"]
+  writer.writerow(header)
+  for row in table["rows"]:
+    cells = [row["strategy"]]
+    for c in COLUMNS[1:]:
+      cell = row["intervals"][c] or {}
+      cells += [
+        "" if cell.get(k) is None else repr(cell[k]) for k in ("mean", "low", "high")
+      ]
+    writer.writerow(cells)
+  return buffer.getvalue()
