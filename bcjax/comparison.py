@@ -270,6 +270,7 @@ def _write_outputs(workdir, runs, writer: MetricWriter, started) -> dict:
       + "\nEmbedding seed 0 (every seed's numbers are in results.json's per_seed):\n\n"
       + recall_table.to_markdown(results)
     )
+  markdown = _report_split_note(results["config"]) + markdown
   if "compatibility" in results:
     markdown += "\n" + compatibility.to_markdown(results["compatibility"])
   with atomic_files.atomic_open(os.path.join(workdir, "table.md")) as f:
@@ -313,3 +314,18 @@ def _mean_defined(values) -> float:
 
 def _fmt(value):
   return "n/a" if value is None else f"{value:.4f}"
+
+
+def _report_split_note(config) -> str:
+  """The line of ``table.md`` that says whose Recall@K the tables report."""
+  if config.get("report_split", "validation") == "held_out":
+    return (
+      "Recall@K is reported on the held-out half of each version's validation "
+      "users; the other half chose the kept epoch "
+      "(`config.report_split=held_out`).\n\n"
+    )
+  return (
+    "Recall@K is reported on every validation user, the same users that chose "
+    "each version's kept epoch, as the reference does "
+    "(`config.report_split=validation`).\n\n"
+  )

@@ -48,6 +48,7 @@ def test_compare_writes_every_output(compared):
   assert "| bc-aligner" not in table_md and "| joint-linear-mloss |" in table_md
   # The per-version Recall@50 table, the most-popular baseline first.
   assert "## Recall@50 per version" in table_md
+  assert "(`config.report_split=validation`)" in table_md.splitlines()[0]
   nobc_v1 = on_disk["strategies"]["nobc"][1]["recall"]["50"]
   assert "| nobc | " in table_md and f"{nobc_v1:.4f} |" in table_md
   assert "| most popular | " in table_md
