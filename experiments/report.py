@@ -123,7 +123,7 @@ def _verdict(cell: dict | None, anchor: float) -> str:
   if cell is None:
     return "not run"
   if anchor == 0:
-    return "reference (0 by definition)"
+    return "0 by construction"
   low, high = cell.get("low"), cell.get("high")
   if low is None or high is None:
     low = high = cell["mean"]
@@ -134,11 +134,23 @@ def _verdict(cell: dict | None, anchor: float) -> str:
   return "does not hold: the interval contains 0"
 
 
+def _cells(results: dict) -> dict[str, dict[str, dict]]:
+  """Per strategy and column, ``{"mean", "low", "high"}`` of the table."""
+  out = {}
+  for row in results["table"]["rows"]:
+    intervals = row.get("intervals", {})
+    out[row["strategy"]] = {
+      column: intervals.get(column) or {"mean": row[column], "low": None, "high": None}
+      for column in ("intended", "unintended", "total")
+    }
+  return out
+
+
 def anchor_lines(results: dict) -> list[str]:
   """The anchor's table beside the run's, and the paper's ranking claim."""
-  cells = results["table"]["cells"]
+  cells = _cells(results)
   lines = [
-    "| strategy | paper intended / unintended | intended | unintended |",
+    "| strategy | paper: intended / unintended | intended | unintended |",
     "|---|---|---|---|",
   ]
   for strategy, (intended, unintended) in PAPER_ANCHOR.items():
@@ -148,38 +160,38 @@ def anchor_lines(results: dict) -> list[str]:
       f"{_verdict(row and row['intended'], intended)} | "
       f"{_verdict(row and row['unintended'], unintended)} |"
     )
-  lines += ["", _ranking(results)]
-  return lines
+  return [*lines, "", _ranking(results, cells)]
 
 
-def _ranking(results: dict) -> str:
+def _ranking(results: dict, cells: dict) -> str:
   """The paper's claim that BC-Aligner's total is the best, checked."""
-  cells = results["table"]["cells"]
   if BC_ALIGNER not in cells:
     return "BC-Aligner was not run."
   totals = {s: c["total"]["mean"] for s, c in cells.items()}
   best = max(totals, key=totals.get)
-  paired = results["table"].get("paired", {})
+  paired = {
+    row["strategy"]: row["interval"]
+    for row in results["table"].get("paired", {}).get("rows", [])
+  }
+  mine = totals[BC_ALIGNER]
   if best == BC_ALIGNER:
-    text = f"BC-Aligner's total ({totals[BC_ALIGNER]:.2f}) is the best"
-    unresolved = [
-      other
-      for other, diff in paired.items()
-      if diff.get("low") is not None and diff["low"] <= 0
-    ]
+    text = f"BC-Aligner's total ({mine:.2f}) is the best"
+    unresolved = [s for s, diff in paired.items() if diff["low"] <= 0]
     if unresolved:
-      text += ", but the paired interval of its lead contains 0 against " + ", ".join(
+      text += "; the paired 95% interval of its lead contains 0 against " + ", ".join(
         unresolved
       )
+    elif paired:
+      text += ", and every paired 95% interval of its lead lies above 0"
     return text + "."
   text = (
-    f"BC-Aligner's total ({totals[BC_ALIGNER]:.2f}) is not the best: {best}'s "
-    f"is {totals[best]:.2f}, {totals[best] - totals[BC_ALIGNER]:.2f} higher"
+    f"BC-Aligner's total ({mine:.2f}) is not the best: {best}'s is "
+    f"{totals[best]:.2f}, {totals[best] - mine:.2f} points higher"
   )
   diff = paired.get(best)
-  if diff and diff.get("low") is not None:
+  if diff:
     text += (
-      f" (paired difference BC-Aligner - {best}: {diff['mean']:.2f}, "
+      f" (paired difference BC-Aligner - {best} over seeds: {diff['mean']:.2f}, "
       f"95% interval [{diff['low']:.2f}, {diff['high']:.2f}])"
     )
   return text + "."
@@ -212,7 +224,7 @@ def section(results_dir: str) -> str:
       run.command,
       "```",
       "",
-      _provenance(results) + f" Files: `{folder}/`.",
+      _provenance(results) + f" Files: `experiments/results/{run.name}/`.",
       "",
       _demoted(table),
       "",

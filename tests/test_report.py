@@ -1,0 +1,119 @@
+"""The README's results section, rendered from committed runs."""
+
+import json
+import os
+
+import pytest
+
+from experiments import report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cell(mean, low, high):
+  return {"mean": mean, "low": low, "high": high, "n": 3, "level": 0.95}
+
+
+@pytest.mark.parametrize(
+  "cell,anchor,want",
+  [
+    (_cell(-5.0, -8.0, -2.0), -3.0, "holds"),
+    (_cell(-5.0, -8.0, 1.0), -3.0, "does not hold: the interval contains 0"),
+    (_cell(4.0, 1.0, 7.0), -3.0, "does not hold: the interval lies on the other side"),
+    ({"mean": -1.0, "low": None, "high": None}, -0.65, "holds"),
+    (_cell(0.0, 0.0, 0.0), 0.0, "0 by construction"),
+    (None, -3.0, "not run"),
+  ],
+)
+def test_verdict_compares_the_interval_with_the_anchors_sign(cell, anchor, want):
+  assert report._verdict(cell, anchor).startswith(want)
+
+
+def _results(totals, paired_lows):
+  """A results.json with three seeds' intervals and the paired table."""
+  rows = []
+  for strategy, total in totals.items():
+    cells = {"intended": -2.0, "unintended": total + 2.0, "total": total}
+    rows.append(
+      dict(
+        strategy=strategy,
+        **cells,
+        alignment_error=0.1,
+        intervals={c: _cell(v, v - 1.0, v + 1.0) for c, v in cells.items()},
+      )
+    )
+  paired = [
+    {
+      "strategy": s,
+      "differences": [1.0, 2.0, 3.0],
+      "interval": _cell(totals[report.BC_ALIGNER] - totals[s], low, low + 5.0),
+    }
+    for s, low in paired_lows.items()
+  ]
+  return {
+    "environment": {
+      "git_commit": "abc1234",
+      "bcjax": "0.1.0",
+      "packages": {"jax": "0.10.2"},
+      "device_kind": "cpu",
+      "device_count": 1,
+      "started": "2026-11-26T10:00:00+00:00",
+      "finished": "2026-11-26T10:42:00+00:00",
+    },
+    "table": {"rows": rows, "paired": {"rows": paired}},
+  }
+
+
+def _write(folder, results):
+  os.makedirs(folder)
+  with open(os.path.join(folder, "results.json"), "w") as f:
+    json.dump(results, f)
+  with open(os.path.join(folder, "table.md"), "w") as f:
+    f.write("## Comparison\n\n| strategy | total |\n")
+
+
+def test_section_states_the_ranking_and_provenance(tmp_path):
+  aligner = report.BC_ALIGNER
+  _write(
+    tmp_path / report.RUNS[0].name,
+    _results(
+      {aligner: -1.0, "nobc": -20.0, "fix-m0": -25.0}, {"nobc": 3.0, "fix-m0": -0.5}
+    ),
+  )
+  _write(
+    tmp_path / report.RUNS[1].name,
+    _results(
+      {aligner: -9.0, "posthoc-linear-sloss": -4.0}, {"posthoc-linear-sloss": -8.0}
+    ),
+  )
+  text = report.section(str(tmp_path))
+  assert text.startswith(report.BEGIN) and text.endswith(report.END)
+  assert (
+    "Commit `abc1234`, bcjax 0.1.0, JAX 0.10.2 on cpu (1 device(s)), 42 min" in text
+  )
+  assert "#### Comparison" in text  # table.md's headings under the run's
+  assert (
+    "BC-Aligner's total (-1.00) is the best; the paired 95% interval of its "
+    "lead contains 0 against fix-m0." in text
+  )
+  assert (
+    "BC-Aligner's total (-9.00) is not the best: posthoc-linear-sloss's is "
+    "-4.00, 5.00 points higher (paired difference BC-Aligner - "
+    "posthoc-linear-sloss over seeds: -5.00, 95% interval [-8.00, -3.00])." in text
+  )
+  # nobc's unintended cell is -18 +- 1: the anchor's sign (-26.5) holds.
+  assert "| nobc | 0 / -26.5 | 0 by construction | holds |" in text
+
+
+def test_replaced_needs_both_markers():
+  with pytest.raises(ValueError, match="lacks the markers"):
+    report.replaced("no markers here", "x")
+
+
+def test_readme_results_section_matches_the_committed_runs():
+  # The README's numbers come from experiments/results through the command.
+  with open(os.path.join(ROOT, "README.md")) as f:
+    readme = f.read()
+  generated = report.section(os.path.join(ROOT, "experiments", "results"))
+  want = report.replaced(readme, generated)
+  assert readme == want, "run python -m experiments.report"
