@@ -213,7 +213,7 @@ def section(results_dir: str) -> str:
     folder = os.path.join(results_dir, run.name)
     parts += ["", f"### {run.title}", "", run.about, ""]
     if not os.path.exists(os.path.join(folder, "results.json")):
-      parts.append(f"Not yet committed (`{folder}/results.json`).")
+      parts.append(f"Not yet committed (`experiments/results/{run.name}/`).")
       continue
     with open(os.path.join(folder, "results.json")) as f:
       results = json.load(f)
