@@ -32,6 +32,7 @@ from bcjax.evaluation.table import (
   format_number,
   markdown_table,
   mean_of_defined,
+  tasks_and_notes,
 )
 
 LEVEL = 0.95
@@ -227,26 +228,7 @@ def to_markdown(table: Mapping[str, Any]) -> str:
     lines += markdown_table(
       ["strategy", f"{ref} − strategy", f"{level:.0%} interval"], body
     )
-  tasks = table.get("tasks", {})
-  if tasks:
-    strategies = [row["strategy"] for row in table["rows"]]
-    lines += ["", "## Unintended tasks (mean over evaluated versions and seeds)", ""]
-    lines += markdown_table(
-      ["task", "metric", "core", "versions", *strategies],
-      [
-        [
-          task,
-          spec["metric"],
-          "yes" if spec["core"] else "no",
-          f"> {spec['selection_version']}",
-          *(format_number(table["per_task"][s].get(task), 4) for s in strategies),
-        ]
-        for task, spec in tasks.items()
-      ],
-    )
-  if table["notes"]:
-    lines += ["", "## Notes", ""]
-    lines += [f"- {note}" for note in table["notes"]]
+  lines += tasks_and_notes(table, "mean over evaluated versions and seeds")
   return "\n".join(lines) + "\n"
 
 

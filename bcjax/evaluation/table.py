@@ -416,10 +416,22 @@ def to_markdown(table: Mapping[str, Any]) -> str:
       for row in table["rows"]
     ],
   )
+  lines += tasks_and_notes(table, "mean over evaluated versions")
+  return "\n".join(lines) + "\n"
+
+
+def tasks_and_notes(table: Mapping[str, Any], averaged: str) -> list[str]:
+  """The Markdown lines of the per-task table and the notes.
+
+  Args:
+    table: a comparison table (one seed or over seeds).
+    averaged: what each per-task cell averages, for the heading.
+  """
+  lines = []
   tasks = table.get("tasks", {})
   if tasks:
     strategies = [row["strategy"] for row in table["rows"]]
-    lines += ["", "## Unintended tasks (mean over evaluated versions)", ""]
+    lines += ["", f"## Unintended tasks ({averaged})", ""]
     lines += markdown_table(
       ["task", "metric", "core", "versions", *strategies],
       [
@@ -436,7 +448,7 @@ def to_markdown(table: Mapping[str, Any]) -> str:
   if table["notes"]:
     lines += ["", "## Notes", ""]
     lines += [f"- {note}" for note in table["notes"]]
-  return "\n".join(lines) + "\n"
+  return lines
 
 
 def to_csv(table: Mapping[str, Any]) -> str:
