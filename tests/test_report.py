@@ -114,6 +114,5 @@ def test_readme_results_section_matches_the_committed_runs():
   # The README's numbers come from experiments/results through the command.
   with open(os.path.join(ROOT, "README.md")) as f:
     readme = f.read()
-  generated = report.section(os.path.join(ROOT, "experiments", "results"))
-  want = report.replaced(readme, generated)
+  want = report.rendered(readme, os.path.join(ROOT, "experiments", "results"))
   assert readme == want, "run python -m experiments.report"
