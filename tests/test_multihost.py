@@ -15,6 +15,8 @@ import textwrap
 
 import pytest
 
+from bcjax.workdir import WorkdirLock
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FIT = textwrap.dedent(
@@ -223,3 +225,36 @@ def test_two_processes_compare_like_one(tmp_path):
       assert got["per_strategy"][name]["per_version"] == pytest.approx(
         per_version["per_version"], abs=5e-3
       )
+
+
+def test_a_refused_workdir_stops_every_process_with_one_line(tmp_path):
+  # Process 0 finds the workdir locked by another job; process 1, which
+  # takes no lock, must stop too rather than wait in the first collective.
+  port = str(_free_port())
+  with WorkdirLock(str(tmp_path)):
+    workers = [
+      _start_compare(
+        tmp_path,
+        "--config.num_devices=0",
+        "--distributed",
+        f"--coordinator_address=127.0.0.1:{port}",
+        "--num_processes=2",
+        f"--process_id={pid}",
+      )
+      for pid in (0, 1)
+    ]
+    try:
+      errors = []
+      for proc in workers:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, err[-3000:]
+        errors.append([line for line in err.splitlines() if line.startswith("error:")])
+    finally:
+      for proc in workers:
+        if proc.poll() is None:
+          proc.kill()
+          proc.wait()
+  assert len(errors[0]) == 1 and "is in use by process" in errors[0][0]
+  assert errors[1] == [
+    "error: process 0 refused the job (its log has the reason); this process stops too"
+  ]
