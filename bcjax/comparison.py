@@ -19,6 +19,11 @@ each with its own M_0 (seed 0 in ``workdir``, seed ``i`` in
 means over seeds with Student-t 95% intervals, computed paired by seed
 (:mod:`bcjax.evaluation.seed_table`), and ``results.json`` holds every
 seed's numbers under ``per_seed``. Finished seeds are reused by a rerun.
+
+Run as several JAX processes (several hosts, the binaries' ``--distributed``),
+every process trains every version on the global mesh and takes part in its
+Orbax save; process 0 alone trains, saves and serves the consumers and writes
+every other output (:mod:`bcjax.processes`).
 """
 
 from __future__ import annotations

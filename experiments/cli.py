@@ -5,6 +5,9 @@
 directory) or a path to a config file; ``--config.<field>=value`` overrides
 a field. ``--help`` lists the flags and the config's fields; a misspelled
 field, like any other user error, is one ``error:`` line and exit status 2.
+``--distributed`` (with ``--coordinator_address``, ``--num_processes`` and
+``--process_id`` where JAX cannot detect the cluster) makes the binary one
+process of a multi-host job.
 """
 
 import difflib
