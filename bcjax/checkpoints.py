@@ -36,6 +36,7 @@ def checkpoint_manager(
   *,
   keep_latest: int | None = None,
   create: bool = True,
+  this_process_only: bool = False,
 ) -> ocp.CheckpointManager:
   """The one way bcjax opens an Orbax ``CheckpointManager``.
 
@@ -48,14 +49,32 @@ def checkpoint_manager(
     item_names: the named items of every step.
     keep_latest: keep only this many newest steps (None: keep every step).
     create: create the folder if missing.
+    this_process_only: the calling process alone uses the manager (a reader,
+      or process 0's consumer stage of a multi-process job): it is its own
+      primary host, and Orbax's barriers wait for no other process. Else
+      every process of the job takes part in every call, as saves of global
+      arrays need.
   """
   policy = (
     ocp.checkpoint_managers.preservation_policy.PreserveAll()
     if keep_latest is None
     else ocp.checkpoint_managers.preservation_policy.LatestN(keep_latest)
   )
+  multiprocessing = ocp.options.MultiprocessingOptions()
+  if this_process_only:
+    me = jax.process_index()
+    multiprocessing = ocp.options.MultiprocessingOptions(
+      primary_host=me, active_processes={me}
+    )
+    if create:
+      # Orbax refuses create=True for a subset of processes.
+      os.makedirs(directory, exist_ok=True)
+      create = False
   options = ocp.CheckpointManagerOptions(
-    preservation_policy=policy, create=create, enable_async_checkpointing=False
+    preservation_policy=policy,
+    create=create,
+    enable_async_checkpointing=False,
+    multiprocessing_options=multiprocessing,
   )
   return ocp.CheckpointManager(directory, options=options, item_names=item_names)
 
@@ -71,6 +90,11 @@ class VersionStore:
   def __init__(self, directory: str, *, create: bool = True):
     """Opens (or creates) the store.
 
+    A store that may create its folder is a writer: every process of a
+    multi-process job opens it and takes part in each save. One opened with
+    ``create=False`` is a reader, used by the calling process alone (the
+    registry, the analytics), so a reader on one process waits for no other.
+
     Args:
       directory: the folder of this strategy's versions.
       create: create the folder if missing; else a missing folder is an error.
@@ -78,7 +102,9 @@ class VersionStore:
     self.directory = os.path.abspath(directory)
     if not create and not os.path.isdir(self.directory):
       raise InputError(f"no checkpoint folder at {self.directory}")
-    self._manager = checkpoint_manager(self.directory, ITEMS, create=create)
+    self._manager = checkpoint_manager(
+      self.directory, ITEMS, create=create, this_process_only=not create
+    )
 
   def close(self):
     self._manager.close()
@@ -136,7 +162,18 @@ class VersionStore:
       raise InputError(f"unknown checkpoint item {item!r}; valid: {', '.join(ITEMS)}")
     if item == "transform" and item not in self._items(version):
       return None
-    tree = self._restore(version, item, ocp.args.StandardRestore())
+    # Host arrays as the target: the saved sharding may name devices of
+    # other processes (a multi-process save), which a reader cannot use.
+    self._check_exists(version)
+    try:
+      saved = self._manager.item_metadata(version)[item]
+    except (FileNotFoundError, ValueError, OSError, KeyError) as e:
+      raise InputError(
+        f"checkpoint item {item!r} of version {version} in {self.directory} "
+        f"is missing or corrupt: {type(e).__name__}: {e}"
+      ) from e
+    target = jax.tree.map(lambda a: np.empty(a.shape, a.dtype), saved)
+    tree = self._restore(version, item, ocp.args.StandardRestore(target))
     return jax.tree.map(np.asarray, tree)
 
   def transform(self, version: int) -> tuple[BackwardTransform, Any]:

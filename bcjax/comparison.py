@@ -19,6 +19,11 @@ each with its own M_0 (seed 0 in ``workdir``, seed ``i`` in
 means over seeds with Student-t 95% intervals, computed paired by seed
 (:mod:`bcjax.evaluation.seed_table`), and ``results.json`` holds every
 seed's numbers under ``per_seed``. Finished seeds are reused by a rerun.
+
+Run as several JAX processes (several hosts, the binaries' ``--distributed``),
+every process trains every version on the global mesh and takes part in its
+Orbax save; process 0 alone trains, saves and serves the consumers and writes
+every other output (:mod:`bcjax.processes`).
 """
 
 from __future__ import annotations
@@ -30,10 +35,21 @@ import json
 import os
 import time
 
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from absl import logging
 
-from bcjax import atomic_files, compatibility, environment, keys, registry, runner
+from bcjax import (
+  atomic_files,
+  compatibility,
+  environment,
+  keys,
+  processes,
+  registry,
+  runner,
+)
 from bcjax import config as config_lib
 from bcjax.consumers import (
   ConsumerConfig,
@@ -46,7 +62,7 @@ from bcjax.evaluation.plots import write_plots
 from bcjax.evaluation.table import comparison_table, to_csv, to_markdown
 from bcjax.metric_writer import MetricWriter
 from bcjax.tasks import Task, available_tasks, build_task
-from bcjax.workdir import WorkdirLock, seed_workdir
+from bcjax.workdir import seed_workdir
 
 
 def task_names(config: ml_collections.ConfigDict, graph) -> list[str]:
@@ -75,7 +91,7 @@ def _tables(reg: registry.EmbeddingRegistry, version: int):
   )
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   """Runs the comparison end to end; reuses whatever ``workdir`` holds.
 
   Args:
@@ -83,14 +99,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir: the output folder.
 
   Returns:
-    The results, as written to ``workdir/results.json``.
+    The results, as written to ``workdir/results.json``; None on processes
+    other than 0 of a multi-process job, which train but write no outputs.
   """
   config_lib.validate(config)
   strategies = config_lib.strategies(config)
-  os.makedirs(workdir, exist_ok=True)
-  with WorkdirLock(workdir), MetricWriter(workdir) as writer:
-    runner.check_workdir(workdir, config, runner.MODEL_FIELDS + ("consumer",))
-    return _run(config, workdir, strategies, writer)
+  with runner.job_context(workdir, config, runner.MODEL_FIELDS + ("consumer",)) as w:
+    return _run(config, workdir, strategies, w)
 
 
 def _run(config, workdir, strategies, writer: MetricWriter) -> dict:
@@ -106,16 +121,22 @@ def _run(config, workdir, strategies, writer: MetricWriter) -> dict:
   for i in range(runner.num_seeds(config)):
     seed_data = data if i == 0 else data.for_seed(i)
     results = _run_seed(config, seed_data, strategies, tasks, writer)
-    runs.append((results, results["table"]))
+    if results is not None:
+      runs.append((results, results["table"]))
+  if not processes.is_primary():
+    return None
   return _write_outputs(workdir, runs, writer, started)
 
 
 def _run_seed(config, data, strategies, tasks, writer: MetricWriter) -> dict:
   """One embedding seed: its versions, consumers and table, in its folder.
 
+  Training is every process's; the consumer stage and the outputs are
+  process 0's alone (see :func:`_host_tables`).
+
   Returns:
     The seed's results (as a one-seed run's), with its ``table``; written to
-    the seed's ``results.json``.
+    the seed's ``results.json``. None on processes other than 0.
   """
   job = runner.Runner(data, writer, tuple(strategies))
   suffix = runner.seed_suffix(data.embedding_seed)
@@ -126,7 +147,14 @@ def _run_seed(config, data, strategies, tasks, writer: MetricWriter) -> dict:
     job.clock.add(f"consumers/{task.name}", grid_epochs, weight=CONSUMER_EPOCH_WEIGHT)
   results = runner.run_strategies(job, strategies)
 
-  train_tables = job.m0_embeddings(0)
+  # M_0's embeddings are computed on the mesh by every process, then taken
+  # to the host: process 0 trains the consumers on them alone.
+  train_tables = _host_tables(job.m0_embeddings(0))
+  selection_tables = {
+    task.name: _host_tables(job.m0_embeddings(task.selection_version)) for task in tasks
+  }
+  if not processes.is_primary():
+    return None
   consumers = {}
   for t, task in enumerate(tasks, 1):
     tick = time.perf_counter()
@@ -140,7 +168,7 @@ def _run_seed(config, data, strategies, tasks, writer: MetricWriter) -> dict:
       consumer = fit_consumer(
         task,
         train_tables,
-        job.m0_embeddings(task.selection_version),
+        selection_tables[task.name],
         ConsumerConfig.from_config(config),
         # The same consumer seeds for every embedding seed.
         keys.consumer_key(config.seed, task.name),
@@ -170,7 +198,11 @@ def _run_seed(config, data, strategies, tasks, writer: MetricWriter) -> dict:
   values = {task.name: {} for task in tasks}
   with contextlib.ExitStack() as stack:
     for strategy in strategies:
-      reg = registry.open(data.store_path(strategy.name), data.mesh)
+      # Process 0 alone serves the consumers: without the mesh, which spans
+      # the other processes' devices too.
+      reg = registry.open(
+        data.store_path(strategy.name), data.mesh if jax.process_count() == 1 else None
+      )
       stack.callback(reg.close)
       for k in range(config.num_versions):
         tables = _tables(reg, k)
@@ -224,6 +256,16 @@ def _run_seed(config, data, strategies, tasks, writer: MetricWriter) -> dict:
   results["environment"] = environment.record(job.started)
   atomic_files.write_json(data.results_path, results)
   return results
+
+
+def _host_tables(tables) -> tuple:
+  """``(user, item)`` embeddings on this process's default device.
+
+  On a multi-process mesh they are replicated global arrays, which a
+  computation of process 0 alone cannot take; every process holds all rows,
+  so a copy through the host is exact.
+  """
+  return tuple(jnp.asarray(np.asarray(t)) for t in tables)
 
 
 def _write_outputs(workdir, runs, writer: MetricWriter, started) -> dict:

@@ -382,7 +382,10 @@ def _or_nan(value):
 
 
 def save_consumer(path: str, consumer: Consumer, fingerprint: str) -> None:
-  """Saves a task's consumers as one Orbax checkpoint (atomic)."""
+  """Saves a task's consumers as one Orbax checkpoint (atomic).
+
+  The calling process alone writes it (the main job's process 0).
+  """
   metadata = {
     "task": consumer.task.name,
     "hidden": consumer.hidden,
@@ -435,4 +438,6 @@ def load_consumer(path: str, task: Task, fingerprint: str) -> Consumer | None:
 
 
 def _manager(path: str) -> ocp.CheckpointManager:
-  return checkpoint_manager(path, ("variables", "metadata"))
+  # Consumers are trained, saved and read by one process (process 0 of a
+  # multi-process job): Orbax must not wait for the others.
+  return checkpoint_manager(path, ("variables", "metadata"), this_process_only=True)

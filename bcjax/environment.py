@@ -71,6 +71,8 @@ def record(started: str | None = None) -> dict:
     "device_kind": devices[0].device_kind,
     "device_count": len(devices),
     "process_count": jax.process_count(),
+    # Of a multi-process job, the process that wrote the record (0).
+    "process_index": jax.process_index(),
     "host": platform.node(),
     "started": started,
     "finished": now(),

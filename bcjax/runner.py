@@ -25,7 +25,7 @@ import time
 import ml_collections
 from absl import logging
 
-from bcjax import atomic_files, environment, keys, sharding, transforms
+from bcjax import atomic_files, environment, keys, processes, sharding, transforms
 from bcjax import config as config_lib
 from bcjax.checkpoints import VersionStore
 from bcjax.data.bipartite import BipartiteGraph
@@ -228,7 +228,9 @@ class Runner:
       else:
         version = self._make(strategy, k, earlier)
         self._save(store, strategy, k, version, earlier)
-      self.data.progress(strategy.name, k).clear()
+      if processes.is_primary():
+        # Every process has passed the collective save: none reads it again.
+        self.data.progress(strategy.name, k).clear()
     if _stage(strategy.name, k) in self.clock:
       self.clock.skip(_stage(strategy.name, k))
     self._versions[memo] = version
@@ -370,9 +372,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   config_lib.validate(config)
   strategies = config_lib.strategies(config)
-  os.makedirs(workdir, exist_ok=True)
-  with WorkdirLock(workdir), MetricWriter(workdir) as writer:
-    check_workdir(workdir, config, MODEL_FIELDS)
+  with job_context(workdir, config, MODEL_FIELDS) as writer:
     data = RunData.load(config, workdir)
     per_seed = [
       run_strategies(
@@ -382,6 +382,32 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       for i in range(num_seeds(config))
     ]
     return per_seed[0]
+
+
+def job_context(workdir: str, config: ml_collections.ConfigDict, fields):
+  """The workdir lock, the checks and the metric writer of a job.
+
+  Process 0 alone takes the lock, checks (and records) the workdir's config
+  and writes metrics; the other processes of a multi-process job get no
+  writer and touch nothing (:mod:`bcjax.processes`).
+
+  Args:
+    workdir: the job's workdir.
+    config: the job's config.
+    fields: the config fields that decide what the workdir holds.
+
+  Returns:
+    A context manager yielding the metric writer (None on other processes).
+  """
+
+  def enter(stack):
+    os.makedirs(workdir, exist_ok=True)
+    stack.enter_context(WorkdirLock(workdir))
+    writer = stack.enter_context(MetricWriter(workdir))
+    check_workdir(workdir, config, fields)
+    return writer
+
+  return processes.primary_context(enter)
 
 
 def num_seeds(config: ml_collections.ConfigDict) -> int:
@@ -432,7 +458,6 @@ def run_strategies(runner: Runner, strategies: list[Strategy]) -> dict:
     "baselines": {"most-popular": baselines},
     "strategies": {},
   }
-  os.makedirs(data.workdir, exist_ok=True)
   for strategy in strategies:
     versions = runner.results(strategy)
     results["strategies"][strategy.name] = [v.to_json() for v in versions]
@@ -445,7 +470,8 @@ def run_strategies(runner: Runner, strategies: list[Strategy]) -> dict:
         baselines[v.version]["recall"]["50"],
         "-" if v.distance_to_fix_m0 is None else f"{v.distance_to_fix_m0:.5f}",
       )
-    atomic_files.write_json(data.results_path, results)
+    if processes.is_primary():
+      atomic_files.write_json(data.results_path, results)
   return results
 
 

@@ -41,12 +41,26 @@ def initialize_distributed(
     coordinator_address: ``host:port`` of process 0.
     num_processes: number of processes.
     process_id: this process's index.
+
+  Raises:
+    InputError: when JAX finds no cluster and was not told one (its
+      ``ValueError``), or the runtime was already started.
   """
   # Only the CPU backend reads this. Older JAX defaulted to no cross-process
   # collectives; a choice already made (e.g. MPI) is kept.
   if jax.config.jax_cpu_collectives_implementation in (None, "none"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  try:
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  except (ValueError, RuntimeError) as e:
+    # What JAX raises for a missing address or process count and a second
+    # start: a line naming what to pass, not a traceback.
+    raise InputError(
+      f"cannot start JAX's distributed runtime: {str(e).strip().splitlines()[0]} "
+      "(pass --coordinator_address, --num_processes and --process_id, set "
+      "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, or run "
+      "under SLURM, Open MPI or on Cloud TPU)"
+    ) from e
 
 
 def make_mesh(num_devices: int) -> Mesh | None:

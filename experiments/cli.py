@@ -5,6 +5,9 @@
 directory) or a path to a config file; ``--config.<field>=value`` overrides
 a field. ``--help`` lists the flags and the config's fields; a misspelled
 field, like any other user error, is one ``error:`` line and exit status 2.
+``--distributed`` (with ``--coordinator_address``, ``--num_processes`` and
+``--process_id`` where JAX cannot detect the cluster) makes the binary one
+process of a multi-host job.
 """
 
 import difflib
@@ -14,10 +17,12 @@ import os
 import sys
 from collections.abc import Callable
 
+import jax
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from bcjax import sharding
 from bcjax.errors import InputError, exit_on_user_error
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -31,7 +36,31 @@ config_flags.DEFINE_config_file(
   "Experiment config: a shipped one by name (default, paper, test) or a "
   "config file's path; override fields with --config.<field>=value.",
 )
+flags.DEFINE_bool(
+  "distributed",
+  False,
+  "Run as one process of a multi-process (multi-host) job: start JAX's "
+  "distributed runtime first. With no other flag JAX detects SLURM, Cloud TPU "
+  "or Open MPI, or reads JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and "
+  "JAX_PROCESS_ID.",
+)
+flags.DEFINE_string(
+  "coordinator_address", None, "With --distributed: host:port of process 0."
+)
+flags.DEFINE_integer("num_processes", None, "With --distributed: the process count.")
+flags.DEFINE_integer("process_id", None, "With --distributed: this process's index.")
 flags.mark_flags_as_required(["workdir"])
+
+# The flags --help lists, in order.
+LISTED_FLAGS = (
+  "workdir",
+  "config",
+  "distributed",
+  "coordinator_address",
+  "num_processes",
+  "process_id",
+)
+DISTRIBUTED_FLAGS = ("coordinator_address", "num_processes", "process_id")
 
 
 def config_path(value: str) -> str:
@@ -89,7 +118,7 @@ def usage(argv: list[str]) -> str:
   """``--help``: the binary's docstring, its flags and the config's fields."""
   doc = (sys.modules["__main__"].__doc__ or "").strip()
   lines = [doc, "", "Flags:"]
-  for name in ("workdir", "config"):
+  for name in LISTED_FLAGS:
     lines.append(f"  --{name}: {FLAGS[name].help}")
   path = _config_arg(argv)
   try:
@@ -176,9 +205,37 @@ def main_for(run: Callable) -> Callable:
     # ABSLHandler forwards records to its python_handler without filtering.
     logging.get_absl_handler().python_handler.addFilter(_not_library_chatter)
     with exit_on_user_error():
+      start_distributed()
       run(FLAGS.config, FLAGS.workdir)
 
   return main
+
+
+def start_distributed() -> None:
+  """Starts JAX's distributed runtime if ``--distributed`` asks for it.
+
+  Before anything touches a device: afterwards the backend exists and the
+  runtime can no longer join it.
+
+  Raises:
+    InputError: a cluster flag without ``--distributed``, or a runtime JAX
+      cannot start from what it was given.
+  """
+  given = [f"--{name}" for name in DISTRIBUTED_FLAGS if FLAGS[name].present]
+  if not FLAGS.distributed:
+    if given:
+      raise InputError(f"{', '.join(given)} needs --distributed")
+    return
+  sharding.initialize_distributed(
+    FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
+  )
+  logging.info(
+    "process %d of %d; %d devices in all, %d here",
+    jax.process_index(),
+    jax.process_count(),
+    jax.device_count(),
+    jax.local_device_count(),
+  )
 
 
 def run_binary(run: Callable) -> None:

@@ -76,3 +76,48 @@ def test_a_config_file_path_still_works(tmp_path):
   assert cli.config_path(path) == path
   assert cli.config_path("paper").endswith(os.path.join("configs", "paper.py"))
   assert cli.load_config(path).num_versions == 2
+
+
+def _one_error_line(proc) -> str:
+  """The ``error:`` line of a failed binary; the rest of stderr is its log."""
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1, proc.stderr[-3000:]
+  return errors[0]
+
+
+@pytest.mark.parametrize(
+  "args,env,expected",
+  [
+    (
+      ["--config.num_devices=99"],
+      {},
+      "config.num_devices=99 but 1 devices are visible",
+    ),
+    (
+      ["--config.num_devices=3"],
+      {"XLA_FLAGS": "--xla_force_host_platform_device_count=3"},
+      "config.batch_size=256 must be a multiple of the 3 devices",
+    ),
+    (["--process_id=1"], {}, "--process_id needs --distributed"),
+    (
+      ["--distributed"],
+      {},
+      "cannot start JAX's distributed runtime: coordinator_address",
+    ),
+  ],
+)
+def test_bad_device_or_cluster_input_is_one_error_line(tmp_path, args, env, expected):
+  # One device, whatever the calling shell set.
+  env = {"XLA_FLAGS": "", **env}
+  proc = run_module(
+    "experiments.compare",
+    f"--workdir={tmp_path / 'w'}",
+    "--config=test",
+    "--config.strategy=nobc",
+    *args,
+    cwd=tmp_path,
+    **env,
+  )
+  assert expected in _one_error_line(proc)
