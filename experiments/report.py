@@ -113,10 +113,21 @@ def _provenance(results: dict) -> str:
   env = results.get("environment") or {}
   packages = env.get("packages") or {}
   return (
-    f"Commit `{env.get('git_commit', '?')}`, bcjax {env.get('bcjax', '?')}, "
+    f"Commit `{(env.get('git_commit') or '?')[:7]}`, bcjax {env.get('bcjax', '?')}, "
     f"JAX {packages.get('jax', '?')} on {env.get('device_kind', '?')} "
     f"({env.get('device_count', '?')} device(s)), {_wall(env)}."
   )
+
+
+def _figure(folder: str, run: Run) -> list[str]:
+  """The run's trade-off plot, when it was committed."""
+  if not os.path.exists(os.path.join(folder, "tradeoff.png")):
+    return []
+  return [
+    "",
+    f"![intended against unintended, {run.title}]"
+    f"(experiments/results/{run.name}/tradeoff.png)",
+  ]
 
 
 def _demoted(markdown: str) -> str:
@@ -241,6 +252,7 @@ def section(results_dir: str) -> str:
       _provenance(results) + f" Files: `experiments/results/{run.name}/`.",
       "",
       _demoted(table),
+      *_figure(folder, run),
       "",
       "Against the paper's anchor:",
       "",
