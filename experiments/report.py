@@ -219,6 +219,8 @@ def _ranking(results: dict, cells: dict) -> str:
       f" (paired difference BC-Aligner - {best} over seeds: {diff['mean']:.2f}, "
       f"95% interval [{diff['low']:.2f}, {diff['high']:.2f}])"
     )
+    if diff["low"] <= 0 <= diff["high"]:
+      text += "; the interval contains 0, so this ranking is not resolved"
   return text + "."
 
 

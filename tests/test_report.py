@@ -101,6 +101,9 @@ def test_section_states_the_ranking_and_provenance(tmp_path):
     "-4.00, 5.00 points higher (paired difference BC-Aligner - "
     "posthoc-linear-sloss over seeds: -5.00, 95% interval [-8.00, -3.00])." in text
   )
+  # The first run's fix-m0 lead interval [-0.5, 4.5] contains 0.
+  assert "contains 0 against fix-m0." in text
+  assert "the interval contains 0, so this ranking is not resolved" not in text
   # nobc's unintended cell is -18 +- 1: the anchor's sign (-26.5) holds.
   assert "| nobc | 0 / -26.5 | 0 by construction | holds |" in text
 
@@ -116,3 +119,16 @@ def test_readme_results_section_matches_the_committed_runs():
     readme = f.read()
   want = report.rendered(readme, os.path.join(ROOT, "experiments", "results"))
   assert readme == want, "run python -m experiments.report"
+
+
+def test_a_lead_whose_paired_interval_contains_zero_is_not_resolved():
+  results = _results(
+    {report.BC_ALIGNER: -4.0, "posthoc-linear-sloss": -1.0},
+    {"posthoc-linear-sloss": -6.0},
+  )
+  results["table"]["paired"]["rows"][0]["interval"].update(low=-6.0, high=1.0)
+  text = report._ranking(results, report._cells(results))
+  assert text.endswith(
+    "95% interval [-6.00, 1.00]); the interval contains 0, so this ranking "
+    "is not resolved."
+  )
