@@ -1,12 +1,13 @@
-r"""Renders the README's results section from the committed runs.
+r"""Renders the README's results sections from the committed runs.
 
 The README's result numbers are never typed in: each run of
 :data:`RUNS` commits its ``results.json`` and ``table.md`` under
 ``experiments/results/<name>/``, and this command writes the section
-between the README's two markers from them: what ran (command, commit,
+between the README's results markers from them: what ran (command, commit,
 device, wall time), the comparison table as the run wrote it, and beside
 each strategy what the paper's anchor (DESIGN §5) says and whether the run's
-intervals hold it.
+intervals hold it. Between the compatibility markers it writes the
+:data:`COMPATIBILITY` run's ``compatibility.md``.
 
   python -m experiments.report            # rewrite the README's section
   python -m experiments.report --check    # exit 1 if the README is stale
