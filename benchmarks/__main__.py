@@ -34,13 +34,7 @@ from bcjax.data.datasets import load_dataset
 from bcjax.data.split import split_version
 from bcjax.models.aggregation import LAYOUTS
 from benchmarks import hardware, protocol, torch_step, workloads
-
-SIZES = {
-  "musical-instruments": (27_500, 10_600, 231_000),
-  "video-games": (55_000, 17_000, 497_000),
-  "grocery": (127_000, 41_000, 1_100_000),
-  "1m": (1_000_000, 100_000, 10_000_000),
-}
+from benchmarks.workloads import SIZES
 
 flags.DEFINE_string("dataset", "synthetic", "Dataset name (see bcjax.data).")
 flags.DEFINE_string("data_dir", "", "Folder of a real dataset's files.")

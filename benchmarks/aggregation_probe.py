@@ -34,11 +34,8 @@ from bcjax.data.split import split_version
 from bcjax.models import aggregation
 from benchmarks import workloads
 from benchmarks.hardware import median_seconds
+from benchmarks.workloads import SIZES
 
-SIZES = {
-  "musical-instruments": (27_500, 10_600, 231_000),
-  "video-games": (55_000, 17_000, 497_000),
-}
 flags.DEFINE_enum("size", "musical-instruments", list(SIZES), "Synthetic size.")
 flags.DEFINE_integer("users", 0, "Users (0: the size's).")
 flags.DEFINE_integer("items", 0, "Items (0: the size's).")

@@ -30,6 +30,16 @@ from benchmarks.hardware import median_seconds
 F32 = 4
 
 
+# Synthetic graphs of named sizes (users, items, interactions): the paper's
+# Amazon sets and one for accelerators.
+SIZES = {
+  "musical-instruments": (27_500, 10_600, 231_000),
+  "video-games": (55_000, 17_000, 497_000),
+  "grocery": (127_000, 41_000, 1_100_000),
+  "1m": (1_000_000, 100_000, 10_000_000),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Cost:
   """The work of a workload: ``flops`` and the fewest ``bytes`` it moves."""
