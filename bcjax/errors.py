@@ -34,6 +34,23 @@ def unknown_name(kind: str, name: str, valid) -> InputError:
   )
 
 
+def check_new_name(kind: str, name: str, registered) -> None:
+  """Refuses a registry name that strategy names could not parse.
+
+  Args:
+    kind: what is registered, e.g. ``"transform"``.
+    name: the new name; strategy names join names with ``-``.
+    registered: the names taken.
+
+  Raises:
+    InputError: for an empty name, one with ``-`` or one already taken.
+  """
+  if "-" in name or not name:
+    raise InputError(f"{kind} name {name!r} must be non-empty, without '-'")
+  if name in registered:
+    raise InputError(f"{kind} {name!r} is already registered")
+
+
 @contextlib.contextmanager
 def exit_on_user_error():
   """Turns a user error into one ``error:`` line and an exit status.

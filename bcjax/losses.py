@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from bcjax.errors import InputError, unknown_name
+from bcjax.errors import check_new_name, unknown_name
 from bcjax.transforms import BackwardTransform
 
 
@@ -165,10 +165,7 @@ def register_loss(
   Raises:
     InputError: for a name with ``-`` or one already registered.
   """
-  if "-" in name or not name:
-    raise InputError(f"alignment loss name {name!r} must be non-empty, without '-'")
-  if name in LOSSES:
-    raise InputError(f"alignment loss {name!r} is already registered")
+  check_new_name("alignment loss", name, LOSSES)
   loss = AlignmentLoss(name, fn, check or (lambda transform: None))
   LOSSES[name] = loss
   return loss

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from bcjax import closed_form
-from bcjax.errors import InputError, unknown_name
+from bcjax.errors import InputError, check_new_name, unknown_name
 
 Params = Any
 
@@ -284,10 +284,7 @@ def register_transform(name: str, factory: Callable[..., BackwardTransform]):
   Raises:
     InputError: for a name with ``-`` or one already registered.
   """
-  if "-" in name or not name:
-    raise InputError(f"transform name {name!r} must be non-empty, without '-'")
-  if name in TRANSFORMS:
-    raise InputError(f"transform {name!r} is already registered")
+  check_new_name("transform", name, TRANSFORMS)
   TRANSFORMS[name] = factory
   return factory
 

@@ -157,12 +157,11 @@ def _metric_lines(workdir) -> list[tuple[str, int]]:
   return sorted((r["tag"], r["step"]) for r in map(json.loads, lines))
 
 
-def test_two_processes_compare_like_one(tmp_path):
-  shared, alone = tmp_path / "shared", tmp_path / "alone"
-  port = str(_free_port())
-  workers = [
+def _start_pair(workdir, port: str):
+  """Both processes of a two-process ``compare`` into ``workdir``."""
+  return [
     _start_compare(
-      shared,
+      workdir,
       "--config.num_devices=0",
       "--distributed",
       f"--coordinator_address=127.0.0.1:{port}",
@@ -171,6 +170,12 @@ def test_two_processes_compare_like_one(tmp_path):
     )
     for pid in (0, 1)
   ]
+
+
+def test_two_processes_compare_like_one(tmp_path):
+  shared, alone = tmp_path / "shared", tmp_path / "alone"
+  port = str(_free_port())
+  workers = _start_pair(shared, port)
   # Beside the pair, so the test costs one run's time, not two.
   single = _start_compare(alone)
   try:
@@ -232,17 +237,7 @@ def test_a_refused_workdir_stops_every_process_with_one_line(tmp_path):
   # takes no lock, must stop too rather than wait in the first collective.
   port = str(_free_port())
   with WorkdirLock(str(tmp_path)):
-    workers = [
-      _start_compare(
-        tmp_path,
-        "--config.num_devices=0",
-        "--distributed",
-        f"--coordinator_address=127.0.0.1:{port}",
-        "--num_processes=2",
-        f"--process_id={pid}",
-      )
-      for pid in (0, 1)
-    ]
+    workers = _start_pair(tmp_path, port)
     try:
       errors = []
       for proc in workers:
