@@ -2,7 +2,14 @@ r"""Summarises the printed output of ``benchmarks/gpu.sh`` as Markdown tables.
 
 Usage::
 
-  python -m benchmarks.report benchmarks/results/h200_9f904a2/gpu_sh_output.txt
+  python -m benchmarks.report benchmarks/results/h200_b74c0f9/output.txt
+  python -m benchmarks.report --readme README.md          # rewrite its blocks
+  python -m benchmarks.report --readme README.md --check  # exit 1 if stale
+
+A README block is the text between ``<!-- gpu-report: PATH -->`` and
+``<!-- /gpu-report -->``, ``PATH`` relative to the README's folder; it is
+the summary of that committed output, or for a profiler trace
+(``*.trace.json.gz``) the share of device time of each kind of kernel.
 
 Reads every section (``== name``) of the output: the benchmark tables that
 ``python -m benchmarks`` printed, the same-seed comparisons of
@@ -14,9 +21,14 @@ output, not from hand.
 
 from __future__ import annotations
 
+import collections
+import gzip
 import json
+import os
 import re
 import sys
+
+_BLOCK = re.compile(r"(<!-- gpu-report: (\S+) -->\n).*?(<!-- /gpu-report -->)", re.S)
 
 
 def sections(text: str) -> dict[str, list[str]]:
@@ -135,13 +147,77 @@ def summary(text: str) -> str:
   return "\n\n".join(parts)
 
 
+# Kinds of device kernels, by a word of their XLA or cuBLAS name; first match.
+_KERNEL_KINDS = (
+  ("matmul (cuBLAS)", "gemm"),
+  ("transpose fusions", "transpose"),
+  ("reduce fusions", "reduce"),
+  ("concatenate fusions", "concatenate"),
+  ("select and pad fusions", "select"),
+  ("select and pad fusions", "pad"),
+)
+
+
+def kernel_shares(events: list[dict]) -> str:
+  """Device time by kind of kernel in a Perfetto trace, as a Markdown table."""
+  processes = {
+    e.get("pid"): e.get("args", {}).get("name", "")
+    for e in events
+    if e.get("ph") == "M" and e.get("name") == "process_name"
+  }
+  device = {pid for pid, name in processes.items() if "GPU" in name}
+  totals = collections.Counter()
+  for e in events:
+    if e.get("ph") == "X" and e.get("pid") in device and "dur" in e:
+      kind = next((k for k, word in _KERNEL_KINDS if word in e["name"]), "other")
+      totals[kind] += e["dur"]
+  whole = sum(totals.values()) or 1
+  rows = [
+    f"| {kind} | {us / 1e3:.2f} ms | {100 * us / whole:.0f}% |"
+    for kind, us in totals.most_common()
+  ]
+  return "\n".join(["| kernels | device time | share |", "|---|---|---|", *rows])
+
+
+def _render(path: str) -> str:
+  if path.endswith(".trace.json.gz"):
+    with gzip.open(path) as f:
+      events = json.load(f)
+    return kernel_shares(events["traceEvents"] if isinstance(events, dict) else events)
+  with open(path) as f:
+    return summary(f.read())
+
+
+def render_readme(readme: str, root: str) -> str:
+  """``readme`` with every gpu-report block replaced by its file's summary."""
+
+  def fill(match):
+    rendered = _render(os.path.join(root, match.group(2)))
+    return f"{match.group(1)}\n{rendered}\n\n{match.group(3)}"
+
+  return _BLOCK.sub(fill, readme)
+
+
 def main(argv: list[str]) -> int:
-  if len(argv) != 2:
-    print(__doc__, file=sys.stderr)
-    return 2
-  with open(argv[1]) as f:
-    print(summary(f.read()))
-  return 0
+  args = argv[1:]
+  if len(args) == 1 and not args[0].startswith("--"):
+    print(_render(args[0]))
+    return 0
+  if args[:1] == ["--readme"] and len(args) in (2, 3) and args[2:] in ([], ["--check"]):
+    path = args[1]
+    with open(path) as f:
+      text = f.read()
+    rendered = render_readme(text, os.path.dirname(os.path.abspath(path)))
+    if args[2:]:
+      if rendered != text:
+        print(f"{path}: a gpu-report block is stale; run {argv[0]} --readme {path}")
+        return 1
+      return 0
+    with open(path, "w") as f:
+      f.write(rendered)
+    return 0
+  print(__doc__, file=sys.stderr)
+  return 2
 
 
 if __name__ == "__main__":

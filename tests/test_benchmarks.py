@@ -152,3 +152,41 @@ def test_report_summarises_each_section_of_the_gpu_script_output():
   assert "| fast | 1.50 ms | 9.00 M rows/s | 90% | 12 MiB |" in got
   assert "- same: identical: 7 numbers, bit for bit" in got
   assert "ignored" not in got
+
+
+def test_report_shares_device_time_by_kind_of_kernel():
+  events = [
+    {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/device:GPU:0"}},
+    {"ph": "M", "name": "process_name", "pid": 2, "args": {"name": "/host:CPU"}},
+    {"ph": "X", "pid": 1, "name": "sm90_xmma_gemm_f32", "dur": 300.0},
+    {"ph": "X", "pid": 1, "name": "input_transpose_fusion_3", "dur": 500.0},
+    {"ph": "X", "pid": 1, "name": "input_reduce_fusion", "dur": 100.0},
+    {"ph": "X", "pid": 1, "name": "wrapped_add", "dur": 100.0},
+    {"ph": "X", "pid": 2, "name": "input_reduce_fusion", "dur": 9000.0},  # host
+  ]
+  rows = report.kernel_shares(events).splitlines()[2:]
+  assert rows == [
+    "| transpose fusions | 0.50 ms | 50% |",
+    "| matmul (cuBLAS) | 0.30 ms | 30% |",
+    "| reduce fusions | 0.10 ms | 10% |",
+    "| other | 0.10 ms | 10% |",
+  ]
+
+
+def test_report_fills_readme_blocks_and_checks_them(tmp_path):
+  (tmp_path / "out.txt").write_text(
+    "== same (10:00:00)\nidentical: 3 numbers, bit for bit\n"
+  )
+  readme = tmp_path / "README.md"
+  readme.write_text("a\n<!-- gpu-report: out.txt -->\nstale\n<!-- /gpu-report -->\nb\n")
+  assert report.main(["report", "--readme", str(readme), "--check"]) == 1
+  assert report.main(["report", "--readme", str(readme)]) == 0
+  text = readme.read_text()
+  assert "stale" not in text and "- same: identical: 3 numbers" in text
+  assert text.startswith("a\n") and text.endswith("<!-- /gpu-report -->\nb\n")
+  assert report.main(["report", "--readme", str(readme), "--check"]) == 0
+
+
+def test_readme_gpu_tables_match_the_committed_outputs():
+  readme = os.path.join(ROOT, "README.md")
+  assert report.main(["report", "--readme", readme, "--check"]) == 0
