@@ -52,15 +52,12 @@ flags.DEFINE_list(
     "scatter",
     "sorted-g2",
     "sorted-g1.5",
+    "fill-g2",
+    "flat-g2",
     "columns-g2",
-    "columns-g1.5",
-    "columns-u8-g2",
-    "columns-u8-g1.5",
-    "columns-u16-g1.5",
-    "padded-g1.5",
-    "flat-g1.5",
   ],
-  "Layouts of one relation to time (scatter; sorted, columns[-uK], padded or flat -gG).",
+  "Layouts of one relation to time (scatter; sorted, fill, flat or "
+  "columns[-uK], then -gG).",
 )
 flags.DEFINE_bool("take_rows", True, "Time the row lookups' gradients.")
 flags.DEFINE_bool("steps", True, "Time the step with each part swapped.")
@@ -76,8 +73,10 @@ def _build(kind, senders, receivers, ns, nr):
   """A candidate layout of the relation ``senders -> receivers``.
 
   ``scatter``: the library's scatter-add; ``sorted-gG``: its degree buckets
-  with growth ``G``, each reduced along its rows; ``columns[-uK]-gG``: the
-  same buckets stored column-major (see :class:`_ColumnLists`).
+  with growth ``G``, each reduced along its rows; ``fill-gG`` and
+  ``flat-gG``: the same buckets gathered otherwise (see
+  :class:`_GatherVariant`); ``columns[-uK]-gG``: stored column-major (see
+  :class:`_ColumnLists`).
 
   Tried on an H100 and dropped (numbers in ``benchmarks/results/h100_probe``;
   forward and transpose at the Musical-Instruments size, dim 512; scatter-add
@@ -87,13 +86,13 @@ def _build(kind, senders, receivers, ns, nr):
   fan-in 4, 8 or 16 of unrolled gather-adds (0.92, 1.38, 0.86 ms, and the
   whole step did not compile in 150 s). On an H200
   (``benchmarks/results/h200_b74c0f9``; scatter-add 0.30 ms, degree buckets
-  0.95 ms at growth 1.5, 1.03 ms at 2): column-major buckets, 1.15-1.54 ms
-  whether reduced along the leading axis or, up to width 8 or 16, added
-  column by column.
+  0.95 ms at growth 1.5, 1.03 ms at 2, both gathered in "fill" mode):
+  column-major buckets, 1.15-1.54 ms whether reduced along the leading axis
+  or, up to width 8 or 16, added column by column.
   """
   if kind == "scatter":
     return aggregation.EdgeList.build(senders, receivers, nr, 0)
-  match = re.fullmatch(r"(sorted|columns|padded|flat)(?:-u(\d+))?-g([\d.]+)", kind)
+  match = re.fullmatch(r"(sorted|columns|fill|flat)(?:-u(\d+))?-g([\d.]+)", kind)
   if not match:
     raise ValueError(f"unknown candidate {kind!r}")
   lists = aggregation.NeighbourLists.build(
@@ -101,9 +100,9 @@ def _build(kind, senders, receivers, ns, nr):
   )
   if match.group(1) == "sorted":
     return lists
-  if match.group(1) in ("padded", "flat"):
-    return _PaddedLists(
-      lists.buckets, lists.position, lists.num_receivers, match.group(1) == "flat"
+  if match.group(1) in ("fill", "flat"):
+    return _GatherVariant(
+      lists.buckets, lists.position, lists.num_receivers, match.group(1)
     )
   return _ColumnLists.from_lists(lists, int(match.group(2) or 0))
 
@@ -146,29 +145,27 @@ class _ColumnLists(aggregation.NeighbourLists):
 
 
 @struct.dataclass
-class _PaddedLists(aggregation.NeighbourLists):
-  """Degree buckets gathered from ``x`` with a zero row appended.
+class _GatherVariant(aggregation.NeighbourLists):
+  """Degree buckets gathered another way than the library's.
 
-  The library gathers with ``mode="fill"``, which XLA compiles to a gather,
-  an in-bounds mask and a select, materialised before the reduction (the
-  step's longest non-matmul kernel is a select fusion). With a zero row at
-  the padding index every index is in bounds, so the gather carries no
-  mask and may fuse into the reduction. ``flat`` gathers the bucket's
-  ``width * n`` rows as one flat list and reshapes them, in case the 2-D
-  index gather is what XLA transposes.
+  ``fill``: the library's former gather, ``x.at[rows].get(mode="fill")``,
+  which XLA compiles to a gather, an in-bounds mask and a select,
+  materialised and transposed before the reduction. ``flat``: the
+  library's zero-row padding, but each bucket's rows gathered as one flat
+  list and reshaped.
   """
 
-  flat: bool = struct.field(pytree_node=False, default=False)
+  mode: str = struct.field(pytree_node=False, default="fill")
 
   def sum(self, x):
     padded = jnp.concatenate([x, jnp.zeros((1, x.shape[1]), x.dtype)])
     sums = []
     for rows in self.buckets:
-      if self.flat:
+      if self.mode == "fill":
+        gathered = x.at[rows].get(mode="fill", fill_value=0)
+      else:
         gathered = padded.at[rows.reshape(-1)].get(mode="promise_in_bounds")
         gathered = gathered.reshape(*rows.shape, x.shape[1])
-      else:
-        gathered = padded.at[rows].get(mode="promise_in_bounds")
       sums.append(jnp.sum(gathered, axis=1))
     sums.append(jnp.zeros((1, x.shape[1]), x.dtype))
     return jnp.concatenate(sums)[self.position]

@@ -137,7 +137,7 @@ def summary(text: str) -> str:
     for name, lines in sections(text).items()
     if _field(lines, r"^paper protocol, projected: (.*)$") != "-"
   ]
-  parts = ["\n".join(step), "\n".join(rest)]
+  parts = ["\n".join(step), "\n".join(rest)] if len(step) > 2 else []
   if probe:
     parts.append("\n".join(probe))
   if same:
@@ -151,6 +151,7 @@ def summary(text: str) -> str:
 _KERNEL_KINDS = (
   ("matmul (cuBLAS)", "gemm"),
   ("transpose fusions", "transpose"),
+  ("gather fusions", "gather"),
   ("reduce fusions", "reduce"),
   ("concatenate fusions", "concatenate"),
   ("select and pad fusions", "select"),
