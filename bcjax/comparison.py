@@ -60,6 +60,7 @@ from bcjax.consumers import (
 from bcjax.evaluation import recall_table, seed_table
 from bcjax.evaluation.plots import write_plots
 from bcjax.evaluation.table import comparison_table, to_csv, to_markdown
+from bcjax.evaluation.table_records import ComparisonTable
 from bcjax.metric_writer import MetricWriter
 from bcjax.tasks import Task, available_tasks, build_task
 from bcjax.workdir import seed_workdir
@@ -122,7 +123,7 @@ def _run(config, workdir, strategies, writer: MetricWriter) -> dict:
     seed_data = data if i == 0 else data.for_seed(i)
     results = _run_seed(config, seed_data, strategies, tasks, writer)
     if results is not None:
-      runs.append((results, results["table"]))
+      runs.append((results, ComparisonTable.from_json(results["table"])))
   if not processes.is_primary():
     return None
   return _write_outputs(workdir, runs, writer, started)
@@ -252,7 +253,7 @@ def _run_seed(config, data, strategies, tasks, writer: MetricWriter) -> dict:
       data.splits,
       consumers,
     )
-  results["table"] = comparison_table(results)
+  results["table"] = comparison_table(results).to_json()
   results["environment"] = environment.record(job.started)
   atomic_files.write_json(data.results_path, results)
   return results
@@ -283,7 +284,7 @@ def _write_outputs(workdir, runs, writer: MetricWriter, started) -> dict:
   """
   results = dict(runs[0][0])
   table = seed_table.seed_table([t for _, t in runs])
-  results["table"] = table
+  results["table"] = table.to_json()
   n = len(runs)
   if n > 1:
     results["num_seeds"] = n
@@ -291,18 +292,18 @@ def _write_outputs(workdir, runs, writer: MetricWriter, started) -> dict:
       {
         "embedding_seed": i,
         "workdir": os.path.relpath(seed_workdir(workdir, i), workdir),
-        "table": t,
+        "table": t.to_json(),
         "strategies": r["strategies"],
         "unintended": r.get("unintended", {}),
       }
       for i, (r, t) in enumerate(runs)
     ]
-  for row in table["rows"]:
+  for row in table.rows:
     writer.write(
-      f"table/{row['strategy']}",
+      f"table/{row.strategy}",
       0,
-      {c: row[c] for c in ("intended", "unintended", "total", "alignment_error")},
-      strategy=row["strategy"],
+      {c: row.cell(c) for c in ("intended", "unintended", "total", "alignment_error")},
+      strategy=row.strategy,
     )
   if n == 1:
     markdown = to_markdown(table) + "\n" + recall_table.to_markdown(results)

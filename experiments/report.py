@@ -24,6 +24,7 @@ import sys
 from absl import app, flags
 
 from bcjax import atomic_files
+from bcjax.evaluation.table_records import read_table
 
 flags.DEFINE_string("results_dir", "experiments/results", "Committed runs.")
 flags.DEFINE_string("readme", "README.md", "The README to write.")
@@ -163,10 +164,11 @@ def _verdict(cell: dict | None, anchor: float) -> str:
 def _cells(results: dict) -> dict[str, dict[str, dict]]:
   """Per strategy and column, ``{"mean", "low", "high"}`` of the table."""
   out = {}
-  for row in results["table"]["rows"]:
-    intervals = row.get("intervals", {})
-    out[row["strategy"]] = {
-      column: intervals.get(column) or {"mean": row[column], "low": None, "high": None}
+  for row in read_table(results["table"]).rows:
+    intervals = getattr(row, "intervals", {})  # one seed: no intervals
+    out[row.strategy] = {
+      column: intervals.get(column)
+      or {"mean": row.cell(column), "low": None, "high": None}
       for column in ("intended", "unintended", "total")
     }
   return out
@@ -195,10 +197,9 @@ def _ranking(results: dict, cells: dict) -> str:
     return "BC-Aligner was not run."
   totals = {s: c["total"]["mean"] for s, c in cells.items()}
   best = max(totals, key=totals.get)
-  paired = {
-    row["strategy"]: row["interval"]
-    for row in results["table"].get("paired", {}).get("rows", [])
-  }
+  table = read_table(results["table"])
+  paired = getattr(table, "paired", None)  # one seed: no paired differences
+  paired = {row.strategy: row.interval for row in paired.rows} if paired else {}
   mine = totals[BC_ALIGNER]
   if best == BC_ALIGNER:
     text = f"BC-Aligner's total ({mine:.2f}) is the best"

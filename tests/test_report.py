@@ -5,6 +5,13 @@ import os
 
 import pytest
 
+from bcjax.evaluation.table_records import (
+  CELL_COLUMNS,
+  PairedComparison,
+  PairedRow,
+  SeedRow,
+  SeedTable,
+)
 from experiments import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,23 +40,30 @@ def _results(totals, paired_lows):
   """A results.json with three seeds' intervals and the paired table."""
   rows = []
   for strategy, total in totals.items():
-    cells = {"intended": -2.0, "unintended": total + 2.0, "total": total}
-    rows.append(
-      dict(
-        strategy=strategy,
-        **cells,
-        alignment_error=0.1,
-        intervals={c: _cell(v, v - 1.0, v + 1.0) for c, v in cells.items()},
-      )
+    means = dict.fromkeys(CELL_COLUMNS)
+    means.update(
+      intended=-2.0, unintended=total + 2.0, total=total, alignment_error=0.1
     )
-  paired = [
-    {
-      "strategy": s,
-      "differences": [1.0, 2.0, 3.0],
-      "interval": _cell(totals[report.BC_ALIGNER] - totals[s], low, low + 5.0),
+    intervals = {
+      c: None if v is None else _cell(v, v - 1.0, v + 1.0) for c, v in means.items()
     }
-    for s, low in paired_lows.items()
-  ]
+    rows.append(
+      SeedRow(strategy, means, intervals, {c: [v] * 3 for c, v in means.items()})
+    )
+  paired = PairedComparison(
+    report.BC_ALIGNER,
+    "total",
+    0.95,
+    tuple(
+      PairedRow(
+        s,
+        [1.0, 2.0, 3.0],
+        _cell(totals[report.BC_ALIGNER] - totals[s], low, low + 5.0),
+      )
+      for s, low in paired_lows.items()
+    ),
+  )
+  table = SeedTable(3, 0.95, tuple(rows), paired, {}, {}, ())
   return {
     "environment": {
       "git_commit": "abc1234",
@@ -60,7 +74,7 @@ def _results(totals, paired_lows):
       "started": "2026-11-26T10:00:00+00:00",
       "finished": "2026-11-26T10:42:00+00:00",
     },
-    "table": {"rows": rows, "paired": {"rows": paired}},
+    "table": table.to_json(),
   }
 
 

@@ -14,6 +14,7 @@ import pytest
 from bcjax.evaluation import seed_table
 from bcjax.evaluation.plots import figures
 from bcjax.evaluation.table import comparison_table
+from bcjax.evaluation.table_records import ComparisonTable
 from tests.test_table import make_results
 
 # Two-sided 95% Student-t quantiles t_{0.975, df}.
@@ -52,13 +53,13 @@ def test_one_seed_is_the_one_seed_table_unchanged():
 def test_cells_are_per_seed_values_averaged_with_t_intervals():
   runs = seed_results()
   tables = [comparison_table(r) for r in runs]
-  summary = seed_table.seed_table(tables)
+  summary = seed_table.seed_table(tables).to_json()
   assert summary["num_seeds"] == 3
   rows = {row["strategy"]: row for row in summary["rows"]}
   for s in ("fix-m0", "nobc", "bc-aligner"):
     for column in ("intended", "unintended", "total", "alignment_error"):
       # Step 1, independently: the cell within each seed from its raw numbers.
-      per_seed = [{r["strategy"]: r for r in t["rows"]}[s][column] for t in tables]
+      per_seed = [t.row(s).cell(column) for t in tables]
       assert rows[s]["per_seed"][column] == per_seed
       mean, low, high = t_interval(per_seed)
       cell = rows[s]["intervals"][column]
@@ -74,13 +75,13 @@ def test_cells_are_per_seed_values_averaged_with_t_intervals():
 
 
 def test_paired_differences_of_the_total():
-  tables = [comparison_table(r) for r in seed_results()]
+  tables = [comparison_table(r).to_json() for r in seed_results()]
   for t in tables:
     for row in t["rows"]:
       if row["strategy"] == "bc-aligner":
         row["strategy"] = "joint-linear-mloss"
-  summary = seed_table.seed_table(tables)
-  paired = summary["paired"]
+  summary = seed_table.seed_table([ComparisonTable.from_json(t) for t in tables])
+  paired = summary.to_json()["paired"]
   assert paired["reference"] == "joint-linear-mloss" and paired["column"] == "total"
   rows = {r["strategy"]: r for r in paired["rows"]}
   assert set(rows) == {"fix-m0", "nobc"}
@@ -109,7 +110,7 @@ def test_markdown_and_csv_show_mean_and_interval():
   text = seed_table.to_markdown(summary)
   assert "mean ± 95% interval over 3 embedding seeds" in text
   assert "Student-t 95% interval with 2 degrees of freedom" in text
-  rows = {row["strategy"]: row for row in summary["rows"]}
+  rows = {row["strategy"]: row for row in summary.to_json()["rows"]}
   cell = rows["nobc"]["intervals"]["alignment_error"]
   half = (cell["high"] - cell["low"]) / 2
   assert f"| {cell['mean']:.4f} ± {half:.4f} |" in text
@@ -122,10 +123,10 @@ def test_markdown_and_csv_show_mean_and_interval():
 
 
 def test_a_cell_missing_in_some_seeds_says_so():
-  tables = [comparison_table(r) for r in seed_results()]
+  tables = [comparison_table(r).to_json() for r in seed_results()]
   tables[1]["rows"][2]["unintended"] = None
-  summary = seed_table.seed_table(tables)
-  assert "bc-aligner unintended: defined for 2 of 3 seeds" in " ".join(summary["notes"])
+  summary = seed_table.seed_table([ComparisonTable.from_json(t) for t in tables])
+  assert "bc-aligner unintended: defined for 2 of 3 seeds" in " ".join(summary.notes)
   assert "(2 of 3 seeds)" in seed_table.to_markdown(summary)
 
 

@@ -5,13 +5,16 @@ import csv
 import io
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 
 from bcjax.errors import InputError
+from bcjax.evaluation import seed_table
 from bcjax.evaluation.plots import figures, write_plots
 from bcjax.evaluation.table import COLUMNS, comparison_table, to_csv, to_markdown
+from bcjax.evaluation.table_records import ComparisonTable, read_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -159,7 +162,7 @@ def numbers(obj):
 
 
 def test_table_arithmetic():
-  table = comparison_table(make_results())
+  table = comparison_table(make_results()).to_json()
   rows = {row["strategy"]: row for row in table["rows"]}
   assert [row["strategy"] for row in table["rows"]] == ["fix-m0", "nobc", "bc-aligner"]
   assert rows["bc-aligner"]["intended"] == pytest.approx(-5.0)
@@ -182,7 +185,7 @@ def test_intended_and_alignment_follow_the_reference_get_df():
     s: np.array([e["recall"]["50"] for e in entries])
     for s, entries in results["strategies"].items()
   }
-  rows = {row["strategy"]: row for row in comparison_table(results)["rows"]}
+  rows = {row.strategy: row.to_json() for row in comparison_table(results).rows}
   for s in recall:
     want = (recall[s].mean() - recall["nobc"].mean()) / recall["nobc"].mean() * 100
     assert rows[s]["intended"] == pytest.approx(want, abs=1e-12)
@@ -193,7 +196,7 @@ def test_intended_and_alignment_follow_the_reference_get_df():
 
 
 def test_per_task_and_per_version():
-  table = comparison_table(make_results())
+  table = comparison_table(make_results()).to_json()
   assert table["per_task"]["nobc"]["activity"] == pytest.approx(0.63)
   assert table["per_task"]["nobc"]["item-std"] == pytest.approx(0.54)
   assert table["per_task"]["bc-aligner"]["item-avg"] is None
@@ -208,7 +211,7 @@ def test_per_task_and_per_version():
 
 
 def test_notes_explain_what_was_skipped():
-  notes = comparison_table(make_results())["notes"]
+  notes = comparison_table(make_results()).notes
   assert "task item-std: labels all one class at version 2 for every strategy" in (
     notes
   )
@@ -223,7 +226,7 @@ def test_nan_read_back_from_json_counts_as_undefined():
   results["unintended"]["edge"]["per_strategy"]["nobc"]["per_version"]["2"] = float(
     "inf"
   )
-  table = comparison_table(results)
+  table = comparison_table(results).to_json()
   rows = {row["strategy"]: row for row in table["rows"]}
   # Versions 0 (distance 0) and 1 (1.0) are left.
   assert rows["nobc"]["alignment_error"] == 0.5
@@ -243,13 +246,12 @@ def test_missing_reference_empties_its_column(missing, column, note, tmp_path):
   results = make_results()
   del results["strategies"][missing]
   table = comparison_table(results)
-  assert note in table["notes"]
+  assert note in table.notes
   other = "unintended" if column == "intended" else "intended"
-  for row in table["rows"]:
-    assert row[column] is None and row["total"] is None
-    assert row[other] is not None
-  rows = {row["strategy"]: row for row in table["rows"]}
-  assert rows["bc-aligner"][other] == pytest.approx(WANT["bc-aligner"][other])
+  for row in table.rows:
+    assert row.cell(column) is None and row.total is None
+    assert row.cell(other) is not None
+  assert table.row("bc-aligner").cell(other) == pytest.approx(WANT["bc-aligner"][other])
   assert "n/a" in to_markdown(table)
   assert ",," in to_csv(table)
   written = {
@@ -370,3 +372,30 @@ def test_malformed_results_raise_input_error(mutate, match):
   mutate(results)
   with pytest.raises(InputError, match=match):
     comparison_table(results)
+
+
+def test_tables_read_back_from_their_json():
+  table = comparison_table(make_results())
+  data = json.loads(json.dumps(table.to_json()))
+  assert ComparisonTable.from_json(data) == table
+  assert read_table(data) == table
+  over_seeds = seed_table.seed_table([table, table])
+  data = json.loads(json.dumps(over_seeds.to_json()))
+  assert read_table(data) == over_seeds
+  assert read_table(data).paired is None  # no BC-Aligner in these results
+
+
+@pytest.mark.parametrize(
+  "damage,message",
+  [
+    (lambda d: d["rows"][0].pop("total"), "missing fields ['total']"),
+    (lambda d: d["rows"][0].update(totl=1.0), "unknown fields ['totl']"),
+    (lambda d: d.pop("tasks"), "missing fields ['tasks']"),
+    (lambda d: d.update(rows=[3]), "table row must be a JSON object, got int"),
+  ],
+)
+def test_a_malformed_table_is_refused_with_what_is_wrong(damage, message):
+  data = comparison_table(make_results()).to_json()
+  damage(data)
+  with pytest.raises(InputError, match=re.escape(message)):
+    read_table(data)

@@ -29,11 +29,12 @@ from bcjax.evaluation.table import (
   mean_of_defined,
   relative_percent,
 )
+from bcjax.evaluation.table_records import ComparisonTable
 
 Series = dict[str, tuple[list[int], list[float]]]
 # A strategy's band: (versions, lows, highs), over the versions of 2+ seeds.
 Bands = dict[str, tuple[list[int], list[float], list[float]]]
-Run = tuple[Mapping[str, Any], Mapping[str, Any]]
+Run = tuple[Mapping[str, Any], ComparisonTable]
 
 
 def _relative_series(
@@ -62,15 +63,15 @@ def _relative_series(
   return out
 
 
-def _unintended_per_version(table: Mapping[str, Any]) -> dict[str, list]:
+def _unintended_per_version(table: ComparisonTable) -> dict[str, list]:
   """Per strategy, the mean core-task metric at each version.
 
   A task counts at version ``k`` only when ``k`` is after its selection
   version, as in the table's unintended column.
   """
-  core = {t: spec for t, spec in table["tasks"].items() if spec["core"]}
+  core = {t: spec for t, spec in table.tasks.items() if spec["core"]}
   out = {}
-  for strategy, series in table["per_version"].items():
+  for strategy, series in table.per_version.items():
     length = max((len(series[t]) for t in core), default=0)
     out[strategy] = [
       mean_of_defined(
@@ -162,21 +163,19 @@ def _alignment_series(results: Mapping[str, Any]) -> Series:
   return out
 
 
-def _tradeoff_figure(tables: Sequence[Mapping[str, Any]]) -> Figure | None:
+def _tradeoff_figure(tables: Sequence[ComparisonTable]) -> Figure | None:
   """Intended (%) against unintended (%) per strategy, with interval bars.
 
   Each point is the mean over seeds of the strategy's table cells; over two
   or more seeds, bars span the 95% t-intervals of both. None when no
   strategy has both cells.
   """
-  names = [row["strategy"] for row in tables[0]["rows"]]
+  names = tables[0].strategies
   points = {}
   for s in names:
     cells = []
     for column in ("unintended", "intended"):
-      values = [
-        row[column] for t in tables for row in t["rows"] if row["strategy"] == s
-      ]
+      values = [t.row(s).cell(column) for t in tables if t.row(s) is not None]
       values = [v for v in values if v is not None]
       cells.append(mean_interval(values) if values else None)
     if None not in cells:
@@ -240,7 +239,7 @@ def figures(runs: Sequence[Run]) -> dict[str, Figure]:
   out = {}
   per_seed = {"recall50_vs_nobc.png": [], "unintended_vs_fix_m0.png": []}
   for _, table in runs:
-    recall = {s: v[RECALL_KEY] for s, v in table["per_version"].items()}
+    recall = {s: v[RECALL_KEY] for s, v in table.per_version.items()}
     for values, reference, name in (
       (recall, INTENDED_REFERENCE, "recall50_vs_nobc.png"),
       (

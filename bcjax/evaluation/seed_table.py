@@ -27,19 +27,25 @@ from typing import Any
 
 from bcjax.evaluation.intervals import Interval, mean_interval
 from bcjax.evaluation.table import (
-  AFTER_V0_COLUMNS,
-  COLUMNS,
   format_number,
   markdown_table,
   mean_of_defined,
   tasks_and_notes,
 )
+from bcjax.evaluation.table_records import (
+  CELL_COLUMNS,
+  COLUMNS,
+  ComparisonTable,
+  PairedComparison,
+  PairedRow,
+  SeedRow,
+  SeedTable,
+  TableRow,
+)
 
 LEVEL = 0.95
 PAIRED_REFERENCE = "joint-linear-mloss"
 PAIRED_COLUMN = "total"
-# The cells averaged over seeds: the table's columns and the extras.
-CELL_COLUMNS = COLUMNS[1:] + AFTER_V0_COLUMNS
 
 
 def interval_cell(values: Sequence[float | None], level: float = LEVEL) -> dict | None:
@@ -57,64 +63,40 @@ def interval_cell(values: Sequence[float | None], level: float = LEVEL) -> dict 
   return mean_interval(defined, level).to_dict() if defined else None
 
 
-def seed_table(tables: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def seed_table(tables: Sequence[ComparisonTable]) -> ComparisonTable | SeedTable:
   """The comparison table over seeds from each seed's own table.
 
   Args:
     tables: ``comparison_table(results of seed i)`` for ``i = 0..n-1``.
 
   Returns:
-    For one seed, ``tables[0]`` itself. For more, a JSON-ready dict with
-
-    - ``num_seeds`` and ``level``;
-    - ``rows``: per strategy (seed 0's order), ``strategy``, the mean over
-      seeds of every column of :data:`CELL_COLUMNS` (None where no seed has
-      it), ``intervals`` (column -> :func:`interval_cell`) and ``per_seed``
-      (column -> the value of each seed);
-    - ``paired``: ``reference``, ``column`` and per other strategy a row with
-      the per-seed ``differences`` (reference minus strategy) and their
-      ``interval`` (None without a seed where both are defined); absent
-      when the reference strategy did not run;
-    - ``per_task``: strategy -> task -> mean over seeds; ``tasks``: seed 0's;
-    - ``notes``: every seed's notes, once each, prefixed with the seeds
-      they hold for unless they hold for all.
+    For one seed, ``tables[0]`` itself. For more, a :class:`SeedTable`:
+    per strategy (seed 0's order) the mean over seeds of every column of
+    :data:`CELL_COLUMNS` with its :func:`interval_cell` and per-seed values;
+    the paired differences (absent when the reference strategy did not
+    run); per task the mean over seeds; seed 0's tasks; and every seed's
+    notes, once each, prefixed with the seeds they hold for unless they
+    hold for all.
   """
   if len(tables) == 1:
     return tables[0]
   n = len(tables)
-  per_seed_rows = [{row["strategy"]: row for row in t["rows"]} for t in tables]
-  names = [row["strategy"] for row in tables[0]["rows"]]
+  names = tables[0].strategies
   rows, notes = [], []
   for s in names:
-    values = {
-      c: [rows_i.get(s, {}).get(c) for rows_i in per_seed_rows] for c in CELL_COLUMNS
-    }
+    values = {c: [_cell(t.row(s), c) for t in tables] for c in CELL_COLUMNS}
     intervals = {c: interval_cell(v) for c, v in values.items()}
-    row = {"strategy": s}
-    row.update({c: None if i is None else i["mean"] for c, i in intervals.items()})
-    row["intervals"] = intervals
-    row["per_seed"] = values
-    rows.append(row)
+    means = {c: None if i is None else i["mean"] for c, i in intervals.items()}
+    rows.append(SeedRow(s, means, intervals, values))
     for c in COLUMNS[1:]:
       defined = sum(v is not None for v in values[c])
       if 0 < defined < n:
         notes.append(
           f"{s} {c}: defined for {defined} of {n} seeds, averaged over those"
         )
-  out = {"num_seeds": n, "level": LEVEL, "rows": rows}
-  if PAIRED_REFERENCE in names:
-    out["paired"] = paired_rows(per_seed_rows, names)
-  out["per_task"] = {
-    s: {
-      task: mean_of_defined(t["per_task"].get(s, {}).get(task) for t in tables)
-      for task in tables[0]["tasks"]
-    }
-    for s in names
-  }
-  out["tasks"] = tables[0]["tasks"]
   seen: dict[str, list[int]] = {}
   for i, t in enumerate(tables):
-    for note in t["notes"]:
+    for note in t.notes:
       seen.setdefault(note, []).append(i)
   for note, seeds in seen.items():
     if len(seeds) == n:
@@ -123,46 +105,51 @@ def seed_table(tables: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
       notes.append(
         f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}: {note}"
       )
-  out["notes"] = notes
-  return out
+  return SeedTable(
+    num_seeds=n,
+    level=LEVEL,
+    rows=tuple(rows),
+    paired=paired_rows(tables, names) if PAIRED_REFERENCE in names else None,
+    per_task={
+      s: {
+        task: mean_of_defined(t.per_task.get(s, {}).get(task) for t in tables)
+        for task in tables[0].tasks
+      }
+      for s in names
+    },
+    tasks=tables[0].tasks,
+    notes=tuple(notes),
+  )
+
+
+def _cell(row: TableRow | None, column: str) -> float | None:
+  return None if row is None else row.cell(column)
 
 
 def paired_rows(
-  per_seed_rows: Sequence[Mapping[str, Mapping]], names: Sequence[str]
-) -> dict:
+  tables: Sequence[ComparisonTable], names: Sequence[str]
+) -> PairedComparison:
   """BC-Aligner's total minus each other strategy's, per seed, with intervals.
 
   Args:
-    per_seed_rows: per seed, strategy -> that seed's table row.
+    tables: per seed, its comparison table.
     names: the strategies, in table order.
 
   Returns:
-    ``{"reference", "column", "level", "rows": [{"strategy",
-    "differences", "interval"}]}``; a seed where either total is undefined
-    has None as its difference and is left out of the interval.
+    A row per strategy but the reference; a seed where either total is
+    undefined has None as its difference and is left out of the interval.
   """
   out = []
   for s in names:
     if s == PAIRED_REFERENCE:
       continue
     differences = []
-    for rows in per_seed_rows:
-      a = rows.get(PAIRED_REFERENCE, {}).get(PAIRED_COLUMN)
-      b = rows.get(s, {}).get(PAIRED_COLUMN)
+    for table in tables:
+      a = _cell(table.row(PAIRED_REFERENCE), PAIRED_COLUMN)
+      b = _cell(table.row(s), PAIRED_COLUMN)
       differences.append(None if a is None or b is None else a - b)
-    out.append(
-      {
-        "strategy": s,
-        "differences": differences,
-        "interval": interval_cell(differences),
-      }
-    )
-  return {
-    "reference": PAIRED_REFERENCE,
-    "column": PAIRED_COLUMN,
-    "level": LEVEL,
-    "rows": out,
-  }
+    out.append(PairedRow(s, differences, interval_cell(differences)))
+  return PairedComparison(PAIRED_REFERENCE, PAIRED_COLUMN, LEVEL, tuple(out))
 
 
 def format_cell(cell: Mapping[str, Any] | None, decimals: int, num_seeds: int) -> str:
@@ -178,13 +165,13 @@ def format_cell(cell: Mapping[str, Any] | None, decimals: int, num_seeds: int) -
   return text
 
 
-def to_markdown(table: Mapping[str, Any]) -> str:
+def to_markdown(table: SeedTable) -> str:
   """The table over seeds, the paired differences, per task, notes, as Markdown.
 
   Args:
     table: the output of :func:`seed_table` for two or more seeds.
   """
-  n, level = table["num_seeds"], table["level"]
+  n, level = table.num_seeds, table.level
   lines = [
     f"## Comparison (relative to nobc / fix-m0), mean ± {level:.0%} interval over "
     f"{n} embedding seeds",
@@ -198,17 +185,17 @@ def to_markdown(table: Mapping[str, Any]) -> str:
   lines += markdown_table(
     ["strategy", "intended (%)", "unintended (%)", "total", "alignment error"],
     [
-      [row["strategy"]]
+      [row.strategy]
       + [
-        format_cell(row["intervals"][c], 4 if c == "alignment_error" else 2, n)
+        format_cell(row.intervals[c], 4 if c == "alignment_error" else 2, n)
         for c in COLUMNS[1:]
       ]
-      for row in table["rows"]
+      for row in table.rows
     ],
   )
-  paired = table.get("paired")
+  paired = table.paired
   if paired:
-    ref, column = paired["reference"], paired["column"]
+    ref, column = paired.reference, paired.column
     lines += [
       "",
       f"## Paired differences: {ref} minus each strategy ({column})",
@@ -219,12 +206,12 @@ def to_markdown(table: Mapping[str, Any]) -> str:
       "",
     ]
     body = []
-    for row in paired["rows"]:
-      cell = row["interval"]
+    for row in paired.rows:
+      cell = row.interval
       span = "n/a"
       if cell is not None and cell["low"] is not None:
         span = f"[{format_number(cell['low'], 2)}, {format_number(cell['high'], 2)}]"
-      body.append([row["strategy"], format_cell(cell, 2, n), span])
+      body.append([row.strategy, format_cell(cell, 2, n), span])
     lines += markdown_table(
       ["strategy", f"{ref} − strategy", f"{level:.0%} interval"], body
     )
@@ -237,7 +224,7 @@ def _degrees(n: int) -> str:
   return f"{n - 1} degree{'' if n == 2 else 's'} of freedom"
 
 
-def to_csv(table: Mapping[str, Any]) -> str:
+def to_csv(table: SeedTable) -> str:
   """The table over seeds as CSV: per column its mean, low and high.
 
   Args:
@@ -254,10 +241,10 @@ def to_csv(table: Mapping[str, Any]) -> str:
   for c in COLUMNS[1:]:
     header += [c, f"{c}_low", f"{c}_high"]
   writer.writerow(header)
-  for row in table["rows"]:
-    cells = [row["strategy"]]
+  for row in table.rows:
+    cells = [row.strategy]
     for c in COLUMNS[1:]:
-      cell = row["intervals"][c] or {}
+      cell = row.intervals[c] or {}
       cells += [
         "" if cell.get(k) is None else repr(cell[k]) for k in ("mean", "low", "high")
       ]

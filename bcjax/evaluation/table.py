@@ -34,13 +34,27 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bcjax.errors import InputError
+from bcjax.evaluation.table_records import (
+  AFTER_V0_COLUMNS,
+  COLUMNS,
+  ComparisonTable,
+  SeedTable,
+  TableRow,
+)
+
+__all__ = [
+  "AFTER_V0_COLUMNS",
+  "COLUMNS",
+  "ComparisonTable",
+  "TableRow",
+  "comparison_table",
+  "to_csv",
+  "to_markdown",
+]
 
 INTENDED_REFERENCE = "nobc"
 UNINTENDED_REFERENCE = "fix-m0"
 RECALL_KEY = "recall@50"
-COLUMNS = ("strategy", "intended", "unintended", "total", "alignment_error")
-# Extras of every row: the versions-1..K-1 figures, beside the reference's.
-AFTER_V0_COLUMNS = ("intended_after_v0", "alignment_error_after_v0")
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -217,7 +231,7 @@ def _task_notes(
   return notes
 
 
-def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
+def comparison_table(results: Mapping[str, Any]) -> ComparisonTable:
   """The comparison table of every strategy in ``results``.
 
   Args:
@@ -228,19 +242,10 @@ def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
       ``selection_version`` and ``per_strategy[s]["per_version"]``.
 
   Returns:
-    A JSON-ready dict with
-
-    - ``rows``: per strategy, in the order of ``results["strategies"]``, a
-      dict with ``strategy``, ``intended``, ``unintended``, ``total``,
-      ``alignment_error``, ``intended_after_v0``,
-      ``alignment_error_after_v0``, ``mean_recall50`` (versions ``0..K-1``),
-      ``mean_recall50_after_v0`` and ``mean_unintended``;
-    - ``per_task``: strategy -> task -> mean metric over the task's evaluated
-      versions (None when no value is defined);
-    - ``per_version``: strategy -> ``{"recall@50": [...], task: [...]}``, lists
-      indexed by version from 0 (None where there is no value);
-    - ``tasks``: task -> ``{"metric", "core", "selection_version"}``;
-    - ``notes``: what was skipped or could not be computed, and why.
+    The table: a :class:`TableRow` per strategy, in the order of
+    ``results["strategies"]``, the per-task means, the per-version series
+    (lists indexed by version from 0, None where there is no value), the
+    tasks and the notes (see :class:`ComparisonTable`).
 
   Raises:
     InputError: a results dict that lacks a field the table needs.
@@ -336,18 +341,18 @@ def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
       )
     total = None if intended is None or unintended is None else intended + unintended
     rows.append(
-      {
-        "strategy": s,
-        "intended": intended,
-        "unintended": unintended,
-        "total": total,
-        "alignment_error": alignment[s],
-        "intended_after_v0": relative_percent(recall_after_v0[s], reference_after_v0),
-        "alignment_error_after_v0": alignment_after_v0[s],
-        "mean_recall50": mean_recall[s],
-        "mean_recall50_after_v0": recall_after_v0[s],
-        "mean_unintended": mean_unintended[s],
-      }
+      TableRow(
+        strategy=s,
+        intended=intended,
+        unintended=unintended,
+        total=total,
+        alignment_error=alignment[s],
+        intended_after_v0=relative_percent(recall_after_v0[s], reference_after_v0),
+        alignment_error_after_v0=alignment_after_v0[s],
+        mean_recall50=mean_recall[s],
+        mean_recall50_after_v0=recall_after_v0[s],
+        mean_unintended=mean_unintended[s],
+      )
     )
 
   per_version = {}
@@ -359,11 +364,11 @@ def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
       key: [values.get(k) for k in range(length)] for key, values in series.items()
     }
 
-  return {
-    "rows": rows,
-    "per_task": per_task,
-    "per_version": per_version,
-    "tasks": {
+  return ComparisonTable(
+    rows=tuple(rows),
+    per_task=per_task,
+    per_version=per_version,
+    tasks={
       t: {
         "metric": spec["metric"],
         "core": spec["core"],
@@ -371,8 +376,8 @@ def comparison_table(results: Mapping[str, Any]) -> dict[str, Any]:
       }
       for t, spec in tasks.items()
     },
-    "notes": notes,
-  }
+    notes=tuple(notes),
+  )
 
 
 def format_number(value: float | None, decimals: int) -> str:
@@ -392,7 +397,7 @@ def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
   return lines
 
 
-def to_markdown(table: Mapping[str, Any]) -> str:
+def to_markdown(table: ComparisonTable) -> str:
   """The comparison table, a per-task table and the notes, as Markdown.
 
   Args:
@@ -407,20 +412,20 @@ def to_markdown(table: Mapping[str, Any]) -> str:
     ["strategy", "intended (%)", "unintended (%)", "total", "alignment error"],
     [
       [
-        row["strategy"],
-        format_number(row["intended"], 2),
-        format_number(row["unintended"], 2),
-        format_number(row["total"], 2),
-        format_number(row["alignment_error"], 4),
+        row.strategy,
+        format_number(row.intended, 2),
+        format_number(row.unintended, 2),
+        format_number(row.total, 2),
+        format_number(row.alignment_error, 4),
       ]
-      for row in table["rows"]
+      for row in table.rows
     ],
   )
   lines += tasks_and_notes(table, "mean over evaluated versions")
   return "\n".join(lines) + "\n"
 
 
-def tasks_and_notes(table: Mapping[str, Any], averaged: str) -> list[str]:
+def tasks_and_notes(table: ComparisonTable | SeedTable, averaged: str) -> list[str]:
   """The Markdown lines of the per-task table and the notes.
 
   Args:
@@ -428,9 +433,9 @@ def tasks_and_notes(table: Mapping[str, Any], averaged: str) -> list[str]:
     averaged: what each per-task cell averages, for the heading.
   """
   lines = []
-  tasks = table.get("tasks", {})
+  tasks = table.tasks
   if tasks:
-    strategies = [row["strategy"] for row in table["rows"]]
+    strategies = table.strategies
     lines += ["", f"## Unintended tasks ({averaged})", ""]
     lines += markdown_table(
       ["task", "metric", "core", "versions", *strategies],
@@ -440,18 +445,18 @@ def tasks_and_notes(table: Mapping[str, Any], averaged: str) -> list[str]:
           spec["metric"],
           "yes" if spec["core"] else "no",
           f"> {spec['selection_version']}",
-          *(format_number(table["per_task"][s].get(task), 4) for s in strategies),
+          *(format_number(table.per_task[s].get(task), 4) for s in strategies),
         ]
         for task, spec in tasks.items()
       ],
     )
-  if table["notes"]:
+  if table.notes:
     lines += ["", "## Notes", ""]
-    lines += [f"- {note}" for note in table["notes"]]
+    lines += [f"- {note}" for note in table.notes]
   return lines
 
 
-def to_csv(table: Mapping[str, Any]) -> str:
+def to_csv(table: ComparisonTable) -> str:
   """The comparison table as CSV: a header, then one row per strategy.
 
   Args:
@@ -465,7 +470,7 @@ def to_csv(table: Mapping[str, Any]) -> str:
   buffer = io.StringIO()
   writer = csv.writer(buffer, lineterminator="\n")
   writer.writerow(COLUMNS)
-  for row in table["rows"]:
-    numbers = [row[c] for c in COLUMNS[1:]]
-    writer.writerow([row["strategy"], *("" if v is None else repr(v) for v in numbers)])
+  for row in table.rows:
+    numbers = [getattr(row, c) for c in COLUMNS[1:]]
+    writer.writerow([row.strategy, *("" if v is None else repr(v) for v in numbers)])
   return buffer.getvalue()
