@@ -35,22 +35,11 @@ from typing import Any
 
 from bcjax.errors import InputError
 from bcjax.evaluation.table_records import (
-  AFTER_V0_COLUMNS,
   COLUMNS,
   ComparisonTable,
   SeedTable,
   TableRow,
 )
-
-__all__ = [
-  "AFTER_V0_COLUMNS",
-  "COLUMNS",
-  "ComparisonTable",
-  "TableRow",
-  "comparison_table",
-  "to_csv",
-  "to_markdown",
-]
 
 INTENDED_REFERENCE = "nobc"
 UNINTENDED_REFERENCE = "fix-m0"
