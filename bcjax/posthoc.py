@@ -24,6 +24,7 @@ import optax
 from bcjax.data.bipartite import BipartiteGraph, sample_bpr_triples
 from bcjax.errors import TrainingDivergedError
 from bcjax.evaluation.alignment import alignment_error
+from bcjax.fit_loop import EpochParts, run_epochs
 from bcjax.losses import AlignmentLoss
 from bcjax.selection import BestEpoch
 from bcjax.train import steps_per_epoch
@@ -168,11 +169,8 @@ def fit_posthoc(
     (p, opt_state), losses = jax.lax.scan(step, (p, opt_state), batches)
     return p, opt_state, jnp.mean(losses)
 
-  opt_state = tx.init(params)
-  best_params = params
-  best = BestEpoch(config.keep_after, config.epochs)
-  checked = []
-  for epoch in range(1, config.epochs + 1):
+  def train(state, epoch):
+    params, opt_state = state
     params, opt_state, loss = train_epoch(
       params,
       opt_state,
@@ -182,16 +180,31 @@ def fit_posthoc(
       previous,
       old_params,
     )
-    if not config.checks(epoch, best):
-      continue
-    error = alignment_error(transform, params, current, previous)
-    if not (np.isfinite(float(loss)) and np.isfinite(error)):
+    return (params, opt_state), {"loss": loss}
+
+  def evaluate(state, epoch, fetched):
+    error = alignment_error(transform, state[0], current, previous)
+    if not np.isfinite(error):
       raise TrainingDivergedError(
-        f"{label}: the post-hoc transform diverged (loss {float(loss)}, "
+        f"{label}: the post-hoc transform diverged (loss {fetched[-1]['loss']}, "
         f"alignment error {error}) by epoch {epoch}; nothing of this version "
         "was saved"
       )
     checked.append((epoch, error))
-    if best.offer(epoch, -error):
-      best_params = params
+    return -error, None
+
+  def keep(state, epoch, info):
+    nonlocal best_params
+    best_params = state[0]  # optax returns new arrays: nothing is donated
+
+  best_params = params
+  best = BestEpoch(config.keep_after, config.epochs)
+  checked = []
+  run_epochs(
+    (params, tx.init(params)),
+    EpochParts(train, lambda epoch: config.checks(epoch, best), evaluate, keep),
+    best,
+    epochs=config.epochs,
+    label=label,
+  )
   return PosthocFit(best_params, best.epoch, -best.score, num_steps, tuple(checked))

@@ -17,7 +17,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from absl import logging
 from flax import struct
@@ -27,8 +26,8 @@ from jax.sharding import Mesh
 from bcjax import keys, sharding
 from bcjax.data.bipartite import BipartiteGraph, sample_bpr_triples
 from bcjax.data.split import VersionSplit
-from bcjax.errors import TrainingDivergedError
 from bcjax.evaluation.recall import version_evaluators
+from bcjax.fit_loop import EpochParts, run_epochs
 from bcjax.losses import AlignmentLoss, bpr_loss
 from bcjax.models.aggregation import take_rows
 from bcjax.models.pinsage import PinSAGE, embed, init_variables
@@ -312,32 +311,15 @@ def fit_version(
     logging.info("%s resumes after epoch %d", label, saved)
   state, graph, target = sharding.replicate((state, graph, target), mesh)
   epoch_keys = keys.stream(key, "epochs")
-  pending = []
   start = time.perf_counter()
-  epoch_seconds, timed_epochs = 0.0, 0
-  for epoch in range(first_epoch, config.epochs + 1):
-    state, metrics = train_epoch(
-      state, graph, jax.random.fold_in(epoch_keys, epoch), target
-    )
-    pending.append(metrics)
-    if epoch == first_epoch:
-      # Compilation happens in the first epoch; keep it out of the epoch time.
-      jax.block_until_ready(metrics)
-      segment_start, segment_epochs = time.perf_counter(), 0
-    else:
-      segment_epochs += 1
-    if epoch % config.eval_every and epoch != config.epochs:
-      continue
-    fetched = jax.device_get(pending)
-    pending = []
-    epoch_seconds += time.perf_counter() - segment_start
-    timed_epochs += segment_epochs
-    losses = np.array([m["loss"] for m in fetched])
-    if not np.all(np.isfinite(losses)):
-      raise TrainingDivergedError(
-        f"{label}: the training loss became {losses[-1]} by epoch {epoch}; "
-        "training stopped, and nothing of this version was saved"
-      )
+
+  def train(state, epoch):
+    return train_epoch(state, graph, jax.random.fold_in(epoch_keys, epoch), target)
+
+  def due(epoch):
+    return epoch % config.eval_every == 0 or epoch == config.epochs
+
+  def evaluate(state, epoch, fetched):
     current = {"params": state.params["model"], "batch_stats": state.batch_stats}
     recall = evaluator(*embed(model, current, graph))
     elapsed = time.perf_counter() - start
@@ -362,35 +344,50 @@ def fit_version(
       elapsed,
       suffix,
     )
-    # The last epoch is kept when keep_after left nothing else to keep.
-    if selection.offer(epoch, recall[50]):
-      # The state is donated to the next epoch, so the best model is copied.
-      reported = recall
-      if reporter is not evaluator:
-        reported = reporter(*embed(model, current, graph))
-      best = FitResult(
-        jax.tree.map(jnp.copy, current),
-        jax.tree.map(jnp.copy, state.params["transform"]),
-        epoch,
-        reported,
-        (),
-      )
-    if progress is not None and epoch < config.epochs:
-      progress.save(
-        epoch,
-        state,
-        {"variables": best.variables, "transform": best.transform_params},
-        {
-          "best_epoch": best.best_epoch,
-          "best_score": None if selection.epoch == 0 else float(selection.score),
-          "recall": {str(k): v for k, v in best.recall.items()},
-          "history": history,
-        },
-      )
-    segment_start, segment_epochs = time.perf_counter(), 0
+    return recall[50], (current, recall)
+
+  def keep(state, epoch, info):
+    nonlocal best
+    current, recall = info
+    reported = recall
+    if reporter is not evaluator:
+      reported = reporter(*embed(model, current, graph))
+    # The state is donated to the next epoch, so the best model is copied.
+    best = FitResult(
+      jax.tree.map(jnp.copy, current),
+      jax.tree.map(jnp.copy, state.params["transform"]),
+      epoch,
+      reported,
+      (),
+    )
+
+  def save_progress(state, epoch):
+    if progress is None or epoch == config.epochs:
+      return
+    progress.save(
+      epoch,
+      state,
+      {"variables": best.variables, "transform": best.transform_params},
+      {
+        "best_epoch": best.best_epoch,
+        "best_score": None if selection.epoch == 0 else float(selection.score),
+        "recall": {str(k): v for k, v in best.recall.items()},
+        "history": history,
+      },
+    )
+
+  # The last epoch is kept when keep_after left nothing else to keep.
+  _, seconds_per_epoch = run_epochs(
+    state,
+    EpochParts(train, due, evaluate, keep, save_progress),
+    selection,
+    epochs=config.epochs,
+    first_epoch=first_epoch,
+    label=label,
+  )
   return dataclasses.replace(
     best,
     history=tuple(history),
     train_seconds=time.perf_counter() - start,
-    seconds_per_epoch=epoch_seconds / timed_epochs if timed_epochs else 0.0,
+    seconds_per_epoch=seconds_per_epoch,
   )

@@ -1,0 +1,120 @@
+"""The host loop every fit shares: epochs, evaluations, the kept epoch.
+
+An embedding fit (:func:`bcjax.train.fit_version`) and a post-hoc fit
+(:func:`bcjax.posthoc.fit_posthoc`) differ in what an epoch trains, when
+they evaluate and what they score, not in how they loop: run the jitted
+epochs without waiting for them, fetch their metrics only at an
+evaluation, stop on a loss that is not finite, offer the score to the
+selection rule (:class:`bcjax.selection.BestEpoch`) and keep the epoch it
+takes, and time the epochs without the first one's compilation or the
+evaluations. :func:`run_epochs` is that loop; the fits pass the parts.
+
+The consumers' grid (:func:`bcjax.consumers.fit_consumer`) keeps a best
+epoch per vmapped seed and dropout, which a scalar selection rule does not
+describe, so it keeps its own loop and shares the rule's idea instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+import jax
+import numpy as np
+
+from bcjax.errors import TrainingDivergedError
+from bcjax.selection import BestEpoch
+
+State = TypeVar("State")
+Info = TypeVar("Info")
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochParts(Generic[State, Info]):
+  """What one fit's epochs and evaluations are.
+
+  Attributes:
+    train: ``(state, epoch) -> (state, metrics)``: runs epoch ``epoch``
+      (dispatched, not waited for); ``metrics`` is a dict of device scalars
+      with at least ``"loss"``.
+    due: ``epoch -> bool``: whether to evaluate after ``epoch``.
+    evaluate: ``(state, epoch, metrics) -> (score, info)``: evaluates the
+      state after ``epoch``, given the metrics of every epoch since the last
+      evaluation (fetched to the host, oldest first); higher scores are
+      better, and ``info`` goes to ``keep``.
+    keep: ``(state, epoch, info) -> None``: the selection rule took
+      ``epoch``; copy what must outlive the state (the next epoch may donate
+      it).
+    after_evaluation: ``(state, epoch) -> None``, called after every
+      evaluation and its ``keep`` (e.g. to save progress); None for nothing.
+  """
+
+  train: Callable[[State, int], tuple[State, Mapping[str, Any]]]
+  due: Callable[[int], bool]
+  evaluate: Callable[[State, int, Sequence[Mapping[str, Any]]], tuple[float, Info]]
+  keep: Callable[[State, int, Info], None]
+  after_evaluation: Callable[[State, int], None] | None = None
+
+
+def run_epochs(
+  state: State,
+  parts: EpochParts[State, Any],
+  selection: BestEpoch,
+  *,
+  epochs: int,
+  first_epoch: int = 1,
+  label: str = "",
+) -> tuple[State, float]:
+  """Runs epochs ``first_epoch..epochs`` of one fit.
+
+  Args:
+    state: the fit's state before ``first_epoch``.
+    parts: its epochs and evaluations.
+    selection: the selection rule, offered each evaluation's score (resumed
+      fits pass it as restored).
+    epochs: the last epoch.
+    first_epoch: the first epoch to run (after a restored one).
+    label: names the fit in the error raised on divergence.
+
+  Returns:
+    The state after the last epoch, and the mean seconds of a training
+    epoch: the first epoch (which compiles) and the evaluations left out,
+    0.0 when no other epoch ran.
+
+  Raises:
+    TrainingDivergedError: when an evaluated epoch's loss is not finite.
+  """
+  pending = []
+  epoch_seconds, timed_epochs = 0.0, 0
+  segment_start, segment_epochs = time.perf_counter(), 0
+  for epoch in range(first_epoch, epochs + 1):
+    state, metrics = parts.train(state, epoch)
+    pending.append(metrics)
+    if epoch == first_epoch:
+      # Compilation happens in the first epoch; keep it out of the epoch time.
+      jax.block_until_ready(metrics)
+      segment_start, segment_epochs = time.perf_counter(), 0
+    else:
+      segment_epochs += 1
+    if not parts.due(epoch):
+      continue
+    fetched = jax.device_get(pending)
+    pending = []
+    epoch_seconds += time.perf_counter() - segment_start
+    timed_epochs += segment_epochs
+    losses = np.array([m["loss"] for m in fetched])
+    if not np.all(np.isfinite(losses)):
+      bad = losses[~np.isfinite(losses)][0]
+      raise TrainingDivergedError(
+        f"{label}: the training loss became {bad} by epoch {epoch}; "
+        "training stopped, and nothing of this version was saved"
+      )
+    score, info = parts.evaluate(state, epoch, fetched)
+    if selection.offer(epoch, score):
+      parts.keep(state, epoch, info)
+    if parts.after_evaluation is not None:
+      parts.after_evaluation(state, epoch)
+    segment_start, segment_epochs = time.perf_counter(), 0
+  return state, epoch_seconds / timed_epochs if timed_epochs else 0.0

@@ -1,0 +1,70 @@
+"""The host loop the fits share: evaluations, the kept epoch, divergence."""
+
+import jax.numpy as jnp
+import pytest
+
+from bcjax.errors import TrainingDivergedError
+from bcjax.fit_loop import EpochParts, run_epochs
+from bcjax.selection import BestEpoch
+
+
+def _parts(scores, losses=None, log=None, every=2, last=7):
+  """A toy fit: the state counts epochs; epoch e has loss losses[e]."""
+  log = [] if log is None else log
+  losses = losses or {}
+
+  def train(state, epoch):
+    return state + 1, {"loss": jnp.float32(losses.get(epoch, 1.0 / epoch))}
+
+  def evaluate(state, epoch, fetched):
+    log.append(("evaluate", epoch, state, [float(m["loss"]) for m in fetched]))
+    return scores[epoch], f"info{epoch}"
+
+  return EpochParts(
+    train=train,
+    due=lambda epoch: epoch % every == 0 or epoch == last,
+    evaluate=evaluate,
+    keep=lambda state, epoch, info: log.append(("keep", epoch, info)),
+    after_evaluation=lambda state, epoch: log.append(("after", epoch)),
+  )
+
+
+def test_evaluates_when_due_with_every_epochs_metrics_and_keeps_the_best():
+  log = []
+  scores = {2: 0.5, 4: 0.9, 6: 0.7, 7: 0.95}
+  selection = BestEpoch(keep_after=3, last_epoch=7)
+  state, seconds = run_epochs(0, _parts(scores, log=log), selection, epochs=7)
+  assert state == 7 and seconds >= 0.0
+  evaluations = [e for e in log if e[0] == "evaluate"]
+  assert [e[1] for e in evaluations] == [2, 4, 6, 7]
+  # Each evaluation sees the state after its epoch and the losses since the last.
+  assert evaluations[1] == ("evaluate", 4, 4, pytest.approx([1 / 3, 1 / 4]))
+  assert evaluations[3][3] == pytest.approx([1 / 7])
+  # Epoch 2 is not eligible (keep_after=3); 6 does not beat 4; 7 does.
+  assert [e for e in log if e[0] == "keep"] == [
+    ("keep", 4, "info4"),
+    ("keep", 7, "info7"),
+  ]
+  assert (selection.epoch, selection.score) == (7, 0.95)
+  # after_evaluation follows each evaluation and its keep.
+  assert log.index(("after", 4)) == log.index(("keep", 4, "info4")) + 1
+
+
+def test_resumes_from_a_later_epoch_with_the_restored_selection():
+  log = []
+  selection = BestEpoch(keep_after=0, last_epoch=7, epoch=4, score=0.9)
+  state, _ = run_epochs(
+    4, _parts({6: 0.8, 7: 0.91}, log=log), selection, epochs=7, first_epoch=5
+  )
+  assert state == 7
+  assert [e[1] for e in log if e[0] == "evaluate"] == [6, 7]
+  assert [e[1] for e in log if e[0] == "keep"] == [7]
+
+
+def test_a_loss_that_is_not_finite_stops_the_fit_naming_the_epoch():
+  log = []
+  parts = _parts({2: 0.1, 4: 0.2}, losses={3: float("nan")}, log=log)
+  with pytest.raises(TrainingDivergedError, match="toy: .* became nan by epoch 4"):
+    run_epochs(0, parts, BestEpoch(0, 7), epochs=7, label="toy")
+  # Epoch 3's NaN is found at the evaluation after epoch 4, before scoring it.
+  assert [e[1] for e in log if e[0] == "evaluate"] == [2]
