@@ -31,6 +31,8 @@ import orbax.checkpoint as ocp
 from bcjax.checkpoints import checkpoint_manager
 from bcjax.errors import InputError, TrainingDivergedError
 from bcjax.evaluation.metrics import evaluate_metric
+from bcjax.fit_loop import EpochParts, run_epochs
+from bcjax.selection import BestEpochs
 from bcjax.tasks import Task, TaskExamples
 
 
@@ -323,13 +325,15 @@ def fit_consumer(
     state = jax.vmap(trainer.init, in_axes=(0, None))(jnp.stack(keys), dim)
     kept = {"params": state["params"], "batch_stats": state["batch_stats"]}
     kept = jax.tree.map(jnp.copy, kept)
-    scores = np.full(len(pairs), -np.inf)
-    epochs = np.zeros(len(pairs), np.int64)
-    for epoch in range(1, config.epochs + 1):
+
+    def train_epoch(state, epoch, trainer=trainer, keys=keys):
       epoch_keys = jnp.stack([jax.random.fold_in(k, epoch) for k in keys])
       state, losses = trainer.epoch(
         state, epoch_keys, dropouts, train_tables, train_ids, train_labels
       )
+      return state, {"loss": losses}
+
+    def evaluate(state, epoch, fetched, trainer=trainer, hidden=hidden):
       current = {"params": state["params"], "batch_stats": state["batch_stats"]}
       outputs = np.asarray(trainer.predict(current, selection_tables, selection_ids))
       # A model whose outputs are not finite has no selection metric.
@@ -347,12 +351,24 @@ def fit_consumer(
           for (rate, seed), m in zip(pairs, metric, strict=True)
           if np.isfinite(m)
         }
-        report(hidden, epoch, {"train_loss": float(np.mean(losses)), **curves})
-      improved = metric > scores
-      if improved.any():
-        scores = np.where(improved, metric, scores)
-        epochs = np.where(improved, epoch, epochs)
-        kept = _keep_improved(kept, current, jnp.asarray(improved))
+        loss = float(np.mean(fetched[-1]["loss"]))
+        report(hidden, epoch, {"train_loss": loss, **curves})
+      return metric, current
+
+    def keep(state, epoch, current, taken):
+      nonlocal kept
+      kept = _keep_improved(kept, current, jnp.asarray(taken))
+
+    best_epochs = BestEpochs.start(len(pairs))
+    run_epochs(
+      state,
+      EpochParts(
+        train_epoch, lambda epoch: True, evaluate, keep, stop_on_divergence=False
+      ),
+      best_epochs,
+      epochs=config.epochs,
+    )
+    scores, epochs = best_epochs.scores, best_epochs.epochs
     for rate in config.dropouts:
       rows = np.array([i for i, p in enumerate(pairs) if p[0] == rate])
       mean = float(np.mean(scores[rows]))

@@ -9,9 +9,10 @@ selection rule (:class:`bcjax.selection.BestEpoch`) and keep the epoch it
 takes, and time the epochs without the first one's compilation or the
 evaluations. :func:`run_epochs` is that loop; the fits pass the parts.
 
-The consumers' grid (:func:`bcjax.consumers.fit_consumer`) keeps a best
-epoch per vmapped seed and dropout, which a scalar selection rule does not
-describe, so it keeps its own loop and shares the rule's idea instead.
+The consumers' grid (:func:`bcjax.consumers.fit_consumer`) runs the same
+loop with a selection rule per vmapped model
+(:class:`bcjax.selection.BestEpochs`), evaluating every epoch, and without
+stopping on a diverged model: it just has no selection metric.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import jax
 import numpy as np
 
 from bcjax.errors import TrainingDivergedError
-from bcjax.selection import BestEpoch
+from bcjax.selection import BestEpoch, BestEpochs
 
 State = TypeVar("State")
 Info = TypeVar("Info")
@@ -44,24 +45,27 @@ class EpochParts(Generic[State, Info]):
       state after ``epoch``, given the metrics of every epoch since the last
       evaluation (fetched to the host, oldest first); higher scores are
       better, and ``info`` goes to ``keep``.
-    keep: ``(state, epoch, info) -> None``: the selection rule took
-      ``epoch``; copy what must outlive the state (the next epoch may donate
-      it).
+    keep: ``(state, epoch, info, taken) -> None``: the selection rule took
+      ``epoch`` (``taken`` is True, or for :class:`BestEpochs` the mask of
+      the models it took it for); copy what must outlive the state (the
+      next epoch may donate it).
     after_evaluation: ``(state, epoch) -> None``, called after every
       evaluation and its ``keep`` (e.g. to save progress); None for nothing.
+    stop_on_divergence: whether a loss that is not finite stops the fit.
   """
 
   train: Callable[[State, int], tuple[State, Mapping[str, Any]]]
   due: Callable[[int], bool]
-  evaluate: Callable[[State, int, Sequence[Mapping[str, Any]]], tuple[float, Info]]
-  keep: Callable[[State, int, Info], None]
+  evaluate: Callable[[State, int, Sequence[Mapping[str, Any]]], tuple[Any, Info]]
+  keep: Callable[[State, int, Info, Any], None]
   after_evaluation: Callable[[State, int], None] | None = None
+  stop_on_divergence: bool = True
 
 
 def run_epochs(
   state: State,
   parts: EpochParts[State, Any],
-  selection: BestEpoch,
+  selection: BestEpoch | BestEpochs,
   *,
   epochs: int,
   first_epoch: int = 1,
@@ -73,7 +77,8 @@ def run_epochs(
     state: the fit's state before ``first_epoch``.
     parts: its epochs and evaluations.
     selection: the selection rule, offered each evaluation's score (resumed
-      fits pass it as restored).
+      fits pass it as restored); with :class:`BestEpochs` the scores are
+      one per model.
     epochs: the last epoch.
     first_epoch: the first epoch to run (after a restored one).
     label: names the fit in the error raised on divergence.
@@ -84,7 +89,8 @@ def run_epochs(
     0.0 when no other epoch ran.
 
   Raises:
-    TrainingDivergedError: when an evaluated epoch's loss is not finite.
+    TrainingDivergedError: when an evaluated epoch's loss is not finite
+      (unless ``parts.stop_on_divergence`` is False).
   """
   pending = []
   epoch_seconds, timed_epochs = 0.0, 0
@@ -105,15 +111,16 @@ def run_epochs(
     epoch_seconds += time.perf_counter() - segment_start
     timed_epochs += segment_epochs
     losses = np.array([m["loss"] for m in fetched])
-    if not np.all(np.isfinite(losses)):
+    if parts.stop_on_divergence and not np.all(np.isfinite(losses)):
       bad = losses[~np.isfinite(losses)][0]
       raise TrainingDivergedError(
         f"{label}: the training loss became {bad} by epoch {epoch}; "
         "training stopped, and nothing of this version was saved"
       )
     score, info = parts.evaluate(state, epoch, fetched)
-    if selection.offer(epoch, score):
-      parts.keep(state, epoch, info)
+    taken = selection.offer(epoch, score)
+    if np.any(taken):
+      parts.keep(state, epoch, info, taken)
     if parts.after_evaluation is not None:
       parts.after_evaluation(state, epoch)
     segment_start, segment_epochs = time.perf_counter(), 0

@@ -193,7 +193,7 @@ def fit_posthoc(
     checked.append((epoch, error))
     return -error, None
 
-  def keep(state, epoch, info):
+  def keep(state, epoch, info, taken):
     nonlocal best_params
     best_params = state[0]  # optax returns new arrays: nothing is donated
 

@@ -1,15 +1,19 @@
-"""Keeping the best epoch: the selection rule every fit shares.
+"""Keeping the best epoch: the selection rules of the fits.
 
 The embedding fit keeps the epoch with the best validation Recall@50, the
 post-hoc fit the one with the lowest alignment error (a score of minus the
 error). Both only keep epochs after ``keep_after``, except that the last
-epoch is kept when nothing else was.
+epoch is kept when nothing else was (:class:`BestEpoch`). The consumers'
+grid keeps, for each of its vmapped models, the epoch with the best
+selection metric, from the first epoch on (:class:`BestEpochs`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+
+import numpy as np
 
 
 @dataclasses.dataclass
@@ -38,3 +42,30 @@ class BestEpoch:
       self.epoch, self.score = epoch, score
       return True
     return False
+
+
+@dataclasses.dataclass
+class BestEpochs:
+  """The best epoch of each of ``n`` models trained side by side.
+
+  Every epoch is eligible; a score that is NaN (a model whose outputs are
+  not finite) never beats a kept one.
+
+  Attributes:
+    scores: ``(n,)`` the kept epochs' scores (-inf: none yet).
+    epochs: ``(n,)`` the kept epochs (0: none yet).
+  """
+
+  scores: np.ndarray
+  epochs: np.ndarray
+
+  @classmethod
+  def start(cls, n: int) -> BestEpochs:
+    return cls(np.full(n, -np.inf), np.zeros(n, np.int64))
+
+  def offer(self, epoch: int, scores: np.ndarray) -> np.ndarray:
+    """Keeps ``epoch`` for the models it improves; ``(n,)`` which those are."""
+    improved = scores > self.scores
+    self.scores = np.where(improved, scores, self.scores)
+    self.epochs = np.where(improved, epoch, self.epochs)
+    return improved

@@ -346,7 +346,7 @@ def fit_version(
     )
     return recall[50], (current, recall)
 
-  def keep(state, epoch, info):
+  def keep(state, epoch, info, taken):
     nonlocal best
     current, recall = info
     reported = recall

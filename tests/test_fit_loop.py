@@ -24,7 +24,7 @@ def _parts(scores, losses=None, log=None, every=2, last=7):
     train=train,
     due=lambda epoch: epoch % every == 0 or epoch == last,
     evaluate=evaluate,
-    keep=lambda state, epoch, info: log.append(("keep", epoch, info)),
+    keep=lambda state, epoch, info, taken: log.append(("keep", epoch, info)),
     after_evaluation=lambda state, epoch: log.append(("after", epoch)),
   )
 
