@@ -121,23 +121,26 @@ def _run(config, workdir, strategies, writer: MetricWriter) -> dict:
   runs = []
   for i in range(runner.num_seeds(config)):
     seed_data = data if i == 0 else data.for_seed(i)
-    results = _run_seed(config, seed_data, strategies, tasks, writer)
-    if results is not None:
-      runs.append((results, ComparisonTable.from_json(results["table"])))
+    run = _run_seed(config, seed_data, strategies, tasks, writer)
+    if run is not None:
+      runs.append(run)
   if not processes.is_primary():
     return None
   return _write_outputs(workdir, runs, writer, started)
 
 
-def _run_seed(config, data, strategies, tasks, writer: MetricWriter) -> dict:
+def _run_seed(
+  config, data, strategies, tasks, writer: MetricWriter
+) -> tuple[dict, ComparisonTable] | None:
   """One embedding seed: its versions, consumers and table, in its folder.
 
   Training is every process's; the consumer stage and the outputs are
   process 0's alone (see :func:`_host_tables`).
 
   Returns:
-    The seed's results (as a one-seed run's), with its ``table``; written to
-    the seed's ``results.json``. None on processes other than 0.
+    The seed's results (as a one-seed run's, with its ``table`` as JSON;
+    written to the seed's ``results.json``) and its table; None on processes
+    other than 0.
   """
   job = runner.Runner(data, writer, tuple(strategies))
   suffix = runner.seed_suffix(data.embedding_seed)
@@ -253,10 +256,11 @@ def _run_seed(config, data, strategies, tasks, writer: MetricWriter) -> dict:
       data.splits,
       consumers,
     )
-  results["table"] = comparison_table(results).to_json()
+  table = comparison_table(results)
+  results["table"] = table.to_json()
   results["environment"] = environment.record(job.started)
   atomic_files.write_json(data.results_path, results)
-  return results
+  return results, table
 
 
 def _host_tables(tables) -> tuple:

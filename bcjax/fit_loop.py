@@ -38,8 +38,8 @@ class EpochParts(Generic[State, Info]):
 
   Attributes:
     train: ``(state, epoch) -> (state, metrics)``: runs epoch ``epoch``
-      (dispatched, not waited for); ``metrics`` is a dict of device scalars
-      with at least ``"loss"``.
+      (dispatched, not waited for); ``metrics`` is a dict of device arrays
+      with at least ``"loss"`` (a scalar, or one per vmapped model).
     due: ``epoch -> bool``: whether to evaluate after ``epoch``.
     evaluate: ``(state, epoch, metrics) -> (score, info)``: evaluates the
       state after ``epoch``, given the metrics of every epoch since the last
@@ -89,12 +89,12 @@ def run_epochs(
     0.0 when no other epoch ran.
 
   Raises:
-    TrainingDivergedError: when an evaluated epoch's loss is not finite
-      (unless ``parts.stop_on_divergence`` is False).
+    TrainingDivergedError: when a loss fetched at an evaluation (of any
+      epoch since the one before) is not finite, unless
+      ``parts.stop_on_divergence`` is False.
   """
   pending = []
   epoch_seconds, timed_epochs = 0.0, 0
-  segment_start, segment_epochs = time.perf_counter(), 0
   for epoch in range(first_epoch, epochs + 1):
     state, metrics = parts.train(state, epoch)
     pending.append(metrics)
@@ -110,13 +110,8 @@ def run_epochs(
     pending = []
     epoch_seconds += time.perf_counter() - segment_start
     timed_epochs += segment_epochs
-    losses = np.array([m["loss"] for m in fetched])
-    if parts.stop_on_divergence and not np.all(np.isfinite(losses)):
-      bad = losses[~np.isfinite(losses)][0]
-      raise TrainingDivergedError(
-        f"{label}: the training loss became {bad} by epoch {epoch}; "
-        "training stopped, and nothing of this version was saved"
-      )
+    if parts.stop_on_divergence:
+      _check_losses(fetched, epoch, label)
     score, info = parts.evaluate(state, epoch, fetched)
     taken = selection.offer(epoch, score)
     if np.any(taken):
@@ -125,3 +120,12 @@ def run_epochs(
       parts.after_evaluation(state, epoch)
     segment_start, segment_epochs = time.perf_counter(), 0
   return state, epoch_seconds / timed_epochs if timed_epochs else 0.0
+
+
+def _check_losses(fetched: Sequence[Mapping[str, Any]], epoch: int, label: str):
+  losses = np.array([m["loss"] for m in fetched])
+  if not np.all(np.isfinite(losses)):
+    raise TrainingDivergedError(
+      f"{label}: the training loss became {losses[~np.isfinite(losses)][0]} by "
+      f"epoch {epoch}; training stopped, and nothing of this version was saved"
+    )

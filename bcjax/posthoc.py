@@ -183,12 +183,12 @@ def fit_posthoc(
     return (params, opt_state), {"loss": loss}
 
   def evaluate(state, epoch, fetched):
+    # run_epochs has checked the losses; the error can still overflow.
     error = alignment_error(transform, state[0], current, previous)
     if not np.isfinite(error):
       raise TrainingDivergedError(
-        f"{label}: the post-hoc transform diverged (loss {fetched[-1]['loss']}, "
-        f"alignment error {error}) by epoch {epoch}; nothing of this version "
-        "was saved"
+        f"{label}: the post-hoc transform's alignment error became {error} by "
+        f"epoch {epoch}; nothing of this version was saved"
       )
     checked.append((epoch, error))
     return -error, None

@@ -137,7 +137,8 @@ def summary(text: str) -> str:
     for name, lines in sections(text).items()
     if _field(lines, r"^paper protocol, projected: (.*)$") != "-"
   ]
-  parts = ["\n".join(step), "\n".join(rest)] if len(step) > 2 else []
+  parts = [table for table in (step, rest) if len(table) > 2]
+  parts = ["\n".join(table) for table in parts]
   if probe:
     parts.append("\n".join(probe))
   if same:
@@ -211,7 +212,10 @@ def main(argv: list[str]) -> int:
     rendered = render_readme(text, os.path.dirname(os.path.abspath(path)))
     if args[2:]:
       if rendered != text:
-        print(f"{path}: a gpu-report block is stale; run {argv[0]} --readme {path}")
+        print(
+          f"{path}: a gpu-report block is stale; run "
+          f"python -m benchmarks.report --readme {path}"
+        )
         return 1
       return 0
     with open(path, "w") as f:

@@ -24,7 +24,12 @@ import sys
 from absl import app, flags
 
 from bcjax import atomic_files
-from bcjax.evaluation.table_records import read_table
+from bcjax.evaluation.table_records import (
+  ComparisonTable,
+  SeedRow,
+  SeedTable,
+  read_table,
+)
 
 flags.DEFINE_string("results_dir", "experiments/results", "Committed runs.")
 flags.DEFINE_string("readme", "README.md", "The README to write.")
@@ -161,11 +166,11 @@ def _verdict(cell: dict | None, anchor: float) -> str:
   return "does not hold: the interval contains 0"
 
 
-def _cells(results: dict) -> dict[str, dict[str, dict]]:
+def _cells(table: ComparisonTable | SeedTable) -> dict[str, dict[str, dict]]:
   """Per strategy and column, ``{"mean", "low", "high"}`` of the table."""
   out = {}
-  for row in read_table(results["table"]).rows:
-    intervals = getattr(row, "intervals", {})  # one seed: no intervals
+  for row in table.rows:
+    intervals = row.intervals if isinstance(row, SeedRow) else {}
     out[row.strategy] = {
       column: intervals.get(column)
       or {"mean": row.cell(column), "low": None, "high": None}
@@ -176,7 +181,8 @@ def _cells(results: dict) -> dict[str, dict[str, dict]]:
 
 def anchor_lines(results: dict) -> list[str]:
   """The anchor's table beside the run's, and the paper's ranking claim."""
-  cells = _cells(results)
+  table = read_table(results["table"])
+  cells = _cells(table)
   lines = [
     "| strategy | paper: intended / unintended | intended | unintended |",
     "|---|---|---|---|",
@@ -188,17 +194,16 @@ def anchor_lines(results: dict) -> list[str]:
       f"{_verdict(row and row['intended'], intended)} | "
       f"{_verdict(row and row['unintended'], unintended)} |"
     )
-  return [*lines, "", _ranking(results, cells)]
+  return [*lines, "", _ranking(table, cells)]
 
 
-def _ranking(results: dict, cells: dict) -> str:
+def _ranking(table: ComparisonTable | SeedTable, cells: dict) -> str:
   """The paper's claim that BC-Aligner's total is the best, checked."""
   if BC_ALIGNER not in cells:
     return "BC-Aligner was not run."
   totals = {s: c["total"]["mean"] for s, c in cells.items()}
   best = max(totals, key=totals.get)
-  table = read_table(results["table"])
-  paired = getattr(table, "paired", None)  # one seed: no paired differences
+  paired = table.paired if isinstance(table, SeedTable) else None
   paired = {row.strategy: row.interval for row in paired.rows} if paired else {}
   mine = totals[BC_ALIGNER]
   if best == BC_ALIGNER:

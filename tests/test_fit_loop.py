@@ -1,11 +1,12 @@
 """The host loop the fits share: evaluations, the kept epoch, divergence."""
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from bcjax.errors import TrainingDivergedError
 from bcjax.fit_loop import EpochParts, run_epochs
-from bcjax.selection import BestEpoch
+from bcjax.selection import BestEpoch, BestEpochs
 
 
 def _parts(scores, losses=None, log=None, every=2, last=7):
@@ -68,3 +69,44 @@ def test_a_loss_that_is_not_finite_stops_the_fit_naming_the_epoch():
     run_epochs(0, parts, BestEpoch(0, 7), epochs=7, label="toy")
   # Epoch 3's NaN is found at the evaluation after epoch 4, before scoring it.
   assert [e[1] for e in log if e[0] == "evaluate"] == [2]
+
+
+def test_best_epochs_keeps_each_models_best_and_never_a_nan():
+  selection = BestEpochs.start(3)
+  taken = selection.offer(1, np.array([0.5, np.nan, 0.2]))
+  np.testing.assert_array_equal(taken, [True, False, True])
+  taken = selection.offer(2, np.array([0.4, 0.3, 0.9]))
+  np.testing.assert_array_equal(taken, [False, True, True])
+  np.testing.assert_array_equal(selection.epochs, [1, 2, 2])
+  np.testing.assert_array_equal(selection.scores, [0.5, 0.3, 0.9])
+  # A model whose every score is NaN keeps no epoch.
+  never = BestEpochs.start(1)
+  never.offer(1, np.array([np.nan]))
+  assert never.epochs[0] == 0 and never.scores[0] == -np.inf
+
+
+def test_vmapped_models_keep_their_own_epochs_and_may_diverge():
+  kept = []
+  scores = {1: [0.1, 0.5], 2: [0.3, np.nan], 3: [0.2, 0.6]}
+
+  def train(state, epoch):
+    loss = jnp.array([1.0, np.nan if epoch >= 2 else 1.0])  # model 1 diverges
+    return state, {"loss": loss}
+
+  parts = EpochParts(
+    train=train,
+    due=lambda epoch: True,
+    evaluate=lambda state, epoch, fetched: (np.array(scores[epoch]), None),
+    keep=lambda state, epoch, info, taken: kept.append((epoch, list(taken))),
+    stop_on_divergence=False,
+  )
+  selection = BestEpochs.start(2)
+  run_epochs(None, parts, selection, epochs=3)
+  assert kept == [(1, [True, True]), (2, [True, False]), (3, [False, True])]
+  np.testing.assert_array_equal(selection.epochs, [2, 3])
+
+
+def test_one_epoch_has_no_timed_epochs():
+  parts = _parts({1: 0.3}, every=1, last=1)
+  _, seconds = run_epochs(0, parts, BestEpoch(0, 1), epochs=1)
+  assert seconds == 0.0

@@ -227,3 +227,14 @@ def test_bpr_loss_against_numpy():
   assert float(parts["bpr"]) == pytest.approx(bpr, rel=1e-5)
   assert float(parts["reg"]) == pytest.approx(reg, rel=1e-5)
   assert float(loss) == pytest.approx(bpr + 0.5 * reg, rel=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["scatter", "sorted"])
+def test_relation_sum_refuses_x_with_other_rows_than_senders(layout):
+  relation = Relation.build(np.array([0, 1, 2]), np.array([0, 0, 1]), 3, 2, layout)
+  ok = jnp.ones((3, 4))
+  assert relation_sum(ok, relation).shape == (2, 4)
+  with pytest.raises(ValueError, match="x has 4 rows, the relation 3 senders"):
+    relation_sum(jnp.ones((4, 4)), relation)
+  with pytest.raises(ValueError, match="x has 4 rows"):  # the gradient's path too
+    jax.grad(lambda x: jnp.sum(relation_sum(x, relation)))(jnp.ones((4, 4)))

@@ -8,6 +8,7 @@ import pytest
 
 from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.split import split_version
+from bcjax.errors import TrainingDivergedError
 from bcjax.losses import get_loss
 from bcjax.posthoc import PosthocConfig, epoch_triples, fit_posthoc
 from bcjax.transforms import linear
@@ -127,3 +128,23 @@ def test_last_epoch_checked_when_no_multiple_follows_keep_after(version):
   fit = _fit(version, config, loss="mloss")
   assert [e for e, _ in fit.checked] == [5]
   assert fit.best_epoch == 5
+
+
+def test_a_diverging_fit_stops_naming_the_fit_and_epoch(version):
+  split, graph, current, previous = version
+  # Embeddings far past float32's range square to inf: the loss is not finite.
+  huge = tuple(np.full_like(c, 1e30) for c in current)
+  config = PosthocConfig(epochs=4, keep_after=0, eval_every=2, batch_size=3)
+  transform = linear(init="identity")
+  with pytest.raises(TrainingDivergedError, match="posthoc v1: .* by epoch 2"):
+    fit_posthoc(
+      transform,
+      transform.init(jax.random.key(7), D_IN, D_OUT),
+      huge,
+      previous,
+      graph,
+      config,
+      jax.random.key(3),
+      loss=get_loss("sloss"),
+      label="posthoc v1",
+    )

@@ -11,6 +11,7 @@ from bcjax.evaluation.table_records import (
   PairedRow,
   SeedRow,
   SeedTable,
+  read_table,
 )
 from experiments import report
 
@@ -141,7 +142,8 @@ def test_a_lead_whose_paired_interval_contains_zero_is_not_resolved():
     {"posthoc-linear-sloss": -6.0},
   )
   results["table"]["paired"]["rows"][0]["interval"].update(low=-6.0, high=1.0)
-  text = report._ranking(results, report._cells(results))
+  table = read_table(results["table"])
+  text = report._ranking(table, report._cells(table))
   assert text.endswith(
     "95% interval [-6.00, 1.00]); the interval contains 0, so this ranking "
     "is not resolved."

@@ -375,14 +375,21 @@ def test_malformed_results_raise_input_error(mutate, match):
 
 
 def test_tables_read_back_from_their_json():
-  table = comparison_table(make_results())
+  results = make_results()
+  table = comparison_table(results)
   data = json.loads(json.dumps(table.to_json()))
   assert ComparisonTable.from_json(data) == table
   assert read_table(data) == table
   over_seeds = seed_table.seed_table([table, table])
   data = json.loads(json.dumps(over_seeds.to_json()))
   assert read_table(data) == over_seeds
-  assert read_table(data).paired is None  # no BC-Aligner in these results
+  # No paired differences without the paired reference (joint-linear-mloss).
+  assert read_table(data).paired is None
+  results["strategies"]["joint-linear-mloss"] = results["strategies"]["bc-aligner"]
+  table = comparison_table(results)
+  over_seeds = seed_table.seed_table([table, table])
+  data = json.loads(json.dumps(over_seeds.to_json()))
+  assert read_table(data) == over_seeds and read_table(data).paired is not None
 
 
 @pytest.mark.parametrize(
@@ -392,6 +399,8 @@ def test_tables_read_back_from_their_json():
     (lambda d: d["rows"][0].update(totl=1.0), "unknown fields ['totl']"),
     (lambda d: d.pop("tasks"), "missing fields ['tasks']"),
     (lambda d: d.update(rows=[3]), "table row must be a JSON object, got int"),
+    (lambda d: d.update(rows={}), "rows must be a list, got dict"),
+    (lambda d: d.pop("notes"), "missing fields ['notes']"),
   ],
 )
 def test_a_malformed_table_is_refused_with_what_is_wrong(damage, message):
@@ -399,3 +408,22 @@ def test_a_malformed_table_is_refused_with_what_is_wrong(damage, message):
   damage(data)
   with pytest.raises(InputError, match=re.escape(message)):
     read_table(data)
+
+
+@pytest.mark.parametrize(
+  "damage,message",
+  [
+    (lambda d: d["rows"][0].pop("total"), "seed-table row: missing fields ['total']"),
+    (lambda d: d.update(paired=3), "paired comparison must be a JSON object"),
+    (lambda d: d["rows"].append([]), "seed-table row must be a JSON object"),
+    (lambda d: d.pop("rows"), "missing fields ['rows']"),
+  ],
+)
+def test_a_malformed_seed_table_is_refused_with_what_is_wrong(damage, message):
+  table = comparison_table(make_results())
+  data = seed_table.seed_table([table, table]).to_json()
+  damage(data)
+  with pytest.raises(InputError, match=re.escape(message)):
+    read_table(data)
+  with pytest.raises(InputError, match="a table must be a JSON object, got list"):
+    read_table([data])

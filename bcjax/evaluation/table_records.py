@@ -5,7 +5,10 @@
 :func:`bcjax.evaluation.seed_table.seed_table` builds a :class:`SeedTable`
 of :class:`SeedRow` and a :class:`PairedComparison` from them. Each record
 writes its JSON form (as in ``results.json``) with ``to_json`` and reads it
-back with ``from_json``; :func:`read_table` reads either table's.
+back with ``from_json``; :func:`read_table` reads either table's. Reading is
+strict: a field missing or unknown is an :class:`~bcjax.errors.InputError`
+naming it (so tables of results older than schema 3, without the
+``*_after_v0`` columns, are refused, as their workdirs are).
 """
 
 from __future__ import annotations
@@ -24,18 +27,48 @@ AFTER_V0_COLUMNS = ("intended_after_v0", "alignment_error_after_v0")
 CELL_COLUMNS = COLUMNS[1:] + AFTER_V0_COLUMNS
 
 
-def _from_fields(cls, data: Mapping[str, Any], where: str, **parsed):
-  """``cls(**data)`` with ``parsed`` fields replaced; one error if malformed."""
+def _object(data: Any, where: str) -> Mapping[str, Any]:
+  """``data`` if it is a JSON object; else one error naming ``where``."""
   if not isinstance(data, Mapping):
     raise InputError(f"{where} must be a JSON object, got {type(data).__name__}")
-  names = {f.name for f in dataclasses.fields(cls)}
-  unknown = sorted(set(data) - names - set(parsed))
-  missing = sorted(names - set(data) - set(parsed))
+  return data
+
+
+def _from_fields(cls, data: Any, where: str, optional=(), **parse):
+  """``cls`` from the JSON object ``data``, fields through ``parse``.
+
+  Args:
+    cls: a dataclass.
+    data: its JSON form, one key per field.
+    where: what it is, for the error.
+    optional: fields that may be absent (None then).
+    **parse: field -> a function of its JSON value (else taken as it is).
+
+  Raises:
+    InputError: ``data`` is not an object, or lacks or adds a field.
+  """
+  data = _object(data, where)
+  names = [f.name for f in dataclasses.fields(cls)]
+  unknown = sorted(set(data) - set(names))
+  missing = sorted(set(names) - set(data) - set(optional))
   if unknown or missing:
     raise InputError(f"{where}: unknown fields {unknown}, missing fields {missing}")
-  kwargs = {k: v for k, v in data.items() if k in names}
-  kwargs.update(parsed)
+  kwargs = {}
+  for name in names:
+    value = data.get(name)
+    kwargs[name] = parse[name](value) if name in parse and value is not None else value
   return cls(**kwargs)
+
+
+def _records(cls, where: str):
+  """Parses a JSON list of ``cls`` records into a tuple."""
+
+  def parse(values):
+    if not isinstance(values, list):
+      raise InputError(f"{where} must be a list, got {type(values).__name__}")
+    return tuple(cls.from_json(v) for v in values)
+
+  return parse
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,8 +154,8 @@ class ComparisonTable:
       cls,
       data,
       "comparison table",
-      rows=tuple(TableRow.from_json(r) for r in data.get("rows", ())),
-      notes=tuple(data.get("notes", ())),
+      rows=_records(TableRow, "a comparison table's rows"),
+      notes=tuple,
     )
 
 
@@ -158,9 +191,13 @@ class SeedRow:
 
   @classmethod
   def from_json(cls, data: Mapping[str, Any]) -> SeedRow:
+    data = _object(data, "seed-table row")
+    missing = sorted(set(CELL_COLUMNS) - set(data))
+    if missing:
+      raise InputError(f"seed-table row: missing fields {missing}")
     rest = {k: v for k, v in data.items() if k not in CELL_COLUMNS}
-    means = {c: data.get(c) for c in CELL_COLUMNS}
-    return _from_fields(cls, rest, "seed-table row", means=means)
+    rest["means"] = {c: data[c] for c in CELL_COLUMNS}
+    return _from_fields(cls, rest, "seed-table row")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,8 +235,9 @@ class PairedComparison:
 
   @classmethod
   def from_json(cls, data: Mapping[str, Any]) -> PairedComparison:
-    rows = tuple(PairedRow.from_json(r) for r in data.get("rows", ()))
-    return _from_fields(cls, data, "paired comparison", rows=rows)
+    return _from_fields(
+      cls, data, "paired comparison", rows=_records(PairedRow, "paired rows")
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,14 +279,14 @@ class SeedTable:
 
   @classmethod
   def from_json(cls, data: Mapping[str, Any]) -> SeedTable:
-    paired = data.get("paired")
     return _from_fields(
       cls,
       data,
       "seed table",
-      rows=tuple(SeedRow.from_json(r) for r in data.get("rows", ())),
-      paired=None if paired is None else PairedComparison.from_json(paired),
-      notes=tuple(data.get("notes", ())),
+      optional=("paired",),  # absent when the paired reference did not run
+      rows=_records(SeedRow, "a seed table's rows"),
+      paired=PairedComparison.from_json,
+      notes=tuple,
     )
 
 
@@ -258,8 +296,6 @@ def read_table(data: Mapping[str, Any]) -> ComparisonTable | SeedTable:
   Raises:
     InputError: for a table that is neither.
   """
-  if not isinstance(data, Mapping):
-    raise InputError(f"a table must be a JSON object, got {type(data).__name__}")
-  if "num_seeds" in data:
+  if "num_seeds" in _object(data, "a table"):
     return SeedTable.from_json(data)
   return ComparisonTable.from_json(data)

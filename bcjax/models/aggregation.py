@@ -191,9 +191,10 @@ class NeighbourLists:
     # gather in "fill" mode adds a mask and a select, which XLA materialised
     # and transposed before the reduction: on an H200 at the
     # Musical-Instruments size one relation's sum forward and back took
-    # 0.90 ms that way and 0.67 ms this way (growth 1.5), and the step
-    # 6.17 ms against 5.79 ms this way at growth 2
-    # (benchmarks/results/h200_a0b99bf).
+    # 0.90 ms that way and 0.67 ms this way, both at growth 1.5; the step
+    # took 6.17 ms that way at growth 1.5 and 5.79 ms this way at growth 2
+    # (benchmarks/results/h200_a0b99bf). Indices past the padding row would
+    # read garbage, not zeros: relation_sum checks the rows of x.
     padded = jnp.concatenate([x, jnp.zeros((1, x.shape[1]), x.dtype)])
     sums = [
       jnp.sum(padded.at[rows].get(mode="promise_in_bounds"), axis=1)
@@ -270,11 +271,25 @@ def relation_sum(x: jax.Array, relation: Relation) -> jax.Array:
 
   Returns:
     ``(num_receivers, dim)``; zero rows for receivers without senders.
+
+  Raises:
+    ValueError: ``x`` has not one row per sender of ``relation`` (checked
+      while tracing: the sorted layout's gathers assume it).
   """
+  _check_rows(x, relation)
   return relation.forward.sum(x)
 
 
+def _check_rows(x, relation):
+  num_senders = relation.transpose.num_receivers
+  if x.shape[0] != num_senders:
+    raise ValueError(
+      f"relation_sum: x has {x.shape[0]} rows, the relation {num_senders} senders"
+    )
+
+
 def _relation_sum_fwd(x, relation):
+  _check_rows(x, relation)
   return relation.forward.sum(x), relation
 
 
