@@ -15,7 +15,14 @@
 #   5. Larger sizes without PyTorch; then run_intended twice with the
 #      scatter layout (the control: atomics should make them differ).
 # The GPU machine lacks ml_collections and tensorboardX (the main job's
-# needs); carry their wheels and install them first (see the README).
+# needs, and protobuf, tensorboardX's): fetch their wheels into .whl/ here
+# (pip download --no-deps ml_collections tensorboardX protobuf), carry it,
+# and install them first, without touching the machine's JAX:
+#   pip install -q --no-index --no-deps --target /tmp/site \
+#     .whl/ml_collections*.whl .whl/tensorboardx*.whl
+#   python3 -c "import google.protobuf" || pip install -q --no-index \
+#     --no-deps --target /tmp/site .whl/protobuf*.whl
+#   export PYTHONPATH=/tmp/site:$PWD
 #   bash benchmarks/gpu.sh            # on the GPU machine
 #   ONLY="probe mi-sorted-tf32" bash benchmarks/gpu.sh   # chosen sections
 #   SMOKE=1 bash benchmarks/gpu.sh    # tiny sizes, to check the script on CPU
