@@ -162,7 +162,8 @@ class _GatherVariant(aggregation.NeighbourLists):
   mode: str = struct.field(pytree_node=False, default="fill")
 
   def sum(self, x):
-    padded = jnp.concatenate([x, jnp.zeros((1, x.shape[1]), x.dtype)])
+    if self.mode != "fill":
+      padded = jnp.concatenate([x, jnp.zeros((1, x.shape[1]), x.dtype)])
     sums = []
     for rows in self.buckets:
       if self.mode == "fill":
