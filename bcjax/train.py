@@ -190,7 +190,7 @@ def make_train_epoch(
         train=True,
         mutable=["batch_stats"],
       )
-      take = functools.partial(take_rows, deterministic=graph.deterministic)
+      take = functools.partial(take_rows, layout=graph.layout)
       current = (take(user_emb, users), take(item_emb, pos), take(item_emb, neg))
       loss, parts = bpr_loss(*current, weight_decay)
       if alignment is not None:

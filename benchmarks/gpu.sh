@@ -105,8 +105,11 @@ fi
 # against CSR 8.21 ms, H100 18.37 against 13.19): only CSR is timed.
 bench mi-sorted-tf32 150 "${mi[@]}" --layout=sorted --precision=tf32 \
   --torch_layouts=csr
+bench mi-pallas-tf32 150 "${mi[@]}" --layout=pallas --precision=tf32 \
+  --torch_layouts=csr
 bench mi-scatter-tf32 60 "${mi[@]}" --layout=scatter --precision=tf32 \
   --notorch --noprojection
+same_seed same-seed-pallas 120 "$strategies" --config.layout=pallas
 same_seed same-seed-sorted 120 "$strategies" --config.layout=sorted
 bench mi-sorted-fp32 150 "${mi[@]}" --layout=sorted --precision=float32 \
   --noprojection --nodeterminism --torch_layouts=csr

@@ -39,7 +39,7 @@ def test_mean_aggregate_equals_normalised_dense_product(small_graph):
 
 
 LAYOUTS = [("scatter", 0), ("scatter", 64), ("scatter", 1000), ("scatter", 100_000)]
-LAYOUTS += [("sorted", 0)]
+LAYOUTS += [("sorted", 0), ("pallas", 0)]
 
 
 @pytest.mark.parametrize("layout,edge_chunk", LAYOUTS)
@@ -105,7 +105,8 @@ def test_neighbour_lists_sum_any_relation_like_numpy(growth):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_sorted_layout_does_not_depend_on_edge_order():
+@pytest.mark.parametrize("layout", ["sorted", "pallas"])
+def test_deterministic_layouts_do_not_depend_on_edge_order(layout):
   # The sorted layout adds each receiver's senders in ascending order, so a
   # shuffled edge list gives the same bits, values and gradients.
   rng = np.random.default_rng(5)
@@ -116,7 +117,7 @@ def test_sorted_layout_does_not_depend_on_edge_order():
   results = []
   for seed in range(3):
     order = np.random.default_rng(seed).permutation(400)
-    relation = Relation.build(senders[order], receivers[order], 50, 20, "sorted")
+    relation = Relation.build(senders[order], receivers[order], 50, 20, layout)
     value, grad = jax.value_and_grad(
       lambda x, r=relation: jnp.sum(relation_sum(x, r) * w)
     )(x)
@@ -133,16 +134,16 @@ def test_take_rows_gradient_sums_repeated_rows_like_numpy():
   cotangent = rng.normal(size=(64, 5))
   want = np.zeros((12, 5))
   np.add.at(want, np.asarray(rows), cotangent)
-  for deterministic in (True, False):
-    out, pullback = jax.vjp(
-      lambda x, d=deterministic: take_rows(x, rows, deterministic=d), x
-    )
+  for layout in ("scatter", "sorted", "pallas"):
+    out, pullback = jax.vjp(lambda x, g=layout: take_rows(x, rows, layout=g), x)
     np.testing.assert_array_equal(out, np.asarray(x)[np.asarray(rows)])
     (grad,) = pullback(jnp.asarray(cotangent, jnp.float32))
     np.testing.assert_allclose(grad, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("layout,edge_chunk", [("scatter", 128), ("sorted", 0)])
+@pytest.mark.parametrize(
+  "layout,edge_chunk", [("scatter", 128), ("sorted", 0), ("pallas", 0)]
+)
 def test_layers_and_gradients_agree_across_layouts(small_graph, layout, edge_chunk):
   # Every layout gives the single-pass scatter's embeddings in every layer,
   # and the same gradients of every parameter (item tables included).
@@ -229,7 +230,7 @@ def test_bpr_loss_against_numpy():
   assert float(loss) == pytest.approx(bpr + 0.5 * reg, rel=1e-5)
 
 
-@pytest.mark.parametrize("layout", ["scatter", "sorted"])
+@pytest.mark.parametrize("layout", ["scatter", "sorted", "pallas"])
 def test_relation_sum_refuses_x_with_other_rows_than_senders(layout):
   relation = Relation.build(np.array([0, 1, 2]), np.array([0, 0, 1]), 3, 2, layout)
   ok = jnp.ones((3, 4))

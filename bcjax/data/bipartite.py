@@ -20,6 +20,7 @@ from flax import struct
 from bcjax.data.graph import RaggedAttribute
 from bcjax.data.split import VersionSplit
 from bcjax.models.aggregation import (
+  DETERMINISTIC_LAYOUTS,
   LAYOUTS,
   Relation,
   default_edge_chunk,
@@ -87,8 +88,8 @@ class BipartiteGraph:
     num_interactions: static number of training interactions.
     max_degree: static largest number of positives of one user.
     layout: static layout of every sum of rows in a step (see
-      :mod:`bcjax.models.aggregation`): ``"sorted"`` is deterministic on every
-      backend, ``"scatter"`` on CPU and TPU only.
+      :mod:`bcjax.models.aggregation`): ``"sorted"`` and ``"pallas"`` are
+      deterministic on every backend, ``"scatter"`` on CPU and TPU only.
   """
 
   adjacency: Relation
@@ -111,7 +112,7 @@ class BipartiteGraph:
   @property
   def deterministic(self) -> bool:
     """Whether the step's sums of rows avoid scatter-add atomics."""
-    return self.layout == "sorted"
+    return self.layout in DETERMINISTIC_LAYOUTS
 
   @classmethod
   def from_split(
@@ -124,7 +125,7 @@ class BipartiteGraph:
 
     Args:
       split: the version's split.
-      layout: ``"scatter"`` or ``"sorted"``; None picks
+      layout: one of :data:`~bcjax.models.aggregation.LAYOUTS`; None picks
         :func:`~bcjax.models.aggregation.default_layout` for the default
         backend.
       edge_chunk: edges per scatter-add (``"scatter"`` only); None picks

@@ -15,6 +15,10 @@ relation "receiver ``r`` sums the rows of its senders":
   ``growth``); every bucket is one gather reduced along its row, with no
   atomics, and a permutation puts the receivers back in order. Bit-identical
   from run to run on any backend.
+* :class:`~bcjax.models.segment_kernel.SegmentLists` (``"pallas"``): the
+  senders grouped by receiver and summed by one Pallas kernel that gathers
+  and adds them in a fixed order. Bit-identical from run to run; compiled
+  on GPU only (elsewhere Pallas interprets it, for tests).
 
 A :class:`Relation` carries both directions, so that the gradient of a sum
 is the sum over the transposed relation in the same layout: autodiff would
@@ -28,7 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-LAYOUTS = ("scatter", "sorted")
+from bcjax.models.segment_kernel import SegmentLists, sorted_rows_gradient
+
+LAYOUTS = ("scatter", "sorted", "pallas")
+DETERMINISTIC_LAYOUTS = ("sorted", "pallas")
 
 # Widest over narrowest degree of a sorted layout's bucket. On an H200 at
 # the Musical-Instruments size (dim 512) one relation's sum forward and back
@@ -213,8 +220,8 @@ class Relation:
     transpose: senders sum their receivers' rows (the forward's adjoint).
   """
 
-  forward: EdgeList | NeighbourLists
-  transpose: EdgeList | NeighbourLists
+  forward: EdgeList | NeighbourLists | SegmentLists
+  transpose: EdgeList | NeighbourLists | SegmentLists
 
   @classmethod
   def build(
@@ -237,7 +244,7 @@ class Relation:
       receivers: ``(num_edges,)`` int receiver rows.
       num_senders: rows of the array that is summed.
       num_receivers: rows of the sum.
-      layout: ``"scatter"`` or ``"sorted"``.
+      layout: one of :data:`LAYOUTS`.
       edge_chunk: edges per scatter (``"scatter"`` only; 0: one pass).
     """
     senders = np.asarray(senders, np.int64)
@@ -253,6 +260,11 @@ class Relation:
       return cls(
         NeighbourLists.build(senders, receivers, num_senders, num_receivers),
         NeighbourLists.build(receivers, senders, num_receivers, num_senders),
+      )
+    if layout == "pallas":
+      return cls(
+        SegmentLists.build(senders, receivers, num_receivers),
+        SegmentLists.build(receivers, senders, num_senders),
       )
     raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
 
@@ -302,26 +314,31 @@ def _relation_sum_bwd(relation, cotangent):
 relation_sum.defvjp(_relation_sum_fwd, _relation_sum_bwd)
 
 
-def take_rows(x: jax.Array, rows: jax.Array, *, deterministic: bool) -> jax.Array:
-  """``x[rows]``, with a run-to-run deterministic gradient if asked.
+def take_rows(x: jax.Array, rows: jax.Array, *, layout: str) -> jax.Array:
+  """``x[rows]``, with a gradient computed the way ``layout`` sums rows.
 
   A gather's gradient is a scatter-add of the cotangent rows into ``x``; with
   repeated ``rows`` on a GPU its atomics add in a varying order. The
-  deterministic gradient sorts the rows, sums each run of equal rows with a
-  segmented scan (a fixed tree of adds), and writes each sum once.
+  deterministic gradients sort the rows and sum each run of equal rows in a
+  fixed order: ``"sorted"`` with a segmented scan (a fixed tree of adds)
+  whose sums are written once, ``"pallas"`` with the segment-sum kernel.
 
   Args:
     x: ``(num_rows, dim)``.
     rows: ``(n,)`` int32 indices.
-    deterministic: use the sorted gradient (else autodiff's scatter-add,
-      which is deterministic on CPU and TPU).
+    layout: one of :data:`LAYOUTS`; ``"scatter"`` keeps autodiff's
+      scatter-add (deterministic on CPU and TPU).
 
   Returns:
     ``(n, dim)``.
   """
-  if not deterministic:
+  if layout == "scatter":
     return x[rows]
-  return _take_rows(x, rows)
+  if layout == "sorted":
+    return _take_rows(x, rows)
+  if layout == "pallas":
+    return _take_rows_kernel(x, rows)
+  raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
 
 
 @jax.custom_vjp
@@ -357,3 +374,16 @@ def _take_rows_bwd(residuals, cotangent):
 
 
 _take_rows.defvjp(_take_rows_fwd, _take_rows_bwd)
+
+
+@jax.custom_vjp
+def _take_rows_kernel(x, rows):
+  return x[rows]
+
+
+def _take_rows_kernel_bwd(residuals, cotangent):
+  rows, like = residuals
+  return sorted_rows_gradient(rows, cotangent, like.shape[0]), None
+
+
+_take_rows_kernel.defvjp(_take_rows_fwd, _take_rows_kernel_bwd)

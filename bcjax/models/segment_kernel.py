@@ -1,0 +1,222 @@
+"""Deterministic segment sums as one Pallas (Triton) kernel.
+
+``out[s] = sum(x[indices[e]] for e in range(starts[s], starts[s + 1]))``:
+one program per segment and block of columns gathers ``width`` rows at a
+time into a ``(width, block)`` accumulator and reduces it once at the end.
+Every program adds its rows in the same order on every run, with no
+atomics, so the sums are bit-identical from run to run; the gathers are
+the only memory traffic (no padded copies, no bucket concatenation).
+
+A segment of very high degree would hold one program for as long as all
+the others together, so :class:`SegmentLists` cuts each receiver's senders
+into pieces of at most ``piece`` edges and sums the pieces in a second,
+equally deterministic, call.
+
+On GPU the kernel is compiled by Triton; elsewhere it runs in Pallas's
+interpreter (for tests: it is slow).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
+
+# Edges gathered per loop trip, widest column block, and the most edges one
+# program sums; chosen on an H200 (benchmarks/results, the probe's
+# "pallas-*" candidates).
+DEFAULT_WIDTH = 8
+DEFAULT_BLOCK = 512
+DEFAULT_PIECE = 64
+DEFAULT_WARPS = 4
+
+
+def _kernel(starts_ref, indices_ref, x_ref, out_ref, *, width, block, dim):
+  segment = pl.program_id(0)
+  column = pl.program_id(1) * block
+  begin = starts_ref[segment]
+  end = starts_ref[segment + 1]
+  lanes = jnp.arange(width, dtype=jnp.int32)
+  # Column indices as an array rather than a slice: the interpreter gathers
+  # only with all-array indices, and Triton sees the same contiguous loads.
+  columns = column + jnp.arange(block, dtype=jnp.int32)
+  in_dim = columns < dim
+
+  def gather(trip, total):
+    edge = begin + trip * width + lanes
+    inside = edge < end
+    rows = plgpu.load(indices_ref.at[edge], mask=inside, other=0)
+    values = plgpu.load(
+      x_ref.at[rows[:, None], columns[None, :]],
+      mask=inside[:, None] & in_dim[None, :],
+      other=0.0,
+    )
+    return total + values.astype(jnp.float32)
+
+  trips = (end - begin + width - 1) // width
+  total = jax.lax.fori_loop(0, trips, gather, jnp.zeros((width, block), jnp.float32))
+  out_ref[...] = jnp.sum(total, axis=0).astype(out_ref.dtype)
+
+
+def segment_sum(
+  x: jax.Array,
+  starts: jax.Array,
+  indices: jax.Array,
+  *,
+  width: int = DEFAULT_WIDTH,
+  block: int = DEFAULT_BLOCK,
+  num_warps: int = DEFAULT_WARPS,
+  num_stages: int = 1,
+  interpret: bool | None = None,
+) -> jax.Array:
+  """Sums of rows of ``x`` over contiguous runs of ``indices``.
+
+  Args:
+    x: ``(num_rows, dim)`` rows to sum.
+    starts: ``(num_segments + 1,)`` int32, non-decreasing: segment ``s``
+      sums ``x[indices[starts[s]:starts[s + 1]]]``.
+    indices: ``(num_entries,)`` int32 rows of ``x``, each in range; at least
+      ``width - 1`` entries past ``starts[-1]`` (the interpreter reads them,
+      masked, where the GPU reads nothing).
+    width: entries gathered per loop trip (a power of two).
+    block: columns per program (a power of two; the last block is masked).
+    num_warps: Triton warps per program.
+    num_stages: Triton's software-pipelining stages of the loop.
+    interpret: run in Pallas's interpreter; None: unless on GPU.
+
+  Returns:
+    ``(num_segments, dim)`` sums, in ``x``'s dtype, accumulated in float32;
+    zero rows for empty segments.
+  """
+  num_segments = starts.shape[0] - 1
+  dim = x.shape[1]
+  block = min(block, pl.next_power_of_2(dim))
+  blocks = pl.cdiv(dim, block)
+  if interpret is None:
+    interpret = jax.default_backend() != "gpu"
+  out = pl.pallas_call(
+    functools.partial(_kernel, width=width, block=block, dim=dim),
+    out_shape=jax.ShapeDtypeStruct((num_segments, blocks * block), x.dtype),
+    grid=(num_segments, blocks),
+    in_specs=[pl.no_block_spec] * 3,
+    out_specs=pl.BlockSpec((None, block), lambda s, c: (s, c)),
+    compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=num_stages),
+    interpret=interpret,
+    name="segment_sum",
+  )(starts, indices, x)
+  return out if blocks * block == dim else out[:, :dim]
+
+
+@struct.dataclass
+class SegmentLists:
+  """A relation's senders grouped by receiver, summed by :func:`segment_sum`.
+
+  Attributes:
+    starts: ``(num_pieces + 1,)`` int32 bounds of each piece in ``senders``.
+    senders: ``(num_edges + width,)`` int32 sender rows, by receiver, then
+      ascending (so the sums do not depend on the order edges came in).
+    piece_starts: ``(num_receivers + 1,)`` int32 bounds of each receiver's
+      pieces, or None when every receiver is one piece.
+    num_receivers: static number of output rows.
+    width: static entries gathered per loop trip.
+    block: static columns per program.
+  """
+
+  starts: jax.Array
+  senders: jax.Array
+  piece_starts: jax.Array | None
+  num_receivers: int = struct.field(pytree_node=False)
+  width: int = struct.field(pytree_node=False, default=DEFAULT_WIDTH)
+  block: int = struct.field(pytree_node=False, default=DEFAULT_BLOCK)
+
+  @classmethod
+  def build(
+    cls,
+    senders,
+    receivers,
+    num_receivers: int,
+    *,
+    piece: int = DEFAULT_PIECE,
+    width: int = DEFAULT_WIDTH,
+    block: int = DEFAULT_BLOCK,
+  ) -> SegmentLists:
+    """Groups host edges ``senders[e] -> receivers[e]`` by receiver.
+
+    Args:
+      senders: ``(num_edges,)`` sender rows.
+      receivers: ``(num_edges,)`` receiver rows, each below
+        ``num_receivers``.
+      num_receivers: output rows.
+      piece: the most edges one program sums.
+      width: entries gathered per loop trip.
+      block: columns per program.
+    """
+    if piece < 1 or width < 1 or width & (width - 1) or block & (block - 1):
+      raise ValueError(
+        f"piece must be >= 1 and width, block powers of two; got piece={piece}, "
+        f"width={width}, block={block}"
+      )
+    senders, receivers = np.asarray(senders), np.asarray(receivers)
+    senders = senders[np.lexsort((senders, receivers))]
+    degree = np.bincount(receivers, minlength=num_receivers)
+    bounds = np.concatenate([[0], np.cumsum(degree)])
+    pieces = -(-degree // piece)  # ceil; 0 for receivers without senders
+    piece_starts = None
+    starts = bounds
+    if degree.max(initial=0) > piece:
+      piece_starts = np.concatenate([[0], np.cumsum(pieces)])
+      owner = np.repeat(np.arange(num_receivers), pieces)
+      offset = np.arange(len(owner)) - piece_starts[owner]
+      starts = np.append(bounds[owner] + offset * piece, bounds[-1])
+      piece_starts = jnp.asarray(piece_starts, jnp.int32)
+    return cls(
+      starts=jnp.asarray(starts, jnp.int32),
+      senders=jnp.asarray(
+        np.concatenate([senders, np.zeros(width, np.int64)]), jnp.int32
+      ),
+      piece_starts=piece_starts,
+      num_receivers=num_receivers,
+      width=width,
+      block=block,
+    )
+
+  def sum(self, x: jax.Array) -> jax.Array:
+    """``(num_receivers, dim)`` sums of the senders' rows of ``x``."""
+    summed = segment_sum(
+      x, self.starts, self.senders, width=self.width, block=self.block
+    )
+    if self.piece_starts is None:
+      return summed
+    # A receiver's pieces are consecutive rows of ``summed``.
+    rows = jnp.arange(summed.shape[0] + self.width, dtype=jnp.int32)
+    return segment_sum(
+      summed, self.piece_starts, rows, width=self.width, block=self.block
+    )
+
+
+def sorted_rows_gradient(
+  rows: jax.Array, cotangent: jax.Array, num_rows: int, *, width: int = DEFAULT_WIDTH
+) -> jax.Array:
+  """The gradient of ``x[rows]`` without atomics: sums of equal rows.
+
+  Args:
+    rows: ``(n,)`` int32 gathered rows of ``x``.
+    cotangent: ``(n, dim)`` cotangent of the gathered rows.
+    num_rows: rows of ``x``.
+    width: entries gathered per loop trip.
+
+  Returns:
+    ``(num_rows, dim)``: row ``r`` sums ``cotangent[i]`` over ``rows[i] ==
+    r`` in ascending ``i``.
+  """
+  order = jnp.argsort(rows, stable=True).astype(jnp.int32)
+  starts = jnp.searchsorted(
+    rows[order], jnp.arange(num_rows + 1, dtype=rows.dtype), side="left"
+  ).astype(jnp.int32)
+  order = jnp.concatenate([order, jnp.zeros(width, jnp.int32)])
+  return segment_sum(cotangent, starts, order, width=width)
