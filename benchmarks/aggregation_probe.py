@@ -32,6 +32,7 @@ from flax import struct
 from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.datasets import load_dataset
 from bcjax.data.split import split_version
+from bcjax.evaluation.recall import RecallEvaluator
 from bcjax.models import aggregation, segment_kernel
 from bcjax.models.segment_kernel import SegmentLists
 from benchmarks import workloads
@@ -53,14 +54,11 @@ flags.DEFINE_list(
     "sorted-g2",
     "set-g2",
     "pallas",
-    "pallas-w4-b512-p64-n4",
-    "pallas-w16-b512-p64-n8",
-    "pallas-w8-b128-p64-n4",
-    "pallas-w8-b256-p32-n4",
-    "pallas-w8-b512-p256-n4",
-    "pallas-w8-b512-p64-n4-s3",
-    "pallas-w2-b512-p16-n4",
-    "pallas-w32-b128-p64-n4",
+    "pallas-w8-b512-p64-n4",
+    "pallas-w4-b512-p32-n4",
+    "pallas-w2-b512-p32-n4",
+    "pallas-w4-b512-p64-n2",
+    "pallas-w4-b256-p64-n2",
   ],
   "Layouts of one relation to time (scatter; sorted, fill, flat, set or "
   "columns[-uK], then -gG; pallas, the library's kernel, or "
@@ -68,6 +66,11 @@ flags.DEFINE_list(
   "program, N warps, S pipeline stages).",
 )
 flags.DEFINE_bool("take_rows", True, "Time the row lookups' gradients.")
+flags.DEFINE_list(
+  "recall_chunks",
+  ["512", "2048", "4096", "0"],
+  "Users per chunk of the Recall@K evaluation to time (0: all in one).",
+)
 flags.DEFINE_bool("steps", True, "Time the step with each part swapped.")
 flags.DEFINE_string("trace_dir", "", "Write a profiler trace of the step here.")
 flags.DEFINE_string("json", "", "Write the numbers here.")
@@ -397,6 +400,24 @@ def probe_take_rows(split, dim, batch=2048):
   return rows
 
 
+def probe_recall(split, dim):
+  """Times Recall@K over every evaluation user at each chunk size."""
+  users = jax.random.normal(jax.random.key(5), (split.num_users, dim))
+  items = jax.random.normal(jax.random.key(6), (split.num_items, dim))
+  rows, reference = {}, None
+  for chunk in map(int, FLAGS.recall_chunks):
+    evaluator = RecallEvaluator(split, chunk_size=chunk or split.num_users)
+    recalls = evaluator(users, items)
+    reference = reference or recalls
+    rows[str(chunk)] = dict(
+      ms=1e3
+      * median_seconds(lambda e=evaluator: e(users, items), repeats=FLAGS.repeats),
+      same_recalls=recalls == reference,
+    )
+    print(f"recall chunk {chunk}", json.dumps(rows[str(chunk)]), flush=True)
+  return rows
+
+
 @jax.custom_vjp
 def _take_rows_mask(x, rows):
   return x[rows]
@@ -540,6 +561,8 @@ def main(argv):
   out["layouts"] = probe_layouts(split, FLAGS.dim)
   if FLAGS.take_rows:
     out["take_rows"] = probe_take_rows(split, FLAGS.dim)
+  if FLAGS.recall_chunks:
+    out["recall"] = probe_recall(split, FLAGS.dim)
   traced = _LIBRARY
   if FLAGS.steps:
     out["steps"], traced = probe_steps(split, FLAGS.dim, FLAGS.layers, out["layouts"])

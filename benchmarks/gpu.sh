@@ -5,11 +5,14 @@
 # JSON per line) and output.txt (everything printed; the tables are printed
 # again at the end). Logs stay in /tmp/bcjax_logs; a failed section prints
 # the end of its log. `python -m benchmarks.report output.txt` summarises.
+#   0. The aggregation probe (layouts, row-lookup gradients, Recall@K chunk
+#      sizes, the step with each layout, a profiler trace).
 #   1. Musical-Instruments size, dim 512, 3 layers, TF32: the deterministic
-#      (sorted) layout beside PyTorch + PyG, with the paper-protocol
-#      projection; then the atomic scatter layout, its speed and determinism.
-#   2. run_intended twice with the same seed (sorted layout): results.json
-#      bit for bit.
+#      layouts (degree buckets, the Pallas kernel) beside PyTorch + PyG, with
+#      the paper-protocol projection; then the atomic scatter layout, its
+#      speed and determinism.
+#   2. run_intended twice with the same seed (the Pallas kernel, then the
+#      degree buckets): results.json bit for bit.
 #   3. The same size at full float32, both frameworks.
 #   4. The scatter layout under XLA's deterministic-ops flag (a few steps).
 #   5. Larger sizes without PyTorch; then run_intended twice with the
@@ -111,7 +114,7 @@ bench mi-scatter-tf32 60 "${mi[@]}" --layout=scatter --precision=tf32 \
   --notorch --noprojection
 same_seed same-seed-pallas 120 "$strategies" --config.layout=pallas
 same_seed same-seed-sorted 120 "$strategies" --config.layout=sorted
-bench mi-sorted-fp32 150 "${mi[@]}" --layout=sorted --precision=float32 \
+bench mi-pallas-fp32 150 "${mi[@]}" --layout=pallas --precision=float32 \
   --noprojection --nodeterminism --torch_layouts=csr
 XLA_FLAGS=--xla_gpu_deterministic_ops=true bench mi-scatter-xladet 50 \
   "${mi[@]}" --layout=scatter --precision=tf32 --notorch --noprojection \

@@ -48,9 +48,11 @@ def default_layout(backend: str | None = None) -> str:
   """The fastest layout that is deterministic on ``backend``.
 
   Scatter-add runs sequentially on CPU and TPU (deterministic there); on GPU
-  its atomics are not, so GPUs get the sorted layout.
+  its atomics are not, and the Pallas kernel is: on an H200 at the
+  Musical-Instruments size its step took 1.1x the atomic one, the degree
+  buckets' 1.7x (benchmarks/results/h200_f638f25).
   """
-  return "sorted" if (backend or jax.default_backend()) == "gpu" else "scatter"
+  return "pallas" if (backend or jax.default_backend()) == "gpu" else "scatter"
 
 
 def default_edge_chunk(backend: str | None = None) -> int:
