@@ -51,7 +51,8 @@ flags.DEFINE_enum(
   "layout",
   None,
   list(LAYOUTS),
-  "Sums of rows: scatter-add or sorted (deterministic); default per backend.",
+  "Sums of rows: scatter-add, or sorted or pallas (deterministic); default "
+  "per backend.",
 )
 flags.DEFINE_enum(
   "precision",

@@ -64,13 +64,23 @@ def _row(lines, prefix):
 
 
 def _probe_table(lines: list[str]) -> list[str]:
-  """The aggregation probe's lines (``name {json}``) as one table."""
-  rows = []
+  """The aggregation probe's lines (``name {json}``) as tables.
+
+  One of the candidates' timings and, where the probe timed them, one of
+  Recall@K at each chunk size.
+  """
+  rows, recall = [], []
   for line in lines:
     match = re.match(r'^([\w .,-]+) (\{".*\})$', line)
     if not match:
       continue  # the probe's other lines (a compiler's warnings)
     name, numbers = match.group(1), json.loads(match.group(2))
+    chunk = re.fullmatch(r"recall chunk (\d+)", name)
+    if chunk:
+      users = chunk.group(1) if chunk.group(1) != "0" else "all"
+      same = "yes" if numbers.get("same_recalls") else "NO"
+      recall.append(f"| {users} | {numbers['ms']:.2f} ms | {same} |")
+      continue
     cells = [
       f"{numbers[key]:.3f} ms" if key in numbers else "-"
       for key in ("forward_ms", "forward_and_transpose_ms", "grad_ms", "step_ms")
@@ -78,14 +88,22 @@ def _probe_table(lines: list[str]) -> list[str]:
     same = numbers.get("bit_identical")
     cells.append("-" if same is None else ("yes" if same else "NO"))
     rows.append(f"| {name} | " + " | ".join(cells) + " |")
-  if not rows:
-    return []
-  return [
-    "| probe | sum forward | sum forward + transpose | lookups' gradient | "
-    "step | bit-identical |",
-    "|---|---|---|---|---|---|",
-    *rows,
-  ]
+  tables = []
+  if rows:
+    tables += [
+      "| probe | sum forward | sum forward + transpose | lookups' gradient | "
+      "step | bit-identical |",
+      "|---|---|---|---|---|---|",
+      *rows,
+    ]
+  if recall:
+    tables += [
+      *([""] if tables else []),
+      "| Recall@K, users per chunk | time | same recalls as the first |",
+      "|---|---|---|",
+      *recall,
+    ]
+  return tables
 
 
 def summary(text: str) -> str:
@@ -150,6 +168,7 @@ def summary(text: str) -> str:
 
 # Kinds of device kernels, by a word of their XLA or cuBLAS name; first match.
 _KERNEL_KINDS = (
+  ("Pallas segment sums", "segment_sum"),
   ("matmul (cuBLAS)", "gemm"),
   ("transpose fusions", "transpose"),
   ("gather fusions", "gather"),

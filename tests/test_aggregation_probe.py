@@ -17,6 +17,8 @@ KINDS = [
   "set-g1.5",
   "columns-g2",
   "columns-u8-g1.5",
+  "pallas",
+  "pallas-w2-b4-p8-n4-s3",
 ]
 
 
@@ -38,7 +40,9 @@ def test_each_candidate_sums_like_numpy(kind):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["columns-g2", "set-g1.5", "flat-g2"])
+@pytest.mark.parametrize(
+  "kind", ["columns-g2", "set-g1.5", "flat-g2", "pallas-w4-b512-p16-n2"]
+)
 def test_relayout_rebuilds_the_same_relation(kind):
   senders, receivers, ns, nr = _edges(seed=2)
   relation = aggregation.Relation.build(senders, receivers, ns, nr, "sorted")
@@ -55,3 +59,5 @@ def test_an_unknown_candidate_is_refused():
   senders, receivers, ns, nr = _edges()
   with pytest.raises(ValueError, match="unknown candidate 'bogus-g2'"):
     probe._build("bogus-g2", senders, receivers, ns, nr)
+  with pytest.raises(ValueError, match="unknown candidate 'pallas-w4'"):
+    probe._build("pallas-w4", senders, receivers, ns, nr)

@@ -9,8 +9,10 @@ from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.split import split_version
 from bcjax.losses import bpr_loss
 from bcjax.models.aggregation import (
+  DETERMINISTIC_LAYOUTS,
   NeighbourLists,
   Relation,
+  default_layout,
   relation_sum,
   take_rows,
 )
@@ -84,8 +86,10 @@ def test_bad_layout_and_negative_edge_chunk_are_rejected(small_graph):
   split = split_version(small_graph, 0)
   with pytest.raises(ValueError, match="edge_chunk must be >= 0"):
     BipartiteGraph.from_split(split, "scatter", -1)
-  with pytest.raises(ValueError, match="unknown layout 'dense'.*'sorted'"):
+  with pytest.raises(ValueError, match="unknown layout 'dense'.*'sorted', 'pallas'"):
     BipartiteGraph.from_split(split, "dense")
+  with pytest.raises(ValueError, match="unknown layout 'dense'.*'pallas'"):
+    take_rows(jnp.ones((3, 2)), jnp.zeros(2, jnp.int32), layout="dense")
 
 
 @pytest.mark.parametrize("growth", [1.3, 2.0, 8.0])
@@ -239,3 +243,10 @@ def test_relation_sum_refuses_x_with_other_rows_than_senders(layout):
     relation_sum(jnp.ones((4, 4)), relation)
   with pytest.raises(ValueError, match="x has 4 rows"):  # the gradient's path too
     jax.grad(lambda x: jnp.sum(relation_sum(x, relation)))(jnp.ones((4, 4)))
+
+
+def test_default_layout_is_deterministic_where_scatter_is_not():
+  # GPU scatter-adds are atomic: the GPU gets the kernel, the rest scatter.
+  assert default_layout("gpu") == "pallas"
+  assert default_layout("cpu") == default_layout("tpu") == "scatter"
+  assert "pallas" in DETERMINISTIC_LAYOUTS and "scatter" not in DETERMINISTIC_LAYOUTS
