@@ -23,6 +23,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import struct
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
@@ -101,6 +102,15 @@ def segment_sum(
   blocks = pl.cdiv(dim, block)
   if interpret is None:
     interpret = jax.default_backend() != "gpu"
+    if interpret:
+      # Logged while tracing, so once per compilation, not per call.
+      logging.log_first_n(
+        logging.WARNING,
+        "the pallas layout's kernel runs in Pallas's interpreter on %s (slow, "
+        "for tests): use layout 'scatter' or 'sorted' there",
+        1,
+        jax.default_backend(),
+      )
   out = pl.pallas_call(
     functools.partial(_kernel, width=width, block=block, dim=dim),
     out_shape=jax.ShapeDtypeStruct((num_segments, blocks * block), x.dtype),
