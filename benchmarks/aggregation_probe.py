@@ -3,10 +3,12 @@ r"""Where the deterministic training step's time goes, layout by layout.
 A probe for choosing the GPU's deterministic aggregation: it times one
 relation's sum (forward, and forward with its gradient) in each candidate
 layout on the same graph, checks each candidate for run-to-run bit
-identity, times the BPR batch's row lookups with and without the sorted
-gradient, times the whole training step with each part swapped, and writes
-a profiler trace of the step. Candidates beyond the library's layouts live
-here until the numbers choose one.
+identity, times the BPR batch's row lookups' gradient each way (autodiff's
+scatter-add, the segmented scan, the kernel), times Recall@K at several
+chunk sizes, times the whole training step in each library layout and the
+fastest candidate, and writes a profiler trace of the fastest deterministic
+step. Candidates beyond the library's layouts live here until the numbers
+choose one.
 
   python -m benchmarks.aggregation_probe --size=musical-instruments \
       --dim=512 --layers=3 --trace_dir=/tmp/trace
@@ -33,7 +35,7 @@ from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.datasets import load_dataset
 from bcjax.data.split import split_version
 from bcjax.evaluation.recall import RecallEvaluator
-from bcjax.models import aggregation, segment_kernel
+from bcjax.models import aggregation
 from bcjax.models.segment_kernel import SegmentLists
 from benchmarks import workloads
 from benchmarks.hardware import median_seconds
@@ -107,7 +109,7 @@ def _build(kind, senders, receivers, ns, nr):
   if kind == "pallas":
     return SegmentLists.build(senders, receivers, nr)
   if kind.startswith("pallas-"):
-    return _KernelLists.parse(kind, senders, receivers, nr)
+    return _kernel_lists(kind, senders, receivers, nr)
   match = re.fullmatch(r"(sorted|columns|fill|flat|set)(?:-u(\d+))?-g([\d.]+)", kind)
   if not match:
     raise ValueError(f"unknown candidate {kind!r}")
@@ -227,44 +229,22 @@ class _SetLists(aggregation.NeighbourLists):
     return out
 
 
-@struct.dataclass
-class _KernelLists(SegmentLists):
-  """The library's kernel layout with Triton's warps and stages chosen."""
-
-  warps: int = struct.field(pytree_node=False, default=segment_kernel.DEFAULT_WARPS)
-  stages: int = struct.field(pytree_node=False, default=1)
-
-  @classmethod
-  def parse(cls, kind, senders, receivers, num_receivers):
-    match = re.fullmatch(r"pallas-w(\d+)-b(\d+)-p(\d+)-n(\d+)(?:-s(\d+))?", kind)
-    if not match:
-      raise ValueError(f"unknown candidate {kind!r}")
-    width, block, piece, warps = map(int, match.groups()[:4])
-    lists = SegmentLists.build(
-      senders, receivers, num_receivers, piece=piece, width=width, block=block
-    )
-    return cls(
-      **{f: getattr(lists, f) for f in ("starts", "senders", "piece_starts")},
-      num_receivers=num_receivers,
-      width=width,
-      block=block,
-      warps=warps,
-      stages=int(match.group(5) or 1),
-    )
-
-  def sum(self, x):
-    kernel = functools.partial(
-      segment_kernel.segment_sum,
-      width=self.width,
-      block=self.block,
-      num_warps=self.warps,
-      num_stages=self.stages,
-    )
-    summed = kernel(x, self.starts, self.senders)
-    if self.piece_starts is None:
-      return summed
-    rows = jnp.arange(summed.shape[0] + self.width, dtype=jnp.int32)
-    return kernel(summed, self.piece_starts, rows)
+def _kernel_lists(kind, senders, receivers, num_receivers):
+  """The library's kernel layout with each of its knobs chosen by ``kind``."""
+  match = re.fullmatch(r"pallas-w(\d+)-b(\d+)-p(\d+)-n(\d+)(?:-s(\d+))?", kind)
+  if not match:
+    raise ValueError(f"unknown candidate {kind!r}")
+  width, block, piece, warps = map(int, match.groups()[:4])
+  return SegmentLists.build(
+    senders,
+    receivers,
+    num_receivers,
+    piece=piece,
+    width=width,
+    block=block,
+    warps=warps,
+    stages=int(match.group(5) or 1),
+  )
 
 
 def _relayout(graph, kind):

@@ -111,8 +111,8 @@ def test_neighbour_lists_sum_any_relation_like_numpy(growth):
 
 @pytest.mark.parametrize("layout", ["sorted", "pallas"])
 def test_deterministic_layouts_do_not_depend_on_edge_order(layout):
-  # The sorted layout adds each receiver's senders in ascending order, so a
-  # shuffled edge list gives the same bits, values and gradients.
+  # Both add each receiver's senders in ascending order, so a shuffled edge
+  # list gives the same bits, values and gradients.
   rng = np.random.default_rng(5)
   senders = rng.integers(0, 50, size=400)
   receivers = rng.integers(0, 20, size=400)
@@ -243,6 +243,16 @@ def test_relation_sum_refuses_x_with_other_rows_than_senders(layout):
     relation_sum(jnp.ones((4, 4)), relation)
   with pytest.raises(ValueError, match="x has 4 rows"):  # the gradient's path too
     jax.grad(lambda x: jnp.sum(relation_sum(x, relation)))(jnp.ones((4, 4)))
+
+
+@pytest.mark.parametrize("layout", ["scatter", "sorted", "pallas"])
+def test_relation_refuses_rows_out_of_range(layout):
+  with pytest.raises(ValueError, match=r"senders must lie in \[0, 3\), got rows 0..5"):
+    Relation.build(np.array([0, 5]), np.array([0, 1]), 3, 2, layout)
+  with pytest.raises(
+    ValueError, match=r"receivers must lie in \[0, 2\), got rows -1..1"
+  ):
+    Relation.build(np.array([0, 1]), np.array([-1, 1]), 3, 2, layout)
 
 
 def test_default_layout_is_deterministic_where_scatter_is_not():

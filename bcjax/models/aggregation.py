@@ -18,7 +18,7 @@ relation "receiver ``r`` sums the rows of its senders":
 * :class:`~bcjax.models.segment_kernel.SegmentLists` (``"pallas"``): the
   senders grouped by receiver and summed by one Pallas kernel that gathers
   and adds them in a fixed order. Bit-identical from run to run; compiled
-  on GPU only (elsewhere Pallas interprets it, for tests).
+  for CUDA GPUs only (elsewhere Pallas interprets it, for tests).
 
 A :class:`Relation` carries both directions, so that the gradient of a sum
 is the sum over the transposed relation in the same layout: autodiff would
@@ -30,6 +30,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import struct
 
 from bcjax.models.segment_kernel import SegmentLists, sorted_rows_gradient
@@ -49,10 +50,20 @@ def default_layout(backend: str | None = None) -> str:
 
   Scatter-add runs sequentially on CPU and TPU (deterministic there); on GPU
   its atomics are not, and the Pallas kernel is: on an H200 at the
-  Musical-Instruments size its step took 1.1x the atomic one, the degree
-  buckets' 1.7x (benchmarks/results/h200_f638f25).
+  Musical-Instruments size its step took 1.04x the atomic one, the degree
+  buckets' 1.70x (benchmarks/results/h200_36daea0, one process). The kernel
+  is compiled for CUDA only, so ROCm GPUs get the degree buckets.
   """
-  return "pallas" if (backend or jax.default_backend()) == "gpu" else "scatter"
+  if (backend or jax.default_backend()) != "gpu":
+    return "scatter"
+  return "sorted" if _rocm() else "pallas"
+
+
+def _rocm() -> bool:
+  try:
+    return "rocm" in jax.devices("gpu")[0].client.platform_version.lower()
+  except RuntimeError:  # no GPU here: asked about GPUs in general
+    return False
 
 
 def default_edge_chunk(backend: str | None = None) -> int:
@@ -237,9 +248,9 @@ class Relation:
   ) -> Relation:
     """Both directions of host edges ``senders[e] -> receivers[e]``.
 
-    The sorted layout adds each receiver's senders in ascending order; the
-    scatter layout in the order of the edges (sort them by ``(sender,
-    receiver)`` for ascending senders in both directions).
+    The sorted and pallas layouts add each receiver's senders in ascending
+    order; the scatter layout in the order of the edges (sort them by
+    ``(sender, receiver)`` for ascending senders in both directions).
 
     Args:
       senders: ``(num_edges,)`` int sender rows.
@@ -248,9 +259,22 @@ class Relation:
       num_receivers: rows of the sum.
       layout: one of :data:`LAYOUTS`.
       edge_chunk: edges per scatter (``"scatter"`` only; 0: one pass).
+
+    Raises:
+      ValueError: a row outside its range, an unknown layout, or a negative
+        ``edge_chunk``.
     """
     senders = np.asarray(senders, np.int64)
     receivers = np.asarray(receivers, np.int64)
+    for name, rows, bound in (
+      ("senders", senders, num_senders),
+      ("receivers", receivers, num_receivers),
+    ):
+      # A GPU gather reads past the end unchecked: refuse such rows here.
+      if len(rows) and (rows.min() < 0 or rows.max() >= bound):
+        raise ValueError(
+          f"{name} must lie in [0, {bound}), got rows {rows.min()}..{rows.max()}"
+        )
     if layout == "scatter":
       if edge_chunk < 0:
         raise ValueError(f"edge_chunk must be >= 0 (0: no chunking), got {edge_chunk}")
@@ -264,6 +288,14 @@ class Relation:
         NeighbourLists.build(receivers, senders, num_receivers, num_senders),
       )
     if layout == "pallas":
+      if jax.default_backend() != "gpu" or _rocm():
+        logging.log_first_n(
+          logging.WARNING,
+          "layout 'pallas' runs its kernel in Pallas's interpreter on %s (slow, "
+          "for tests): use 'scatter' or 'sorted' there",
+          1,
+          jax.default_backend(),
+        )
       return cls(
         SegmentLists.build(senders, receivers, num_receivers),
         SegmentLists.build(receivers, senders, num_senders),
@@ -288,7 +320,8 @@ def relation_sum(x: jax.Array, relation: Relation) -> jax.Array:
 
   Raises:
     ValueError: ``x`` has not one row per sender of ``relation`` (checked
-      while tracing: the sorted layout's gathers assume it).
+      while tracing: the sorted and pallas layouts' gathers assume it, and
+      on a GPU a row past the end is read unchecked).
   """
   _check_rows(x, relation)
   return relation.forward.sum(x)

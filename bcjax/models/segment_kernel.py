@@ -12,8 +12,8 @@ the others together, so :class:`SegmentLists` cuts each receiver's senders
 into pieces of at most ``piece`` edges and sums the pieces in a second,
 equally deterministic, call.
 
-On GPU the kernel is compiled by Triton; elsewhere it runs in Pallas's
-interpreter (for tests: it is slow).
+Lowered for CUDA the kernel is compiled by Triton; for any other platform
+it runs in Pallas's interpreter (for tests: it is slow).
 """
 
 from __future__ import annotations
@@ -23,16 +23,18 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from flax import struct
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-# Edges gathered per loop trip, widest column block, and the most edges one
-# program sums. On an H200 at the Musical-Instruments size (dim 512) one
-# relation's sum forward and back took 0.28 ms at width 4, 0.37 ms at 8,
-# 0.44 ms at 16 (8 warps); the whole step 3.67 ms at width 4 and 3.79 ms at
-# 8 (benchmarks/results/h200_f638f25).
+# Edges gathered per loop trip, widest column block, the most edges one
+# program sums, and Triton warps per program. On an H200 at the
+# Musical-Instruments size (dim 512) one relation's sum forward and back took
+# 0.28 ms at width 4, 0.37 ms at 8, 0.44 ms at 16 (8 warps), and the whole
+# step 3.67 ms at width 4 against 3.79 ms at 8 (benchmarks/results/
+# h200_f638f25); in the next call (h200_36daea0) widths 2-8, pieces of 32 or
+# 64 and 2 or 4 warps all came within 0.04 ms of one another (0.29-0.33 ms),
+# about the spread between calls, so the defaults stayed.
 DEFAULT_WIDTH = 4
 DEFAULT_BLOCK = 512
 DEFAULT_PIECE = 64
@@ -66,6 +68,14 @@ def _kernel(starts_ref, indices_ref, x_ref, out_ref, *, width, block, dim):
   out_ref[...] = jnp.sum(total, axis=0).astype(out_ref.dtype)
 
 
+def _check_powers(width: int, block: int) -> None:
+  # Triton's tensors have power-of-two shapes; the interpreter would accept
+  # others, so a mistake would show only on a GPU.
+  for name, value in (("width", width), ("block", block)):
+    if value < 1 or value & (value - 1):
+      raise ValueError(f"{name} must be a power of two >= 1, got {value}")
+
+
 def segment_sum(
   x: jax.Array,
   starts: jax.Array,
@@ -75,6 +85,7 @@ def segment_sum(
   block: int = DEFAULT_BLOCK,
   num_warps: int = DEFAULT_WARPS,
   num_stages: int = 1,
+  out_dtype=None,
   interpret: bool | None = None,
 ) -> jax.Array:
   """Sums of rows of ``x`` over contiguous runs of ``indices``.
@@ -90,37 +101,39 @@ def segment_sum(
     block: columns per program (a power of two; the last block is masked).
     num_warps: Triton warps per program.
     num_stages: Triton's software-pipelining stages of the loop.
-    interpret: run in Pallas's interpreter; None: unless on GPU.
+    out_dtype: dtype of the sums; None: ``x``'s.
+    interpret: run in Pallas's interpreter; None: unless lowered for CUDA.
 
   Returns:
-    ``(num_segments, dim)`` sums, in ``x``'s dtype, accumulated in float32;
-    zero rows for empty segments.
+    ``(num_segments, dim)`` sums, accumulated in float32; zero rows for
+    empty segments.
+
+  Raises:
+    ValueError: ``width`` or ``block`` is not a power of two.
   """
+  _check_powers(width, block)
+  out_dtype = out_dtype or x.dtype
   num_segments = starts.shape[0] - 1
   dim = x.shape[1]
   block = min(block, pl.next_power_of_2(dim))
   blocks = pl.cdiv(dim, block)
-  if interpret is None:
-    interpret = jax.default_backend() != "gpu"
-    if interpret:
-      # Logged while tracing, so once per compilation, not per call.
-      logging.log_first_n(
-        logging.WARNING,
-        "the pallas layout's kernel runs in Pallas's interpreter on %s (slow, "
-        "for tests): use layout 'scatter' or 'sorted' there",
-        1,
-        jax.default_backend(),
-      )
-  out = pl.pallas_call(
+  call = functools.partial(
+    pl.pallas_call,
     functools.partial(_kernel, width=width, block=block, dim=dim),
-    out_shape=jax.ShapeDtypeStruct((num_segments, blocks * block), x.dtype),
+    out_shape=jax.ShapeDtypeStruct((num_segments, blocks * block), out_dtype),
     grid=(num_segments, blocks),
     in_specs=[pl.no_block_spec] * 3,
     out_specs=pl.BlockSpec((None, block), lambda s, c: (s, c)),
     compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=num_stages),
-    interpret=interpret,
     name="segment_sum",
-  )(starts, indices, x)
+  )
+  args = (starts, indices, x)
+  if interpret is None:
+    # Chosen by the platform the computation is lowered for, not the
+    # default backend: compiled for CUDA, interpreted elsewhere.
+    out = jax.lax.platform_dependent(*args, cuda=call(), default=call(interpret=True))
+  else:
+    out = call(interpret=interpret)(*args)
   return out if blocks * block == dim else out[:, :dim]
 
 
@@ -137,6 +150,8 @@ class SegmentLists:
     num_receivers: static number of output rows.
     width: static entries gathered per loop trip.
     block: static columns per program.
+    warps: static Triton warps per program.
+    stages: static Triton pipelining stages.
   """
 
   starts: jax.Array
@@ -145,6 +160,8 @@ class SegmentLists:
   num_receivers: int = struct.field(pytree_node=False)
   width: int = struct.field(pytree_node=False, default=DEFAULT_WIDTH)
   block: int = struct.field(pytree_node=False, default=DEFAULT_BLOCK)
+  warps: int = struct.field(pytree_node=False, default=DEFAULT_WARPS)
+  stages: int = struct.field(pytree_node=False, default=1)
 
   @classmethod
   def build(
@@ -156,6 +173,8 @@ class SegmentLists:
     piece: int = DEFAULT_PIECE,
     width: int = DEFAULT_WIDTH,
     block: int = DEFAULT_BLOCK,
+    warps: int = DEFAULT_WARPS,
+    stages: int = 1,
   ) -> SegmentLists:
     """Groups host edges ``senders[e] -> receivers[e]`` by receiver.
 
@@ -165,14 +184,18 @@ class SegmentLists:
         ``num_receivers``.
       num_receivers: output rows.
       piece: the most edges one program sums.
-      width: entries gathered per loop trip.
-      block: columns per program.
+      width: entries gathered per loop trip (a power of two).
+      block: columns per program (a power of two).
+      warps: Triton warps per program.
+      stages: Triton pipelining stages.
+
+    Raises:
+      ValueError: ``piece`` < 1, or ``width`` or ``block`` not a power of
+        two.
     """
-    if piece < 1 or width < 1 or width & (width - 1) or block & (block - 1):
-      raise ValueError(
-        f"piece must be >= 1 and width, block powers of two; got piece={piece}, "
-        f"width={width}, block={block}"
-      )
+    if piece < 1:
+      raise ValueError(f"piece must be >= 1, got {piece}")
+    _check_powers(width, block)
     senders, receivers = np.asarray(senders), np.asarray(receivers)
     senders = senders[np.lexsort((senders, receivers))]
     degree = np.bincount(receivers, minlength=num_receivers)
@@ -195,20 +218,26 @@ class SegmentLists:
       num_receivers=num_receivers,
       width=width,
       block=block,
+      warps=warps,
+      stages=stages,
     )
 
   def sum(self, x: jax.Array) -> jax.Array:
     """``(num_receivers, dim)`` sums of the senders' rows of ``x``."""
-    summed = segment_sum(
-      x, self.starts, self.senders, width=self.width, block=self.block
+    kernel = functools.partial(
+      segment_sum,
+      width=self.width,
+      block=self.block,
+      num_warps=self.warps,
+      num_stages=self.stages,
     )
     if self.piece_starts is None:
-      return summed
-    # A receiver's pieces are consecutive rows of ``summed``.
-    rows = jnp.arange(summed.shape[0] + self.width, dtype=jnp.int32)
-    return segment_sum(
-      summed, self.piece_starts, rows, width=self.width, block=self.block
-    )
+      return kernel(x, self.starts, self.senders)
+    # Piece sums stay float32 until the receiver's total, whatever x's dtype.
+    pieces = kernel(x, self.starts, self.senders, out_dtype=jnp.float32)
+    # A receiver's pieces are consecutive rows of ``pieces``.
+    rows = jnp.arange(pieces.shape[0] + self.width, dtype=jnp.int32)
+    return kernel(pieces, self.piece_starts, rows, out_dtype=x.dtype)
 
 
 def sorted_rows_gradient(
