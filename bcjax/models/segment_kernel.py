@@ -86,7 +86,6 @@ def segment_sum(
   num_warps: int = DEFAULT_WARPS,
   num_stages: int = 1,
   out_dtype=None,
-  interpret: bool | None = None,
 ) -> jax.Array:
   """Sums of rows of ``x`` over contiguous runs of ``indices``.
 
@@ -102,7 +101,6 @@ def segment_sum(
     num_warps: Triton warps per program.
     num_stages: Triton's software-pipelining stages of the loop.
     out_dtype: dtype of the sums; None: ``x``'s.
-    interpret: run in Pallas's interpreter; None: unless lowered for CUDA.
 
   Returns:
     ``(num_segments, dim)`` sums, accumulated in float32; zero rows for
@@ -127,13 +125,11 @@ def segment_sum(
     compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=num_stages),
     name="segment_sum",
   )
-  args = (starts, indices, x)
-  if interpret is None:
-    # Chosen by the platform the computation is lowered for, not the
-    # default backend: compiled for CUDA, interpreted elsewhere.
-    out = jax.lax.platform_dependent(*args, cuda=call(), default=call(interpret=True))
-  else:
-    out = call(interpret=interpret)(*args)
+  # Chosen by the platform the computation is lowered for, not the default
+  # backend: compiled for CUDA, Pallas's interpreter elsewhere.
+  out = jax.lax.platform_dependent(
+    starts, indices, x, cuda=call(), default=call(interpret=True)
+  )
   return out if blocks * block == dim else out[:, :dim]
 
 
