@@ -17,6 +17,7 @@ so a step is either entirely there or not at all.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -27,12 +28,37 @@ from bcjax import transforms
 from bcjax.errors import InputError
 from bcjax.transforms import BackwardTransform
 
-ITEMS = ("model", "transform", "embeddings", "metadata")
+# What a named item holds: a pytree of arrays, or JSON.
+TREE, JSON = "tree", "json"
+ITEMS = {"model": TREE, "transform": TREE, "embeddings": TREE, "metadata": JSON}
+
+
+def _handler_registry(
+  items: Mapping[str, str], multiprocessing: ocp.options.MultiprocessingOptions
+) -> ocp.handlers.DefaultCheckpointHandlerRegistry:
+  """Each named item's handler, for saving and for restoring.
+
+  Registered up front, so Orbax knows every item of a step: a restore of one
+  item then reads the others' metadata without warning that it cannot.
+  """
+  registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+  for name, kind in items.items():
+    if kind == TREE:
+      handler = ocp.StandardCheckpointHandler(multiprocessing_options=multiprocessing)
+      save, restore = ocp.args.StandardSave, ocp.args.StandardRestore
+    elif kind == JSON:
+      handler = ocp.JsonCheckpointHandler(multiprocessing_options=multiprocessing)
+      save, restore = ocp.args.JsonSave, ocp.args.JsonRestore
+    else:
+      raise ValueError(f"item {name!r} is of kind {kind!r}; expected {TREE} or {JSON}")
+    registry.add(name, save, handler)
+    registry.add(name, restore, handler)
+  return registry
 
 
 def checkpoint_manager(
   directory: str,
-  item_names: tuple[str, ...],
+  items: Mapping[str, str],
   *,
   keep_latest: int | None = None,
   create: bool = True,
@@ -46,7 +72,7 @@ def checkpoint_manager(
 
   Args:
     directory: the manager's folder.
-    item_names: the named items of every step.
+    items: the named items of every step, each ``TREE`` or ``JSON``.
     keep_latest: keep only this many newest steps (None: keep every step).
     create: create the folder if missing.
     this_process_only: the calling process alone uses the manager (a reader,
@@ -76,12 +102,16 @@ def checkpoint_manager(
     enable_async_checkpointing=False,
     multiprocessing_options=multiprocessing,
   )
-  return ocp.CheckpointManager(directory, options=options, item_names=item_names)
+  return ocp.CheckpointManager(
+    directory,
+    options=options,
+    handler_registry=_handler_registry(items, multiprocessing),
+  )
 
 
 def abstract(tree: Any) -> Any:
   """``tree``'s shapes and dtypes: the target a restore fills in."""
-  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+  return jax.tree.map(ocp.tree.to_shape_dtype_struct, tree)
 
 
 class VersionStore:
@@ -158,20 +188,31 @@ class VersionStore:
       The pytree as saved, with NumPy leaves; None for a ``transform`` that
       was not saved (a transform without parameters).
     """
-    if item not in ITEMS:
-      raise InputError(f"unknown checkpoint item {item!r}; valid: {', '.join(ITEMS)}")
-    if item == "transform" and item not in self._items(version):
-      return None
-    # Host arrays as the target: the saved sharding may name devices of
-    # other processes (a multi-process save), which a reader cannot use.
+    trees = [name for name, kind in ITEMS.items() if kind == TREE]
+    if item not in trees:
+      raise InputError(f"unknown checkpoint item {item!r}; valid: {', '.join(trees)}")
     self._check_exists(version)
     try:
-      saved = self._manager.item_metadata(version)[item]
-    except (FileNotFoundError, ValueError, OSError, KeyError) as e:
+      listed = self._manager.metadata(version).item_metadata
+    except (FileNotFoundError, ValueError, OSError) as e:
       raise InputError(
         f"checkpoint item {item!r} of version {version} in {self.directory} "
         f"is missing or corrupt: {type(e).__name__}: {e}"
       ) from e
+    # An item that was not saved has no metadata: Orbax lists it as None or,
+    # before 0.12, not at all.
+    try:
+      saved = listed[item]
+    except KeyError:
+      saved = None
+    if saved is None and item == "transform":
+      return None
+    if saved is None:
+      raise InputError(
+        f"checkpoint item {item!r} of version {version} in {self.directory} is missing"
+      )
+    # Host arrays as the target: the saved sharding may name devices of
+    # other processes (a multi-process save), which a reader cannot use.
     target = jax.tree.map(lambda a: np.empty(a.shape, a.dtype), saved)
     tree = self._restore(version, item, ocp.args.StandardRestore(target))
     return jax.tree.map(np.asarray, tree)
@@ -188,11 +229,6 @@ class VersionStore:
     if params is None:
       params = transform.init(jax.random.key(0), spec["d_in"], spec["d_out"])
     return transform, params
-
-  def _items(self, version: int) -> list[str]:
-    """The items saved in ``version``'s step, as Orbax lists them."""
-    self._check_exists(version)
-    return list(self._manager.item_metadata(version).keys())
 
   def _check_exists(self, version: int) -> None:
     if version not in self.versions():

@@ -28,7 +28,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from bcjax.checkpoints import checkpoint_manager
+from bcjax.checkpoints import JSON, TREE, checkpoint_manager
 from bcjax.errors import InputError, TrainingDivergedError
 from bcjax.evaluation.metrics import evaluate_metric
 from bcjax.fit_loop import EpochParts, run_epochs
@@ -456,4 +456,6 @@ def load_consumer(path: str, task: Task, fingerprint: str) -> Consumer | None:
 def _manager(path: str) -> ocp.CheckpointManager:
   # Consumers are trained, saved and read by one process (process 0 of a
   # multi-process job): Orbax must not wait for the others.
-  return checkpoint_manager(path, ("variables", "metadata"), this_process_only=True)
+  return checkpoint_manager(
+    path, {"variables": TREE, "metadata": JSON}, this_process_only=True
+  )

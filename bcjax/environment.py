@@ -52,7 +52,7 @@ def _version(package: str) -> str | None:
 
 def now() -> str:
   """The current UTC time, ISO 8601."""
-  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def record(started: str | None = None) -> dict:

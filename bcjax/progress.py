@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from bcjax.checkpoints import abstract, checkpoint_manager
+from bcjax.checkpoints import JSON, TREE, abstract, checkpoint_manager
 
 
 class FitProgress:
@@ -28,7 +28,9 @@ class FitProgress:
     self.directory = os.path.abspath(directory)
 
   def _manager(self) -> ocp.CheckpointManager:
-    return checkpoint_manager(self.directory, ("state", "best", "meta"), keep_latest=1)
+    return checkpoint_manager(
+      self.directory, {"state": TREE, "best": TREE, "meta": JSON}, keep_latest=1
+    )
 
   def latest_epoch(self) -> int | None:
     """The epoch of the newest complete checkpoint, or None."""

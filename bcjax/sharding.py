@@ -8,8 +8,9 @@ batch; XLA inserts the gradient all-reduce. Serving shards embedding rows
 over the same axis, so a version's embeddings are transformed where they
 lie.
 
-The same code runs on one device (no mesh) and is tested on CPU with
-``XLA_FLAGS=--xla_force_host_platform_device_count=8``.
+The same code runs on one device (no mesh) and is tested on CPU with 8 CPU
+devices: ``JAX_NUM_CPU_DEVICES=8`` in the environment, or
+``jax.config.update("jax_num_cpu_devices", 8)`` before JAX's first use.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def initialize_distributed(
   :func:`make_mesh` spans all hosts. With no arguments JAX detects the
   cluster (Cloud TPU, SLURM, Open MPI) or reads ``JAX_COORDINATOR_ADDRESS``,
   ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``. CPU processes exchange
-  gradients through Gloo.
+  gradients through Gloo, JAX's default for them.
 
   Args:
     coordinator_address: ``host:port`` of process 0.
@@ -46,10 +47,6 @@ def initialize_distributed(
     InputError: when JAX finds no cluster and was not told one (its
       ``ValueError``), or the runtime was already started.
   """
-  # Only the CPU backend reads this. Older JAX defaulted to no cross-process
-  # collectives; a choice already made (e.g. MPI) is kept.
-  if jax.config.jax_cpu_collectives_implementation in (None, "none"):
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
   except (ValueError, RuntimeError) as e:

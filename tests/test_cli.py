@@ -97,7 +97,7 @@ def _one_error_line(proc) -> str:
     ),
     (
       ["--config.num_devices=3"],
-      {"XLA_FLAGS": "--xla_force_host_platform_device_count=3"},
+      {"JAX_NUM_CPU_DEVICES": "3"},
       "config.batch_size=256 must be a multiple of the 3 devices",
     ),
     (["--process_id=1"], {}, "--process_id needs --distributed"),
@@ -110,7 +110,7 @@ def _one_error_line(proc) -> str:
 )
 def test_bad_device_or_cluster_input_is_one_error_line(tmp_path, args, env, expected):
   # One device, whatever the calling shell set.
-  env = {"XLA_FLAGS": "", **env}
+  env = {"JAX_NUM_CPU_DEVICES": "1", **env}
   proc = run_module(
     "experiments.compare",
     f"--workdir={tmp_path / 'w'}",

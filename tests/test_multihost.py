@@ -59,7 +59,7 @@ def _free_port() -> int:
 
 def _start(*args):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)  # one device per process
+  env.pop("JAX_NUM_CPU_DEVICES", None)  # one device per process
   return subprocess.Popen(
     [sys.executable, "-c", FIT, *args],
     cwd=ROOT,
@@ -111,7 +111,7 @@ COMPARE = (
 
 def _start_compare(workdir, *args):
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
-  env.pop("XLA_FLAGS", None)  # one device per process
+  env.pop("JAX_NUM_CPU_DEVICES", None)  # one device per process
   return subprocess.Popen(
     [sys.executable, *COMPARE, f"--workdir={workdir}", *args],
     cwd=ROOT,

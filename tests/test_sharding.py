@@ -1,7 +1,7 @@
 """Data-parallel training and row-sharded serving on 8 simulated CPU devices.
 
 XLA's device count is fixed when JAX starts, so the checks run in a child
-process started with ``--xla_force_host_platform_device_count=8``.
+process started with ``JAX_NUM_CPU_DEVICES=8``.
 """
 
 import json
@@ -66,7 +66,7 @@ CHILD = textwrap.dedent(
 
 
 def test_sharded_training_and_serving_match_single_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES="8")
   proc = subprocess.run(
     [sys.executable, "-c", CHILD],
     cwd=ROOT,
@@ -95,7 +95,7 @@ def _compare_with_devices(tmp_path, *overrides):
     "--config=test",
     *overrides,
     cwd=tmp_path,
-    XLA_FLAGS="--xla_force_host_platform_device_count=8",
+    JAX_NUM_CPU_DEVICES="8",
   )
 
 
