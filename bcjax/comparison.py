@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import json
 import os
 import time
 
@@ -63,7 +61,7 @@ from bcjax.evaluation.table import comparison_table, to_csv, to_markdown
 from bcjax.evaluation.table_records import ComparisonTable
 from bcjax.metric_writer import MetricWriter
 from bcjax.tasks import Task, available_tasks, build_task
-from bcjax.workdir import seed_workdir
+from bcjax.workdir import config_fingerprint, seed_workdir
 
 
 def task_names(config: ml_collections.ConfigDict, graph) -> list[str]:
@@ -72,17 +70,10 @@ def task_names(config: ml_collections.ConfigDict, graph) -> list[str]:
   return names or available_tasks(graph)
 
 
-def _consumer_fingerprint(config, task: Task) -> str:
-  blob = json.dumps(
-    {
-      "intended": runner.config_fingerprint(config),
-      "consumer": config.consumer.to_dict(),
-      "task": task.name,
-    },
-    sort_keys=True,
-    default=list,
-  )
-  return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def _consumer_fingerprint(data: runner.RunData, task: Task) -> str:
+  """The run's fingerprint (its config, consumer settings included, and its
+  data) and the task's name."""
+  return config_fingerprint({"config": data.fields, "task": task.name})
 
 
 def _tables(reg: registry.EmbeddingRegistry, version: int):
@@ -105,13 +96,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   """
   config_lib.validate(config)
   strategies = config_lib.strategies(config)
-  with runner.job_context(workdir, config, runner.MODEL_FIELDS + ("consumer",)) as w:
-    return _run(config, workdir, strategies, w)
-
-
-def _run(config, workdir, strategies, writer: MetricWriter) -> dict:
   started = environment.now()
-  data = runner.RunData.load(config, workdir)
+  with runner.job_context(workdir, config) as (writer, data):
+    return _run(config, data, strategies, writer, started)
+
+
+def _run(
+  config, data: runner.RunData, strategies, writer: MetricWriter, started
+) -> dict:
+  workdir = data.workdir
   # Unknown task names fail before hours of training, not after. Tasks
   # depend on the data and config.seed alone: one set for every seed.
   tasks = [
@@ -163,7 +156,7 @@ def _run_seed(
   for t, task in enumerate(tasks, 1):
     tick = time.perf_counter()
     path = os.path.join(data.workdir, "consumers", task.name)
-    fingerprint = _consumer_fingerprint(config, task)
+    fingerprint = _consumer_fingerprint(data, task)
     consumer = load_consumer(path, task, fingerprint)
     stage = f"consumers/{task.name}"
     if consumer is None:

@@ -15,12 +15,12 @@ is reused, not retrained.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
-import hashlib
-import json
 import os
 import time
+from collections.abc import Iterator
 
 import ml_collections
 from absl import logging
@@ -43,7 +43,18 @@ from bcjax.models.pinsage import PinSAGE, embed
 from bcjax.progress import FitProgress
 from bcjax.results import VersionResult
 from bcjax.strategies import Strategy, parse_strategy
-from bcjax.workdir import WorkdirLock, check_config, check_schema, seed_workdir
+from bcjax.workdir import (
+  CONFIG_KEY,
+  DATASET_KEY,
+  FINGERPRINT_KEY,
+  WorkdirLock,
+  check_config,
+  check_fingerprint,
+  check_schema,
+  config_fingerprint,
+  fingerprinted_config,
+  seed_workdir,
+)
 
 # Of results.json and the workdir: 2 adds "schema_version" and
 # "environment"; 3 computes the table as the reference does (intended over
@@ -59,41 +70,6 @@ SCHEMA_CHANGES = {
     "from this bcjax's"
   ),
 }
-
-# Config fields that change what a saved version holds; a workdir trained
-# under other values of these is not reused.
-MODEL_FIELDS = (
-  "dataset",
-  "synthetic",
-  "taus",
-  "dims",
-  "layers",
-  "epochs",
-  "eval_every",
-  "batch_size",
-  "learning_rate",
-  "weight_decay",
-  "seed",
-  "align_weight",
-  "joint_keep_after",
-  "posthoc_epochs",
-  "posthoc_keep_after",
-  "posthoc_learning_rate",
-  "finetune_epochs",
-  "transform_hidden",
-  "transform_init",
-  "closedform_ridge",
-  "item_fields",
-  "layout",
-  "report_split",
-)
-
-
-def config_fingerprint(config: ml_collections.ConfigDict) -> str:
-  """A hash of the config fields that decide what a version holds."""
-  fields = {f: config.to_dict().get(f) for f in MODEL_FIELDS}
-  blob = json.dumps(fields, sort_keys=True, default=list)
-  return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +124,15 @@ class RunData:
       _graphs=self._graphs,
     )
 
+  @functools.cached_property
+  def fields(self) -> dict:
+    """What decides this run's numbers: its config and its data's content.
+
+    :func:`bcjax.workdir.fingerprinted_config`, which the workdir's
+    ``config.json``, every saved version and the consumers are checked by.
+    """
+    return fingerprinted_config(self.config, self.graph.fingerprint())
+
   def bipartite(self, k: int) -> BipartiteGraph:
     """Version k's training graph on device (built once)."""
     if k not in self._graphs:
@@ -185,8 +170,8 @@ class Runner:
     strategies: tuple[Strategy, ...] = (),
   ):
     self.data = data
-    self.fingerprint = config_fingerprint(data.config)
-    self.data_fingerprint = data.graph.fingerprint()
+    self.fingerprint = config_fingerprint(data.fields)
+    self.data_fingerprint = data.fields[DATASET_KEY]
     self._versions: dict[tuple[str, int], Version] = {}
     self._m0_embeddings: dict[int, tuple] = {}
     self.writer = writer
@@ -322,7 +307,10 @@ class Runner:
       "tau_val": split.tau_val,
       "dataset": self.data.config.dataset,
       "dataset_fingerprint": self.data_fingerprint,
-      "config_fingerprint": self.fingerprint,
+      FINGERPRINT_KEY: self.fingerprint,
+      # The config itself, so that a version of another config is refused
+      # naming the fields that differ.
+      CONFIG_KEY: self.data.fields,
       "result": version.result.to_json(),
     }
     store.save(
@@ -341,11 +329,12 @@ class Runner:
         f"fingerprint {metadata.get('dataset_fingerprint')} there, "
         f"{self.data_fingerprint} now); use a fresh workdir"
       )
-    if metadata.get("config_fingerprint") != self.fingerprint:
-      raise InputError(
-        f"{store.directory} holds version {k} of another config (config "
-        f"fingerprint {metadata.get('config_fingerprint')} here, "
-        f"{self.fingerprint} now); use a fresh workdir"
+    if metadata.get(FINGERPRINT_KEY) != self.fingerprint:
+      check_fingerprint(
+        f"version {k} in {store.directory}",
+        metadata.get(CONFIG_KEY),
+        metadata.get(FINGERPRINT_KEY),
+        self.data.fields,
       )
     model = PinSAGE(dim=metadata["dim"], num_layers=metadata["layers"])
     transform_params = store.transform(k)[1] if k > 0 else None
@@ -372,8 +361,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   config_lib.validate(config)
   strategies = config_lib.strategies(config)
-  with job_context(workdir, config, MODEL_FIELDS) as writer:
-    data = RunData.load(config, workdir)
+  with job_context(workdir, config) as (writer, data):
     per_seed = [
       run_strategies(
         Runner(data if i == 0 else data.for_seed(i), writer, tuple(strategies)),
@@ -384,30 +372,36 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return per_seed[0]
 
 
-def job_context(workdir: str, config: ml_collections.ConfigDict, fields):
-  """The workdir lock, the checks and the metric writer of a job.
+@contextlib.contextmanager
+def job_context(
+  workdir: str, config: ml_collections.ConfigDict
+) -> Iterator[tuple[MetricWriter | None, RunData]]:
+  """The workdir lock, the checks, the metric writer and the data of a job.
 
   Process 0 alone takes the lock, checks (and records) the workdir's config
   and writes metrics; the other processes of a multi-process job get no
-  writer and touch nothing (:mod:`bcjax.processes`).
+  writer and touch nothing (:mod:`bcjax.processes`). Every process loads the
+  data, whose content fingerprint is part of what the workdir is checked by.
 
   Args:
     workdir: the job's workdir.
     config: the job's config.
-    fields: the config fields that decide what the workdir holds.
 
-  Returns:
-    A context manager yielding the metric writer (None on other processes).
+  Yields:
+    The metric writer (None on other processes) and the job's data.
   """
 
   def enter(stack):
     os.makedirs(workdir, exist_ok=True)
     stack.enter_context(WorkdirLock(workdir))
-    writer = stack.enter_context(MetricWriter(workdir))
-    check_workdir(workdir, config, fields)
-    return writer
+    # Before the data is loaded: an old workdir is refused at once.
+    check_schema(workdir, RESULTS_SCHEMA_VERSION, SCHEMA_CHANGES)
+    return stack.enter_context(MetricWriter(workdir))
 
-  return processes.primary_context(enter)
+  with processes.primary_context(enter) as writer:
+    data = RunData.load(config, workdir)
+    processes.on_primary(lambda: check_workdir(workdir, data))
+    yield writer, data
 
 
 def num_seeds(config: ml_collections.ConfigDict) -> int:
@@ -415,14 +409,12 @@ def num_seeds(config: ml_collections.ConfigDict) -> int:
   return int(config.get("num_seeds", 1))
 
 
-def check_workdir(workdir: str, config: ml_collections.ConfigDict, fields) -> None:
-  """Refuses a workdir of an older schema, another config or more seeds."""
-  check_schema(workdir, RESULTS_SCHEMA_VERSION, SCHEMA_CHANGES)
+def check_workdir(workdir: str, data: RunData) -> None:
+  """Refuses a workdir of another config (or data), or of more seeds."""
   check_config(
     workdir,
-    config,
-    fields,
-    num_seeds=num_seeds(config),
+    data.fields,
+    num_seeds=num_seeds(data.config),
     schema_version=RESULTS_SCHEMA_VERSION,
   )
 

@@ -3,12 +3,16 @@
 * :class:`WorkdirLock` holds an ``flock`` on ``WORKDIR/.lock`` while a job
   runs. A second job on the same workdir is refused; the kernel drops the
   lock of a killed job, so nothing stale is left behind.
-* :func:`check_config` records the fields that decide what a workdir holds
-  in ``WORKDIR/config.json`` on the first run and refuses a later run whose
-  fields differ, naming each differing key, rather than mixing results. A
-  field first seen later (the consumers' settings, when ``compare`` follows
-  ``run_intended``) is added to the record. The number of embedding seeds
-  may grow (the finished seeds are reused), never shrink.
+* :func:`fingerprinted_config` is what decides a workdir's numbers: the whole
+  config less :data:`UNFINGERPRINTED_FIELDS` (fields that cannot change a
+  number), plus the dataset's content fingerprint; :func:`config_fingerprint`
+  hashes it. The workdir's ``config.json`` and every saved version's metadata
+  hold both, and the consumers' fingerprint is made from it.
+* :func:`check_config` records them in ``WORKDIR/config.json`` on the first
+  run and refuses a later run whose config differs, naming each differing
+  field with its old and new values, rather than reusing results of another
+  config. The number of embedding seeds may grow (the finished seeds are
+  reused), never shrink.
 * :func:`check_schema` refuses a workdir written under another results
   schema, saying what changed, rather than reusing results computed the old
   way.
@@ -20,11 +24,13 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import ml_collections
+import numpy as np
 
 from bcjax import atomic_files
 from bcjax.errors import InputError
@@ -35,6 +41,38 @@ SEEDS_DIR = "seeds"
 # Bookkeeping entries of config.json beside the config fields.
 SCHEMA_KEY = "schema_version"
 SEEDS_KEY = "num_seeds"
+# config.json's entries of the fingerprinted config and its hash (also the
+# names in a saved version's metadata).
+CONFIG_KEY = "config"
+FINGERPRINT_KEY = "config_fingerprint"
+# The dataset's content fingerprint, beside the config's fields.
+DATASET_KEY = "dataset_fingerprint"
+
+# Config fields left out of the fingerprint: none of them can change a number
+# that a workdir stores (a version, a consumer, a seed's results). Every other
+# field is in, a user's own fields (an extension's hyperparameters) included.
+UNFINGERPRINTED_FIELDS = (
+  # Where the dataset's files are read from. The dataset's content
+  # fingerprint is in instead: the same files in another folder make the
+  # same run, other files in the same folder do not.
+  "data_dir",
+  # How many embedding seeds run. Seed i's versions and consumers depend on i,
+  # not on the count (keys.version_key), and live in their own folder
+  # (seed_workdir); the count has its own check: it may grow, never shrink.
+  "num_seeds",
+  # Which strategies run. Each one's versions live in checkpoints/<name> and
+  # depend on its name and the fingerprinted fields, not on which others run,
+  # so adding one to a finished workdir reuses the others.
+  "strategy",
+  # Which unintended tasks run: likewise, each task's consumers live in
+  # consumers/<task> and depend on the task, not on which others run.
+  "tasks",
+  # Which analytics beyond the paper run (bcjax.compatibility). They are
+  # computed afresh from the saved versions by every run, their consumers
+  # saved under a hash of their own inputs and settings, so a finished
+  # workdir may have them switched on (as analyze_workdir does).
+  "compatibility",
+)
 # What a workdir that holds results has (a first run that failed on bad input
 # leaves none of them).
 RESULT_NAMES = ("checkpoints", "consumers", "progress", "results.json", SEEDS_DIR)
@@ -137,58 +175,158 @@ class WorkdirLock:
       self._file = None
 
 
+def fingerprinted_config(
+  config: ml_collections.ConfigDict, dataset_fingerprint: str
+) -> dict:
+  """What decides the numbers of a run: its config and its data.
+
+  Args:
+    config: the job's config.
+    dataset_fingerprint: the dataset's content fingerprint
+      (``DynamicGraph.fingerprint``).
+
+  Returns:
+    Every field of ``config`` but :data:`UNFINGERPRINTED_FIELDS`, as JSON
+    values (nested configs as dicts, tuples as lists), and the dataset's
+    fingerprint under :data:`DATASET_KEY`.
+
+  Raises:
+    InputError: a field whose value JSON cannot hold (it could be neither
+      recorded nor compared), or a field named :data:`DATASET_KEY`.
+  """
+  fields = {}
+  for name, value in config.to_dict().items():
+    if name in UNFINGERPRINTED_FIELDS:
+      continue
+    try:
+      fields[name] = json.loads(json.dumps(value, default=_json_default))
+    except (TypeError, ValueError) as e:
+      raise InputError(
+        f"config.{name} holds {value!r} ({type(value).__name__}), which the "
+        "workdir's config record cannot hold; expected numbers, strings, "
+        "booleans, None, lists of them or nested configs"
+      ) from e
+  if DATASET_KEY in fields:
+    raise InputError(
+      f"config.{DATASET_KEY} is a name bcjax keeps for the dataset's content "
+      "fingerprint in the workdir's config record; expected another field name"
+    )
+  fields[DATASET_KEY] = dataset_fingerprint
+  return fields
+
+
+def config_fingerprint(fields: Mapping) -> str:
+  """A short hash of ``fields`` (a :func:`fingerprinted_config`, or a dict
+  holding one)."""
+  blob = json.dumps(fields, sort_keys=True, default=_json_default)
+  return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def config_differences(recorded: Mapping, current: Mapping) -> list[str]:
+  """``"field old -> new"`` for every field whose value differs.
+
+  Nested fields are dotted (``consumer.epochs``); a field only one side has
+  shows as ``unset`` on the other.
+  """
+  old, new = _flatten(recorded), _flatten(current)
+  out = []
+  for name in sorted(set(old) | set(new)):
+    a, b = old.get(name, _UNSET), new.get(name, _UNSET)
+    # Compared as JSON text: NaN equals NaN, 1 and 1.0 stay distinct as the
+    # fingerprint sees them.
+    if _json_text(a) != _json_text(b):
+      # repr: strings quoted ('uniform'), unset bare.
+      out.append(f"{name} {a!r} -> {b!r}")
+  return out
+
+
+def check_fingerprint(
+  what: str,
+  recorded: Mapping | None,
+  recorded_fingerprint: str | None,
+  current: Mapping,
+) -> None:
+  """Refuses results recorded under another fingerprinted config.
+
+  Args:
+    what: what holds the results, for the message (``"workdir /w"``).
+    recorded: the fingerprinted config stored with them; None for results of
+      a bcjax that stored only a hash of some fields.
+    recorded_fingerprint: the hash stored with them (None: none).
+    current: this job's :func:`fingerprinted_config`.
+
+  Raises:
+    InputError: one line naming every differing field with its old and new
+      values, or saying the results are an older bcjax's.
+  """
+  if recorded is None:
+    stored = (
+      f"stored config fingerprint {recorded_fingerprint} of some of the "
+      "config's fields, not the fields themselves"
+      if recorded_fingerprint
+      else "recorded some of the config's fields, not the whole config"
+    )
+    raise InputError(
+      f"{what} was made by an older bcjax, which {stored}, so it cannot be "
+      "checked against this config; use a fresh workdir"
+    )
+  differing = config_differences(recorded, current)
+  if differing:
+    raise InputError(
+      f"{what} holds results of another config: {', '.join(differing)}; use a "
+      "fresh workdir, or the config it was made with"
+    )
+
+
 def check_config(
   workdir: str,
-  config: ml_collections.ConfigDict,
-  fields: Sequence[str],
+  fields: Mapping,
   num_seeds: int = 1,
   schema_version: int | None = None,
 ) -> None:
-  """Records ``config``'s ``fields`` in the workdir, or checks them against it.
+  """Records the job's fingerprinted config in the workdir, or checks it.
 
   Args:
     workdir: the job's workdir.
-    config: the job's config.
-    fields: the config fields that decide what the workdir holds.
+    fields: the job's :func:`fingerprinted_config`.
     num_seeds: the job's embedding seeds; more than recorded is fine (the
       record grows), fewer is refused.
-    schema_version: recorded beside the fields, for :func:`check_schema`.
+    schema_version: recorded beside the config, for :func:`check_schema`.
 
   Raises:
-    InputError: naming every field whose value differs from the recorded one,
-      or the recorded number of seeds when the job has fewer.
+    InputError: naming every field whose value differs from the recorded one
+      (old and new values), for a workdir of an older bcjax that recorded
+      only some fields, or the recorded number of seeds when the job has fewer.
   """
   path = os.path.join(workdir, CONFIG_NAME)
-  # A JSON round trip, so tuples and lists compare equal.
-  current = json.loads(
-    json.dumps({f: config.to_dict().get(f) for f in fields}, default=list)
-  )
-  bookkeeping = {SEEDS_KEY: num_seeds}
+  fields = json.loads(json.dumps(fields, default=_json_default))
+  record = {
+    SEEDS_KEY: num_seeds,
+    FINGERPRINT_KEY: config_fingerprint(fields),
+    CONFIG_KEY: fields,
+  }
   if schema_version is not None:
-    bookkeeping[SCHEMA_KEY] = schema_version
+    record[SCHEMA_KEY] = schema_version
   if not os.path.exists(path) or not holds_results(workdir):
     # Nothing was computed under the recorded config (a first run that
     # failed on bad input, say): the current one takes its place.
-    atomic_files.write_json(path, {**current, **bookkeeping})
+    atomic_files.write_json(path, record)
     return
   try:
     with open(path) as f:
       recorded = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
+    if not isinstance(recorded, dict):
+      raise ValueError(f"a JSON {type(recorded).__name__}, not an object")
+  except (OSError, ValueError) as e:
     raise InputError(
       f"{path} is unreadable ({e}); expected the workdir's config"
     ) from e
-  differing = [
-    f"{key}: {recorded[key]!r} in the workdir, {current[key]!r} now"
-    for key in sorted(set(recorded) & set(current))
-    if recorded[key] != current[key]
-  ]
-  if differing:
-    raise InputError(
-      f"workdir {workdir} holds results of another config; differing keys: "
-      + "; ".join(differing)
-      + ". Use a fresh workdir, or the workdir's config"
-    )
+  check_fingerprint(
+    f"workdir {workdir}",
+    recorded.get(CONFIG_KEY),
+    recorded.get(FINGERPRINT_KEY),
+    fields,
+  )
   seeds = int(recorded.get(SEEDS_KEY, 1))
   if num_seeds < seeds:
     raise InputError(
@@ -197,8 +335,40 @@ def check_config(
       f"config.num_seeds >= {seeds} (the finished seeds are reused), or a "
       "fresh workdir"
     )
-  merged = {**recorded, **current, **bookkeeping}
-  if merged != recorded:
-    # A later job of the same run records the fields it adds (consumers)
-    # and the seeds it adds.
-    atomic_files.write_json(path, merged)
+  if record != recorded:
+    # More seeds than before: recorded, so a later job may not drop them.
+    atomic_files.write_json(path, record)
+
+
+class _Unset:
+  def __repr__(self):
+    return "unset"
+
+
+_UNSET = _Unset()
+
+
+def _json_default(value):
+  """JSON for the NumPy values and sets a config may hold."""
+  if isinstance(value, np.ndarray | np.generic):
+    return value.tolist()
+  if isinstance(value, set | frozenset):
+    return sorted(value)
+  raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _json_text(value) -> str:
+  if value is _UNSET:
+    return "unset"
+  return json.dumps(value, sort_keys=True, default=_json_default)
+
+
+def _flatten(fields: Mapping, prefix: str = "") -> dict:
+  """Nested dicts as dotted names; an empty dict stays a value of its own."""
+  out = {}
+  for name, value in fields.items():
+    if isinstance(value, Mapping) and value:
+      out.update(_flatten(value, f"{prefix}{name}."))
+    else:
+      out[f"{prefix}{name}"] = value
+  return out

@@ -182,6 +182,60 @@ def test_without_a_user_file(tmp_path):
   assert "user-gender" not in available_tasks(graph)
 
 
+# A log as RecBole writes one with fractional times: string ids, a
+# token_seq column, no .user file. (time, user, item, rating) in file order.
+FRACTIONAL = [
+  ("1464220002.5", "u-ana", "i/a", 4),
+  ("1464220001.25", "u-bo", "i/b", 5),
+  ("1464220002.5", "u-cy", "i/c", 3),  # ties with ana's line, stays after it
+  ("1464220002", "u-bo", "i/a", 2),  # a whole time among fractional ones
+  ("1464220001.75", "u-ana", "i/d", 1),
+] + [
+  (f"{1464220003 + i}.{i}", ("u-ana", "u-bo", "u-cy")[i % 3], f"i/{chr(101 + i)}", 3)
+  for i in range(8)
+]
+
+
+def test_fractional_timestamps_order_the_log_as_written(tmp_path):
+  header = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
+  header.append("tags:token_seq")
+  rows = [[u, i, r, t, "late night"] for t, u, i, r in FRACTIONAL]
+  write_file(tmp_path / "sessions.inter", header, rows)
+  items = sorted({i for _, _, i, _ in FRACTIONAL})
+  write_file(
+    tmp_path / "sessions.item",
+    ["item_id:token", "genre:token_seq"],
+    [[i, "jazz blues" if n % 2 else "rock"] for n, i in enumerate(items)],
+  )
+  graph = load_dataset("recbole", str(tmp_path))
+  assert graph.name == "recbole-sessions" and graph.user_attrs == {}
+  # Held as float64 seconds, in time order, ties in file order.
+  assert graph.timestamp.dtype == np.float64
+  times = [float(t) for t, *_ in FRACTIONAL]
+  order = sorted(range(len(FRACTIONAL)), key=lambda n: times[n])
+  np.testing.assert_array_equal(graph.timestamp, [times[n] for n in order])
+  np.testing.assert_array_equal(
+    graph.timestamp[:5],
+    [1464220001.25, 1464220001.75, 1464220002.0, 1464220002.5, 1464220002.5],
+  )
+  # bo, ana, bo, ana, cy: ids by first appearance in time order.
+  np.testing.assert_array_equal(graph.user[:5], [0, 1, 0, 1, 2])
+  np.testing.assert_array_equal(graph.rating[:5], [5, 1, 2, 4, 3])
+  assert list(graph.item_attrs) == ["genre"]
+  # The slices are fractions of the log, as for whole times.
+  split = split_version(graph, 0)
+  assert split.tau_train == 0.5 and graph.num_edges_at(0.5) == 7
+  assert graph.slice(0.5).timestamp.dtype == np.float64
+
+
+def test_whole_timestamps_stay_int64(tmp_path):
+  graph = load_dataset("recbole", str(write_plays(tmp_path)))  # "300.0", "100"
+  assert graph.timestamp.dtype == np.int64
+  with_fraction = write_plays(tmp_path / "fraction")
+  _replace(with_fraction / "plays.inter", 2, "300.5\ts03\tcarol\t4\tnice tune")
+  assert load_dataset("recbole", str(with_fraction)).timestamp.dtype == np.float64
+
+
 def test_item_fields_choose_the_attributes(tmp_path):
   folder = str(write_amazon_like(tmp_path))
   graph = load_dataset("recbole", folder, item_fields="brand, title")
@@ -248,6 +302,16 @@ BAD_INPUT = {
     "amz.inter",
     lambda p: _replace(p, 3, "A000\tB05\t2\t"),
     ["amz.inter:3: missing timestamp; expected unix seconds"],
+  ),
+  "infinite timestamp": (
+    "amz.inter",
+    lambda p: _replace(p, 3, "A000\tB05\t2\tinf"),
+    ["amz.inter:3: timestamp 'inf' is not finite; expected unix seconds"],
+  ),
+  "non-numeric timestamp": (
+    "amz.inter",
+    lambda p: _replace(p, 3, "A000\tB05\t2\tmonday"),
+    ["amz.inter:3: timestamp 'monday' is not a number; expected unix seconds"],
   ),
   "ragged interaction": (
     "amz.inter",

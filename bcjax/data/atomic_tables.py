@@ -46,11 +46,11 @@ class Log:
   lines: list[int] = dataclasses.field(default_factory=list)
   users: list[str] = dataclasses.field(default_factory=list)
   items: list[str] = dataclasses.field(default_factory=list)
-  timestamps: list[int] = dataclasses.field(default_factory=list)
+  timestamps: list[int | float] = dataclasses.field(default_factory=list)
   ratings: list[float] = dataclasses.field(default_factory=list)
 
   def append(
-    self, number: int, user: str, item: str, timestamp: int, rating: float
+    self, number: int, user: str, item: str, timestamp: int | float, rating: float
   ) -> None:
     """Adds one interaction, read on line ``number``; ids must be non-empty."""
     for key, what in ((user, "user id"), (item, "item id")):
@@ -140,13 +140,20 @@ def read_table(path: Path, columns: tuple[str, ...], what: str) -> Table:
   return Table(path, header_line, fields, table)
 
 
-def read_log(path: Path, rating_bounds: tuple[float, float] | None) -> Log:
+def read_log(
+  path: Path,
+  rating_bounds: tuple[float, float] | None,
+  whole_timestamps: bool = False,
+) -> Log:
   """The interactions of an ``.inter`` file, in file order.
 
   Args:
     path: the file; it needs the columns of :data:`LOG_COLUMNS`.
     rating_bounds: the inclusive range of a rating, or None for any finite
       number.
+    whole_timestamps: whether a timestamp must be whole seconds; else any
+      finite number (RecBole types the column float, and writes fractional
+      times as they are).
 
   Raises:
     InputError: as :func:`read_table`, or a bad id, rating or timestamp.
@@ -159,7 +166,7 @@ def read_log(path: Path, rating_bounds: tuple[float, float] | None) -> Log:
       number,
       row[user],
       row[item],
-      textfiles.parse_timestamp(path, number, row[timestamp]),
+      textfiles.parse_timestamp(path, number, row[timestamp], whole_timestamps),
       textfiles.parse_rating(path, number, row[rating], rating_bounds),
     )
   return log

@@ -26,6 +26,46 @@ def _frozen(array, dtype) -> np.ndarray:
   return array
 
 
+def time_array(values, name: str = "graph") -> np.ndarray:
+  """Interaction times as the graph holds them: int64, or float64 if fractional.
+
+  Times only order the log (a slice is a fraction of the interactions, not
+  of the time span), so either type gives the same order and slices. Whole
+  times, however typed (RecBole's ``timestamp:float`` columns included), stay
+  int64: exact at any size, and the graphs and fingerprints of such data
+  (ml-100k's committed results) are as before fractional times were read.
+  Fractional times (RecBole writes them, e.g. ``1464220002.5``) are kept as
+  float64 values rather than replaced by their ranks: the log is ordered by
+  the value, ties stay ties (in file order), and the values remain seconds
+  for anything that reads them (a time window, a gap), where ranks would
+  silently mean something else; float64 resolves today's unix seconds to
+  under a microsecond.
+
+  Args:
+    values: ``(num_edges,)`` numbers.
+    name: the dataset's name, for messages.
+
+  Raises:
+    InputError: a time that is not a finite number.
+  """
+  array = np.asarray(values)
+  if array.dtype.kind not in "iuf":
+    try:
+      array = array.astype(np.float64)
+    except (TypeError, ValueError):
+      raise InputError(
+        f"{name}: timestamps must be numbers, got {array.dtype}"
+      ) from None
+  if array.dtype.kind != "f":
+    return array.astype(np.int64)
+  array = array.astype(np.float64)
+  if not np.all(np.isfinite(array)):
+    raise InputError(f"{name}: timestamps must be finite numbers")
+  if np.all(array == np.floor(array)):
+    return array.astype(np.int64)
+  return array
+
+
 @dataclasses.dataclass(frozen=True)
 class RaggedAttribute:
   """Categorical attribute values of a node type, ragged per node.
@@ -116,7 +156,8 @@ class DynamicGraph:
   Attributes:
     user: ``(num_edges,)`` int32 user ids, numbered by first appearance.
     item: ``(num_edges,)`` int32 item ids, numbered by first appearance.
-    timestamp: ``(num_edges,)`` int64, non-decreasing.
+    timestamp: ``(num_edges,)`` non-decreasing: int64, or float64 where the
+      data has fractional times (:func:`time_array`).
     rating: ``(num_edges,)`` float32.
     item_attrs: attribute kind -> :class:`RaggedAttribute` over all items.
     user_attrs: attribute kind -> :class:`RaggedAttribute` over all users
@@ -133,13 +174,15 @@ class DynamicGraph:
   name: str = "graph"
 
   def __post_init__(self):
+    timestamp = time_array(self.timestamp, self.name)
     for field, dtype in (
       ("user", np.int32),
       ("item", np.int32),
-      ("timestamp", np.int64),
+      ("timestamp", timestamp.dtype),
       ("rating", np.float32),
     ):
-      object.__setattr__(self, field, _frozen(getattr(self, field), dtype))
+      value = timestamp if field == "timestamp" else getattr(self, field)
+      object.__setattr__(self, field, _frozen(value, dtype))
     object.__setattr__(self, "item_attrs", dict(self.item_attrs))
     object.__setattr__(self, "user_attrs", dict(self.user_attrs))
     n = len(self.user)
@@ -238,7 +281,7 @@ def from_raw_log(
   Args:
     user_keys: ``(num_edges,)`` raw user identifiers (any hashable).
     item_keys: ``(num_edges,)`` raw item identifiers.
-    timestamp: ``(num_edges,)`` integer times.
+    timestamp: ``(num_edges,)`` times: numbers (:func:`time_array`).
     rating: ``(num_edges,)`` ratings.
     name: dataset name for error messages.
 
@@ -246,7 +289,7 @@ def from_raw_log(
     ``(user, item, timestamp, rating, user_order, item_order)``: the sorted,
     remapped log, and the raw keys of users and items in id order.
   """
-  timestamp = np.asarray(timestamp, dtype=np.int64)
+  timestamp = time_array(timestamp, name)
   if len(timestamp) == 0:
     raise InputError(f"{name}: the interaction log is empty")
   order = np.argsort(timestamp, kind="stable")

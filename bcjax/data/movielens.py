@@ -68,6 +68,8 @@ SPEC = AtomicSpec(
   min_item_count=1,
   rating_bounds=(1.0, 5.0),
   every_node_listed=True,
+  # MovieLens times are whole unix seconds: a fraction means a damaged file.
+  whole_timestamps=True,
   normalize={
     "genre": lambda genres: _canonical_genres(genres),
     "year": lambda years: [y for y in years if _atomic_year(y)],

@@ -7,7 +7,9 @@ type one of ``token``, ``token_seq`` (space-separated tokens), ``float`` or
 ``float_seq``.
 
 * ``user_id``, ``item_id``, ``rating`` and ``timestamp`` of the ``.inter``
-  file give the log; the timestamp orders it.
+  file give the log; the timestamp orders it, ties in file order. RecBole
+  types the timestamp float: fractional times (``1464220002.5``) are read
+  as they are (:func:`bcjax.data.graph.time_array` says how they are held).
 * Item ``token`` / ``token_seq`` fields become the item attribute bags
   (brand, categories, genres): the model has no id embeddings and sees an
   item only through them. A field qualifies when its values repeat, unlike
@@ -53,6 +55,8 @@ class AtomicSpec:
     rating_bounds: the inclusive range of a rating; None for any finite one.
     every_node_listed: whether a user or item of the log that the side file
       lacks is an error (else it has no attribute values).
+    whole_timestamps: whether a fractional timestamp is an error (else it is
+      read as it is).
     normalize: attribute kind -> a function from a node's labels to the
       labels kept, in order.
   """
@@ -62,6 +66,7 @@ class AtomicSpec:
   min_item_count: int = MIN_ITEM_COUNT
   rating_bounds: tuple[float, float] | None = None
   every_node_listed: bool = False
+  whole_timestamps: bool = False
   normalize: Mapping[str, Callable[[Sequence[str]], Sequence[str]]] = dataclasses.field(
     default_factory=dict
   )
@@ -122,7 +127,9 @@ def load_atomic(data_dir: str, stem: str, name: str, spec: AtomicSpec) -> Dynami
         f"{folder}: missing {stem}.{ext}; expected the RecBole atomic files "
         f"{stem}.inter, {stem}.item and, optionally, {stem}.user"
       )
-  log = atomic_tables.read_log(paths["inter"], spec.rating_bounds)
+  log = atomic_tables.read_log(
+    paths["inter"], spec.rating_bounds, spec.whole_timestamps
+  )
   items = atomic_tables.read_side(paths["item"], "item_id", "one row per item")
   users = (
     atomic_tables.read_side(paths["user"], "user_id", "one row per user")

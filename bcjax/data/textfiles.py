@@ -96,11 +96,26 @@ def _g(x: float) -> str:
   return f"{x:g}"
 
 
-def parse_timestamp(path: Path, number: int, text: str) -> int:
-  """A timestamp field as whole unix seconds.
+def parse_timestamp(
+  path: Path, number: int, text: str, whole: bool = True
+) -> int | float:
+  """A timestamp field as unix seconds.
+
+  Args:
+    path: the file, for messages.
+    number: the line number, for messages.
+    text: the field.
+    whole: whether the seconds must be whole (GroupLens, MovieLens); else a
+      fractional value is kept, as RecBole (which types the column float)
+      writes and reads it.
+
+  Returns:
+    Whole seconds as an int (``"881250949.0"`` too: RecBole types the column
+    float), other finite values as a float.
 
   Raises:
-    InputError: the field is empty or not a whole number.
+    InputError: the field is empty, no finite number, or (``whole``) not a
+      whole number.
   """
   if not text:
     raise InputError(
@@ -110,17 +125,24 @@ def parse_timestamp(path: Path, number: int, text: str) -> int:
     return int(text)
   except ValueError:
     pass
-  # RecBole types the column float, so accept "881250949.0" as well.
   try:
     value = float(text)
   except ValueError:
-    value = math.nan
-  if not value.is_integer():
+    raise InputError(
+      f"{path}:{number}: timestamp {text!r} is not a number; expected unix seconds"
+    ) from None
+  if not math.isfinite(value):
+    raise InputError(
+      f"{path}:{number}: timestamp {text!r} is not finite; expected unix seconds"
+    )
+  if value.is_integer():
+    return int(value)
+  if whole:
     raise InputError(
       f"{path}:{number}: timestamp {text!r} is not a whole number; expected "
       "unix seconds"
     )
-  return int(value)
+  return value
 
 
 def index_rows(path: Path, what: str, rows: Iterable[tuple[int, str, object]]) -> dict:
