@@ -10,6 +10,7 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import re
 import subprocess
 
 import jax
@@ -17,6 +18,37 @@ import jax
 import bcjax
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
+
+# jaxlib releases (first, last) that compile float32 scatter-add on NVIDIA
+# GPUs to a compare-and-swap loop, hundreds of times slower
+# (jax-ml/jax#38806, fixed in 0.11.1): the atomic layout and every gradient
+# of a gather run through it.
+SLOW_SCATTER_JAXLIB = ((0, 10, 2), (0, 11, 0))
+
+
+def slow_scatter_warning(jaxlib_version: str, platform: str) -> str | None:
+  """One line when this jaxlib on this platform has the slow scatter-add.
+
+  Args:
+    jaxlib_version: ``jaxlib.__version__``.
+    platform: JAX's default backend (``"gpu"``, ``"cuda"``, ``"cpu"``, ...)
+      or a device's platform name.
+
+  Returns:
+    The warning, naming the versions and the fix; None when unaffected.
+  """
+  if platform not in ("gpu", "cuda"):
+    return None
+  release = re.match(r"(\d+)\.(\d+)\.(\d+)", jaxlib_version)
+  first, last = SLOW_SCATTER_JAXLIB
+  if not release or not first <= tuple(map(int, release.groups())) <= last:
+    return None
+  return (
+    f"jaxlib {jaxlib_version} compiles float32 scatter-add on NVIDIA GPUs to a "
+    "compare-and-swap loop, hundreds of times slower (jax-ml/jax#38806, "
+    "jaxlib 0.10.2 to 0.11.0): on Python >= 3.12 `pip install -e '.[cuda]'` "
+    "installs jax[cuda13]>=0.11.1"
+  )
 
 
 def git_commit(path: str | None = None) -> str | None:

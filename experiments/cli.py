@@ -18,11 +18,12 @@ import sys
 from collections.abc import Callable
 
 import jax
+import jaxlib
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bcjax import sharding
+from bcjax import environment, sharding
 from bcjax.errors import InputError, exit_on_user_error
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -206,6 +207,11 @@ def main_for(run: Callable) -> Callable:
     logging.get_absl_handler().python_handler.addFilter(_not_library_chatter)
     with exit_on_user_error():
       start_distributed()
+      warning = environment.slow_scatter_warning(
+        jaxlib.__version__, jax.default_backend()
+      )
+      if warning:
+        logging.warning(warning)
       run(FLAGS.config, FLAGS.workdir)
 
   return main
