@@ -39,7 +39,9 @@ def _in_order(x, senders, receivers, num_receivers, piece):
     rows = x[np.sort(senders[receivers == r])].astype(np.float32)
     if len(rows):
       # np.cumsum adds one row after another (no pairwise tree).
-      pieces = [np.cumsum(rows[i : i + piece], 0)[-1] for i in range(0, len(rows), piece)]
+      pieces = [
+        np.cumsum(rows[i : i + piece], 0)[-1] for i in range(0, len(rows), piece)
+      ]
       out[r] = np.cumsum(np.stack(pieces), 0)[-1]
   return out
 
@@ -69,7 +71,9 @@ def test_mosaic_lists_sum_in_entry_order_like_numpy(piece, width, block, dim, dt
   exact = np.zeros((30, dim))
   np.add.at(exact, receivers, host[senders].astype(np.float64))
   tolerance = 1e-5 if dtype == jnp.float32 else 5e-2
-  np.testing.assert_allclose(np.asarray(got, np.float64), exact, rtol=tolerance, atol=tolerance)
+  np.testing.assert_allclose(
+    np.asarray(got, np.float64), exact, rtol=tolerance, atol=tolerance
+  )
   # Receivers without senders are zero rows.
   assert not np.asarray(got[25:], np.float32).any()
 
@@ -82,7 +86,9 @@ def test_segment_sum_of_empty_segments_is_zero_and_keeps_the_dtype():
   got = segment_sum(x, starts, indices, out_dtype=jnp.float32)
   host = np.asarray(x, np.float32)
   assert got.dtype == jnp.float32
-  np.testing.assert_array_equal(got, [np.zeros(3), host[3] + host[1], np.zeros(3), host[3]])
+  np.testing.assert_array_equal(
+    got, [np.zeros(3), host[3] + host[1], np.zeros(3), host[3]]
+  )
 
 
 def test_pieces_of_a_bfloat16_sum_add_up_in_float32():
