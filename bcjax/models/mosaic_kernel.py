@@ -10,8 +10,8 @@ registers, every thread owning the same few columns all along. So every
 output element is ``((0 + x[i0]) + x[i1]) + ...`` in entry order, on every
 run and for any ``width`` or ``block``: no atomics, bit-identical run to run.
 
-How rows are gathered: with plain vector loads from global memory
-(a read of a dynamically indexed row of the GMEM ref), ``width`` rows issued before
+How rows are gathered: with plain vector loads from global memory (a read
+of a dynamically indexed row of the GMEM ref), ``width`` rows issued before
 the first of their adds, not with per-row TMA copies into shared memory. A
 row is one contiguous run of ``block`` elements read once by 128 threads
 side by side (coalesced), nothing is reused, and an instance is small
@@ -86,10 +86,10 @@ def _kernel(
   segment = jax.lax.axis_index("segment")
   column = pl.multiple_of(jax.lax.axis_index("column") * block, block)
   columns = pl.ds(column, block)
-  # Thread t owns columns [vector * t, vector * (t + 1)) of every 128 *
-  # vector: the loads are coalesced and each element is summed by one
-  # thread, in one order. Set explicitly so the accumulator's layout is the
-  # loads' from the first trip (a zero splat would not match them).
+  # Thread t owns the runs t, t + 128, ... of ``vector`` columns: the loads
+  # are coalesced, and each element is summed by one thread, in one order.
+  # Set explicitly so that the accumulator has the loads' layout from the
+  # first trip on (a zero splat would not match them as a loop carry).
   layout = plgpu.Layout.WG_STRIDED((block,), vec_size=vector)
 
   def in_layout(values):
@@ -191,9 +191,9 @@ def segment_sum(
   if padded != dim:
     x = jnp.pad(x, ((0, 0), (0, padded - dim)))
   block = LANES * math.gcd(block // LANES, padded // LANES)
-  # The widest vector the block allows, so each thread's share of a row is
-  # whole vectors (a bfloat16 row is read 8 elements at a time, float32 4).
-  vector = max(1, min(VECTOR_BYTES // x.dtype.itemsize, block // LANES))
+  # The widest power-of-two vector that splits the block evenly over the
+  # threads (a bfloat16 row is read 8 elements at a time, float32 4).
+  vector = max(1, VECTOR_BYTES // x.dtype.itemsize)
   while (block // LANES) % vector:
     vector //= 2
   interpret = _interpret(interpret)
