@@ -51,7 +51,7 @@ flags.DEFINE_enum(
   "layout",
   None,
   list(LAYOUTS),
-  "Sums of rows: scatter-add, or sorted or pallas (deterministic); default "
+  "Sums of rows: scatter-add, or sorted, pallas or mosaic (deterministic); default "
   "per backend.",
 )
 flags.DEFINE_enum(

@@ -36,6 +36,7 @@ from bcjax.data.datasets import load_dataset
 from bcjax.data.split import split_version
 from bcjax.evaluation.recall import RecallEvaluator
 from bcjax.models import aggregation
+from bcjax.models.mosaic_kernel import MosaicSegmentLists
 from bcjax.models.segment_kernel import SegmentLists
 from benchmarks import workloads
 from benchmarks.hardware import median_seconds
@@ -61,11 +62,16 @@ flags.DEFINE_list(
     "pallas-w2-b512-p32-n4",
     "pallas-w4-b512-p64-n2",
     "pallas-w4-b256-p64-n2",
+    "mosaic",
+    "mosaic-w8-b512-p64",
+    "mosaic-w4-b256-p32",
   ],
   "Layouts of one relation to time (scatter; sorted, fill, flat, set or "
   "columns[-uK], then -gG; pallas, the library's kernel, or "
   "pallas-wW-bB-pP-nN[-sS]: W edges per trip, B columns, P edges per "
-  "program, N warps, S pipeline stages).",
+  "program, N warps, S pipeline stages; mosaic, its Mosaic GPU port, or "
+  "mosaic-wW-bB-pP: W rows loaded per trip, B columns, P edges per "
+  "kernel instance).",
 )
 flags.DEFINE_bool("take_rows", True, "Time the row lookups' gradients.")
 flags.DEFINE_list(
@@ -110,6 +116,16 @@ def _build(kind, senders, receivers, ns, nr):
     return SegmentLists.build(senders, receivers, nr)
   if kind.startswith("pallas-"):
     return _kernel_lists(kind, senders, receivers, nr)
+  if kind == "mosaic":
+    return MosaicSegmentLists.build(senders, receivers, nr)
+  if kind.startswith("mosaic-"):
+    match = re.fullmatch(r"mosaic-w(\d+)-b(\d+)-p(\d+)", kind)
+    if not match:
+      raise ValueError(f"unknown candidate {kind!r}")
+    width, block, piece = map(int, match.groups())
+    return MosaicSegmentLists.build(
+      senders, receivers, nr, piece=piece, width=width, block=block
+    )
   match = re.fullmatch(r"(sorted|columns|fill|flat|set)(?:-u(\d+))?-g([\d.]+)", kind)
   if not match:
     raise ValueError(f"unknown candidate {kind!r}")
@@ -354,8 +370,14 @@ def probe_take_rows(split, dim, batch=2048):
       "pallas segment kernel",
       functools.partial(aggregation.take_rows, layout="pallas"),
     ),
+    (
+      "mosaic segment kernel",
+      functools.partial(aggregation.take_rows, layout="mosaic"),
+    ),
     ("equal-row mask matmul", _take_rows_mask),
   )
+  if "mosaic" not in FLAGS.candidates:  # off a GPU its interpreter is slow
+    modes = tuple(m for m in modes if not m[0].startswith("mosaic"))
   reference = None
   for mode, take in modes:
 
@@ -426,10 +448,12 @@ def probe_steps(split, dim, layers, layouts):
 
   The atomic step (scatter-add sums and row lookups) is the fastest, and
   the one the deterministic target is measured against; the others use
-  the deterministic gradients of the row lookups (the kernel's for the
-  ``pallas`` kinds, the segmented scan's for the rest).
+  the deterministic gradients of the row lookups (the kernels' for the
+  ``pallas`` and ``mosaic`` kinds, the segmented scan's for the rest).
   """
   library = ("scatter", _LIBRARY, "pallas")
+  if "mosaic" in FLAGS.candidates:  # off a GPU its interpreter is slow
+    library += ("mosaic",)
   deterministic = {
     k: v["forward_and_transpose_ms"]
     for k, v in layouts.items()
@@ -466,13 +490,14 @@ def _step_graph(split, kind):
   """The step's graph with every relation as ``kind``.
 
   Its ``layout`` names how the row lookups' gradients are summed: the
-  kernel's for ``pallas`` kinds, the segmented scan's for the other
-  deterministic ones.
+  kernels' for ``pallas`` and ``mosaic`` kinds, the segmented scan's for
+  the other deterministic ones.
   """
-  if kind in ("scatter", "pallas"):
+  if kind in ("scatter", "pallas", "mosaic"):
     return BipartiteGraph.from_split(split, kind, 0)
   graph = _relayout(BipartiteGraph.from_split(split, "sorted", 0), kind)
-  return graph.replace(layout="pallas" if kind.startswith("pallas") else "sorted")
+  kernel = kind.split("-")[0]
+  return graph.replace(layout=kernel if kernel in ("pallas", "mosaic") else "sorted")
 
 
 def trace_step(split, dim, layers, trace_dir, kind):

@@ -9,10 +9,10 @@
 #      sizes, the step with each layout, a profiler trace).
 #   1. Musical-Instruments size, dim 512, 3 layers, TF32: the deterministic
 #      layouts (degree buckets, the Pallas kernel) beside PyTorch + PyG, with
-#      the paper-protocol projection; then the atomic scatter layout, its
-#      speed and determinism.
-#   2. run_intended twice with the same seed (the Pallas kernel, then the
-#      degree buckets): results.json bit for bit.
+#      the paper-protocol projection; the kernel's Mosaic GPU port (alone);
+#      then the atomic scatter layout, its speed and determinism.
+#   2. run_intended twice with the same seed (the Pallas kernel, its Mosaic
+#      GPU port, then the degree buckets): results.json bit for bit.
 #   3. The same size at full float32, both frameworks.
 #   4. The scatter layout under XLA's deterministic-ops flag (a few steps).
 #   5. Larger sizes without PyTorch; then run_intended twice with the
@@ -88,8 +88,13 @@ if [ "${SMOKE:-0}" = 1 ]; then
     --serve_rows=4096 --serve_host_rows=1024 --repeats=2 --timed_steps=2
     --consumer_examples=1024)
   big=("${mi[@]}")
+  # The default candidates but the mosaic ones: Mosaic GPU's interpreter
+  # reads rows one callback at a time, minutes at this size.
+  candidates=scatter,sorted-g2,set-g2,pallas,pallas-w8-b512-p64-n4
+  candidates+=,pallas-w4-b512-p32-n4,pallas-w2-b512-p32-n4
+  candidates+=,pallas-w4-b512-p64-n2,pallas-w4-b256-p64-n2
   probe=(--users=300 --items=200 --interactions=6000 --dim=32 --layers=2
-    --repeats=2 --timed_steps=2)
+    --repeats=2 --timed_steps=2 --candidates=$candidates)
 else
   probe=(--size=musical-instruments --dim=512 --layers=3 ${PROBE_FLAGS:-})
   big=()
@@ -110,9 +115,13 @@ bench mi-sorted-tf32 150 "${mi[@]}" --layout=sorted --precision=tf32 \
   --torch_layouts=csr
 bench mi-pallas-tf32 150 "${mi[@]}" --layout=pallas --precision=tf32 \
   --torch_layouts=csr
+[ "${SMOKE:-0}" = 1 ] || bench mi-mosaic-tf32 150 "${mi[@]}" --layout=mosaic \
+  --precision=tf32 --notorch --noprojection
 bench mi-scatter-tf32 60 "${mi[@]}" --layout=scatter --precision=tf32 \
   --notorch --noprojection
 same_seed same-seed-pallas 120 "$strategies" --config.layout=pallas
+[ "${SMOKE:-0}" = 1 ] || same_seed same-seed-mosaic 120 "$strategies" \
+  --config.layout=mosaic
 same_seed same-seed-sorted 120 "$strategies" --config.layout=sorted
 bench mi-pallas-fp32 150 "${mi[@]}" --layout=pallas --precision=float32 \
   --noprojection --nodeterminism --torch_layouts=csr

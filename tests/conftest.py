@@ -16,6 +16,7 @@ if "jax" in sys.modules:
   # A plugin imported jax first; its backends are still unset until first use.
   sys.modules["jax"].config.update("jax_platforms", os.environ["JAX_PLATFORMS"])
 
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -38,6 +39,30 @@ def run_module(module, *args, cwd, **env):
     text=True,
     timeout=600,
   )
+
+
+def lower_for_cuda(fun, *args):
+  """The StableHLO text of ``jax.jit(fun)`` lowered for CUDA, without a GPU.
+
+  From JAX 0.11 on, lowering a Pallas kernel for CUDA needs a GPU to target:
+  an abstract H100 (Hopper, as Mosaic GPU needs) in an abstract mesh stands
+  for it. Older JAX lowers without one.
+
+  Args:
+    fun: the function to lower.
+    *args: ``jax.ShapeDtypeStruct`` of its arguments.
+  """
+  if jax.__version_info__ < (0, 11):
+    return jax.jit(fun).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
+  device = jax.sharding.AbstractDevice(
+    device_kind="NVIDIA H100", num_cores=None, platform="gpu"
+  )
+  mesh = jax.sharding.AbstractMesh(
+    (1,), ("devices",), (jax.sharding.AxisType.Explicit,), abstract_device=device
+  )
+  with jax.sharding.use_abstract_mesh(mesh):
+    lowered = jax.jit(fun).trace(*args).lower(lowering_platforms=("cuda",))
+  return lowered.as_text()
 
 
 def graph_from_rows(rows, name="hand-made"):

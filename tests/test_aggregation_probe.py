@@ -19,6 +19,8 @@ KINDS = [
   "columns-u8-g1.5",
   "pallas",
   "pallas-w2-b4-p8-n4-s3",
+  "mosaic",
+  "mosaic-w3-b256-p8",
 ]
 
 
@@ -41,7 +43,8 @@ def test_each_candidate_sums_like_numpy(kind):
 
 
 @pytest.mark.parametrize(
-  "kind", ["columns-g2", "set-g1.5", "flat-g2", "pallas-w4-b512-p16-n2"]
+  "kind",
+  ["columns-g2", "set-g1.5", "flat-g2", "pallas-w4-b512-p16-n2", "mosaic-w4-b128-p16"],
 )
 def test_relayout_rebuilds_the_same_relation(kind):
   senders, receivers, ns, nr = _edges(seed=2)
@@ -61,3 +64,5 @@ def test_an_unknown_candidate_is_refused():
     probe._build("bogus-g2", senders, receivers, ns, nr)
   with pytest.raises(ValueError, match="unknown candidate 'pallas-w4'"):
     probe._build("pallas-w4", senders, receivers, ns, nr)
+  with pytest.raises(ValueError, match="unknown candidate 'mosaic-w4'"):
+    probe._build("mosaic-w4", senders, receivers, ns, nr)

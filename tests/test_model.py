@@ -1,5 +1,7 @@
 """PinSAGE message passing, item encoder and BPR against dense references."""
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.split import split_version
 from bcjax.losses import bpr_loss
+from bcjax.models import aggregation, mosaic_kernel
 from bcjax.models.aggregation import (
   DETERMINISTIC_LAYOUTS,
   NeighbourLists,
@@ -17,6 +20,7 @@ from bcjax.models.aggregation import (
   take_rows,
 )
 from bcjax.models.pinsage import ItemEncoder, PinSAGE, embed, mean_aggregate
+from bcjax.models.segment_kernel import TRITON
 
 
 def dense_adjacency(split):
@@ -42,6 +46,9 @@ def test_mean_aggregate_equals_normalised_dense_product(small_graph):
 
 LAYOUTS = [("scatter", 0), ("scatter", 64), ("scatter", 1000), ("scatter", 100_000)]
 LAYOUTS += [("sorted", 0), ("pallas", 0)]
+# Not "mosaic": Mosaic GPU's interpreter took 130 s here (240 receivers) and
+# 190 s for the layers below; tests/test_mosaic_kernel.py checks its sums and
+# gradients against NumPy on a smaller relation.
 
 
 @pytest.mark.parametrize("layout,edge_chunk", LAYOUTS)
@@ -86,9 +93,9 @@ def test_bad_layout_and_negative_edge_chunk_are_rejected(small_graph):
   split = split_version(small_graph, 0)
   with pytest.raises(ValueError, match="edge_chunk must be >= 0"):
     BipartiteGraph.from_split(split, "scatter", -1)
-  with pytest.raises(ValueError, match="unknown layout 'dense'.*'sorted', 'pallas'"):
+  with pytest.raises(ValueError, match="unknown layout 'dense'.*'pallas', 'mosaic'"):
     BipartiteGraph.from_split(split, "dense")
-  with pytest.raises(ValueError, match="unknown layout 'dense'.*'pallas'"):
+  with pytest.raises(ValueError, match="unknown layout 'dense'.*'mosaic'"):
     take_rows(jnp.ones((3, 2)), jnp.zeros(2, jnp.int32), layout="dense")
 
 
@@ -138,7 +145,7 @@ def test_take_rows_gradient_sums_repeated_rows_like_numpy():
   cotangent = rng.normal(size=(64, 5))
   want = np.zeros((12, 5))
   np.add.at(want, np.asarray(rows), cotangent)
-  for layout in ("scatter", "sorted", "pallas"):
+  for layout in ("scatter", "sorted", "pallas", "mosaic"):
     out, pullback = jax.vjp(lambda x, g=layout: take_rows(x, rows, layout=g), x)
     np.testing.assert_array_equal(out, np.asarray(x)[np.asarray(rows)])
     (grad,) = pullback(jnp.asarray(cotangent, jnp.float32))
@@ -234,7 +241,7 @@ def test_bpr_loss_against_numpy():
   assert float(loss) == pytest.approx(bpr + 0.5 * reg, rel=1e-5)
 
 
-@pytest.mark.parametrize("layout", ["scatter", "sorted", "pallas"])
+@pytest.mark.parametrize("layout", ["scatter", "sorted", "pallas", "mosaic"])
 def test_relation_sum_refuses_x_with_other_rows_than_senders(layout):
   relation = Relation.build(np.array([0, 1, 2]), np.array([0, 0, 1]), 3, 2, layout)
   ok = jnp.ones((3, 4))
@@ -245,7 +252,7 @@ def test_relation_sum_refuses_x_with_other_rows_than_senders(layout):
     jax.grad(lambda x: jnp.sum(relation_sum(x, relation)))(jnp.ones((4, 4)))
 
 
-@pytest.mark.parametrize("layout", ["scatter", "sorted", "pallas"])
+@pytest.mark.parametrize("layout", ["scatter", "sorted", "pallas", "mosaic"])
 def test_relation_refuses_rows_out_of_range(layout):
   with pytest.raises(ValueError, match=r"senders must lie in \[0, 3\), got rows 0..5"):
     Relation.build(np.array([0, 5]), np.array([0, 1]), 3, 2, layout)
@@ -256,7 +263,33 @@ def test_relation_refuses_rows_out_of_range(layout):
 
 
 def test_default_layout_is_deterministic_where_scatter_is_not():
-  # GPU scatter-adds are atomic: the GPU gets the kernel, the rest scatter.
-  assert default_layout("gpu") == "pallas"
+  # GPU scatter-adds are atomic: the GPU gets a kernel, the rest scatter. No
+  # GPU here: "gpu" stands for a Hopper one.
+  assert default_layout("gpu") == ("pallas" if TRITON else "mosaic")
   assert default_layout("cpu") == default_layout("tpu") == "scatter"
-  assert "pallas" in DETERMINISTIC_LAYOUTS and "scatter" not in DETERMINISTIC_LAYOUTS
+  assert {"pallas", "mosaic"} <= set(DETERMINISTIC_LAYOUTS)
+  assert "scatter" not in DETERMINISTIC_LAYOUTS
+
+
+@pytest.mark.parametrize(
+  "platform,capability,triton,mosaic,want",
+  [
+    ("cuda 12.8", "9.0", True, True, "pallas"),  # measured; Triton still here
+    ("cuda 12.8", "10.0", False, True, "mosaic"),  # Triton lowering gone
+    ("cuda 12.8", "9.0", False, False, "sorted"),  # neither kernel
+    ("cuda 12.8", "8.0", True, True, "sorted"),  # older than Hopper
+    ("rocm 6.4", "gfx942", True, True, "sorted"),  # neither compiles for ROCm
+  ],
+)
+def test_default_gpu_layout_follows_the_gpu_and_the_lowerings(
+  monkeypatch, platform, capability, triton, mosaic, want
+):
+  device = types.SimpleNamespace(
+    client=types.SimpleNamespace(platform_version=platform),
+    compute_capability=capability,
+  )
+  monkeypatch.setattr(jax, "devices", lambda backend=None: [device])
+  monkeypatch.setattr(aggregation, "TRITON", triton)
+  monkeypatch.setattr(mosaic_kernel, "MOSAIC_GPU", mosaic)
+  assert default_layout("gpu") == want
+  assert default_layout("cpu") == "scatter"

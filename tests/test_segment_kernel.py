@@ -5,12 +5,20 @@ gathers) on CPU; that the same kernel also lowers to Triton is checked by
 lowering it for CUDA here, which needs no GPU.
 """
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bcjax.models.segment_kernel import SegmentLists, segment_sum, sorted_rows_gradient
+from bcjax.models.segment_kernel import (
+  TRITON,
+  SegmentLists,
+  segment_sum,
+  sorted_rows_gradient,
+)
+from tests.conftest import lower_for_cuda
 
 
 def _edges(seed, num_senders=40, num_receivers=30, num_edges=300):
@@ -102,6 +110,8 @@ def test_kernel_lowers_to_triton_for_cuda(what, dim, dtype):
   # catches what the interpreter accepts but Triton does not (shapes that
   # are not powers of two, say): the masked last block (48, 600), both
   # passes of a relation cut into pieces, and the rows gradient.
+  if not TRITON:
+    pytest.skip(f"jax {jax.__version__} has no Pallas Triton lowering any more")
   _, senders, receivers = _edges(5)
   lists = SegmentLists.build(
     senders, receivers, 30, piece=8 if "pieces" in what else 1000
@@ -113,11 +123,14 @@ def test_kernel_lowers_to_triton_for_cuda(what, dim, dtype):
       return sorted_rows_gradient(jnp.asarray(senders[:64], jnp.int32), x[:64], 40)
     return lists.sum(x)
 
-  lowered = (
-    jax.jit(run)
-    .trace(jax.ShapeDtypeStruct((40, dim), dtype))
-    .lower(lowering_platforms=("cuda",))
+  # JAX 0.11 deprecated the Triton lowering: lowering it warns (from inside
+  # JAX), which is expected here and nowhere else.
+  deprecated = (
+    pytest.warns(DeprecationWarning, match="Pallas Triton backend is deprecated")
+    if jax.__version_info__ >= (0, 11)
+    else contextlib.nullcontext()
   )
-  text = lowered.as_text()
+  with deprecated:
+    text = lower_for_cuda(run, jax.ShapeDtypeStruct((40, dim), dtype))
   calls = text.count("__gpu$xla.gpu.triton")
   assert calls == (2 if "pieces" in what else 1), text[:2000]

@@ -88,8 +88,9 @@ class BipartiteGraph:
     num_interactions: static number of training interactions.
     max_degree: static largest number of positives of one user.
     layout: static layout of every sum of rows in a step (see
-      :mod:`bcjax.models.aggregation`): ``"sorted"`` and ``"pallas"`` are
-      deterministic on every backend, ``"scatter"`` on CPU and TPU only.
+      :mod:`bcjax.models.aggregation`): ``"sorted"``, ``"pallas"`` and
+      ``"mosaic"`` are deterministic on every backend, ``"scatter"`` on CPU
+      and TPU only.
   """
 
   adjacency: Relation

@@ -18,7 +18,12 @@ relation "receiver ``r`` sums the rows of its senders":
 * :class:`~bcjax.models.segment_kernel.SegmentLists` (``"pallas"``): the
   senders grouped by receiver and summed by one Pallas kernel that gathers
   and adds them in a fixed order. Bit-identical from run to run; compiled
-  for CUDA GPUs only (elsewhere Pallas interprets it, for tests).
+  by Triton for CUDA GPUs only (elsewhere Pallas interprets it, for tests).
+  JAX deprecated Pallas's Triton lowering in 0.11.
+* :class:`~bcjax.models.mosaic_kernel.MosaicSegmentLists` (``"mosaic"``):
+  the same grouping, summed by the kernel's Mosaic GPU port (the Triton
+  lowering's successor; Hopper or newer). Bit-identical from run to run;
+  off a GPU it runs in Mosaic GPU's interpreter, for tests.
 
 A :class:`Relation` carries both directions, so that the gradient of a sum
 is the sum over the transposed relation in the same layout: autodiff would
@@ -33,10 +38,12 @@ import numpy as np
 from absl import logging
 from flax import struct
 
-from bcjax.models.segment_kernel import SegmentLists, sorted_rows_gradient
+from bcjax.models import mosaic_kernel
+from bcjax.models.mosaic_kernel import MosaicSegmentLists
+from bcjax.models.segment_kernel import TRITON, SegmentLists, sorted_rows_gradient
 
-LAYOUTS = ("scatter", "sorted", "pallas")
-DETERMINISTIC_LAYOUTS = ("sorted", "pallas")
+LAYOUTS = ("scatter", "sorted", "pallas", "mosaic")
+DETERMINISTIC_LAYOUTS = ("sorted", "pallas", "mosaic")
 
 # Widest over narrowest degree of a sorted layout's bucket. On an H200 at
 # the Musical-Instruments size (dim 512) one relation's sum forward and back
@@ -51,19 +58,39 @@ def default_layout(backend: str | None = None) -> str:
   Scatter-add runs sequentially on CPU and TPU (deterministic there); on GPU
   its atomics are not, and the Pallas kernel is: on an H200 at the
   Musical-Instruments size its step took 1.04x the atomic one, the degree
-  buckets' 1.70x (benchmarks/results/h200_36daea0, one process). The kernel
-  is compiled for CUDA only, so ROCm GPUs get the degree buckets.
+  buckets' 1.70x (benchmarks/results/h200_36daea0, one process). So a CUDA
+  GPU of compute capability 9.0 or newer (Hopper, where both kernels were
+  meant to run) gets the Triton kernel ``"pallas"`` while this JAX still
+  has Pallas's Triton lowering (deprecated since JAX 0.11, it warns when
+  lowered); its Mosaic GPU port ``"mosaic"`` is not timed yet, nor run on a
+  GPU, so it becomes the default only where the Triton lowering is gone.
+  Older CUDA GPUs, ROCm GPUs (neither kernel is compiled for them), and a
+  JAX with neither lowering, get the degree buckets. Where no GPU is
+  visible, ``backend="gpu"`` is taken to mean a Hopper GPU.
   """
   if (backend or jax.default_backend()) != "gpu":
     return "scatter"
-  return "sorted" if _rocm() else "pallas"
+  if _gpu_generation() != "hopper":
+    return "sorted"
+  if TRITON:
+    return "pallas"
+  return "mosaic" if mosaic_kernel.MOSAIC_GPU else "sorted"
 
 
 def _rocm() -> bool:
+  return _gpu_generation() == "rocm"
+
+
+def _gpu_generation() -> str:
+  """``"rocm"``, ``"hopper"`` (CUDA, compute capability >= 9.0) or ``"older"``."""
   try:
-    return "rocm" in jax.devices("gpu")[0].client.platform_version.lower()
+    device = jax.devices("gpu")[0]
   except RuntimeError:  # no GPU here: asked about GPUs in general
-    return False
+    return "hopper"
+  if "rocm" in device.client.platform_version.lower():
+    return "rocm"
+  capability = str(getattr(device, "compute_capability", "0"))
+  return "hopper" if int(capability.split(".")[0]) >= 9 else "older"
 
 
 def default_edge_chunk(backend: str | None = None) -> int:
@@ -233,8 +260,8 @@ class Relation:
     transpose: senders sum their receivers' rows (the forward's adjoint).
   """
 
-  forward: EdgeList | NeighbourLists | SegmentLists
-  transpose: EdgeList | NeighbourLists | SegmentLists
+  forward: EdgeList | NeighbourLists | SegmentLists | MosaicSegmentLists
+  transpose: EdgeList | NeighbourLists | SegmentLists | MosaicSegmentLists
 
   @classmethod
   def build(
@@ -248,8 +275,8 @@ class Relation:
   ) -> Relation:
     """Both directions of host edges ``senders[e] -> receivers[e]``.
 
-    The sorted and pallas layouts add each receiver's senders in ascending
-    order; the scatter layout in the order of the edges (sort them by
+    The sorted, pallas and mosaic layouts add each receiver's senders in
+    ascending order; the scatter layout in the order of the edges (sort them by
     ``(sender, receiver)`` for ascending senders in both directions).
 
     Args:
@@ -300,6 +327,20 @@ class Relation:
         SegmentLists.build(senders, receivers, num_receivers),
         SegmentLists.build(receivers, senders, num_senders),
       )
+    if layout == "mosaic":
+      if jax.default_backend() != "gpu" or _rocm():
+        logging.log_first_n(
+          logging.WARNING,
+          "layout 'mosaic' runs its kernel in Mosaic GPU's interpreter on %s "
+          "(slow, for tests; ROCm GPUs cannot compile it): use 'scatter' or "
+          "'sorted' there",
+          1,
+          jax.default_backend(),
+        )
+      return cls(
+        MosaicSegmentLists.build(senders, receivers, num_receivers),
+        MosaicSegmentLists.build(receivers, senders, num_senders),
+      )
     raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
 
   @property
@@ -320,7 +361,7 @@ def relation_sum(x: jax.Array, relation: Relation) -> jax.Array:
 
   Raises:
     ValueError: ``x`` has not one row per sender of ``relation`` (checked
-      while tracing: the sorted and pallas layouts' gathers assume it, and
+      while tracing: the deterministic layouts' gathers assume it, and
       on a GPU a row past the end is read unchecked).
   """
   _check_rows(x, relation)
@@ -356,7 +397,8 @@ def take_rows(x: jax.Array, rows: jax.Array, *, layout: str) -> jax.Array:
   repeated ``rows`` on a GPU its atomics add in a varying order. The
   deterministic gradients sort the rows and sum each run of equal rows in a
   fixed order: ``"sorted"`` with a segmented scan (a fixed tree of adds)
-  whose sums are written once, ``"pallas"`` with the segment-sum kernel.
+  whose sums are written once, ``"pallas"`` and ``"mosaic"`` with their
+  segment-sum kernels.
 
   Args:
     x: ``(num_rows, dim)``.
@@ -373,6 +415,8 @@ def take_rows(x: jax.Array, rows: jax.Array, *, layout: str) -> jax.Array:
     return _take_rows(x, rows)
   if layout == "pallas":
     return _take_rows_kernel(x, rows)
+  if layout == "mosaic":
+    return _take_rows_mosaic(x, rows)
   raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
 
 
@@ -422,3 +466,16 @@ def _take_rows_kernel_bwd(residuals, cotangent):
 
 
 _take_rows_kernel.defvjp(_take_rows_fwd, _take_rows_kernel_bwd)
+
+
+@jax.custom_vjp
+def _take_rows_mosaic(x, rows):
+  return x[rows]
+
+
+def _take_rows_mosaic_bwd(residuals, cotangent):
+  rows, like = residuals
+  return mosaic_kernel.rows_gradient(rows, cotangent, like.shape[0]), None
+
+
+_take_rows_mosaic.defvjp(_take_rows_fwd, _take_rows_mosaic_bwd)

@@ -13,7 +13,9 @@ into pieces of at most ``piece`` edges and sums the pieces in a second,
 equally deterministic, call.
 
 Lowered for CUDA the kernel is compiled by Triton; for any other platform
-it runs in Pallas's interpreter (for tests: it is slow).
+it runs in Pallas's interpreter (for tests: it is slow). JAX deprecated the
+Triton lowering in 0.11 (lowering it warns); its successor is the Mosaic GPU
+kernel of :mod:`bcjax.models.mosaic_kernel`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as plgpu
+
+try:
+  from jax.experimental.pallas import triton as plgpu
+except ImportError:  # a JAX whose Triton lowering is gone (deprecated in 0.11)
+  plgpu = None
+
+# Whether this JAX still has Pallas's Triton lowering.
+TRITON = plgpu is not None
 
 # Edges gathered per loop trip, widest column block, the most edges one
 # program sums, and Triton warps per program. On an H200 at the
@@ -108,8 +117,14 @@ def segment_sum(
 
   Raises:
     ValueError: ``width`` or ``block`` is not a power of two.
+    RuntimeError: this JAX has no Triton lowering.
   """
   _check_powers(width, block)
+  if not TRITON:
+    raise RuntimeError(
+      f"jax {jax.__version__} has no Pallas Triton lowering: use layout "
+      "'mosaic' (bcjax.models.mosaic_kernel) or 'sorted'"
+    )
   out_dtype = out_dtype or x.dtype
   num_segments = starts.shape[0] - 1
   dim = x.shape[1]
@@ -192,25 +207,17 @@ class SegmentLists:
     if piece < 1:
       raise ValueError(f"piece must be >= 1, got {piece}")
     _check_powers(width, block)
-    senders, receivers = np.asarray(senders), np.asarray(receivers)
-    senders = senders[np.lexsort((senders, receivers))]
-    degree = np.bincount(receivers, minlength=num_receivers)
-    bounds = np.concatenate([[0], np.cumsum(degree)])
-    pieces = -(-degree // piece)  # ceil; 0 for receivers without senders
-    piece_starts = None
-    starts = bounds
-    if degree.max(initial=0) > piece:
-      piece_starts = np.concatenate([[0], np.cumsum(pieces)])
-      owner = np.repeat(np.arange(num_receivers), pieces)
-      offset = np.arange(len(owner)) - piece_starts[owner]
-      starts = np.append(bounds[owner] + offset * piece, bounds[-1])
-      piece_starts = jnp.asarray(piece_starts, jnp.int32)
+    starts, senders, piece_starts = group_by_receiver(
+      senders, receivers, num_receivers, piece
+    )
     return cls(
       starts=jnp.asarray(starts, jnp.int32),
       senders=jnp.asarray(
         np.concatenate([senders, np.zeros(width, np.int64)]), jnp.int32
       ),
-      piece_starts=piece_starts,
+      piece_starts=None
+      if piece_starts is None
+      else jnp.asarray(piece_starts, jnp.int32),
       num_receivers=num_receivers,
       width=width,
       block=block,
@@ -251,6 +258,54 @@ def sorted_rows_gradient(
     ``(num_rows, dim)``: row ``r`` sums ``cotangent[i]`` over ``rows[i] ==
     r`` in ascending ``i``.
   """
+  starts, order = rows_in_order(rows, num_rows)
+  order = jnp.concatenate([order, jnp.zeros(width, jnp.int32)])
+  return segment_sum(cotangent, starts, order, width=width)
+
+
+def group_by_receiver(senders, receivers, num_receivers: int, piece: int):
+  """Host edges ``senders[e] -> receivers[e]`` as runs of one receiver.
+
+  Args:
+    senders: ``(num_edges,)`` sender rows.
+    receivers: ``(num_edges,)`` receiver rows, each below ``num_receivers``.
+    num_receivers: output rows.
+    piece: the most edges one run holds.
+
+  Returns:
+    ``(starts, senders, piece_starts)`` as NumPy arrays: ``senders`` sorted
+    by receiver, then ascending (so sums over them do not depend on the
+    order edges came in); ``starts`` the ``(num_pieces + 1,)`` bounds of
+    each run of at most ``piece`` of them; ``piece_starts`` the
+    ``(num_receivers + 1,)`` bounds of each receiver's runs, or None when
+    every receiver is one run (then ``num_pieces == num_receivers``).
+  """
+  senders, receivers = np.asarray(senders), np.asarray(receivers)
+  senders = senders[np.lexsort((senders, receivers))]
+  degree = np.bincount(receivers, minlength=num_receivers)
+  bounds = np.concatenate([[0], np.cumsum(degree)])
+  if degree.max(initial=0) <= piece:
+    return bounds, senders, None
+  pieces = -(-degree // piece)  # ceil; 0 for receivers without senders
+  piece_starts = np.concatenate([[0], np.cumsum(pieces)])
+  owner = np.repeat(np.arange(num_receivers), pieces)
+  offset = np.arange(len(owner)) - piece_starts[owner]
+  starts = np.append(bounds[owner] + offset * piece, bounds[-1])
+  return starts, senders, piece_starts
+
+
+def rows_in_order(rows: jax.Array, num_rows: int) -> tuple[jax.Array, jax.Array]:
+  """Positions of ``rows`` grouped by row, for a segment sum per row.
+
+  Args:
+    rows: ``(n,)`` int32 rows, each below ``num_rows``.
+    num_rows: the number of segments.
+
+  Returns:
+    ``(starts, order)``: ``(num_rows + 1,)`` and ``(n,)`` int32, such that
+    ``order[starts[r]:starts[r + 1]]`` are the ``i`` with ``rows[i] == r``,
+    ascending.
+  """
   order = jnp.argsort(rows, stable=True).astype(jnp.int32)
   # Counting with integer adds is exact in any order, atomics or not; a
   # searchsorted here was a loop of small kernels (about 1 ms on an H200).
@@ -258,5 +313,4 @@ def sorted_rows_gradient(
   starts = jnp.concatenate(
     [jnp.zeros(1, jnp.int32), jnp.cumsum(counts, dtype=jnp.int32)]
   )
-  order = jnp.concatenate([order, jnp.zeros(width, jnp.int32)])
-  return segment_sum(cotangent, starts, order, width=width)
+  return starts, order

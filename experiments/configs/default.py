@@ -98,10 +98,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_seeds = 1
   # Devices to train data-parallel on (1: one device, 0: all visible ones).
   config.num_devices = 1
-  # Sums of rows in a step: "pallas" (a Triton kernel, GPU) and "sorted"
-  # (degree buckets, any backend) are bit-reproducible, "scatter" (atomic
-  # scatter-add) only on CPU and TPU; "" picks the fastest reproducible one
-  # for the backend (pallas on GPU, scatter elsewhere).
+  # Sums of rows in a step: "pallas" (a Triton kernel, GPU), "mosaic" (its
+  # Mosaic GPU port, Hopper) and "sorted" (degree buckets, any backend) are
+  # bit-reproducible, "scatter" (atomic scatter-add) only on CPU and TPU; ""
+  # picks the fastest reproducible one for the backend (pallas on Hopper
+  # GPUs, sorted on older ones, scatter elsewhere).
   config.layout = ""
   # Which validation users pick each version's kept epoch and which report
   # its Recall@K: "validation" (the reference's: the same users, so the
