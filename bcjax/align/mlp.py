@@ -14,6 +14,7 @@ bias, nor collapsed into a chain's matrix.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -66,15 +67,17 @@ def widths(hp: MLPHP, d_new: int, d_old: int) -> list[int]:
   return [d_new] + [hidden] * hp.layers + [d_old]
 
 
-def init(key, hp: MLPHP, d_new: int, d_old: int) -> dict:
-  """LeCun-normal kernels, zero biases, as flax's ``Dense``."""
+def init(rng: np.random.Generator, hp: MLPHP, d_new: int, d_old: int) -> dict:
+  """LeCun-normal kernels (``N(0, 1 / fan_in)``), zero biases.
+
+  Drawn on the host: a fit compiles only its epoch, which matters more than
+  the draw on CPU, where every extra jitted function costs seconds.
+  """
   sizes = widths(hp, d_new, d_old)
-  keys = jax.random.split(key, len(sizes) - 1)
-  lecun = jax.nn.initializers.lecun_normal()
   return {
     f"layer{i}": {
-      "kernel": lecun(keys[i], (a, b), jnp.float32),
-      "bias": jnp.zeros((b,), jnp.float32),
+      "kernel": (rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32),
+      "bias": np.zeros((b,), np.float32),
     }
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
   }
@@ -103,45 +106,55 @@ def split_rows(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarr
   return np.sort(order[held:]), np.sort(order[:held])
 
 
+def _optimizer(hp: MLPHP) -> optax.GradientTransformation:
+  if hp.weight_decay > 0:
+    return optax.adamw(hp.learning_rate, weight_decay=hp.weight_decay)
+  return optax.adam(hp.learning_rate)
+
+
+def _loss(params, x, y):
+  return jnp.mean((apply(params, x) - y) ** 2)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _epoch(hp, batch, params, state, order, x_fit, y_fit, x_val, y_val):
+  """One epoch of Adam over the batches ``order`` ``(steps, batch)``, then
+  the validation error.
+
+  Module-level with the hyper-parameters static, so fits of one shape and
+  one ``hp`` (auto's, a chain's) share one compilation.
+  """
+  optimizer = _optimizer(hp)
+
+  def step(carry, rows):
+    p, s = carry
+    grads = jax.grad(_loss)(p, x_fit[rows], y_fit[rows])
+    updates, s = optimizer.update(grads, s, p)
+    return (optax.apply_updates(p, updates), s), None
+
+  (params, state), _ = jax.lax.scan(step, (params, state), order)
+  return params, state, _loss(params, x_val, y_val)
+
+
 def _fit(data, hp: MLPHP, seed: int) -> dict:
   x, y = data.arrays()
   if len(x) < 2:
     raise InputError(f"the mlp family needs at least 2 rows to fit, got {len(x)}")
   fit_rows, val_rows = split_rows(len(x), hp.validation_fraction, seed)
-  x_fit, y_fit = jnp.asarray(x[fit_rows]), jnp.asarray(y[fit_rows])
-  x_val, y_val = jnp.asarray(x[val_rows]), jnp.asarray(y[val_rows])
+  arrays = [
+    jnp.asarray(a) for a in (x[fit_rows], y[fit_rows], x[val_rows], y[val_rows])
+  ]
   batch = min(hp.batch_size, len(fit_rows))
   steps = len(fit_rows) // batch
-  if hp.weight_decay > 0:
-    optimizer = optax.adamw(hp.learning_rate, weight_decay=hp.weight_decay)
-  else:
-    optimizer = optax.adam(hp.learning_rate)
-  init_key, shuffle_key = jax.random.split(jax.random.key(seed))
-  params = init(init_key, hp, x.shape[1], y.shape[1])
-
-  def loss(p, xb, yb):
-    return jnp.mean((apply(p, xb) - yb) ** 2)
-
-  @jax.jit
-  def epoch(params, state, key):
+  rng = np.random.default_rng(seed)
+  params = jax.tree.map(jnp.asarray, init(rng, hp, x.shape[1], y.shape[1]))
+  state = _optimizer(hp).init(params)
+  best, best_error, since = params, math.inf, 0
+  for _ in range(hp.max_epochs):
     # The last partial batch is dropped; a fresh permutation every epoch
     # means every row is seen.
-    order = jax.random.permutation(key, len(x_fit))[: steps * batch]
-    order = order.reshape(steps, batch)
-
-    def step(carry, rows):
-      p, s = carry
-      grads = jax.grad(loss)(p, x_fit[rows], y_fit[rows])
-      updates, s = optimizer.update(grads, s, p)
-      return (optax.apply_updates(p, updates), s), None
-
-    (params, state), _ = jax.lax.scan(step, (params, state), order)
-    return params, state, loss(params, x_val, y_val)
-
-  state = optimizer.init(params)
-  best, best_error, since = params, math.inf, 0
-  for key in jax.random.split(shuffle_key, hp.max_epochs):
-    params, state, error = epoch(params, state, key)
+    order = rng.permutation(len(fit_rows))[: steps * batch].reshape(steps, batch)
+    params, state, error = _epoch(hp, batch, params, state, order, *arrays)
     error = float(error)
     if not math.isfinite(error):
       break
