@@ -131,9 +131,10 @@ def moments(
 ) -> Moments:
   """``A``, ``C`` and ``mean ||y||^2`` of the preprocessed ``rows``, in one pass.
 
-  Each chunk is one float32 product ``[X_c, Y_c]^T X_c`` (one GEMM gives both
-  ``X_c^T X_c`` and ``Y_c^T X_c``, faster than two calls on a few cores);
-  chunk sums are accumulated in float64, so the rounding of a sum of ``n``
+  Each chunk is copied once into a ``[X_c, Y_c]`` float32 buffer (normalised
+  and centred in place), then one GEMM ``[X_c, Y_c]^T X_c`` gives both
+  ``X_c^T X_c`` and ``Y_c^T X_c``: faster than two products on a few cores.
+  Chunk sums are accumulated in float64, so the rounding of a sum of ``n``
   rows is that of one chunk, not of ``n / chunk`` chunks. Centring happens
   per chunk before the product rather than by subtracting ``n mu mu^T``
   afterwards, which would cancel digits when the means are large.
@@ -145,13 +146,22 @@ def moments(
     rows: which rows to use (all when None).
     chunk: rows per product.
   """
-  d_new = new.shape[1]
+  d_new, d_old = new.shape[1], old.shape[1]
   gram = np.zeros((d_new, d_new), np.float64)
-  cross = np.zeros((d_new, old.shape[1]), np.float64)
+  cross = np.zeros((d_new, d_old), np.float64)
+  buffer = np.empty((min(chunk, len(new)), d_new + d_old), np.float32)
   target, n = 0.0, 0
   for part in _chunks(len(new), rows, chunk):
-    x, y = prepare(new[part], prep, "new"), prepare(old[part], prep, "old")
-    both = np.concatenate([x, y], axis=1)
+    x_raw = new[part]
+    both = buffer[: len(x_raw)]
+    x, y = both[:, :d_new], both[:, d_new:]
+    x[...], y[...] = x_raw, old[part]
+    if prep.normalize:
+      x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+      y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-30)
+    if prep.center:
+      x -= prep.mean_new
+      y -= prep.mean_old
     product = both.T @ x
     gram += product[:d_new]
     cross += product[d_new:].T
