@@ -131,3 +131,18 @@ def test_bad_input_is_one_line(data, call, message):
   with pytest.raises(InputError, match=None) as e:
     call(index, queries, rows)
   assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_evaluate_gathers_every_measure(data):
+  index, queries, rows, labels = data
+  new = np.random.default_rng(5).normal(size=(300, 9)).astype(np.float32)
+  got = measures.evaluate(index, new, queries, rows, labels=labels, k=5)
+  assert got["self_recall"] == measures.self_recall(index, queries, rows, 5)
+  assert got["neighbour_overlap"] == measures.neighbour_overlap(index, queries, rows, 5)
+  assert got["mse"] == measures.mse(queries, index[rows])
+  reindexed = measures.class_retrieval(
+    new, new[rows], labels, labels[rows], 5, rows=rows
+  )
+  assert got["class_retrieval_reindexed"] == reindexed
+  assert got["retention"] == pytest.approx(got["class_retrieval"] / reindexed)
+  assert "class_retrieval" not in measures.evaluate(index, new, queries, rows, k=5)

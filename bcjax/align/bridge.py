@@ -189,10 +189,16 @@ def load(path: str) -> Bridge:
   if meta.get("format") != FORMAT:
     raise InputError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
   family = get_family(meta["family"])
+  try:
+    hparams = family.hparams(**meta["hparams"])
+  except TypeError as e:
+    raise InputError(
+      f"{path}: hparams {meta['hparams']} do not fit {family.name}"
+    ) from e
   params = _unflatten({k[len("param:") :]: arrays[k] for k in meta["param_keys"]})
   return Bridge(
     family=meta["family"],
-    hparams=family.hparams(**meta["hparams"]),
+    hparams=hparams,
     params=params,
     d_new=int(meta["d_new"]),
     d_old=int(meta["d_old"]),

@@ -243,11 +243,15 @@ def _preprocessing(old, new, center, normalize, rows) -> Preprocessing:
 
 
 def _fit_one(old, new, family, hp, center, normalize, seed, rows) -> Bridge:
-  spec = get_family(family)
-  spec.check(hp, new.shape[1], old.shape[1])
   prep = _preprocessing(old, new, center, normalize, rows)
-  params = spec.fit(FitRows(new, old, prep, rows), hp, seed)
-  return Bridge(family, hp, params, new.shape[1], old.shape[1], prep)
+  return _fit_rows(FitRows(new, old, prep, rows), family, hp, seed)
+
+
+def _fit_rows(data: FitRows, family, hp, seed) -> Bridge:
+  spec = get_family(family)
+  d_new, d_old = data.new.shape[1], data.old.shape[1]
+  spec.check(hp, d_new, d_old)
+  return Bridge(family, hp, spec.fit(data, hp, seed), d_new, d_old, data.prep)
 
 
 def _auto(old, new, center, normalize, seed, grid, fraction, max_validation, k):
@@ -261,7 +265,11 @@ def _auto(old, new, center, normalize, seed, grid, fraction, max_validation, k):
   fit_rows, val_rows = np.sort(order[held:]), np.sort(order[:held])
   if grid is None:
     grid = {name: f.grid(d_new, d_old) for name, f in FAMILIES.items()}
-  tried, skipped, bridges = [], [], []
+  # One FitRows for every candidate: the moment families share one pass.
+  data = FitRows(
+    new, old, _preprocessing(old, new, center, normalize, fit_rows), fit_rows
+  )
+  tried, skipped = [], []
   for name, values in grid.items():
     spec = get_family(name)
     for value in values:
@@ -271,12 +279,11 @@ def _auto(old, new, center, normalize, seed, grid, fraction, max_validation, k):
       except InputError as e:
         skipped.append((name, hp, str(e)))
         continue
-      bridge = _fit_one(old, new, name, hp, center, normalize, seed, fit_rows)
+      bridge = _fit_rows(data, name, hp, seed)
       score = self_recall(
         old[val_rows], bridge.apply(new[val_rows]), np.arange(held), k, max_queries=held
       )
       tried.append(Candidate(name, hp, score, bridge.num_params))
-      bridges.append(bridge)
   if not tried:
     raise InputError(
       f"no bridge family can map {d_new} -> {d_old} dims with the grid given"

@@ -14,6 +14,7 @@ out. Similarity is the cosine throughout.
 * :func:`class_retrieval`: the share of a query's K nearest index rows that
   share its label (its own row left out when ``rows`` is given), for any
   query/index pair; :func:`retention` is bridged over re-indexed.
+* :func:`evaluate`: all of them for a bridge on a set of query rows.
 
 Neighbours are found by :func:`nearest`: queries in fixed-size chunks
 against the whole index, one jitted ``scores -> jax.lax.top_k`` per chunk
@@ -204,3 +205,61 @@ def _rows(rows, queries, index) -> np.ndarray:
   if len(rows) and (rows.min() < 0 or rows.max() >= len(index)):
     raise InputError(f"rows must be index rows 0..{len(index) - 1}")
   return rows
+
+
+def evaluate(
+  old,
+  new,
+  bridged,
+  rows,
+  *,
+  labels=None,
+  k: int = 10,
+  max_queries: int = MAX_QUERIES,
+  seed: int = 0,
+) -> dict:
+  """Every measure of a bridge on query ``rows``, against the whole old index.
+
+  Args:
+    old: ``(N, d_old)`` old vectors of every row: the index.
+    new: ``(N, d_new)`` new vectors of every row: the re-indexed index.
+    bridged: ``(len(rows), d_old)`` the bridge applied to ``new[rows]``.
+    rows: ``(n_q,)`` the query rows (e.g. a test split).
+    labels: ``(N,)`` a label per row, for class retrieval (None: skipped).
+    k: the K of every @K measure.
+    max_queries: queries sampled at most for the retrieval measures.
+    seed: the sample's seed.
+
+  Returns:
+    ``mse``, ``mean_cosine``, ``self_recall``, ``neighbour_overlap`` and,
+    with labels, ``class_retrieval`` of the bridged queries against the old
+    index, of the old queries against it (``class_retrieval_old``, what
+    consumers of the old version had) and of new queries against the new
+    index (``class_retrieval_reindexed``), and ``retention`` (bridged over
+    re-indexed). A query's own row is left out of its class neighbours.
+  """
+  old, new, rows = np.asarray(old), np.asarray(new), np.asarray(rows)
+  sample = {"max_queries": max_queries, "seed": seed}
+  out = {
+    "queries": int(len(rows)),
+    "index": int(len(old)),
+    "k": int(k),
+    "mse": mse(bridged, old[rows]),
+    "mean_cosine": mean_cosine(bridged, old[rows]),
+    "self_recall": self_recall(old, bridged, rows, k, **sample),
+    "neighbour_overlap": neighbour_overlap(old, bridged, rows, k, **sample),
+  }
+  if labels is not None:
+    labels = np.asarray(labels)
+    mine = labels[rows]
+
+    def classes(index, queries):
+      return class_retrieval(index, queries, labels, mine, k, rows=rows, **sample)
+
+    out["class_retrieval"] = classes(old, bridged)
+    out["class_retrieval_old"] = classes(old, old[rows])
+    out["class_retrieval_reindexed"] = classes(new, new[rows])
+    out["retention"] = retention(
+      out["class_retrieval"], out["class_retrieval_reindexed"]
+    )
+  return out
