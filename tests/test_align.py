@@ -487,6 +487,13 @@ def _bad_rows():
       {},
       "family='auto' needs at least 4 rows to split, got 3",
     ),
+    (
+      _rows(0, 10, 4),
+      _rows(1, 10, 4),
+      {"max_validation": 1},
+      "max_validation must be an integer >= 2, got 1",
+    ),
+    (_rows(0, 10, 4), _rows(1, 10, 4), {"k": 0}, "k must be a positive integer, got 0"),
   ],
 )
 def test_bad_input_is_refused_in_one_line(old, new, kwargs, message):

@@ -258,6 +258,10 @@ def _auto(old, new, center, normalize, seed, grid, fraction, max_validation, k):
   n, d_new, d_old = len(new), new.shape[1], old.shape[1]
   if not 0.0 < fraction < 1.0:
     raise InputError(f"validation_fraction must be in (0, 1), got {fraction}")
+  if not isinstance(max_validation, int) or max_validation < 2:
+    raise InputError(f"max_validation must be an integer >= 2, got {max_validation!r}")
+  if not isinstance(k, int) or k < 1:
+    raise InputError(f"k must be a positive integer, got {k!r}")
   held = min(max(2, round(fraction * n)), max_validation, n - 2)
   if held < 2:
     raise InputError(f"family='auto' needs at least 4 rows to split, got {n}")
