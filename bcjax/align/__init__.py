@@ -9,7 +9,8 @@ behind them. (Backward transforms trained *with* an embedding model live in
 
 * :func:`fit` (:mod:`bcjax.align.fit`): one family, or ``family="auto"``
   choosing among all by validation Recall@K with a one-standard-error rule.
-* Families (:mod:`bcjax.align.families`, :mod:`bcjax.align.mlp`), each with
+* Families (:mod:`bcjax.align.families`, :mod:`bcjax.align.mlp`; the
+  preprocessing and moments they share in :mod:`bcjax.align.moments`), each with
   its hyper-parameters as a frozen dataclass: ``linear`` (:class:`LinearHP`),
   ``orthogonal`` (:class:`OrthogonalHP`), ``reducedrank``
   (:class:`ReducedRankHP`), ``softorthogonal`` (:class:`SoftOrthogonalHP`),

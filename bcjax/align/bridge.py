@@ -20,7 +20,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from bcjax.align.families import Preprocessing, get_family, normalize_rows
+from bcjax.align.families import get_family
+from bcjax.align.moments import Preprocessing, normalize_rows
 from bcjax.atomic_files import atomic_open
 from bcjax.errors import InputError
 from bcjax.serving import BackwardChain

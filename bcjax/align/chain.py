@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from bcjax.align.bridge import Bridge, check_rows, load
-from bcjax.align.families import normalize_rows
+from bcjax.align.moments import normalize_rows
 from bcjax.errors import InputError
 from bcjax.serving import BackwardChain
 

@@ -28,15 +28,9 @@ import numpy as np
 # Imported for its registration of the mlp family.
 from bcjax.align import mlp  # noqa: F401
 from bcjax.align.bridge import Bridge, check_rows
-from bcjax.align.families import (
-  FAMILIES,
-  Preprocessing,
-  get_family,
-  moments,
-  prepare,
-  row_means,
-)
+from bcjax.align.families import FAMILIES, get_family
 from bcjax.align.measures import self_recall
+from bcjax.align.moments import Preprocessing, moments, prepare, row_means
 from bcjax.errors import InputError
 
 AUTO = "auto"
@@ -57,7 +51,7 @@ class FitRows:
     self._moments = self._arrays = None
 
   def moments(self):
-    """The :class:`bcjax.align.families.Moments` of the rows (one pass)."""
+    """The :class:`bcjax.align.moments.Moments` of the rows (one pass)."""
     if self._moments is None:
       self._moments = moments(self.new, self.old, self.prep, self.rows)
     return self._moments
