@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bcjax import align
-from bcjax.align import measures
+from bcjax.align import fitting, measures
 from bcjax.errors import InputError
 
 WIDTHS = [(8, 8), (12, 8), (8, 12)]
@@ -105,7 +105,7 @@ def test_reducedrank_refuses_a_rank_above_the_widths():
     )
 
 
-@pytest.mark.parametrize("d_new, d_old", [(8, 8), (12, 8)])
+@pytest.mark.parametrize("d_new, d_old", WIDTHS)
 def test_softorthogonal_tends_to_linear_and_to_orthogonal(d_new, d_old):
   rng = np.random.default_rng(9)
   new = _rows(10, 500, d_new)
@@ -120,9 +120,10 @@ def test_softorthogonal_tends_to_linear_and_to_orthogonal(d_new, d_old):
   )
   strong = align.fit(old, new, family="softorthogonal", hparams={"strength": 1e4})
   w = strong.params["kernel"]
-  np.testing.assert_allclose(w.T @ w, np.eye(d_old), atol=1e-3)
-  if d_new == d_old:
-    # Square: the constrained optimum is the polar factor itself.
+  small = w.T @ w if d_new >= d_old else w @ w.T
+  np.testing.assert_allclose(small, np.eye(min(d_new, d_old)), atol=1e-3)
+  if d_new <= d_old:
+    # W W^T = I fixes ||X W||: the constrained optimum is the polar factor.
     np.testing.assert_allclose(w, polar.params["kernel"], atol=1e-3)
   else:
     # Taller: the constrained least squares, at least as good as the polar
@@ -132,14 +133,14 @@ def test_softorthogonal_tends_to_linear_and_to_orthogonal(d_new, d_old):
   middle = align.fit(old, new, family="softorthogonal", hparams={"strength": 1.0})
   assert _mse(weak, new, old) < _mse(middle, new, old) < _mse(polar, new, old)
   # The gate: a tolerance as large as the linear fit's deviation frees it.
-  g = linear.T @ linear
+  g = linear.T @ linear if d_new >= d_old else linear @ linear.T
   free = align.fit(
     old,
     new,
     family="softorthogonal",
     hparams={
       "strength": 1e4,
-      "tolerance": float(np.linalg.norm(g - np.eye(d_old))) + 1,
+      "tolerance": float(np.linalg.norm(g - np.eye(len(g)))) + 1,
     },
   )
   np.testing.assert_allclose(
@@ -283,7 +284,7 @@ def test_auto_prefers_fewer_parameters_within_the_noise_and_fit_otherwise():
   assert sel.scores["linear"] - sel.scores["orthogonal"] > sel.standard_error > 0
 
 
-def test_auto_reads_only_the_rows_it_is_given():
+def test_auto_reads_only_the_rows_it_is_given(monkeypatch):
   new, old = _rows(27, 400, 8), _rows(28, 400, 12)
   old[:40] += 2 * new[:40, :1]
   # The caller's test rows are the last 100; they are poisoned, so reading
@@ -299,6 +300,10 @@ def test_auto_reads_only_the_rows_it_is_given():
   np.testing.assert_array_equal(np.union1d(fit_rows, val_rows), np.arange(300))
   # Each score is the candidate fitted on the fit rows alone, scored on the
   # validation rows alone.
+  # The index is the validation rows, then the other given rows (all of
+  # them, fewer than AUTO_INDEX here).
+  np.testing.assert_array_equal(sel.index_rows[:60], val_rows)
+  np.testing.assert_array_equal(np.sort(sel.index_rows[60:]), fit_rows)
   for c in sel.candidates:
     alone = align.fit(
       given_old[fit_rows],
@@ -308,7 +313,7 @@ def test_auto_reads_only_the_rows_it_is_given():
       center=True,
     )
     want = measures.self_recall(
-      given_old[val_rows], alone.apply(given_new[val_rows]), np.arange(60), 10
+      given_old[sel.index_rows], alone.apply(given_new[val_rows]), np.arange(60), 10
     )
     assert c.score == pytest.approx(want)
   # The choice is refitted on all given rows.
@@ -322,6 +327,11 @@ def test_auto_reads_only_the_rows_it_is_given():
   np.testing.assert_allclose(
     bridge.apply(given_new), direct.apply(given_new), atol=1e-6
   )
+  # Distractors are capped, and drawn from the fit rows only.
+  monkeypatch.setattr(fitting, "AUTO_INDEX", 100)
+  capped = align.fit(given_old, given_new, grid=grid, seed=5, center=True).selection
+  assert len(capped.index_rows) == 100
+  assert set(capped.index_rows[60:]) <= set(fit_rows)
   # The split is the seed's.
   again = align.fit(given_old, given_new, grid=grid, seed=5, center=True).selection
   np.testing.assert_array_equal(again.validation_rows, val_rows)

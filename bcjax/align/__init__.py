@@ -7,7 +7,7 @@ behind them. (Backward transforms trained *with* an embedding model live in
 :mod:`bcjax.transforms`; serving a bcjax run's versions in
 :mod:`bcjax.serving`.)
 
-* :func:`fit` (:mod:`bcjax.align.fit`): one family, or ``family="auto"``
+* :func:`fit` (:mod:`bcjax.align.fitting`): one family, or ``family="auto"``
   choosing among all by validation Recall@K with a one-standard-error rule.
 * Families (:mod:`bcjax.align.families`, :mod:`bcjax.align.mlp`; the
   preprocessing and moments they share in :mod:`bcjax.align.moments`), each with
@@ -45,7 +45,7 @@ from bcjax.align.families import (
   get_family,
   register_family,
 )
-from bcjax.align.fit import AUTO, Candidate, Selection, choose, fit
+from bcjax.align.fitting import AUTO, Candidate, Selection, choose, fit
 from bcjax.align.mlp import MLPHP
 
 __all__ = [

@@ -60,7 +60,7 @@ class Family(NamedTuple):
     name: the registered name.
     hparams: the frozen dataclass of its hyper-parameters (defaults valid).
     fit: ``(data, hp, seed) -> params``; ``data`` is a
-      :class:`bcjax.align.fit.FitRows` (``data.moments()``, ``data.arrays()``).
+      :class:`bcjax.align.fitting.FitRows` (``data.moments()``, ``data.arrays()``).
     apply: ``(params, x) -> y`` on preprocessed rows, traceable.
     num_params: ``(hp, d_new, d_old) -> int``, the free parameters (a
       semi-orthogonal matrix has fewer than its entries).

@@ -3,9 +3,10 @@
 ``fit(old, new, family=...)`` fits one family on every row it is given.
 ``family="auto"`` splits the given rows itself (seeded) into a fit part and
 a validation part, fits every candidate of every applicable family on the fit
-part, scores each by self-retrieval Recall@K on the validation part, chooses
-by the one-standard-error rule (below), and refits the choice on all given
-rows. It only ever reads the rows it is given: a caller keeps its test rows
+part, scores each by self-retrieval Recall@K of the validation part's bridged
+vectors among old vectors (the validation rows' own and, up to
+``AUTO_INDEX`` in all, distractors from the fit rows), chooses by the
+one-standard-error rule (below), and refits the choice on all given rows. It only ever reads the rows it is given: a caller keeps its test rows
 out of ``fit`` and measures on them afterwards.
 
 The rule: ``p`` the best validation Recall@K and ``n`` the validation
@@ -34,6 +35,8 @@ from bcjax.align.moments import Preprocessing, moments, prepare, row_means
 from bcjax.errors import InputError
 
 AUTO = "auto"
+# Old vectors searched by auto's validation queries at most (theirs first).
+AUTO_INDEX = 20_000
 
 
 class FitRows:
@@ -87,7 +90,9 @@ class Selection:
     standard_error: ``se`` of the best score (see the module docstring).
     k: the K of the validation Recall@K.
     fit_rows: positions (in the given rows) the candidates were fitted on.
-    validation_rows: positions they were scored on.
+    validation_rows: positions of the validation queries.
+    index_rows: positions of the old vectors searched: the validation rows
+      first, then distractors drawn from the fit rows.
     skipped: ``(family, hparams, reason)`` of candidates that cannot map the
       widths.
   """
@@ -98,6 +103,7 @@ class Selection:
   k: int
   fit_rows: np.ndarray
   validation_rows: np.ndarray
+  index_rows: np.ndarray
   skipped: tuple = ()
 
   @property
@@ -121,6 +127,7 @@ class Selection:
       "k": self.k,
       "fit_rows": len(self.fit_rows),
       "validation_rows": len(self.validation_rows),
+      "index_rows": len(self.index_rows),
       "candidates": [
         {
           "family": c.family,
@@ -261,6 +268,10 @@ def _auto(old, new, center, normalize, seed, grid, fraction, max_validation, k):
     raise InputError(f"family='auto' needs at least 4 rows to split, got {n}")
   order = np.random.default_rng(seed).permutation(n)
   fit_rows, val_rows = np.sort(order[held:]), np.sort(order[:held])
+  # Distractors: a validation index of its own rows alone is easy enough for
+  # every candidate to score 1, and then scores cannot separate them.
+  distractors = np.sort(order[held:][: max(0, AUTO_INDEX - held)])
+  index_rows = np.concatenate([val_rows, distractors])
   if grid is None:
     grid = {name: f.grid(d_new, d_old) for name, f in FAMILIES.items()}
   # One FitRows for every candidate: the moment families share one pass.
@@ -278,8 +289,9 @@ def _auto(old, new, center, normalize, seed, grid, fraction, max_validation, k):
         skipped.append((name, hp, str(e)))
         continue
       bridge = _fit_rows(data, name, hp, seed)
+      queries = bridge.apply(new[val_rows])
       score = self_recall(
-        old[val_rows], bridge.apply(new[val_rows]), np.arange(held), k, max_queries=held
+        old[index_rows], queries, np.arange(held), k, max_queries=held
       )
       tried.append(Candidate(name, hp, score, bridge.num_params))
   if not tried:
@@ -291,5 +303,7 @@ def _auto(old, new, center, normalize, seed, grid, fraction, max_validation, k):
   final = _fit_one(
     old, new, choice.family, choice.hparams, center, normalize, seed, None
   )
-  selection = Selection(tuple(tried), chosen, se, k, fit_rows, val_rows, tuple(skipped))
+  selection = Selection(
+    tuple(tried), chosen, se, k, fit_rows, val_rows, index_rows, tuple(skipped)
+  )
   return dataclasses.replace(final, selection=selection)
