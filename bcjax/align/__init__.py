@@ -1,0 +1,72 @@
+"""Bring your own embeddings: bridges between embedding models bcjax did not train.
+
+What belongs here: fitting, applying, measuring, chaining and storing
+**bridges** ``B: new-version embeddings -> old-version space`` from plain
+arrays of matched rows, with no graph, training run or checkpoint of bcjax
+behind them. (Backward transforms trained *with* an embedding model live in
+:mod:`bcjax.transforms`; serving a bcjax run's versions in
+:mod:`bcjax.serving`.)
+
+* :func:`fit` (:mod:`bcjax.align.fitting`): one family, or ``family="auto"``
+  choosing among all by validation Recall@K with a one-standard-error rule.
+* Families (:mod:`bcjax.align.families`, :mod:`bcjax.align.mlp`; the
+  preprocessing and moments they share in :mod:`bcjax.align.moments`), each with
+  its hyper-parameters as a frozen dataclass: ``linear`` (:class:`LinearHP`),
+  ``orthogonal`` (:class:`OrthogonalHP`), ``reducedrank``
+  (:class:`ReducedRankHP`), ``softorthogonal`` (:class:`SoftOrthogonalHP`),
+  ``mlp`` (:class:`MLPHP`); :func:`register_family` adds one.
+* :class:`Bridge` (:mod:`bcjax.align.bridge`): ``apply``, ``save``/:func:`load`,
+  ``export_npz`` (matrix and bias for a vector store).
+* :class:`Chain` (:mod:`bcjax.align.chain`): bridges of versions ``0..K``,
+  collapsed into one affine map per version or applied step by step.
+* :mod:`bcjax.align.measures`: MSE, cosine, self-retrieval Recall@K,
+  neighbour overlap@K, class retrieval and retention.
+
+Example::
+
+  from bcjax import align
+
+  bridge = align.fit(old_vectors, new_vectors, center=True)  # family="auto"
+  print(bridge.family, bridge.selection.scores)
+  served = bridge.apply(new_query_vectors)       # in the old space
+  bridge.export_npz("bridge.npz")                # matrix, bias, means
+"""
+
+from bcjax.align import measures
+from bcjax.align.bridge import Bridge, check_rows, load
+from bcjax.align.chain import Chain, load_chain
+from bcjax.align.families import (
+  FAMILIES,
+  Family,
+  LinearHP,
+  OrthogonalHP,
+  ReducedRankHP,
+  SoftOrthogonalHP,
+  get_family,
+  register_family,
+)
+from bcjax.align.fitting import AUTO, Candidate, Selection, choose, fit
+from bcjax.align.mlp import MLPHP
+
+__all__ = [
+  "AUTO",
+  "FAMILIES",
+  "MLPHP",
+  "Bridge",
+  "Candidate",
+  "Chain",
+  "Family",
+  "LinearHP",
+  "OrthogonalHP",
+  "ReducedRankHP",
+  "Selection",
+  "SoftOrthogonalHP",
+  "check_rows",
+  "choose",
+  "fit",
+  "get_family",
+  "load",
+  "load_chain",
+  "measures",
+  "register_family",
+]
