@@ -38,18 +38,33 @@ from bcjax.atomic_files import atomic_open, write_json
 from bcjax.errors import InputError, exit_on_user_error
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Folder for the outputs.")
-flags.DEFINE_string("old", None, "(N, d_old) .npy: old-version embeddings.")
-flags.DEFINE_string("new", None, "(N, d_new) .npy: new-version embeddings, same rows.")
-flags.DEFINE_string("labels", None, "CSV with a label per row (header: [id,]label).")
-flags.DEFINE_string("family", "auto", "Bridge family, or auto.")
-flags.DEFINE_bool("center", False, "Centre both sides (an affine bridge).")
-flags.DEFINE_bool("normalize", False, "L2-normalise rows before fitting and applying.")
-flags.DEFINE_integer("seed", 0, "Seeds the test split, auto's split and SGD.")
-flags.DEFINE_float("test_fraction", 0.2, "Share of the ids held out as test rows.")
-flags.DEFINE_integer("k", 10, "K of Recall@K, neighbour overlap@K, class retrieval@K.")
-flags.DEFINE_integer("max_queries", 10_000, "Test queries sampled at most.")
-flags.mark_flags_as_required(["workdir", "old", "new"])
+
+
+def define_flags() -> None:
+  """The binary's flags, defined when it runs, not when tests import it.
+
+  Other binaries of ``experiments`` define ``--workdir`` too; defined at
+  import, two of them in one process (a test session) would collide.
+  """
+  flags.DEFINE_string("workdir", None, "Folder for the outputs.")
+  flags.DEFINE_string("old", None, "(N, d_old) .npy: old-version embeddings.")
+  flags.DEFINE_string(
+    "new", None, "(N, d_new) .npy: new-version embeddings, same rows."
+  )
+  flags.DEFINE_string("labels", None, "CSV with a label per row (header: [id,]label).")
+  flags.DEFINE_string("family", "auto", "Bridge family, or auto.")
+  flags.DEFINE_bool("center", False, "Centre both sides (an affine bridge).")
+  flags.DEFINE_bool(
+    "normalize", False, "L2-normalise rows before fitting and applying."
+  )
+  flags.DEFINE_integer("seed", 0, "Seeds the test split, auto's split and SGD.")
+  flags.DEFINE_float("test_fraction", 0.2, "Share of the ids held out as test rows.")
+  flags.DEFINE_integer(
+    "k", 10, "K of Recall@K, neighbour overlap@K, class retrieval@K."
+  )
+  flags.DEFINE_integer("max_queries", 10_000, "Test queries sampled at most.")
+  flags.mark_flags_as_required(["workdir", "old", "new"])
+
 
 MEASURES = (
   ("mse", "MSE (bridged vs old)"),
@@ -251,4 +266,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
