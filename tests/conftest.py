@@ -22,8 +22,21 @@ import pytest  # noqa: E402
 
 from bcjax.data.graph import DynamicGraph, RaggedAttribute, from_raw_log  # noqa: E402
 from bcjax.data.synthetic import SyntheticSpec, generate  # noqa: E402
+from bcjax.models import mosaic_kernel  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The mosaic layout off a GPU runs in Mosaic GPU's interpreter, which JAX
+# has from 0.10 on; older supported JAX (the floor is 0.8) cannot run it.
+needs_mosaic_interpreter = pytest.mark.skipif(
+  not mosaic_kernel.interpreter_available(),
+  reason=f"jax {jax.__version__} has no Mosaic GPU interpreter to run the kernel on CPU",
+)
+
+
+def mosaic_param(value):
+  """A parametrize value that needs Mosaic GPU's interpreter."""
+  return pytest.param(value, marks=needs_mosaic_interpreter)
 
 
 def run_module(module, *args, cwd, **env):

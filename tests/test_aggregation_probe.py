@@ -6,6 +6,7 @@ import pytest
 
 from bcjax.models import aggregation
 from benchmarks import aggregation_probe as probe
+from tests.conftest import mosaic_param
 
 KINDS = [
   "scatter",
@@ -19,8 +20,8 @@ KINDS = [
   "columns-u8-g1.5",
   "pallas",
   "pallas-w2-b4-p8-n4-s3",
-  "mosaic",
-  "mosaic-w3-b256-p8",
+  mosaic_param("mosaic"),
+  mosaic_param("mosaic-w3-b256-p8"),
 ]
 
 
@@ -44,7 +45,13 @@ def test_each_candidate_sums_like_numpy(kind):
 
 @pytest.mark.parametrize(
   "kind",
-  ["columns-g2", "set-g1.5", "flat-g2", "pallas-w4-b512-p16-n2", "mosaic-w4-b128-p16"],
+  [
+    "columns-g2",
+    "set-g1.5",
+    "flat-g2",
+    "pallas-w4-b512-p16-n2",
+    mosaic_param("mosaic-w4-b128-p16"),
+  ],
 )
 def test_relayout_rebuilds_the_same_relation(kind):
   senders, receivers, ns, nr = _edges(seed=2)

@@ -18,7 +18,7 @@ from bcjax.models.aggregation import Relation, relation_sum, take_rows
 from bcjax.models.mosaic_kernel import MosaicSegmentLists, rows_gradient, segment_sum
 from tests.conftest import lower_for_cuda
 
-if not mosaic_kernel.MOSAIC_GPU or mosaic_kernel._interpret_params() is None:
+if not mosaic_kernel.interpreter_available():
   pytest.skip(
     f"jax {jax.__version__} has no Mosaic GPU interpreter", allow_module_level=True
   )

@@ -80,6 +80,11 @@ def _interpret_params():
   return params()
 
 
+def interpreter_available() -> bool:
+  """Whether this JAX can run the kernel off a GPU (tests, CPU runs)."""
+  return MOSAIC_GPU and _interpret_params() is not None
+
+
 def _kernel(
   starts_ref, indices_ref, x_ref, out_ref, *, width, block, vector, interpreted
 ):
