@@ -205,11 +205,15 @@ class VersionStore:
       saved = listed[item]
     except KeyError:
       saved = None
-    if saved is None and item == "transform":
-      return None
     if saved is None:
+      # A transform without parameters is never saved; an item folder whose
+      # metadata cannot be read is damaged.
+      step = os.path.join(self.directory, str(version), item)
+      if item == "transform" and not os.path.exists(step):
+        return None
       raise InputError(
-        f"checkpoint item {item!r} of version {version} in {self.directory} is missing"
+        f"checkpoint item {item!r} of version {version} in {self.directory} "
+        "is missing or corrupt"
       )
     # Host arrays as the target: the saved sharding may name devices of
     # other processes (a multi-process save), which a reader cannot use.
