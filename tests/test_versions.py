@@ -67,7 +67,7 @@ def test_every_strategy_has_every_version(run):
 
 def test_linear_init_and_posthoc_checks_are_recorded(run):
   workdir, results = run
-  assert results["config"]["transform_init"] == "uniform"
+  assert results["config"]["transform"]["linear"]["init"] == "uniform"
   with VersionStore(_checkpoints(workdir, "posthoc-linear-sloss"), create=False) as s:
     assert s.metadata(1)["transform"]["hparams"] == {"init": "uniform"}
   # The test config checks the post-hoc criterion at epochs 2 and 4 only

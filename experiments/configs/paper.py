@@ -28,10 +28,10 @@ def get_config():
   config.learning_rate = 1e-3
   config.eval_every = 10
   config.eval_chunk_size = 1024
-  config.joint_keep_after = 50
-  config.posthoc_epochs = 200
-  config.posthoc_keep_after = 50
-  config.finetune_epochs = 250
+  config.method.joint.keep_after = 50
+  config.method.posthoc.epochs = 200
+  config.method.posthoc.keep_after = 50
+  config.method.finetune_m0.epochs = 250
   config.consumer.hidden_sizes = (128, 256, 512, 1024)
   config.consumer.dropouts = (0.0, 0.25, 0.5)
   config.consumer.seeds = 10

@@ -27,10 +27,10 @@ def get_config():
   config.eval_every = 2
   config.batch_size = 256
   config.eval_chunk_size = 64
-  config.joint_keep_after = 1
-  config.posthoc_epochs = 4
-  config.posthoc_keep_after = 1
-  config.finetune_epochs = 2
+  config.method.joint.keep_after = 1
+  config.method.posthoc.epochs = 4
+  config.method.posthoc.keep_after = 1
+  config.method.finetune_m0.epochs = 2
   config.consumer.hidden_sizes = (16,)
   config.consumer.dropouts = (0.0,)
   config.consumer.seeds = 1
