@@ -13,6 +13,7 @@ import pytest
 from bcjax import runner
 from bcjax.checkpoints import VersionStore
 from bcjax.errors import InputError
+from bcjax.methods import building_blocks
 from bcjax.methods import paper as paper_methods
 from bcjax.workdir import (
   CONFIG_KEY,
@@ -275,6 +276,7 @@ def test_rerun_with_unfingerprinted_fields_changed_reuses_every_version(
     raise AssertionError("a saved version was retrained")
 
   monkeypatch.setattr(paper_methods, "fit_version", fail)
+  monkeypatch.setattr(building_blocks, "fit_version", fail)
   config = _intended_config()
   config.data_dir = "/elsewhere"  # unread by synthetic data: the same content
   config.tasks = "binary-edge-rating"

@@ -9,6 +9,14 @@ Expected result: about a minute on 2 CPU cores (mostly compilation); every
 output of the main job (results.json, table.md, table.csv, plots) for the
 paper's eight strategies over two versions of a tiny synthetic graph; the
 numbers mean nothing.
+
+The components' hyperparameters are fields like any other (``--help`` lists
+them, an extension's too once ``--config.imports`` loads it), e.g. an MLP
+transform of width 32 and a longer post-hoc fit::
+
+  python -m experiments.compare --workdir=/tmp/bcjax_test_mlp \
+      --config=experiments/configs/test.py --config.strategy=paper,posthoc-mlp-sloss \
+      --config.transform.mlp.hidden=32 --config.method.posthoc.epochs=8
 """
 
 from experiments.configs import default
