@@ -222,12 +222,14 @@ def test_restored_parameters_reproduce_saved_embeddings(run):
 def test_rerun_reuses_every_saved_version(run, monkeypatch):
   workdir, results = run
   import bcjax.methods.paper as module
+  from bcjax.methods import building_blocks
 
   def fail(*args, **kwargs):
     raise AssertionError("a saved version was retrained")
 
   monkeypatch.setattr(module, "fit_version", fail)
-  monkeypatch.setattr(module, "fit_posthoc", fail)
+  monkeypatch.setattr(building_blocks, "fit_version", fail)
+  monkeypatch.setattr(building_blocks, "fit_posthoc", fail)
   again = runner.run(_config(), workdir)
   assert again["strategies"] == results["strategies"]
 
