@@ -1,20 +1,100 @@
-"""Checks of an experiment config, one clear message per bad field."""
+"""An experiment config: its components' sections and its checks.
+
+The run-level fields (data, versions, models, optimisation, consumers) are
+the config file's; the hyperparameters of every registered component are
+sections generated from the component's dataclass (:mod:`bcjax.hparams`):
+``config.transform.<family>``, ``config.loss.<loss>`` and
+``config.method.<method>`` (a method's ``-`` as ``_``), for each component
+that has hyperparameters. :func:`add_component_sections` adds them (the
+shipped configs call it, so ``--help`` lists them and the command line sets
+them, an extension's included once ``--config.imports`` loads it);
+:func:`validate` refuses a bad field with one message naming it.
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import ml_collections
 
-from bcjax import extensions
+from bcjax import extensions, losses, methods, transforms
+from bcjax import hparams as hparams_lib
 from bcjax.errors import InputError, unknown_name
 from bcjax.evaluation.recall import REPORT_SPLITS
-from bcjax.methods import get_method
 from bcjax.models.aggregation import LAYOUTS
-from bcjax.strategies import PAPER_STRATEGIES, Strategy, parse_strategy
-from bcjax.transforms import LINEAR_INITS
+from bcjax.strategies import PAPER_STRATEGIES, ResolvedStrategy, parse_strategy, resolve
+
+# Fields of configs before components owned their hyperparameters, and where
+# each went, so that an old config file is refused rather than half-read.
+MOVED_FIELDS = {
+  "transform_init": "transform.linear.init",
+  "transform_hidden": "transform.mlp.hidden",
+  "closedform_ridge": "method.closedform.ridge",
+  "posthoc_epochs": "method.posthoc.epochs",
+  "posthoc_keep_after": "method.posthoc.keep_after",
+  "posthoc_learning_rate": "method.posthoc.learning_rate",
+  "joint_keep_after": "method.joint.keep_after",
+  "align_weight": "method.joint.align_weight",
+  "finetune_epochs": "method.finetune_m0.epochs",
+}
+COMPONENT_KINDS = ("transform", "loss", "method")
 
 
-def strategies(config: ml_collections.ConfigDict) -> list[Strategy]:
-  """The strategies of ``config.strategy``, validated.
+def _registered(kind: str) -> dict[str, type]:
+  """``config key -> hyperparameter dataclass`` of ``kind``'s components."""
+  if kind == "transform":
+    entries = [(f.name, f.hparams) for f in transforms.TRANSFORMS.values()]
+  elif kind == "loss":
+    entries = [(x.name, x.hparams_class) for x in losses.LOSSES.values()]
+  else:
+    entries = [(m.name, m.hparams) for m in methods.registered_methods()]
+  return {hparams_lib.section_key(name): cls for name, cls in entries}
+
+
+def add_component_sections(
+  config: ml_collections.ConfigDict,
+) -> ml_collections.ConfigDict:
+  """Adds the section of every registered component with hyperparameters.
+
+  The user's extensions (``config.imports`` and the ``bcjax.extensions``
+  entry points) are loaded first, so their sections are there too. A
+  section already in ``config`` keeps its values; missing fields of it get
+  their defaults.
+
+  Args:
+    config: an experiment config, changed in place (unlocked meanwhile).
+
+  Returns:
+    ``config``.
+  """
+  extensions.load(config.get("imports", ""))
+  with config.unlocked():
+    for kind in COMPONENT_KINDS:
+      if kind not in config:
+        config[kind] = ml_collections.ConfigDict()
+      sections = config[kind]
+      for key, cls in _registered(kind).items():
+        if not dataclasses.fields(cls):
+          continue
+        if key not in sections:
+          sections[key] = hparams_lib.section(cls)
+          continue
+        for name, value in hparams_lib.section(cls).items():
+          if name not in sections[key]:
+            sections[key][name] = value
+  return config
+
+
+def with_component_sections(
+  config: ml_collections.ConfigDict,
+) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with every component's section (the caller's is kept)."""
+  return add_component_sections(copy.deepcopy(config))
+
+
+def strategies(config: ml_collections.ConfigDict) -> list[ResolvedStrategy]:
+  """The strategies of ``config.strategy``, resolved with ``config``.
 
   ``config.strategy`` is a comma-separated list of names; ``paper`` stands
   for the paper's eight. Duplicates (an alias and its name) count once.
@@ -25,12 +105,32 @@ def strategies(config: ml_collections.ConfigDict) -> list[Strategy]:
   names = [s.strip() for s in str(config.strategy).split(",") if s.strip()]
   if not names:
     raise InputError("config.strategy is empty; expected one or more names")
-  out: dict[str, Strategy] = {}
+  out: dict[str, ResolvedStrategy] = {}
   for name in names:
     for each in PAPER_STRATEGIES if name == "paper" else (name,):
       strategy = parse_strategy(each)
-      out.setdefault(strategy.name, strategy)
+      if strategy.name not in out:
+        out[strategy.name] = resolve(strategy, config)
   return list(out.values())
+
+
+def _validate_components(config: ml_collections.ConfigDict) -> None:
+  """Every component section read back through its dataclass."""
+  for old, new in MOVED_FIELDS.items():
+    if old in config:
+      raise InputError(
+        f"config.{old} is now config.{new} (components own their "
+        "hyperparameters); expected it there"
+      )
+  for kind in COMPONENT_KINDS:
+    sections = config.get(kind) or {}
+    registered = _registered(kind)
+    with_fields = [key for key, cls in registered.items() if dataclasses.fields(cls)]
+    for key in sections:
+      if key not in registered:
+        raise unknown_name(f"config.{kind} section", key, with_fields)
+    for key, cls in registered.items():
+      hparams_lib.from_section(cls, sections.get(key), f"config.{kind}.{key}")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -70,27 +170,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"config.num_seeds must be a positive integer (embedding seeds, each a "
       f"whole run with its own M_0), got {config.num_seeds!r}"
     )
-  for field in ("learning_rate", "posthoc_learning_rate"):
-    if field in config and not config[field] > 0:
-      raise InputError(f"config.{field} must be positive, got {config[field]!r}")
-  if "transform_init" in config and config.transform_init not in LINEAR_INITS:
-    raise unknown_name("transform init", config.transform_init, LINEAR_INITS)
+  if "learning_rate" in config and not config.learning_rate > 0:
+    raise InputError(
+      f"config.learning_rate must be positive, got {config.learning_rate!r}"
+    )
   if config.weight_decay < 0:
     raise InputError(f"config.weight_decay must be >= 0, got {config.weight_decay}")
-  for field in ("joint_keep_after", "posthoc_keep_after", "transform_hidden"):
-    if field in config and (not isinstance(config[field], int) or config[field] < 0):
-      raise InputError(f"config.{field} must be an integer >= 0, got {config[field]!r}")
-  for field in ("posthoc_epochs", "finetune_epochs"):
-    if field in config and (not isinstance(config[field], int) or config[field] < 1):
-      raise InputError(
-        f"config.{field} must be a positive integer, got {config[field]!r}"
-      )
-  if "closedform_ridge" in config and not config.closedform_ridge >= 0:
-    raise InputError(
-      f"config.closedform_ridge must be >= 0, got {config.closedform_ridge!r}"
-    )
-  if "align_weight" in config and not config.align_weight >= 0:
-    raise InputError(f"config.align_weight must be >= 0, got {config.align_weight!r}")
+  _validate_components(config)
   if config.get("layout", "") not in ("", *LAYOUTS):
     raise InputError(
       f"config.layout must be one of {('', *LAYOUTS)} ('' picks the backend's "
@@ -105,19 +191,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"config.num_devices must be 0 (all devices) or a positive integer, got "
       f"{config.num_devices!r}"
     )
-  for keep, epochs in (
-    ("joint_keep_after", "epochs"),
-    ("posthoc_keep_after", "posthoc_epochs"),
-  ):
-    if keep in config and epochs in config and config[keep] >= config[epochs]:
-      raise InputError(
-        f"config.{keep}={config[keep]} leaves no epoch to keep: it must be "
-        f"below config.{epochs}={config[epochs]}"
-      )
+  # The one check across a method's section and the run's fields.
+  joint = (config.get("method") or {}).get("joint") or {}
+  if joint.get("keep_after", 0) >= config.epochs:
+    raise InputError(
+      f"config.method.joint.keep_after={joint['keep_after']} leaves no epoch to "
+      f"keep: it must be below config.epochs={config.epochs}"
+    )
   chosen = strategies(config)
   # nobc (also behind every post-hoc strategy) and joint-notrans serve an old
   # version as a prefix of the new embedding, so dimensions may only grow.
-  truncating = [s.name for s in chosen if _truncates(s)]
+  truncating = [s.name for s in chosen if _truncates(s.method.name, s.learns_transform)]
   dims = tuple(config.dims)[: config.num_versions]
   shrinking = [k for k in range(1, len(dims)) if dims[k] < dims[k - 1]]
   if truncating and shrinking:
@@ -136,13 +220,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_start_versions(config.compatibility.get("start_versions", ()), n)
 
 
-def _truncates(strategy: Strategy) -> bool:
-  """Whether ``strategy`` (or a strategy it reads) serves an old version as a
-  prefix of a new one: a new architecture without a learned transform."""
-  method = get_method(strategy.method)
-  if not (method.keeps_m0 or strategy.learns_transform):
+def _truncates(method_name: str, learns_transform: bool) -> bool:
+  """Whether a strategy of this method (or a strategy it reads) serves an old
+  version as a prefix of a new one: a new architecture without a learned
+  transform."""
+  method = methods.get_method(method_name)
+  if not (method.keeps_m0 or learns_transform):
     return True
-  return any(_truncates(parse_strategy(name)) for name in method.reads)
+  return any(
+    _truncates(s.method, s.learns_transform) for s in map(parse_strategy, method.reads)
+  )
 
 
 def _validate_consumer(c: ml_collections.ConfigDict) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from bcjax import keys
 from bcjax.checkpoints import JSON, TREE, checkpoint_manager
 from bcjax.errors import InputError, TrainingDivergedError
 from bcjax.evaluation.metrics import evaluate_metric
@@ -193,8 +194,8 @@ class _Trainer:
         "opt_state": opt_state,
       }, loss
 
-    keys = jax.random.split(k_drop, self.num_steps)
-    state, losses = jax.lax.scan(step, state, (order, keys))
+    step_keys = jax.random.split(k_drop, self.num_steps)
+    state, losses = jax.lax.scan(step, state, (order, step_keys))
     return state, losses.mean()
 
 
@@ -319,15 +320,13 @@ def fit_consumer(
   grid = {}
   for hidden in config.hidden_sizes:
     trainer = _Trainer(task, hidden, config, len(train))
-    keys = [
-      jax.random.fold_in(jax.random.fold_in(key, hidden), seed) for _, seed in pairs
-    ]
-    state = jax.vmap(trainer.init, in_axes=(0, None))(jnp.stack(keys), dim)
+    model_keys = [keys.consumer_model_key(key, hidden, seed) for _, seed in pairs]
+    state = jax.vmap(trainer.init, in_axes=(0, None))(jnp.stack(model_keys), dim)
     kept = {"params": state["params"], "batch_stats": state["batch_stats"]}
     kept = jax.tree.map(jnp.copy, kept)
 
-    def train_epoch(state, epoch, trainer=trainer, keys=keys):
-      epoch_keys = jnp.stack([jax.random.fold_in(k, epoch) for k in keys])
+    def train_epoch(state, epoch, trainer=trainer, model_keys=model_keys):
+      epoch_keys = jnp.stack([keys.epoch_key(k, epoch) for k in model_keys])
       state, losses = trainer.epoch(
         state, epoch_keys, dropouts, train_tables, train_ids, train_labels
       )

@@ -16,6 +16,11 @@ purposes can ever draw the same key:
   many-seed run draw the same keys. Consumers draw from the run's root for
   every embedding seed: their seeds are ``config.consumer.seeds``.
 
+Below the streams, every loop that draws per epoch, per consumer model or
+per start version folds its index in here too (:func:`epoch_key`,
+:func:`consumer_model_key`, :func:`start_version_key`): no module splits a
+key of its own.
+
 Changing a constant changes every number of a run that draws from it.
 """
 
@@ -62,7 +67,8 @@ def version_key(seed: int, strategy: str, k: int, embedding_seed: int = 0) -> ja
 
   Args:
     seed: ``config.seed``.
-    strategy: the strategy's canonical name.
+    strategy: the strategy's stable id (``ResolvedStrategy.id``, its
+      canonical name: an alias draws its name's keys).
     k: the version.
     embedding_seed: which of the ``config.num_seeds`` embedding seeds.
   """
@@ -83,3 +89,25 @@ def consumer_key(seed: int, task: str) -> jax.Array:
 def stream(key: jax.Array, name: str) -> jax.Array:
   """The stream ``name`` (one of :data:`STREAMS`) of a version's key."""
   return jax.random.fold_in(key, STREAMS[name])
+
+
+def epoch_key(key: jax.Array, epoch: int) -> jax.Array:
+  """The key of epoch ``epoch`` of a fit drawing from ``key``.
+
+  A resumed fit replays the same epochs from it (:mod:`bcjax.progress`).
+  """
+  return jax.random.fold_in(key, epoch)
+
+
+def consumer_model_key(key: jax.Array, hidden: int, seed: int) -> jax.Array:
+  """The key of consumer seed ``seed`` of hidden width ``hidden`` in a task's
+  grid, drawn from the task's key (:func:`consumer_key`)."""
+  return jax.random.fold_in(jax.random.fold_in(key, hidden), seed)
+
+
+def start_version_key(key: jax.Array, start: int) -> jax.Array:
+  """The key of a task's consumers that start at version ``start``.
+
+  Version 0's is ``key`` itself, so such a consumer is the main job's.
+  """
+  return key if start == 0 else jax.random.fold_in(key, start)

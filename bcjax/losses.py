@@ -1,11 +1,15 @@
 """Training losses of the embedding models, as pure functions.
 
 BPR trains every embedding model; an alignment loss ties M_k (through B_k) to
-the previous version. Alignment losses are registered by name
-(:func:`register_loss`) and share one signature, used both by joint training
-and by post-hoc fitting::
+the previous version. Alignment losses are registered by name with the
+dataclass of their hyperparameters (``@register_loss(name, hparams=...)``,
+fields in ``config.loss.<name>``) and share one signature::
 
-  loss(transform, params, old_params, previous, current) -> scalar
+  fn(transform, params, old_params, previous, current, hparams) -> scalar
+
+The registered :class:`AlignmentLoss` binds ``hparams``; joint training and
+post-hoc fitting call it as ``loss(transform, params, old_params, previous,
+current)``,
 
 with ``old_params`` the frozen ``B_{k-1}, ..., B_1`` (newest first, of the
 same family as ``transform``) and ``previous`` / ``current`` per-group
@@ -17,11 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from bcjax.errors import check_new_name, unknown_name
+from bcjax import extensions
+from bcjax import hparams as hparams_lib
+from bcjax.errors import InputError, check_new_name, unknown_name
 from bcjax.transforms import BackwardTransform
 
 
@@ -130,21 +137,38 @@ def multi_step_loss(
 
 @dataclasses.dataclass(frozen=True)
 class AlignmentLoss:
-  """A registered alignment loss.
+  """A registered alignment loss with its hyperparameters.
 
   Attributes:
     name: the name used in strategy names (``sloss``, ``mloss``, ...).
-    fn: ``(transform, params, old_params, previous, current) -> scalar``.
+    fn: ``(transform, params, old_params, previous, current, hparams) ->
+      scalar``.
     check: ``transform -> reason or None``: why the loss is no valid
       combination with a transform family (None: it is).
+    hparams_class: the frozen dataclass of its hyperparameters; its fields
+      are ``config.loss.<name>``.
+    hparams: the values this loss is called with (an ``hparams_class``).
+    source: where it was registered from (:func:`bcjax.extensions.source_of`).
   """
 
   name: str
   fn: Callable[..., jax.Array]
   check: Callable[[BackwardTransform], str | None] = lambda transform: None
+  hparams_class: type = hparams_lib.NoHparams
+  hparams: Any = hparams_lib.NoHparams()
+  source: str = ""
 
   def __call__(self, transform, params, old_params, previous, current):
-    return self.fn(transform, params, old_params, previous, current)
+    return self.fn(transform, params, old_params, previous, current, self.hparams)
+
+  def bind(self, hparams: Any) -> AlignmentLoss:
+    """This loss with other hyperparameters (an instance of ``hparams_class``)."""
+    if not isinstance(hparams, self.hparams_class):
+      raise InputError(
+        f"alignment loss {self.name!r} takes {self.hparams_class.__name__} "
+        f"hparams, got {type(hparams).__name__}"
+      )
+    return dataclasses.replace(self, hparams=hparams)
 
 
 LOSSES: dict[str, AlignmentLoss] = {}
@@ -152,30 +176,57 @@ LOSSES: dict[str, AlignmentLoss] = {}
 
 def register_loss(
   name: str,
-  fn: Callable[..., jax.Array],
+  *,
+  hparams: type = hparams_lib.NoHparams,
   check: Callable[[BackwardTransform], str | None] | None = None,
-) -> AlignmentLoss:
-  """Registers an alignment loss: the grammar and the CLI pick it up.
+) -> Callable[[Callable[..., jax.Array]], AlignmentLoss]:
+  """A decorator that registers ``fn`` as alignment loss ``name``.
+
+  The grammar, the config (``config.loss.<name>.<field>``) and the CLI pick
+  it up. The decorated name becomes the :class:`AlignmentLoss` with default
+  hyperparameters.
 
   Args:
     name: the loss name used in strategy names (no ``-``).
-    fn: ``(transform, params, old_params, previous, current) -> scalar``.
+    hparams: the frozen dataclass of its hyperparameters (defaults for all).
     check: ``transform -> reason or None`` (default: valid with any family).
 
   Raises:
-    InputError: for a name with ``-`` or one already registered.
+    InputError: for a name with ``-``, one already registered, or hparams
+      that are not a frozen dataclass with defaults.
   """
   check_new_name("alignment loss", name, LOSSES)
-  loss = AlignmentLoss(name, fn, check or (lambda transform: None))
-  LOSSES[name] = loss
-  return loss
+  hparams_lib.check_class("alignment loss", name, hparams)
+
+  def register(fn: Callable[..., jax.Array]) -> AlignmentLoss:
+    loss = AlignmentLoss(
+      name,
+      fn,
+      check or (lambda transform: None),
+      hparams,
+      hparams(),
+      extensions.source_of(fn),
+    )
+    LOSSES[name] = loss
+    return loss
+
+  return register
 
 
 def get_loss(name: str) -> AlignmentLoss:
-  """The registered alignment loss ``name``."""
+  """The registered alignment loss ``name``, with default hyperparameters."""
   if name not in LOSSES:
     raise unknown_name("alignment loss", name, LOSSES)
   return LOSSES[name]
+
+
+def from_config(name: str, config) -> AlignmentLoss:
+  """Loss ``name`` with its hyperparameters from ``config.loss.<name>``."""
+  loss = get_loss(name)
+  values = (config.get("loss") or {}).get(hparams_lib.section_key(name))
+  return loss.bind(
+    hparams_lib.from_section(loss.hparams_class, values, f"config.loss.{name}")
+  )
 
 
 def _needs_learned(transform: BackwardTransform) -> str | None:
@@ -187,16 +238,15 @@ def _needs_learned(transform: BackwardTransform) -> str | None:
   )
 
 
-register_loss(
-  "sloss",
-  lambda transform, params, old_params, previous, current: single_step_loss(
-    transform, params, previous, current
-  ),
-)
-register_loss(
-  "mloss",
-  lambda transform, params, old_params, previous, current: multi_step_loss(
-    transform, params, transform, old_params, previous, current
-  ),
-  _needs_learned,
-)
+@register_loss("sloss")
+def sloss(transform, params, old_params, previous, current, hparams):
+  """The single-step loss (:func:`single_step_loss`); older versions unused."""
+  del old_params, hparams
+  return single_step_loss(transform, params, previous, current)
+
+
+@register_loss("mloss", check=_needs_learned)
+def mloss(transform, params, old_params, previous, current, hparams):
+  """The multi-step loss (:func:`multi_step_loss`), old B's of the same family."""
+  del hparams
+  return multi_step_loss(transform, params, transform, old_params, previous, current)

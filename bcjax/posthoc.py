@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bcjax import keys
 from bcjax.data.bipartite import BipartiteGraph, sample_bpr_triples
 from bcjax.errors import TrainingDivergedError
 from bcjax.evaluation.alignment import alignment_error
@@ -174,7 +175,7 @@ def fit_posthoc(
     params, opt_state, loss = train_epoch(
       params,
       opt_state,
-      jax.random.fold_in(key, epoch),
+      keys.epoch_key(key, epoch),
       graph,
       current,
       previous,

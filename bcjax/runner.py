@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import ml_collections
 from absl import logging
 
-from bcjax import atomic_files, environment, keys, processes, sharding, transforms
+from bcjax import atomic_files, environment, keys, processes, sharding
 from bcjax import config as config_lib
 from bcjax.checkpoints import VersionStore
 from bcjax.data.bipartite import BipartiteGraph
@@ -36,13 +36,12 @@ from bcjax.errors import InputError
 from bcjax.evaluation.alignment import version_alignment
 from bcjax.evaluation.recall import most_popular_recall
 from bcjax.job_clock import JobClock
-from bcjax.losses import get_loss
-from bcjax.methods import M0_METHOD, Context, Version, get_method
+from bcjax.methods import M0_METHOD, Context, Version
 from bcjax.metric_writer import MetricWriter
 from bcjax.models.pinsage import PinSAGE, embed
 from bcjax.progress import FitProgress
 from bcjax.results import VersionResult
-from bcjax.strategies import Strategy, parse_strategy
+from bcjax.strategies import ResolvedStrategy, resolve
 from bcjax.workdir import (
   CONFIG_KEY,
   DATASET_KEY,
@@ -159,15 +158,17 @@ class Runner:
   Args:
     data: the run's data.
     writer: where the fits' curves go (None: nowhere).
-    strategies: the strategies the job will run, in order: the job clock
-      plans their epochs, and progress lines say "strategy i/N".
+    strategies: the strategies the job will run, resolved, in order: the
+      job clock plans their epochs, and progress lines say "strategy i/N".
+      Any other strategy a method reads (``ctx.version_of``) is resolved
+      once, with the run's config.
   """
 
   def __init__(
     self,
     data: RunData,
     writer: MetricWriter | None = None,
-    strategies: tuple[Strategy, ...] = (),
+    strategies: tuple[ResolvedStrategy, ...] = (),
   ):
     self.data = data
     self.fingerprint = config_fingerprint(data.fields)
@@ -178,17 +179,26 @@ class Runner:
     self.started = environment.now()
     self.clock = JobClock()
     self._order = {s.name: i for i, s in enumerate(strategies, 1)}
+    self._resolved = {s.name: s for s in strategies}
     self._reported: dict[str, int] = {}
     c = data.config
     for s in strategies:
       for k in range(c.num_versions):
         # Every version trains a model for config.epochs, except version 0
         # outside M_0's method (it is M_0): a plan, refined as stages end.
-        trains = k > 0 or s.method == M0_METHOD
+        trains = k > 0 or s.method.name == M0_METHOD
         self.clock.add(_stage(s.name, k), c.epochs if trains else 0)
     self.clock.start()
 
-  def results(self, strategy: Strategy) -> list[VersionResult]:
+  def strategy(self, name: str) -> ResolvedStrategy:
+    """Strategy ``name`` resolved with the run's config (once per run)."""
+    if name not in self._resolved:
+      resolved = resolve(name, self.data.config)
+      # An alias resolves to its canonical name's entry.
+      self._resolved[name] = self._resolved.setdefault(resolved.name, resolved)
+    return self._resolved[name]
+
+  def results(self, strategy: ResolvedStrategy) -> list[VersionResult]:
     """Every version of ``strategy``, trained or restored: their results."""
     n = self.data.config.num_versions
     return [self.version(strategy, k).result for k in range(n)]
@@ -196,11 +206,11 @@ class Runner:
   def m0_embeddings(self, k: int) -> tuple:
     """M_0 on version k's graph: fix-m0's embeddings, the version-0 reference."""
     if k not in self._m0_embeddings:
-      m0 = self.version(parse_strategy(M0_METHOD), 0)
+      m0 = self.version(self.strategy(M0_METHOD), 0)
       self._m0_embeddings[k] = embed(m0.model, m0.variables, self.data.bipartite(k))
     return self._m0_embeddings[k]
 
-  def version(self, strategy: Strategy, k: int) -> Version:
+  def version(self, strategy: ResolvedStrategy, k: int) -> Version:
     """Version ``k`` of ``strategy``: restored, or made by its method and saved."""
     memo = (strategy.name, k)
     if memo in self._versions:
@@ -221,7 +231,7 @@ class Runner:
     self._versions[memo] = version
     return version
 
-  def _report(self, strategy: Strategy, k: int, record: dict) -> str:
+  def _report(self, strategy: ResolvedStrategy, k: int, record: dict) -> str:
     """Writes a fit's evaluation and says where the job stands."""
     c = self.data.config
     stage = _stage(strategy.name, k)
@@ -247,12 +257,14 @@ class Runner:
       where = f"seed {i + 1}/{c.num_seeds}, " + where
     return f" [{where}version {k}/{c.num_versions - 1}, {self.clock.eta()}]"
 
-  def _make(self, strategy: Strategy, k: int, earlier: list[Version]) -> Version:
-    if k == 0 and strategy.method != M0_METHOD:
-      m0 = self.version(parse_strategy(M0_METHOD), 0)
+  def _make(
+    self, strategy: ResolvedStrategy, k: int, earlier: list[Version]
+  ) -> Version:
+    if k == 0 and strategy.method.name != M0_METHOD:
+      m0 = self.version(self.strategy(M0_METHOD), 0)
       return dataclasses.replace(m0, result=m0.result.replace(strategy=strategy.name))
     ctx = self._context(strategy, k)
-    version = get_method(strategy.method).fn(ctx, k, earlier)
+    version = strategy.method.fn(ctx, k, earlier)
     if k == 0:
       # Version 0 is M_0: fix-m0's embeddings exactly, which the table's
       # alignment error averages in (as the reference does).
@@ -262,7 +274,7 @@ class Runner:
       )
     graph = ctx.graph
     errors = version_alignment(
-      ctx.transform,
+      strategy.transform,
       tuple(v.transform_params for v in earlier[1:]) + (version.transform_params,),
       embed(version.model, version.variables, graph),
       embed(earlier[-1].model, earlier[-1].variables, graph),
@@ -272,9 +284,9 @@ class Runner:
       version, result=version.result.replace(strategy=strategy.name, **errors)
     )
 
-  def _context(self, strategy: Strategy, k: int) -> Context:
+  def _context(self, strategy: ResolvedStrategy, k: int) -> Context:
     key = keys.version_key(
-      self.data.config.seed, strategy.name, k, self.data.embedding_seed
+      self.data.config.seed, strategy.id, k, self.data.embedding_seed
     )
     return Context(
       strategy=strategy,
@@ -282,11 +294,9 @@ class Runner:
       split=self.data.splits[k],
       graph=self.data.bipartite(k),
       key=key,
-      transform=transforms.from_config(strategy.transform, self.data.config),
-      loss=get_loss(strategy.loss) if strategy.loss else None,
       mesh=self.data.mesh,
       progress=self.data.progress(strategy.name, k),
-      version_of=lambda name, j: self.version(parse_strategy(name), j),
+      version_of=lambda name, j: self.version(self.strategy(name), j),
       report=functools.partial(self._report, strategy, k),
     )
 
@@ -295,10 +305,12 @@ class Runner:
     dim = version.model.dim
     transform = {"name": "none", "d_in": dim, "d_out": dim}
     if k > 0:
-      family = transforms.from_config(strategy.transform, self.data.config)
-      transform = family.spec(dim, earlier[-1].model.dim)
+      transform = strategy.transform.spec(dim, earlier[-1].model.dim)
     metadata = {
       "strategy": strategy.name,
+      # Where its method, transform and loss were registered: serving loads
+      # the extensions among them by itself.
+      "components": strategy.components(),
       "version": k,
       "dim": dim,
       "layers": version.model.num_layers,
@@ -353,12 +365,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   seed ``i`` in ``workdir/seeds/<i>/``, each with its own ``results.json``.
 
   Args:
-    config: an experiment config (see ``experiments/configs/default.py``).
+    config: an experiment config (see ``experiments/configs/default.py``);
+      sections of registered components it lacks get their defaults.
     workdir: the output folder: ``results.json`` and ``checkpoints/``.
 
   Returns:
     Seed 0's results, as written to ``workdir/results.json``.
   """
+  config = config_lib.with_component_sections(config)
   config_lib.validate(config)
   strategies = config_lib.strategies(config)
   with job_context(workdir, config) as (writer, data):
@@ -424,7 +438,7 @@ def seed_suffix(embedding_seed: int) -> str:
   return f"/embedding_seed{embedding_seed}" if embedding_seed else ""
 
 
-def run_strategies(runner: Runner, strategies: list[Strategy]) -> dict:
+def run_strategies(runner: Runner, strategies: list[ResolvedStrategy]) -> dict:
   """Every version of ``strategies``; writes ``results.json`` (the JSON edge)."""
   data = runner.data
   report_split = data.config.get("report_split", "validation")

@@ -8,6 +8,11 @@ version ``j`` by ``B_{j+1} o ... o B_K``. When every transform of the chain is
 linear (``BackwardTransform.as_matrix``; truncations included), the chain collapses into one matrix, computed
 once per ``(K, j)`` and cached, and serving costs one matmul per chunk.
 
+Checkpoints record where their strategy's method, transform and loss were
+registered; :func:`open` loads the extensions among them by itself, so a
+fresh process serves an extension's checkpoints without importing it by
+hand (or says, in one line, which module it cannot import).
+
 Example::
 
   reg = registry.open("workdir/checkpoints/bc-aligner")
@@ -25,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from bcjax import sharding
+from bcjax import extensions, sharding
 from bcjax.checkpoints import VersionStore
 from bcjax.errors import InputError
 from bcjax.transforms import collapse_linear
@@ -65,6 +70,8 @@ class EmbeddingRegistry:
         f"0..{max(versions)} without gaps"
       )
     self._metadata = [self._store.metadata(k) for k in versions]
+    for metadata in self._metadata:
+      _load_components(metadata.get("components", {}), self._store.directory)
     self.latest_version = versions[-1]
     self.dims = tuple(int(m["dim"]) for m in self._metadata)
     self.strategy = self._metadata[-1].get("strategy", "")
@@ -255,6 +262,32 @@ class EmbeddingRegistry:
     if version > self.latest_version:
       raise InputError(
         f"{name} {version} does not exist; saved versions are 0..{self.latest_version}"
+      )
+
+
+def _load_components(components: dict, directory: str) -> None:
+  """Loads the extensions that defined a checkpoint's components.
+
+  A component already registered here is left alone (its extension may have
+  been loaded by hand, or by another version's metadata).
+
+  Raises:
+    InputError: one line naming the extension that cannot be loaded.
+  """
+  # Imported here: serving alone needs no method, and most checkpoints name
+  # only bcjax's own components.
+  from bcjax import losses, transforms
+  from bcjax.methods import base
+
+  registered = {
+    "method": base.METHODS,
+    "transform": transforms.TRANSFORMS,
+    "loss": losses.LOSSES,
+  }
+  for kind, info in sorted(components.items()):
+    if info["name"] not in registered.get(kind, {}):
+      extensions.load_sources(
+        [info["source"]], f"{directory} ({kind} {info['name']!r})"
       )
 
 

@@ -9,13 +9,21 @@ refused with a reason when the method or the loss says why
 (``Method.check``, ``AlignmentLoss.check``). Registering a method, transform
 or loss is all it takes for its names to parse here, in ``--config.strategy``
 and in the table.
+
+A name parses into a :class:`Strategy` (the names of its parts), which
+:func:`resolve` turns once, with a config, into a :class:`ResolvedStrategy`:
+the method, the transform and the loss objects with their hyperparameters
+(``config.method.<m>``, ``config.transform.<t>``, ``config.loss.<l>``).
+Everything that runs a strategy takes the resolved one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+from typing import Any
 
+from bcjax import hparams as hparams_lib
 from bcjax import losses, methods, transforms
 from bcjax.errors import InputError
 
@@ -113,4 +121,80 @@ def parse_strategy(name: str) -> Strategy:
     return Strategy(canonical, method.name, transform, loss)
   raise InputError(
     f"unknown strategy {name!r}; valid strategy names: {', '.join(valid_names())}"
+  )
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedStrategy:
+  """A strategy with its components built: what runs it needs, resolved once.
+
+  Attributes:
+    name: the canonical name: the strategy's stable id, which its keys
+      (:func:`bcjax.keys.version_key`) and checkpoint folder derive from.
+    method: the registered method.
+    hparams: the method's hyperparameters (an instance of
+      ``method.hparams``), as methods read them (``ctx.hparams``).
+    transform: the family of every ``B_k``, with its hyperparameters.
+    loss: the alignment loss with its hyperparameters, or None.
+  """
+
+  name: str
+  method: methods.Method
+  hparams: Any
+  transform: transforms.BackwardTransform
+  loss: losses.AlignmentLoss | None
+
+  @property
+  def id(self) -> str:
+    """The stable id keys derive from: the canonical name."""
+    return self.name
+
+  @property
+  def keeps_m0(self) -> bool:
+    """Whether every version has M_0's architecture (and dimension)."""
+    return self.method.keeps_m0
+
+  @property
+  def learns_transform(self) -> bool:
+    """Whether B_k has parameters to fit."""
+    return self.transform.learned
+
+  def components(self) -> dict[str, dict[str, str]]:
+    """``kind -> {"name", "source"}`` of its method, transform and loss.
+
+    What a checkpoint records, so that serving can load the extensions that
+    defined them (:func:`bcjax.extensions.load_sources`).
+    """
+    out = {
+      "method": {"name": self.method.name, "source": self.method.source},
+      "transform": {"name": self.transform.name, "source": self.transform.source},
+    }
+    if self.loss is not None:
+      out["loss"] = {"name": self.loss.name, "source": self.loss.source}
+    return out
+
+
+def method_hparams(method: methods.Method, config) -> Any:
+  """``method``'s hyperparameters from ``config.method.<name>`` (else defaults)."""
+  values = (config.get("method") or {}).get(hparams_lib.section_key(method.name))
+  where = f"config.method.{hparams_lib.section_key(method.name)}"
+  return hparams_lib.from_section(method.hparams, values, where)
+
+
+def resolve(strategy: str | Strategy, config) -> ResolvedStrategy:
+  """``strategy`` (a name or a parsed one) with its components from ``config``.
+
+  Raises:
+    InputError: an unknown or invalid name, or a hyperparameter that its
+      dataclass refuses (naming ``config.<kind>.<name>.<field>``).
+  """
+  if isinstance(strategy, str):
+    strategy = parse_strategy(strategy)
+  method = methods.get_method(strategy.method)
+  return ResolvedStrategy(
+    name=strategy.name,
+    method=method,
+    hparams=method_hparams(method, config),
+    transform=transforms.from_config(strategy.transform, config),
+    loss=losses.from_config(strategy.loss, config) if strategy.loss else None,
   )

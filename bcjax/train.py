@@ -314,7 +314,7 @@ def fit_version(
   start = time.perf_counter()
 
   def train(state, epoch):
-    return train_epoch(state, graph, jax.random.fold_in(epoch_keys, epoch), target)
+    return train_epoch(state, graph, keys.epoch_key(epoch_keys, epoch), target)
 
   def due(epoch):
     return epoch % config.eval_every == 0 or epoch == config.epochs

@@ -10,8 +10,12 @@ A transform carries itself: its family ``name`` and ``hparams`` rebuild it
 from a checkpoint (:func:`from_spec`), ``as_matrix(params)`` gives the matrix
 of a linear family (so serving collapses any linear chain into one matmul),
 and ``solvers`` maps an alignment-loss name to an exact closed-form fit.
-Families are registered by name (:func:`register_transform`); nothing outside
-this module tests a transform's name.
+Families are registered by name with the dataclass of their
+hyperparameters (``@register_transform(name, hparams=...)``); the registry,
+not the factory, stamps ``name``, ``hparams`` and ``source`` on what the
+factory builds, so a checkpoint's spec always holds the hyperparameters the
+transform was built with. Nothing outside this module tests a transform's
+name.
 
 ``compose(B_a, ..., B_b)`` is ``B_a o ... o B_b``: it applies ``B_b`` first,
 which is the order of the paper's ``B_{a..b}`` (newest version innermost).
@@ -19,7 +23,7 @@ which is the order of the paper's ``B_{a..b}`` (newest version innermost).
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -27,7 +31,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from bcjax import closed_form
+from bcjax import closed_form, extensions
+from bcjax import hparams as hparams_lib
 from bcjax.errors import InputError, check_new_name, unknown_name
 
 Params = Any
@@ -41,31 +46,35 @@ class BackwardTransform(NamedTuple):
       ``(key, *dims)`` with ``dims`` from the innermost input to the output.
     apply: ``(params, z) -> z'`` for ``z`` of shape ``(..., d_in)``.
     name: the registered family name (``compose`` for a composition).
-    hparams: the factory's keyword arguments: with ``name``, what rebuilds
-      the transform (saved in checkpoint metadata).
+    hparams: the family's hyperparameter dataclass instance: with ``name``,
+      what rebuilds the transform (saved in checkpoint metadata).
     as_matrix: ``params -> (d_in, d_out)`` matrix for a linear family (then
       ``apply(params, z) == z @ as_matrix(params)``), else None.
     learned: whether the transform has parameters to fit (a truncation has
       none).
     solvers: alignment-loss name -> ``(current, previous, ridge) -> params``,
       exact closed-form fits (see :mod:`bcjax.closed_form`).
+    source: the module (or extension target) that registered the family,
+      which serving loads to rebuild it (:mod:`bcjax.extensions`).
   """
 
   init: Callable[..., Params]
   apply: Callable[[Params, jax.Array], jax.Array]
   name: str
-  hparams: Mapping[str, Any] = {}
+  hparams: Any = hparams_lib.NoHparams()
   as_matrix: Callable[[Params], jax.Array] | None = None
   learned: bool = True
   solvers: Mapping[str, Callable] = {}
+  source: str = ""
 
   def spec(self, d_in: int, d_out: int) -> dict:
-    """What a checkpoint records of ``B``: family, hyper-parameters, dims."""
+    """What a checkpoint records of ``B``: family, hyperparameters, dims, source."""
     return {
       "name": self.name,
       "d_in": d_in,
       "d_out": d_out,
-      "hparams": dict(self.hparams),
+      "hparams": hparams_lib.to_json(self.hparams),
+      "source": self.source,
     }
 
 
@@ -76,8 +85,127 @@ class Truncation(struct.PyTreeNode):
   d_out: int = struct.field(pytree_node=False)
 
 
-def notrans() -> BackwardTransform:
+# Family name -> its registry entry.
+TRANSFORMS: dict[str, TransformFamily] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformFamily:
+  """A registered transform family.
+
+  Attributes:
+    name: the name in strategy names (no ``-``).
+    factory: ``hparams -> BackwardTransform``.
+    hparams: the frozen dataclass of its hyperparameters
+      (:mod:`bcjax.hparams`); its fields are ``config.transform.<name>``.
+    source: where it was registered from (:func:`bcjax.extensions.source_of`).
+  """
+
+  name: str
+  factory: Callable[[Any], BackwardTransform]
+  hparams: type
+  source: str
+
+  def build(self, hparams: Any = None) -> BackwardTransform:
+    """The family with ``hparams`` (an instance of :attr:`hparams`; None: defaults)."""
+    hparams = self.hparams() if hparams is None else hparams
+    if not isinstance(hparams, self.hparams):
+      raise InputError(
+        f"transform {self.name!r} takes {self.hparams.__name__} hparams, got "
+        f"{type(hparams).__name__}"
+      )
+    transform = self.factory(hparams)
+    return transform._replace(name=self.name, hparams=hparams, source=self.source)
+
+
+def register_transform(
+  name: str, *, hparams: type = hparams_lib.NoHparams
+) -> Callable[[Callable[[Any], BackwardTransform]], Callable[..., BackwardTransform]]:
+  """A decorator that registers ``factory`` as transform family ``name``.
+
+  The grammar, the config (``config.transform.<name>.<field>``), the CLI
+  and serving pick it up. The decorated name becomes a keyword factory,
+  ``family(**fields) -> BackwardTransform`` (``linear(init="identity")``),
+  its fields checked by the dataclass.
+
+  Args:
+    name: the family name used in strategy names (no ``-``).
+    hparams: the frozen dataclass of its hyperparameters, every field with a
+      default (the grammar builds the family with the defaults to read
+      ``learned`` and ``solvers``).
+
+  Raises:
+    InputError: for a name with ``-``, one already registered, or hparams
+      that are not a frozen dataclass with defaults.
+  """
+  check_new_name("transform", name, TRANSFORMS)
+  hparams_lib.check_class("transform", name, hparams)
+
+  def register(factory: Callable[[Any], BackwardTransform]):
+    family = TransformFamily(name, factory, hparams, extensions.source_of(factory))
+    TRANSFORMS[name] = family
+
+    def make(**fields) -> BackwardTransform:
+      return family.build(hparams(**fields))
+
+    make.__name__, make.__qualname__ = factory.__name__, factory.__qualname__
+    make.__doc__, make.__module__ = factory.__doc__, factory.__module__
+    make.family = family
+    return make
+
+  return register
+
+
+def get_family(name: str) -> TransformFamily:
+  """The registered family ``name``."""
+  if name not in TRANSFORMS:
+    raise unknown_name("transform", name, TRANSFORMS)
+  return TRANSFORMS[name]
+
+
+def get_transform(name: str, **fields) -> BackwardTransform:
+  """The transform family ``name`` with hyperparameter ``fields`` (else defaults)."""
+  family = get_family(name)
+  return family.build(family.hparams(**fields))
+
+
+def from_config(name: str, config: Mapping[str, Any]) -> BackwardTransform:
+  """Family ``name`` with its hyperparameters from ``config.transform.<name>``.
+
+  A config without the section gets the defaults.
+  """
+  family = get_family(name)
+  sections = config.get("transform") or {}
+  values = sections.get(hparams_lib.section_key(name))
+  return family.build(
+    hparams_lib.from_section(family.hparams, values, f"config.transform.{name}")
+  )
+
+
+def from_spec(spec: Mapping[str, Any]) -> BackwardTransform:
+  """The transform a checkpoint's ``spec`` (:meth:`BackwardTransform.spec`) names.
+
+  Specs written before hyperparameters had a field of their own kept them
+  beside the name (``{"name": "mlp", "hidden": 0, ...}``): those are read
+  too. A family not registered in this process is loaded from the spec's
+  ``source`` first (:func:`bcjax.extensions.load_sources`).
+  """
+  if spec["name"] not in TRANSFORMS and spec.get("source"):
+    extensions.load_sources([spec["source"]], f"transform {spec['name']!r}")
+  family = get_family(spec["name"])
+  values = spec.get("hparams")
+  if values is None:
+    names = [f.name for f in dataclasses.fields(family.hparams)]
+    values = {h: spec[h] for h in names if h in spec}
+  return family.build(
+    hparams_lib.from_section(family.hparams, values, f"transform {spec['name']!r} spec")
+  )
+
+
+@register_transform("notrans")
+def notrans(hparams: hparams_lib.NoHparams) -> BackwardTransform:
   """Keeps the first ``d_out`` dimensions (identity when they are equal)."""
+  del hparams
 
   def init(key, d_in, d_out):
     del key
@@ -98,14 +226,31 @@ def notrans() -> BackwardTransform:
   return BackwardTransform(init, apply, "notrans", as_matrix=as_matrix, learned=False)
 
 
-# How a linear ``W`` starts (``linear(init=...)``, ``config.transform_init``).
+# How a linear ``W`` starts (``config.transform.linear.init``).
 # "uniform" is the reference's ``torch.nn.Linear(d_k, d_{k-1}, bias=False)``:
 # every entry U(-1/sqrt(d_in), 1/sqrt(d_in)), fan-in being B_k's input width;
 # "identity" is the truncated identity (reads the first ``d_out`` dims).
 LINEAR_INITS = ("uniform", "identity")
 
 
-def linear(init: str = "uniform") -> BackwardTransform:
+@dataclasses.dataclass(frozen=True)
+class LinearHparams:
+  """Hyperparameters of :func:`linear`.
+
+  Attributes:
+    init: how ``W`` starts, one of :data:`LINEAR_INITS`.
+  """
+
+  init: str = "uniform"
+
+  def __post_init__(self):
+    hparams_lib.require(
+      self.init in LINEAR_INITS, "init", f"one of {', '.join(LINEAR_INITS)}", self.init
+    )
+
+
+@register_transform("linear", hparams=LinearHparams)
+def linear(hparams: LinearHparams) -> BackwardTransform:
   """``z @ W`` with ``W`` of shape ``(d_in, d_out)``, no bias (the paper's B_k).
 
   ``W`` starts as the reference's does (``init="uniform"``): each entry
@@ -116,13 +261,10 @@ def linear(init: str = "uniform") -> BackwardTransform:
   (:func:`bcjax.closed_form.least_squares`).
 
   Args:
-    init: one of :data:`LINEAR_INITS`.
-
-  Raises:
-    InputError: for an unknown ``init``.
+    hparams: ``init``, one of :data:`LINEAR_INITS` (keyword ``init=`` of the
+      registered factory).
   """
-  if init not in LINEAR_INITS:
-    raise unknown_name("transform init", init, LINEAR_INITS)
+  init = hparams.init
 
   def init_params(key, d_in, d_out):
     _check_dims("linear", d_in, d_out)
@@ -144,13 +286,13 @@ def linear(init: str = "uniform") -> BackwardTransform:
     init_params,
     apply,
     "linear",
-    hparams={"init": init},
     as_matrix=lambda params: params["kernel"],
     solvers={"sloss": solve_sloss},
   )
 
 
-def orthogonal() -> BackwardTransform:
+@register_transform("orthogonal")
+def orthogonal(hparams: hparams_lib.NoHparams) -> BackwardTransform:
   """``z @ W`` with ``W`` of shape ``(d_in, d_out)`` on orthonormal columns.
 
   ``W^T W = I`` holds exactly (to float precision) at every step of training,
@@ -164,7 +306,7 @@ def orthogonal() -> BackwardTransform:
   ``d_in == d_out``), and the sign fix makes ``V -> W`` the unique QR with a
   positive diagonal, hence continuous, so gradient steps on ``V`` move ``W``
   smoothly. ``V`` starts as the truncated identity (``W`` reads the first
-  ``d_out`` dimensions) whatever ``config.transform_init`` says: this family
+  ``d_out`` dimensions) (it has no ``init`` hyperparameter): this family
   is bcjax's own (the reference has only the linear ``B_k``), so there is no
   reference start to match, and the identity is already orthonormal. Its
   closed-form single-step fit is the padded
@@ -173,6 +315,7 @@ def orthogonal() -> BackwardTransform:
   Once ``d_in > d_out``, ``W`` keeps the first ``d_out`` coordinates of an
   isometry of ``R^{d_in}``: it does not preserve norms or angles of ``z``.
   """
+  del hparams
 
   def init(key, d_in, d_out):
     del key
@@ -201,12 +344,33 @@ def orthogonal() -> BackwardTransform:
   )
 
 
-def mlp(hidden: int = 0) -> BackwardTransform:
+@dataclasses.dataclass(frozen=True)
+class MLPHparams:
+  """Hyperparameters of :func:`mlp`.
+
+  Attributes:
+    hidden: hidden width; 0 means ``max(d_in, d_out)``.
+  """
+
+  hidden: int = 0
+
+  def __post_init__(self):
+    hparams_lib.require(
+      isinstance(self.hidden, int) and self.hidden >= 0,
+      "hidden",
+      "an integer >= 0 (0: max(d_in, d_out))",
+      self.hidden,
+    )
+
+
+@register_transform("mlp", hparams=MLPHparams)
+def mlp(hparams: MLPHparams) -> BackwardTransform:
   """A two-layer MLP ``Dense -> ReLU -> Dense`` with biases.
 
   Args:
-    hidden: hidden width; 0 means ``max(d_in, d_out)``.
+    hparams: ``hidden``, the hidden width; 0 means ``max(d_in, d_out)``.
   """
+  hidden = hparams.hidden
 
   def init(key, d_in, d_out):
     _check_dims("mlp", d_in, d_out)
@@ -228,7 +392,7 @@ def mlp(hidden: int = 0) -> BackwardTransform:
     h = jax.nn.relu(z @ params["hidden"]["kernel"] + params["hidden"]["bias"])
     return h @ params["out"]["kernel"] + params["out"]["bias"]
 
-  return BackwardTransform(init, apply, "mlp", hparams={"hidden": hidden})
+  return BackwardTransform(init, apply, "mlp")
 
 
 def compose(*transforms: BackwardTransform) -> BackwardTransform:
@@ -263,73 +427,6 @@ def compose(*transforms: BackwardTransform) -> BackwardTransform:
 # The family of methods without a learned transform: a truncation to the
 # older dimension (the identity when dimensions do not change).
 IDENTITY = "notrans"
-
-# Family name -> factory; the factory's keyword arguments are its hparams.
-TRANSFORMS: dict[str, Callable[..., BackwardTransform]] = {}
-
-
-def register_transform(name: str, factory: Callable[..., BackwardTransform]):
-  """Registers a transform family: the grammar, CLI and serving pick it up.
-
-  Args:
-    name: the family name used in strategy names (no ``-``).
-    factory: ``(**hparams) -> BackwardTransform`` whose result is named
-      ``name``; every keyword has a default (the grammar builds it without
-      any to read ``learned`` and ``solvers``), and keyword ``h`` is read
-      from ``config.transform_<h>`` when the config has that field.
-
-  Returns:
-    ``factory``, so this works as a decorator's body.
-
-  Raises:
-    InputError: for a name with ``-`` or one already registered.
-  """
-  check_new_name("transform", name, TRANSFORMS)
-  TRANSFORMS[name] = factory
-  return factory
-
-
-for _name, _factory in (
-  ("notrans", notrans),
-  ("linear", linear),
-  ("mlp", mlp),
-  ("orthogonal", orthogonal),
-):
-  register_transform(_name, _factory)
-
-
-def get_transform(name: str, **hparams) -> BackwardTransform:
-  """The transform family ``name`` built with ``hparams``."""
-  if name not in TRANSFORMS:
-    raise unknown_name("transform", name, TRANSFORMS)
-  return TRANSFORMS[name](**hparams)
-
-
-def hparam_names(name: str) -> tuple[str, ...]:
-  """The keyword arguments of family ``name``'s factory."""
-  if name not in TRANSFORMS:
-    raise unknown_name("transform", name, TRANSFORMS)
-  return tuple(inspect.signature(TRANSFORMS[name]).parameters)
-
-
-def from_config(name: str, config: Mapping[str, Any]) -> BackwardTransform:
-  """Family ``name`` with each hyper-parameter ``h`` from ``config.transform_h``."""
-  fields = {h: f"transform_{h}" for h in hparam_names(name)}
-  return get_transform(
-    name, **{h: config[field] for h, field in fields.items() if field in config}
-  )
-
-
-def from_spec(spec: Mapping[str, Any]) -> BackwardTransform:
-  """The transform a checkpoint's ``spec`` (:meth:`BackwardTransform.spec`) names.
-
-  Specs written before hyper-parameters had a field of their own kept them
-  beside the name (``{"name": "mlp", "hidden": 0, ...}``): those are read too.
-  """
-  hparams = spec.get("hparams")
-  if hparams is None:
-    hparams = {h: spec[h] for h in hparam_names(spec["name"]) if h in spec}
-  return get_transform(spec["name"], **hparams)
 
 
 def collapse_linear(kernels: Sequence[jax.Array]) -> jax.Array:

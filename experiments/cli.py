@@ -3,7 +3,11 @@
 ``--config`` takes a shipped config by name (``default``, ``paper``,
 ``test``, resolved inside the installed package, so binaries run from any
 directory) or a path to a config file; ``--config.<field>=value`` overrides
-a field. ``--help`` lists the flags and the config's fields; a misspelled
+a field. Components' hyperparameters are fields too
+(``--config.transform.lowrank.rank=8``): the extensions that
+``--config.imports`` names are loaded before the config file is read, so
+their sections are there to set (:func:`bcjax.config.add_component_sections`).
+``--help`` lists the flags and the config's fields; a misspelled or ill-typed
 field, like any other user error, is one ``error:`` line and exit status 2.
 ``--distributed`` (with ``--coordinator_address``, ``--num_processes`` and
 ``--process_id`` where JAX cannot detect the cluster) makes the binary one
@@ -23,7 +27,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bcjax import environment, sharding
+from bcjax import environment, extensions, sharding
 from bcjax.errors import InputError, exit_on_user_error
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -115,6 +119,23 @@ def _config_arg(argv: list[str]) -> str:
   return path
 
 
+def load_imports(argv: list[str]) -> None:
+  """Loads the extensions of ``--config.imports=...`` (and the entry points).
+
+  Before the config file is read: its component sections are generated from
+  what is registered then, and an override of an extension's field needs
+  the extension's section.
+
+  Raises:
+    InputError: for a target that cannot be loaded.
+  """
+  targets = [a.split("=", 1)[1] for a in argv if a.startswith("--config.imports=")]
+  for i, arg in enumerate(argv):
+    if arg == "--config.imports" and i + 1 < len(argv):
+      targets.append(argv[i + 1])
+  extensions.load(",".join(targets))
+
+
 def usage(argv: list[str]) -> str:
   """``--help``: the binary's docstring, its flags and the config's fields."""
   doc = (sys.modules["__main__"].__doc__ or "").strip()
@@ -123,6 +144,7 @@ def usage(argv: list[str]) -> str:
     lines.append(f"  --{name}: {FLAGS[name].help}")
   path = _config_arg(argv)
   try:
+    load_imports(argv)
     config = load_config(path)
   except InputError as e:
     lines += ["", f"(config fields not listed: {e})"]
@@ -170,6 +192,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     )
     sys.exit(2)
   try:
+    load_imports(argv)
     return FLAGS(argv)
   except flags.Error as e:
     if any(a.startswith("--config.") for a in argv) and "config" in str(e):
@@ -178,13 +201,14 @@ def parse_flags(argv: list[str]) -> list[str]:
       message = str(e).strip().splitlines()[0]
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+  except InputError as e:
+    # Before the ValueErrors below, of which it is one: its message is whole.
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     # Raised by ml_collections for an override of a field that is not there
     # or of the wrong type.
     print(f"error: {_override_error(argv, e)}", file=sys.stderr)
-    sys.exit(2)
-  except InputError as e:
-    print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 
 

@@ -11,7 +11,9 @@ to ``||W*||_F``).
 The run is the default config on ml-100k except ``config.epochs``, the
 embedding models' epochs, set by ``--epochs`` (default 10, not 40) so the
 whole check takes minutes on a CPU; the post-hoc fit itself runs with the
-config's own settings (``--transform_init`` overrides the linear start). M_k (nobc) does not depend on the post-hoc code, so
+config's own settings (``--transform_init`` overrides the linear start,
+``config.transform.linear.init``). M_k (nobc) does not depend on the
+post-hoc code, so
 runs of two versions of bcjax compare fits on the same embeddings.
 
 Usage::
@@ -27,12 +29,12 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from bcjax import closed_form, runner, transforms
+from bcjax import closed_form, runner
 from bcjax import config as config_lib
 from bcjax.evaluation.alignment import alignment_error
 from bcjax.methods.base import M0_METHOD
 from bcjax.models.pinsage import embed
-from bcjax.strategies import parse_strategy
+from bcjax.strategies import resolve
 from experiments.configs import default
 
 FLAGS = flags.FLAGS
@@ -41,7 +43,9 @@ flags.DEFINE_string("data_dir", "/work/shared/data/ml-100k", "ml-100k's files.")
 flags.DEFINE_string("output", None, "Where the JSON report goes.")
 flags.DEFINE_integer("epochs", 10, "Epochs of each embedding model M_k.")
 flags.DEFINE_string(
-  "transform_init", None, "config.transform_init (unset: the config's own)."
+  "transform_init",
+  None,
+  "config.transform.linear.init (unset: the config's own).",
 )
 flags.mark_flags_as_required(["workdir", "output"])
 
@@ -56,20 +60,20 @@ def main(argv):
   config.epochs = FLAGS.epochs
   config.strategy = f"{M0_METHOD},{STRATEGY}"
   if FLAGS.transform_init is not None:
-    config.transform_init = FLAGS.transform_init
+    config.transform.linear.init = FLAGS.transform_init
   config_lib.validate(config)
   os.makedirs(FLAGS.workdir, exist_ok=True)
   data = runner.RunData.load(config, FLAGS.workdir)
   run = runner.Runner(data)
-  strategy = parse_strategy(STRATEGY)
-  family = transforms.from_config(strategy.transform, config)
+  strategy = resolve(STRATEGY, config)
+  family = strategy.transform
   versions = []
   tick = time.perf_counter()
   for k in range(1, config.num_versions):
     fitted = run.version(strategy, k)
     graph = data.bipartite(k)
     current = embed(fitted.model, fitted.variables, graph)
-    old = run.version(parse_strategy(M0_METHOD), k - 1)
+    old = run.version(run.strategy(M0_METHOD), k - 1)
     previous = embed(old.model, old.variables, graph)
     w_sgd = np.asarray(family.as_matrix(fitted.transform_params), np.float64)
     w_opt = closed_form.least_squares(current, previous, 0.0)
@@ -97,16 +101,9 @@ def main(argv):
     "strategy": STRATEGY,
     "embedding_epochs": config.epochs,
     "posthoc_config": {
-      f: config.get(f)
-      for f in (
-        "posthoc_epochs",
-        "posthoc_keep_after",
-        "posthoc_learning_rate",
-        "eval_every",
-        "batch_size",
-        "learning_rate",
-        "transform_init",
-      )
+      **config.method.posthoc.to_dict(),
+      **{f: config.get(f) for f in ("eval_every", "batch_size", "learning_rate")},
+      "transform_init": config.transform.linear.init,
     },
     "seconds": time.perf_counter() - tick,
     "versions": versions,

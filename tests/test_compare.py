@@ -10,6 +10,7 @@ import pytest
 import bcjax.comparison as comparison
 import bcjax.methods.paper as paper_methods
 from bcjax.errors import InputError
+from bcjax.methods import building_blocks
 from bcjax.metric_writer import read_scalars
 from bcjax.strategies import PAPER_STRATEGIES
 from experiments.configs import test as test_config
@@ -109,7 +110,8 @@ def test_rerun_retrains_nothing(compared, monkeypatch):
     raise AssertionError("finished work was redone")
 
   monkeypatch.setattr(paper_methods, "fit_version", fail)
-  monkeypatch.setattr(paper_methods, "fit_posthoc", fail)
+  monkeypatch.setattr(building_blocks, "fit_version", fail)
+  monkeypatch.setattr(building_blocks, "fit_posthoc", fail)
   monkeypatch.setattr(comparison, "fit_consumer", fail)
   again = comparison.run(test_config.get_config(), workdir)
   assert again["table"] == results["table"]

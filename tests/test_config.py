@@ -19,10 +19,13 @@ def test_shipped_configs_are_valid(module):
       lambda c: setattr(c, "dims", (24, 16)),
       r"config.dims=\(24, 16\) shrinks at version 1",
     ),
-    (lambda c: setattr(c, "joint_keep_after", 4), "joint_keep_after=4 leaves no epoch"),
     (
-      lambda c: setattr(c, "posthoc_keep_after", 9),
-      "posthoc_keep_after=9 leaves no epoch",
+      lambda c: setattr(c.method.joint, "keep_after", 4),
+      "config.method.joint.keep_after=4 leaves no epoch",
+    ),
+    (
+      lambda c: setattr(c.method.posthoc, "keep_after", 9),
+      "^config.method.posthoc.keep_after must be below epochs=4 .* got 9$",
     ),
     (
       lambda c: setattr(c.consumer, "hidden_sizes", ()),
@@ -45,12 +48,29 @@ def test_shipped_configs_are_valid(module):
       "^unknown report split 'test'; valid report split names: held_out, validation$",
     ),
     (
-      lambda c: setattr(c, "transform_init", "zeros"),
-      "^unknown transform init 'zeros'; valid transform init names: identity, uniform$",
+      lambda c: setattr(c.transform.linear, "init", "zeros"),
+      "^config.transform.linear.init must be one of uniform, identity, got 'zeros'$",
     ),
     (
-      lambda c: setattr(c, "posthoc_learning_rate", 0.0),
-      "posthoc_learning_rate must be positive",
+      lambda c: setattr(c.method.posthoc, "learning_rate", 0.0),
+      "^config.method.posthoc.learning_rate must be positive, got 0.0$",
+    ),
+    (
+      lambda c: setattr(c.method.finetune_m0, "epochs", 0),
+      "^config.method.finetune_m0.epochs must be a positive integer, got 0$",
+    ),
+    (
+      lambda c: setattr(c.method.closedform, "ridge", -1.0),
+      "^config.method.closedform.ridge must be >= 0",
+    ),
+    (
+      lambda c: c.transform.unlock().update(lowrnk={"rank": 2}),
+      "^unknown config.transform section 'lowrnk'; valid config.transform section "
+      "names: linear, mlp$",
+    ),
+    (
+      lambda c: c.unlock().update(transform_init="uniform"),
+      "^config.transform_init is now config.transform.linear.init",
     ),
   ],
 )

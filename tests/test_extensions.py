@@ -1,6 +1,7 @@
 """The extension contract: a method, a transform and a loss from outside.
 
-Everything a user would write lives in this file: ``register()`` adds a toy
+Everything a user would write lives in this file: ``register()`` adds (with
+the registries' decorators, called) a toy
 transform family (``scaled``: ``z @ W * s``, a linear family), a toy
 alignment loss (``absloss``: the mean absolute error per group) and a toy
 method (``nudge``: nobc's M_k and B_k from a few gradient steps of the loss
@@ -27,8 +28,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = "tests.test_extensions:register"
 
 
-def scaled() -> transforms.BackwardTransform:
+def scaled(hparams) -> transforms.BackwardTransform:
   """``z @ W * s``: a linear family with a learned scale."""
+  del hparams
 
   def init(key, d_in, d_out):
     del key
@@ -42,9 +44,9 @@ def scaled() -> transforms.BackwardTransform:
   )
 
 
-def absloss(transform, params, old_params, previous, current):
+def absloss(transform, params, old_params, previous, current, hparams):
   """Sum over groups of the mean absolute error (older versions ignored)."""
-  del old_params
+  del old_params, hparams
   return sum(
     jnp.mean(jnp.abs(p - transform.apply(params, c))) for p, c in zip(previous, current)
   )
@@ -62,8 +64,8 @@ def nudge(ctx, k, earlier):
 
 
 def register():
-  transforms.register_transform("scaled", scaled)
-  losses.register_loss("absloss", absloss)
+  transforms.register_transform("scaled")(scaled)
+  losses.register_loss("absloss")(absloss)
   register_method("nudge", reads=("nobc",))(nudge)
 
 

@@ -1,5 +1,7 @@
 """The registries fail loudly; typed results survive their JSON form."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -11,31 +13,74 @@ from bcjax.results import VersionResult
 
 def test_registries_refuse_duplicates_and_list_valid_names():
   with pytest.raises(InputError, match="transform 'linear' is already registered"):
-    transforms.register_transform("linear", transforms.linear)
+    transforms.register_transform("linear")
   with pytest.raises(InputError, match="alignment loss 'sloss' is already registered"):
-    losses.register_loss("sloss", lambda *a: 0.0)
+    losses.register_loss("sloss")
   with pytest.raises(InputError, match="method 'joint' is already registered"):
     methods.register_method("joint")
+  with pytest.raises(InputError, match="config key 'finetune_m0' of method"):
+    methods.register_method("finetune_m0")
   with pytest.raises(InputError, match="without '-'"):
-    transforms.register_transform("two-part", transforms.linear)
+    transforms.register_transform("two-part")
   with pytest.raises(InputError, match="valid alignment loss names: mloss, sloss"):
     losses.get_loss("xloss")
   with pytest.raises(InputError, match="unknown method 'fast'; valid method names:"):
     methods.get_method("fast")
 
 
+@dataclasses.dataclass
+class _Mutable:
+  rank: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class _NoDefault:
+  rank: int
+
+
+@pytest.mark.parametrize(
+  "hparams,message",
+  [
+    (_Mutable, "hparams _Mutable must be frozen"),
+    (_NoDefault, "_NoDefault.rank needs a default"),
+    (dict, "hparams must be a dataclass class"),
+  ],
+)
+def test_registries_refuse_hparams_that_are_no_frozen_dataclass(hparams, message):
+  for register in (
+    transforms.register_transform,
+    losses.register_loss,
+    methods.register_method,
+  ):
+    with pytest.raises(InputError, match=message):
+      register("toy", hparams=hparams)
+  assert "toy" not in transforms.TRANSFORMS and "toy" not in losses.LOSSES
+
+
 def test_transforms_rebuild_from_their_spec():
-  mlp = transforms.from_config("mlp", {"transform_hidden": 7})
+  mlp = transforms.from_config("mlp", {"transform": {"mlp": {"hidden": 7}}})
   spec = mlp.spec(12, 8)
-  assert spec == {"name": "mlp", "d_in": 12, "d_out": 8, "hparams": {"hidden": 7}}
-  assert transforms.from_spec(spec).hparams == {"hidden": 7}
+  assert spec == {
+    "name": "mlp",
+    "d_in": 12,
+    "d_out": 8,
+    "hparams": {"hidden": 7},
+    "source": "bcjax.transforms",
+  }
+  assert transforms.from_spec(spec).hparams == transforms.MLPHparams(hidden=7)
   # Specs written before hparams had a field of their own.
   old = {"name": "mlp", "d_in": 12, "d_out": 8, "hidden": 5}
-  assert transforms.from_spec(old).hparams == {"hidden": 5}
+  assert transforms.from_spec(old).hparams == transforms.MLPHparams(hidden=5)
   linear = transforms.from_spec({"name": "linear", "d_in": 3, "d_out": 2, "hidden": 0})
   params = linear.init(jax.random.key(0), 3, 2)
   assert linear.as_matrix(params).shape == (3, 2)
   assert transforms.get_transform("mlp").as_matrix is None
+  with pytest.raises(
+    InputError, match="^config.transform.mlp.hidden must be an integer, got .7.$"
+  ):
+    transforms.from_config("mlp", {"transform": {"mlp": {"hidden": "7"}}})
+  with pytest.raises(InputError, match="config.transform.mlp has no field 'width'"):
+    transforms.from_config("mlp", {"transform": {"mlp": {"width": 7}}})
 
 
 def test_version_result_round_trips_through_json():

@@ -8,6 +8,7 @@ import pytest
 from bcjax.errors import InputError
 from bcjax.losses import group_mse, multi_step_loss, single_step_loss
 from bcjax.transforms import (
+  LinearHparams,
   collapse_linear,
   compose,
   from_config,
@@ -61,14 +62,17 @@ def test_linear_starts_like_torch_linear():
 def test_linear_identity_init_and_bad_init_names():
   kernel = linear(init="identity").init(None, 6, 3)["kernel"]
   np.testing.assert_array_equal(kernel, np.eye(6, 3))
-  spec = from_config("linear", {"transform_init": "identity"}).spec(6, 3)
+  config = {"transform": {"linear": {"init": "identity"}}}
+  spec = from_config("linear", config).spec(6, 3)
   assert spec["hparams"] == {"init": "identity"}
-  assert linear().hparams == {"init": "uniform"}
+  assert linear().hparams == LinearHparams(init="uniform")
   with pytest.raises(InputError) as error:
-    from_config("linear", {"transform_init": "zeros"})
+    from_config("linear", {"transform": {"linear": {"init": "zeros"}}})
   assert str(error.value) == (
-    "unknown transform init 'zeros'; valid transform init names: identity, uniform"
+    "config.transform.linear.init must be one of uniform, identity, got 'zeros'"
   )
+  with pytest.raises(InputError, match="^init must be one of uniform, identity"):
+    linear(init="zeros")
 
 
 def test_compose_applies_the_last_transform_first():

@@ -67,7 +67,7 @@ def test_every_strategy_has_every_version(run):
 
 def test_linear_init_and_posthoc_checks_are_recorded(run):
   workdir, results = run
-  assert results["config"]["transform_init"] == "uniform"
+  assert results["config"]["transform"]["linear"]["init"] == "uniform"
   with VersionStore(_checkpoints(workdir, "posthoc-linear-sloss"), create=False) as s:
     assert s.metadata(1)["transform"]["hparams"] == {"init": "uniform"}
   # The test config checks the post-hoc criterion at epochs 2 and 4 only
@@ -222,12 +222,14 @@ def test_restored_parameters_reproduce_saved_embeddings(run):
 def test_rerun_reuses_every_saved_version(run, monkeypatch):
   workdir, results = run
   import bcjax.methods.paper as module
+  from bcjax.methods import building_blocks
 
   def fail(*args, **kwargs):
     raise AssertionError("a saved version was retrained")
 
   monkeypatch.setattr(module, "fit_version", fail)
-  monkeypatch.setattr(module, "fit_posthoc", fail)
+  monkeypatch.setattr(building_blocks, "fit_version", fail)
+  monkeypatch.setattr(building_blocks, "fit_posthoc", fail)
   again = runner.run(_config(), workdir)
   assert again["strategies"] == results["strategies"]
 

@@ -13,8 +13,8 @@ import pytest
 from bcjax import runner
 from bcjax.checkpoints import VersionStore
 from bcjax.errors import InputError
+from bcjax.methods import building_blocks
 from bcjax.methods import paper as paper_methods
-from bcjax.strategies import parse_strategy
 from bcjax.workdir import (
   CONFIG_KEY,
   CONFIG_NAME,
@@ -91,14 +91,14 @@ def test_config_change_names_every_differing_field_with_both_values(tmp_path):
   assert recorded[FINGERPRINT_KEY] == config_fingerprint(_fields(config))
   check_config(str(tmp_path), _fields(config))  # the same config passes
   config.eval_chunk_size = 7
-  config.transform_init = "identity"
+  config.transform.linear.init = "identity"
   config.transform_rank = 8
   config.consumer.seeds = 3
   config.dims = (8, 8)
   assert _refusal(tmp_path, config) == (
     f"workdir {tmp_path} holds results of another config: consumer.seeds 1 -> 3, "
-    "dims [16, 24] -> [8, 8], eval_chunk_size 64 -> 7, transform_init 'uniform' "
-    "-> 'identity', transform_rank 4 -> 8; use a fresh workdir, or the config it "
+    "dims [16, 24] -> [8, 8], eval_chunk_size 64 -> 7, transform.linear.init "
+    "'uniform' -> 'identity', transform_rank 4 -> 8; use a fresh workdir, or the config it "
     "was made with"
   )
 
@@ -110,10 +110,8 @@ def test_a_field_added_or_removed_is_a_difference(tmp_path):
   config.transform_rank = 4
   assert "another config: transform_rank unset -> 4;" in _refusal(tmp_path, config)
   del config["transform_rank"]
-  del config["closedform_ridge"]
-  assert "another config: closedform_ridge 1e-06 -> unset;" in _refusal(
-    tmp_path, config
-  )
+  del config.method.closedform["ridge"]
+  assert "method.closedform.ridge 1e-06 -> unset;" in _refusal(tmp_path, config)
 
 
 def test_other_data_content_is_refused(tmp_path):
@@ -278,6 +276,7 @@ def test_rerun_with_unfingerprinted_fields_changed_reuses_every_version(
     raise AssertionError("a saved version was retrained")
 
   monkeypatch.setattr(paper_methods, "fit_version", fail)
+  monkeypatch.setattr(building_blocks, "fit_version", fail)
   config = _intended_config()
   config.data_dir = "/elsewhere"  # unread by synthetic data: the same content
   config.tasks = "binary-edge-rating"
@@ -301,7 +300,7 @@ def test_a_saved_version_of_another_config_is_refused_naming_the_fields(
   config.eval_chunk_size = 7
   job = runner.Runner(runner.RunData.load(config, str(tmp_path)))
   with pytest.raises(InputError) as error:
-    job.version(parse_strategy("nobc"), 0)
+    job.version(job.strategy("nobc"), 0)
   assert str(error.value) == (
     f"version 0 in {tmp_path}/checkpoints/nobc holds results of another config: "
     "eval_chunk_size 64 -> 7; use a fresh workdir, or the config it was made with"

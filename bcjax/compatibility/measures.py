@@ -166,8 +166,7 @@ def consumer_key(seed: int, task: str, start: int) -> jax.Array:
   At ``start == 0`` it is the main job's key, so a version-0 consumer fitted
   here is the main job's consumer.
   """
-  key = keys.consumer_key(seed, task)
-  return key if start == 0 else jax.random.fold_in(key, start)
+  return keys.start_version_key(keys.consumer_key(seed, task), start)
 
 
 def start_consumer(

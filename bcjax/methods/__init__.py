@@ -2,10 +2,11 @@
 
 Importing this package registers the built-in methods: the paper's
 (:mod:`bcjax.methods.paper`) and the closed-form post-hoc fits
-(:mod:`bcjax.methods.closedform`).
+(:mod:`bcjax.methods.closedform`). The pieces they are built of, public for
+methods of one's own, are :mod:`bcjax.methods.building_blocks`.
 """
 
-from bcjax.methods import closedform, paper  # noqa: F401  (registers them)
+from bcjax.methods import building_blocks, closedform, paper  # noqa: F401
 from bcjax.methods.base import (
   M0_METHOD,
   Context,
@@ -21,6 +22,7 @@ __all__ = [
   "Context",
   "Method",
   "Version",
+  "building_blocks",
   "get_method",
   "register_method",
   "registered_methods",

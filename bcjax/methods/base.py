@@ -2,11 +2,14 @@
 
 A method is a pure function ``(ctx, k, earlier) -> Version``: given the
 :class:`Context` of version ``k`` (config, data and key of that version, the
-strategy's transform and alignment loss) and the strategy's versions
-``0..k-1``, it returns version ``k``. It is registered by name
-(:func:`register_method`); the strategy grammar, the config and the binaries
-pick it up with no other edit, and the runner (:mod:`bcjax.runner`) calls it
-without knowing its name. Version 0 is M_0 for every strategy and is never
+resolved strategy: the method's hyperparameters ``ctx.hparams``, the
+transform and the alignment loss with theirs) and the strategy's versions
+``0..k-1``, it returns version ``k``. It is registered by name with the
+dataclass of its hyperparameters (``@register_method(name, hparams=...)``,
+fields in ``config.method.<name>``); the strategy grammar, the config and
+the binaries pick it up with no other edit, and the runner
+(:mod:`bcjax.runner`) calls it without knowing its name. The pieces methods
+are built of are :mod:`bcjax.methods.building_blocks`. Version 0 is M_0 for every strategy and is never
 asked of a method other than the one named by :data:`M0_METHOD`.
 """
 
@@ -20,7 +23,8 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
-from bcjax import keys
+from bcjax import extensions, keys
+from bcjax import hparams as hparams_lib
 from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.split import VersionSplit
 from bcjax.errors import InputError, unknown_name
@@ -32,7 +36,7 @@ from bcjax.train import FitConfig, FitResult
 from bcjax.transforms import BackwardTransform
 
 if TYPE_CHECKING:
-  from bcjax.strategies import Strategy
+  from bcjax.strategies import ResolvedStrategy
 
 # The method whose versions are shared by the run: its version 0 is M_0, the
 # version 0 of every strategy, and post-hoc methods reuse its M_k.
@@ -61,28 +65,26 @@ class Context:
   """What a method sees of the run when it produces version ``k``.
 
   Attributes:
-    strategy: the strategy being run.
-    config: the experiment config (read only).
+    strategy: the strategy being run, resolved: its method's
+      hyperparameters, its transform and its loss (with theirs).
+    config: the experiment config (read only): the run-level settings.
     split: version k's training and validation interactions.
     graph: version k's training graph on device.
     key: the PRNG key of this (strategy, version).
-    transform: the family of every B_j of the strategy.
-    loss: the strategy's alignment loss (None for methods without one).
     mesh: train data-parallel over this mesh (None: one device).
     progress: where a fit saves its epochs, so a killed run resumes.
     version_of: ``(strategy name, k) -> Version``: another strategy's
-      version k of this run, trained (once per run) or restored.
+      version k of this run (resolved with this run's config), trained
+      (once per run) or restored.
     report: what a fit calls at every evaluation (``fit_version``'s
       ``report``): the run's curves and ETA.
   """
 
-  strategy: Strategy
+  strategy: ResolvedStrategy
   config: ml_collections.ConfigDict
   split: VersionSplit
   graph: BipartiteGraph
   key: jax.Array
-  transform: BackwardTransform
-  loss: AlignmentLoss | None
   mesh: Mesh | None
   progress: FitProgress
   version_of: Callable[[str, int], Version]
@@ -92,6 +94,21 @@ class Context:
   def label(self) -> str:
     """``"<strategy> v<k>"``, the prefix of progress lines and errors."""
     return f"{self.strategy.name} v{self.split.version}"
+
+  @property
+  def hparams(self):
+    """The method's hyperparameters (an instance of its ``hparams`` class)."""
+    return self.strategy.hparams
+
+  @property
+  def transform(self) -> BackwardTransform:
+    """The family of every B_j of the strategy, with its hyperparameters."""
+    return self.strategy.transform
+
+  @property
+  def loss(self) -> AlignmentLoss | None:
+    """The alignment loss, with its hyperparameters (None: methods without one)."""
+    return self.strategy.loss
 
   @property
   def transform_key(self) -> jax.Array:
@@ -165,6 +182,9 @@ class Method:
       ``ctx.version_of``).
     check: ``(transform, loss) -> reason or None``: why a combination is
       refused (None: it is valid).
+    hparams: the frozen dataclass of its hyperparameters
+      (``ctx.hparams``); its fields are ``config.method.<name>``.
+    source: where it was registered from (:func:`bcjax.extensions.source_of`).
   """
 
   name: str
@@ -175,6 +195,8 @@ class Method:
   check: Callable[[BackwardTransform, AlignmentLoss], str | None] = (
     lambda transform, loss: None
   )
+  hparams: type = hparams_lib.NoHparams
+  source: str = ""
 
 
 METHODS: dict[str, Method] = {}
@@ -183,6 +205,7 @@ METHODS: dict[str, Method] = {}
 def register_method(
   name: str,
   *,
+  hparams: type = hparams_lib.NoHparams,
   takes_transform: bool = True,
   keeps_m0: bool = False,
   reads: tuple[str, ...] = (),
@@ -190,13 +213,25 @@ def register_method(
 ) -> Callable[[MethodFn], MethodFn]:
   """A decorator that registers ``fn`` as method ``name`` (see :class:`Method`).
 
+  The grammar, the config (``config.method.<name>.<field>``, ``-`` as
+  ``_``) and the CLI pick it up; ``fn`` reads its values as ``ctx.hparams``.
+
   Raises:
-    InputError: for an empty name or one already registered.
+    InputError: for an empty name, one already registered (also as its
+      config key), or hparams that are not a frozen dataclass with defaults.
   """
   if not name:
     raise InputError("a method name must be non-empty")
   if name in METHODS:
     raise InputError(f"method {name!r} is already registered")
+  key = hparams_lib.section_key(name)
+  clash = [m for m in METHODS if hparams_lib.section_key(m) == key]
+  if clash:
+    raise InputError(
+      f"method {name!r} has the config key {key!r} of method {clash[0]!r}; "
+      "expected a name that differs in more than '-' and '_'"
+    )
+  hparams_lib.check_class("method", name, hparams)
 
   def register(fn: MethodFn) -> MethodFn:
     METHODS[name] = Method(
@@ -206,6 +241,8 @@ def register_method(
       keeps_m0,
       tuple(reads),
       check or (lambda transform, loss: None),
+      hparams,
+      extensions.source_of(fn),
     )
     return fn
 

@@ -9,12 +9,29 @@ A family without a solver for the loss is refused with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from absl import logging
 
+from bcjax.hparams import require
 from bcjax.methods.base import M0_METHOD, Context, Version, register_method
-from bcjax.methods.paper import with_transform
+from bcjax.methods.building_blocks import with_transform
+
+
+@dataclasses.dataclass(frozen=True)
+class ClosedFormHparams:
+  """Hyperparameters of ``closedform`` (``config.method.closedform``).
+
+  Attributes:
+    ridge: ridge of the linear solve, relative to the mean diagonal of
+      ``Z^T Z`` (solvers without one ignore it).
+  """
+
+  ridge: float = 1e-6
+
+  def __post_init__(self):
+    require(self.ridge >= 0, "ridge", ">= 0", self.ridge)
 
 
 def _has_solver(transform, loss) -> str | None:
@@ -32,20 +49,21 @@ def _has_solver(transform, loss) -> str | None:
   )
 
 
-@register_method("closedform", reads=(M0_METHOD,), check=_has_solver)
+@register_method(
+  "closedform", hparams=ClosedFormHparams, reads=(M0_METHOD,), check=_has_solver
+)
 def closedform(ctx: Context, k: int, earlier: list[Version]) -> Version:
   """nobc's M_k, then B_k from the transform's exact solver of the loss.
 
   The fit weighs users and items as the post-hoc selection criterion does
   (the mean of the user MSE and the item MSE over all nodes), with the
-  relative ridge ``config.closedform_ridge`` where the solver takes one.
+  relative ridge ``config.method.closedform.ridge`` where the solver takes
+  one.
   """
   current = ctx.version_of(M0_METHOD, k)
   tick = time.perf_counter()
   solve = ctx.transform.solvers[ctx.loss.name]
-  params = solve(
-    ctx.embed(current), ctx.embed(earlier[-1]), ctx.config.get("closedform_ridge", 0.0)
-  )
+  params = solve(ctx.embed(current), ctx.embed(earlier[-1]), ctx.hparams.ridge)
   seconds = time.perf_counter() - tick
   logging.info("%s B_%d solved in closed form (%.2fs)", ctx.label, k, seconds)
   return with_transform(ctx, current, params, 0, seconds)

@@ -5,29 +5,97 @@
 * ``nobc``: M_k from scratch, no compatibility (its version 0 is M_0);
 * ``posthoc``: nobc's M_k, then B_k fitted on the frozen embeddings;
 * ``joint``: M_k and B_k trained together under ``BPR + lambda * alignment``.
+
+Their hyperparameters are declared here (``config.method.<name>``); their
+defaults are the paper's, the shipped configs set their own.
 """
 
 from __future__ import annotations
 
-import time
+import dataclasses
 
-from absl import logging
-
-from bcjax import keys
 from bcjax.evaluation.recall import version_evaluators
+from bcjax.hparams import require
 from bcjax.methods.base import M0_METHOD, Context, Version, register_method
-from bcjax.posthoc import PosthocConfig, fit_posthoc
-from bcjax.train import Alignment, AlignmentTarget, fit_version
+from bcjax.methods.building_blocks import (
+  fit_transform_posthoc,
+  identity_params,
+  train_from_scratch,
+  train_jointly,
+  with_transform,
+)
+from bcjax.train import fit_version
 
 
-def _identity(ctx: Context, d: int):
-  """Parameters of the strategy's (unlearned) transform from ``d`` to ``d``."""
-  return ctx.transform.init(ctx.transform_key, d, d)
+@dataclasses.dataclass(frozen=True)
+class FinetuneHparams:
+  """Hyperparameters of ``finetune-m0`` (``config.method.finetune_m0``).
+
+  Attributes:
+    epochs: fine-tuning epochs per update (paper: 250).
+  """
+
+  epochs: int = 250
+
+  def __post_init__(self):
+    _positive(self, "epochs")
 
 
-def _old_params(earlier: list[Version]) -> tuple:
-  """The parameters of ``B_{k-1}, ..., B_1``, newest first."""
-  return tuple(v.transform_params for v in reversed(earlier[1:]))
+@dataclasses.dataclass(frozen=True)
+class PosthocHparams:
+  """Hyperparameters of ``posthoc`` (``config.method.posthoc``).
+
+  Attributes:
+    epochs: B_k's training epochs (paper: 200).
+    keep_after: only epochs after this one may be kept (paper: 50).
+    learning_rate: Adam's rate for B_k (the reference's fixed 1e-3, whatever
+      the models' rate).
+  """
+
+  epochs: int = 200
+  keep_after: int = 50
+  learning_rate: float = 1e-3
+
+  def __post_init__(self):
+    _positive(self, "epochs")
+    _non_negative(self, "keep_after")
+    require(self.learning_rate > 0, "learning_rate", "positive", self.learning_rate)
+    require(
+      self.keep_after < self.epochs,
+      "keep_after",
+      f"below epochs={self.epochs} (it leaves no epoch to keep)",
+      self.keep_after,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class JointHparams:
+  """Hyperparameters of ``joint`` (``config.method.joint``).
+
+  Attributes:
+    align_weight: lambda, the alignment loss's weight (paper: 16).
+    keep_after: only epochs after this one may be kept (paper: 50 of 500);
+      below the run's ``config.epochs``.
+  """
+
+  align_weight: float = 16.0
+  keep_after: int = 50
+
+  def __post_init__(self):
+    require(self.align_weight >= 0, "align_weight", ">= 0", self.align_weight)
+    _non_negative(self, "keep_after")
+
+
+def _positive(hparams, field: str) -> None:
+  value = getattr(hparams, field)
+  ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+  require(ok, field, "a positive integer", value)
+
+
+def _non_negative(hparams, field: str) -> None:
+  value = getattr(hparams, field)
+  ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+  require(ok, field, "an integer >= 0", value)
 
 
 def _needs_learned(transform, loss) -> str | None:
@@ -51,11 +119,13 @@ def fix_m0(ctx: Context, k: int, earlier: list[Version]) -> Version:
     chunk_size=ctx.config.eval_chunk_size,
   )
   recall = reporter(*ctx.embed(m0))
-  params = _identity(ctx, m0.model.dim)
+  params = identity_params(ctx, m0.model.dim)
   return Version(m0.model, m0.variables, params, ctx.result(m0.model, recall=recall))
 
 
-@register_method("finetune-m0", takes_transform=False, keeps_m0=True)
+@register_method(
+  "finetune-m0", hparams=FinetuneHparams, takes_transform=False, keeps_m0=True
+)
 def finetune_m0(ctx: Context, k: int, earlier: list[Version]) -> Version:
   """The previous version fine-tuned on version k's graph (fresh Adam state)."""
   del k
@@ -63,7 +133,7 @@ def finetune_m0(ctx: Context, k: int, earlier: list[Version]) -> Version:
   fit = fit_version(
     previous.model,
     ctx.split,
-    ctx.fit_config(epochs=ctx.config.finetune_epochs),
+    ctx.fit_config(epochs=ctx.hparams.epochs),
     ctx.key,
     variables=previous.variables,
     progress=ctx.progress,
@@ -71,98 +141,40 @@ def finetune_m0(ctx: Context, k: int, earlier: list[Version]) -> Version:
     mesh=ctx.mesh,
     label=ctx.label,
   )
-  params = _identity(ctx, previous.model.dim)
+  params = identity_params(ctx, previous.model.dim)
   return Version(previous.model, fit.variables, params, ctx.result(previous.model, fit))
 
 
 @register_method(M0_METHOD, takes_transform=False)
 def nobc(ctx: Context, k: int, earlier: list[Version]) -> Version:
   """M_k trained from scratch (BPR only); B_k reads its first d_{k-1} dims."""
-  model = ctx.model(k)
-  fit = fit_version(
-    model,
-    ctx.split,
-    ctx.fit_config(),
-    ctx.key,
-    progress=ctx.progress,
-    report=ctx.report,
-    mesh=ctx.mesh,
-    label=ctx.label,
-  )
-  params = None
-  if k > 0:
-    params = ctx.transform.init(None, model.dim, earlier[-1].model.dim)
-  return Version(model, fit.variables, params, ctx.result(model, fit))
+  version = train_from_scratch(ctx, k)
+  if k == 0:
+    return version
+  params = ctx.transform.init(None, version.model.dim, earlier[-1].model.dim)
+  return dataclasses.replace(version, transform_params=params)
 
 
-@register_method("posthoc", reads=(M0_METHOD,), check=_needs_learned)
+@register_method(
+  "posthoc", hparams=PosthocHparams, reads=(M0_METHOD,), check=_needs_learned
+)
 def posthoc(ctx: Context, k: int, earlier: list[Version]) -> Version:
   """nobc's M_k, then B_k fitted by SGD on the frozen embeddings."""
-  c, previous = ctx.config, earlier[-1]
+  hp = ctx.hparams
   current = ctx.version_of(M0_METHOD, k)
-  params = ctx.transform.init(ctx.transform_key, current.model.dim, previous.model.dim)
-  tick = time.perf_counter()
-  fit = fit_posthoc(
-    ctx.transform,
-    params,
-    ctx.embed(current),
-    ctx.embed(previous),
-    ctx.graph,
-    PosthocConfig(
-      epochs=c.posthoc_epochs,
-      keep_after=c.posthoc_keep_after,
-      eval_every=c.eval_every,
-      batch_size=c.batch_size,
-      # The reference fits B_k at Adam 1e-3 whatever the models' rate.
-      learning_rate=c.get("posthoc_learning_rate", 1e-3),
-    ),
-    keys.stream(ctx.key, "posthoc"),
-    loss=ctx.loss,
-    old_params=_old_params(earlier),
-    label=ctx.label,
-  )
-  seconds = time.perf_counter() - tick
-  logging.info(
-    "%s B_%d: best epoch %d alignment error %.5f (%.1fs)",
-    ctx.label,
-    k,
-    fit.best_epoch,
-    fit.error,
-    seconds,
+  fit, seconds = fit_transform_posthoc(
+    ctx,
+    current,
+    earlier,
+    epochs=hp.epochs,
+    keep_after=hp.keep_after,
+    learning_rate=hp.learning_rate,
   )
   return with_transform(ctx, current, fit.params, fit.best_epoch, seconds)
 
 
-def with_transform(
-  ctx: Context, current: Version, params, best_epoch: int, seconds: float
-) -> Version:
-  """Version ``current`` (another strategy's M_k) served through B_k ``params``."""
-  result = current.result.replace(
-    strategy=ctx.strategy.name,
-    transform_best_epoch=best_epoch,
-    transform_seconds=seconds,
-  )
-  return Version(current.model, current.variables, params, result)
-
-
-@register_method("joint")
+@register_method("joint", hparams=JointHparams)
 def joint(ctx: Context, k: int, earlier: list[Version]) -> Version:
   """M_k and B_k trained together: ``BPR + lambda * loss(B_k(z_k), z_{k-1})``."""
-  previous = earlier[-1]
-  model = ctx.model(k)
-  user_prev, item_prev = ctx.embed(previous)
-  params = ctx.transform.init(ctx.transform_key, model.dim, previous.model.dim)
-  fit = fit_version(
-    model,
-    ctx.split,
-    ctx.fit_config(keep_after=ctx.config.joint_keep_after),
-    ctx.key,
-    transform_params=params,
-    alignment=Alignment(ctx.transform, ctx.loss, ctx.config.align_weight),
-    target=AlignmentTarget(user_prev, item_prev, _old_params(earlier)),
-    progress=ctx.progress,
-    report=ctx.report,
-    mesh=ctx.mesh,
-    label=ctx.label,
-  )
-  return Version(model, fit.variables, fit.transform_params, ctx.result(model, fit))
+  hp = ctx.hparams
+  return train_jointly(ctx, k, earlier, hp.align_weight, hp.keep_after)

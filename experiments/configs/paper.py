@@ -3,7 +3,10 @@ r"""The paper's hyper-parameters (Hu et al., KDD 2022): hours on a GPU.
 (layers, dim) = (2,256), (2,320), (3,384), (3,448), (3,512); 500 epochs per
 version, evaluated every 10; Adam 1e-3, batch 2048; consumers over the full
 grid with 10 seeds and 300 epochs; 3 embedding seeds, each a whole run with
-its own M_0, for the table's intervals.
+its own M_0, for the table's intervals. The methods' hyperparameters are the
+paper's (``config.method.joint.keep_after`` 50, ``config.method.posthoc``
+200 epochs keeping the best after 50, ``config.method.finetune_m0.epochs``
+250, lambda ``config.method.joint.align_weight`` 16).
 
 Command (Amazon Musical Instruments, files from the Amazon Review Data 2018)::
 
@@ -28,10 +31,10 @@ def get_config():
   config.learning_rate = 1e-3
   config.eval_every = 10
   config.eval_chunk_size = 1024
-  config.joint_keep_after = 50
-  config.posthoc_epochs = 200
-  config.posthoc_keep_after = 50
-  config.finetune_epochs = 250
+  config.method.joint.keep_after = 50
+  config.method.posthoc.epochs = 200
+  config.method.posthoc.keep_after = 50
+  config.method.finetune_m0.epochs = 250
   config.consumer.hidden_sizes = (128, 256, 512, 1024)
   config.consumer.dropouts = (0.0, 0.25, 0.5)
   config.consumer.seeds = 10

@@ -9,6 +9,14 @@ Expected result: about a minute on 2 CPU cores (mostly compilation); every
 output of the main job (results.json, table.md, table.csv, plots) for the
 paper's eight strategies over two versions of a tiny synthetic graph; the
 numbers mean nothing.
+
+The components' hyperparameters are fields like any other (``--help`` lists
+them, an extension's too once ``--config.imports`` loads it), e.g. an MLP
+transform of width 32 and a longer post-hoc fit::
+
+  python -m experiments.compare --workdir=/tmp/bcjax_test_mlp \
+      --config=experiments/configs/test.py --config.strategy=paper,posthoc-mlp-sloss \
+      --config.transform.mlp.hidden=32 --config.method.posthoc.epochs=8
 """
 
 from experiments.configs import default
@@ -27,10 +35,10 @@ def get_config():
   config.eval_every = 2
   config.batch_size = 256
   config.eval_chunk_size = 64
-  config.joint_keep_after = 1
-  config.posthoc_epochs = 4
-  config.posthoc_keep_after = 1
-  config.finetune_epochs = 2
+  config.method.joint.keep_after = 1
+  config.method.posthoc.epochs = 4
+  config.method.posthoc.keep_after = 1
+  config.method.finetune_m0.epochs = 2
   config.consumer.hidden_sizes = (16,)
   config.consumer.dropouts = (0.0,)
   config.consumer.seeds = 1
