@@ -106,6 +106,13 @@ def test_the_store_refuses_bad_requests_in_one_line(tmp_path):
       call()
     assert message in str(e.value) and "\n" not in str(e.value)
   assert reg.embeddings(version=0, ids=[]).shape == (0, 3)
+  # A rerun replaces the store whole, and leaves nothing else beside it.
+  np.save(tmp_path / "new.npy", 2 * new)
+  binary.run(
+    work, str(tmp_path / "old.npy"), str(tmp_path / "new.npy"), family="linear"
+  )
+  np.testing.assert_allclose(registry.open(work).embeddings(ids=[5]), 2 * new[[5]])
+  assert not [name for name in os.listdir(work) if name.startswith(".")]
 
 
 def test_bad_version_files_are_one_line(tmp_path):
