@@ -64,7 +64,6 @@ flags.DEFINE_integer("seed", 0, "Seeds the test split, auto's split and SGD.")
 flags.DEFINE_float("test_fraction", 0.2, "Share of the ids held out as test rows.")
 flags.DEFINE_integer("k", 10, "K of Recall@K, neighbour overlap@K, class retrieval@K.")
 flags.DEFINE_integer("max_queries", 10_000, "Test queries sampled at most.")
-flags.mark_flags_as_required(["workdir"])
 
 MEASURES = (
   ("mse", "MSE (bridged vs old)"),
@@ -443,4 +442,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # Required only when run: benchmarks import this module with flags of their own.
+  flags.mark_flags_as_required(["workdir"])
   app.run(main)
