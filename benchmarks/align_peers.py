@@ -30,9 +30,10 @@ scores within 0.005 of the best tie, fewest parameters wins); its choice is
 refitted on all train rows, as auto refits its choice (the unrefitted
 candidate is recorded too). Both are measured on the test rows with
 :func:`bcjax.align.measures.evaluate` (index: every item's old vector):
-self-retrieval Recall@10 and neighbour overlap@10. The table gives each
-side's mean over seeds and the mean and 95% Student-t interval of the
-per-seed difference (bcjax - rebasis).
+self-retrieval Recall@10 and neighbour overlap@10. As rebasis L2-normalises
+rows before fitting, auto is also run with ``normalize=True`` on the same
+split. The table gives each side's mean over seeds and the mean and 95%
+Student-t interval of the per-seed difference (bcjax - rebasis).
 
 Writes ``benchmarks/results/align_peers.json`` and ``align_peers.md``.
 """
@@ -185,6 +186,14 @@ def one_seed(old, new, seed: int, python: str) -> dict:
     m = align.measures.evaluate(old, new, bridged, test, k=K, seed=seed)
     return {key: m[key] for key in MEASURES}
 
+  # rebasis normalises rows before fitting; auto does when asked, on the
+  # same split (the split depends on the seed and the row count only).
+  tick = time.perf_counter()
+  normalized = align.fit(
+    old[train], new[train], family="auto", center=True, normalize=True, seed=seed
+  )
+  normalized_seconds = time.perf_counter() - tick
+
   return {
     "seed": seed,
     "rows": {"fit": len(sel.fit_rows), "validation": held, "test": len(test)},
@@ -195,6 +204,13 @@ def one_seed(old, new, seed: int, python: str) -> dict:
       "candidates": {f"{c.family} {c.hparams}": c.score for c in sel.candidates},
       "seconds": bcjax_seconds,
       **measure(bridge.apply(new[test])),
+    },
+    "bcjax_normalize": {
+      "family": normalized.family,
+      "hparams": str(normalized.hparams),
+      "validation": normalized.selection.choice.score,
+      "seconds": normalized_seconds,
+      **measure(normalized.apply(new[test])),
     },
     "rebasis": {
       "method": meta["candidates"][chosen]["name"],
@@ -211,7 +227,11 @@ def one_seed(old, new, seed: int, python: str) -> dict:
 
 
 def summarize(seeds: list[dict]) -> dict:
-  """Per measure: each side's mean interval and the paired difference's."""
+  """Per measure: each side's mean interval and the paired differences'.
+
+  ``difference``: bcjax auto - rebasis; ``difference_normalize``: bcjax auto
+  with ``normalize=True`` - rebasis (when the seeds have it).
+  """
   out = {}
   for key in MEASURES:
     a = [s["bcjax"][key] for s in seeds]
@@ -221,6 +241,10 @@ def summarize(seeds: list[dict]) -> dict:
       "rebasis": _interval(mean_interval(b)),
       "difference": _interval(paired_difference(a, b)),
     }
+    if all("bcjax_normalize" in s for s in seeds):
+      c = [s["bcjax_normalize"][key] for s in seeds]
+      out[key]["bcjax_normalize"] = _interval(mean_interval(c))
+      out[key]["difference_normalize"] = _interval(paired_difference(c, b))
   return out
 
 
@@ -238,29 +262,39 @@ def to_markdown(results: dict) -> str:
   """The per-pair table and each side's choices, as Markdown."""
   lines = [
     "### bcjax align auto vs rebasis auto (test rows; mean over split seeds; "
-    "difference: mean and 95% Student-t interval of bcjax - rebasis per seed)",
+    "differences: mean and 95% Student-t interval of the per-seed difference; "
+    "auto is centred, `normalize` also L2-normalises rows as rebasis does)",
     "",
-    "| pair | measure | bcjax auto | rebasis | difference |",
-    "|---|---|---|---|---|",
+    "| pair | measure | bcjax auto | bcjax auto, normalize | rebasis | "
+    "auto - rebasis | auto normalize - rebasis |",
+    "|---|---|---|---|---|---|---|",
   ]
   names = {"self_recall": f"self-retrieval@{K}", "neighbour_overlap": f"overlap@{K}"}
   for name, pair in results["pairs"].items():
     for key in MEASURES:
       s = pair["summary"][key]
+      normalized = s.get("bcjax_normalize")
       lines.append(
         f"| {name} | {names[key]} | {s['bcjax']['mean']:.4f} | "
-        f"{s['rebasis']['mean']:.4f} | {_cell(s['difference'])} |"
+        f"{'-' if normalized is None else format(normalized['mean'], '.4f')} | "
+        f"{s['rebasis']['mean']:.4f} | {_cell(s['difference'])} | "
+        f"{'-' if normalized is None else _cell(s['difference_normalize'])} |"
       )
   lines += [
     "",
-    "| pair | rows | bcjax's choices | rebasis's choices |",
-    "|---|---|---|---|",
+    "| pair | rows | auto's choices | auto normalize's | rebasis's choices |",
+    "|---|---|---|---|---|",
   ]
   for name, pair in results["pairs"].items():
     seeds = pair["seeds"]
-    ours = ", ".join(sorted({s["bcjax"]["family"] for s in seeds}))
-    theirs = ", ".join(sorted({s["rebasis"]["method"] for s in seeds}))
-    lines.append(f"| {name} | {pair['note']} | {ours} | {theirs} |")
+
+    def chosen(side, key, seeds=seeds):
+      return ", ".join(sorted({s[side][key] for s in seeds if side in s})) or "-"
+
+    lines.append(
+      f"| {name} | {pair['note']} | {chosen('bcjax', 'family')} | "
+      f"{chosen('bcjax_normalize', 'family')} | {chosen('rebasis', 'method')} |"
+    )
   if results.get("skipped"):
     lines += ["", f"Not run: {results['skipped']}"]
   return "\n".join(lines) + "\n"

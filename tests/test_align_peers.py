@@ -31,6 +31,6 @@ def test_paired_intervals_and_table():
     "skipped": "bcjax-v0-v4 (no --run_workdir)",
   }
   table = align_peers.to_markdown(results)
-  assert "| rotation | self-retrieval@10 | 0.8000 | 0.6667 | +0.1333 [" in table
-  assert "| rotation | 3 rows | orthogonal | procrustes |" in table
+  assert "| rotation | self-retrieval@10 | 0.8000 | - | 0.6667 | +0.1333 [" in table
+  assert "| rotation | 3 rows | orthogonal | - | procrustes |" in table
   assert "Not run: bcjax-v0-v4 (no --run_workdir)" in table
