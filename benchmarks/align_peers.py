@@ -5,6 +5,8 @@ Command (bcjax's Python; rebasis runs in the peers' venv, Python >= 3.12,
 
   python -m benchmarks.align_peers --peers_python=/work/vpeers/bin/python \
       [--seeds=5] [--run_workdir=/tmp/ml100k_run --run_strategy=nobc]
+  # pair (c) alone, added to the results already written:
+  python -m benchmarks.align_peers --only_run --run_workdir=/tmp/ml100k_run
 
 Pairs of (old, new) item embeddings, one row per item:
 
@@ -53,7 +55,7 @@ from absl import app, flags
 from bcjax import align
 from bcjax.atomic_files import atomic_open, write_json
 from bcjax.evaluation.intervals import mean_interval, paired_difference
-from experiments.align import split_ids
+from experiments.align import match, split_ids
 
 FLAGS = flags.FLAGS
 
@@ -67,6 +69,9 @@ def define_flags():
   flags.DEFINE_string("run_strategy", "nobc", "Its strategy.")
   flags.DEFINE_list("run_versions", ["0", "4"], "Its two versions, old then new.")
   flags.DEFINE_string("out", "benchmarks/results/align_peers", "Output path stem.")
+  flags.DEFINE_bool(
+    "only_run", False, "Run pair (c) alone, added to the results already at --out."
+  )
 
 
 K = 10
@@ -122,10 +127,16 @@ def run_pair(workdir, strategy, versions) -> tuple[np.ndarray, np.ndarray, str]:
       with np.load(path) as f:
         rows.append((f["ids"], f["embeddings"]))
   (old_ids, old), (new_ids, new) = rows
-  assert np.array_equal(old_ids, new_ids)
+  # A later version's graph has more nodes: the items both versions have.
+  old_rows, new_rows = match(old_ids, new_ids)
+  old, new = old[old_rows], new[new_rows]
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = json.load(f)["config"]
   note = (
-    f"{len(old)} ml-100k items; versions {versions[0]} ({old.shape[1]} dims) and "
-    f"{versions[1]} ({new.shape[1]} dims) of {strategy}, exported by experiments.export"
+    f"{len(old)} {config['dataset']} items; versions {versions[0]} "
+    f"({old.shape[1]} dims) and {versions[1]} ({new.shape[1]} dims) of "
+    f"{strategy} ({config['epochs']} epochs per version, layers "
+    f"{config['layers']}), exported by experiments.export"
   )
   return old, new, note
 
@@ -302,15 +313,22 @@ def to_markdown(results: dict) -> str:
 
 def main(argv):
   del argv
-  pairs = {"rotation": rotation_pair(), "ml100k-svd": ml100k_pair(FLAGS.data_dir)}
-  skipped = None
+  pairs = {}
+  if not FLAGS.only_run:
+    pairs["rotation"] = rotation_pair()
+    pairs["ml100k-svd"] = ml100k_pair(FLAGS.data_dir)
+  results = {"k": K, "seeds": FLAGS.seeds, "pairs": {}, "skipped": None}
+  if FLAGS.only_run and os.path.exists(FLAGS.out + ".json"):
+    # Adds pair (c) to a finished run of the others (same seeds and K).
+    with open(FLAGS.out + ".json") as f:
+      results = json.load(f)
   if FLAGS.run_workdir:
     pairs["bcjax-v0-v4"] = run_pair(
       FLAGS.run_workdir, FLAGS.run_strategy, FLAGS.run_versions
     )
+    results["skipped"] = None
   else:
-    skipped = "bcjax-v0-v4 (no --run_workdir)"
-  results = {"k": K, "seeds": FLAGS.seeds, "pairs": {}, "skipped": skipped}
+    results["skipped"] = "bcjax-v0-v4 (no --run_workdir)"
   for name, (old, new, note) in pairs.items():
     seeds = [one_seed(old, new, s, FLAGS.peers_python) for s in range(FLAGS.seeds)]
     results["pairs"][name] = {"note": note, "seeds": seeds, "summary": summarize(seeds)}

@@ -10,7 +10,9 @@ serves: ``compatible_embeddings(from_version, version)``, version
 ``--from_version``'s saved rows (the newest by default) through the backward
 chain to ``--version``. ``--from_version=--version`` writes a version's own
 embeddings ``z_j``, which is what ``experiments.align`` takes to bridge two
-versions of a run. The ids are bcjax's node ids ``0..n-1`` of ``--nodes``.
+versions of a run. The ids are bcjax's node ids ``0..n-1`` of ``--nodes``
+(numbered by first appearance, so one node has one id in every version; a
+later version has more), which ``experiments.align`` matches by.
 
 The file's extension picks the format: ``.npz`` holds ``ids`` ``(n,)`` and
 ``embeddings`` ``(n, d_j)`` float32 (``experiments.align`` reads it);
