@@ -323,7 +323,8 @@ def main(argv):
     with open(FLAGS.out + ".json") as f:
       results = json.load(f)
   if FLAGS.run_workdir:
-    pairs["bcjax-v0-v4"] = run_pair(
+    first, last = FLAGS.run_versions
+    pairs[f"bcjax-v{first}-v{last}"] = run_pair(
       FLAGS.run_workdir, FLAGS.run_strategy, FLAGS.run_versions
     )
     results["skipped"] = None
