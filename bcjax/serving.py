@@ -39,13 +39,27 @@ _SERVE_CHUNK = 1 << 16
 KINDS = ("user", "item")
 
 
-def open(path: str, mesh: Mesh | None = None) -> EmbeddingRegistry:  # noqa: A001
-  """Opens the versions saved under ``path`` (one strategy's checkpoints).
+def open(path: str, mesh: Mesh | None = None):  # noqa: A001
+  """Opens the versions saved under ``path``.
 
   Args:
-    path: the strategy's checkpoint folder.
-    mesh: serve with embedding rows sharded over this mesh (None: one device).
+    path: one strategy's checkpoint folder, or an align store
+      (:mod:`bcjax.align.store`: the folder, or the ``experiments.align``
+      workdir holding it), served by an
+      :class:`bcjax.align.store.AlignRegistry` with the same ``embeddings``.
+    mesh: serve with embedding rows sharded over this mesh (None: one device;
+      an align store is served on one device).
+
+  Returns:
+    An :class:`EmbeddingRegistry`, or an ``AlignRegistry`` for an align store.
   """
+  # Imported here: bcjax.align imports this module (BackwardChain).
+  from bcjax.align import store
+
+  if store.store_path(path) is not None:
+    if mesh is not None:
+      raise InputError(f"{path} is an align store, served on one device; pass no mesh")
+    return store.AlignRegistry(path)
   return EmbeddingRegistry(path, mesh)
 
 

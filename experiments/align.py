@@ -1,26 +1,35 @@
-r"""Bring your own embeddings: fit a bridge new -> old and measure it on test rows.
+r"""Bring your own embeddings: fit bridges new -> old, measure them, store the chain.
 
 Usage::
 
   python -m experiments.align --workdir=/tmp/align --old=old.npy --new=new.npy \
       [--labels=labels.csv] [--family=auto] [--center] [--normalize] [--seed=0]
+  python -m experiments.align --workdir=/tmp/align --versions=v0.npz,v1.npz,v2.npz
 
-``old.npy`` ``(N, d_old)`` and ``new.npy`` ``(N, d_new)`` are float arrays
-matched by row: row ``i`` of both is item ``i`` (its id). Ids are split
-(seeded) into a test part (``--test_fraction``) and the rest, which
-:func:`bcjax.align.fit` receives alone; with ``--family=auto`` it splits its
-own validation part from those rows (the fit / validation / test sizes are
-all reported). The test rows are the queries of every measure
-(:func:`bcjax.align.measures.evaluate`), the index being every row's old
-vector. ``labels.csv`` has a header with a ``label`` column and optionally an
-``id`` column (row ids; else line order), one label for every row; with it,
-class retrieval and retention are measured too.
+Each version is a file of float rows, oldest first (``--old``, ``--new`` is
+two versions): an ``.npy`` ``(N, d)`` whose row ``i`` is id ``i``, or an
+``.npz`` with ``embeddings`` ``(N, d)`` and ``ids`` ``(N,)`` (distinct
+integers or strings; what ``experiments.export`` writes). Bridge ``k`` maps
+version ``k`` to ``k - 1``, fitted on the ids both have (``.npy`` rows match
+by row). For each bridge the ids are split (seeded) into a test part
+(``--test_fraction``) and the rest, which :func:`bcjax.align.fit` receives
+alone; with ``--family=auto`` it splits its own validation part from those
+rows (the fit / validation / test sizes are all reported). The test rows are
+the queries of every measure (:func:`bcjax.align.measures.evaluate`), the
+index being every row's old vector. ``labels.csv`` has a header with a
+``label`` column and optionally an ``id`` column (row numbers; else line
+order), one label for every row of versions that hold the same ids in the
+same order; with it, class retrieval and retention are measured too.
 
-Writes ``WORKDIR/results.json`` (flags, split sizes, the bridge, auto's
-candidates, the measures), ``WORKDIR/table.md``, ``WORKDIR/bridge.npz``
-(:func:`bcjax.align.load` reads it) and, for an affine bridge,
-``WORKDIR/bridge_affine.npz`` (matrix, bias and means for a vector store).
-Bad input is one ``error:`` line and exit status 2.
+Writes ``WORKDIR/results.json`` (flags, split sizes, the newest bridge,
+auto's candidates, the measures; with three or more versions every bridge's
+under ``steps``), ``WORKDIR/table.md``, ``WORKDIR/bridge.npz`` (the newest
+bridge; :func:`bcjax.align.load` reads it), for an affine bridge
+``WORKDIR/bridge_affine.npz`` (matrix, bias and means for a vector store), and
+``WORKDIR/store``: the chain and the newest rows with their ids
+(:mod:`bcjax.align.store`), which ``bcjax.registry.open(WORKDIR)`` serves at
+any version, by id or by row. Bad input is one ``error:`` line and exit
+status 2.
 """
 
 from __future__ import annotations
@@ -43,13 +52,18 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
   """The binary's flags, defined when it runs, not when tests import it.
 
-  Other binaries of ``experiments`` define ``--workdir`` too; defined at
-  import, two of them in one process (a test session) would collide.
+  Other binaries of ``experiments`` define ``--workdir`` too, and benchmarks
+  import this module beside flags of their own: defined at import, two of
+  them in one process (a test session) would collide.
   """
   flags.DEFINE_string("workdir", None, "Folder for the outputs.")
-  flags.DEFINE_string("old", None, "(N, d_old) .npy: old-version embeddings.")
+  flags.DEFINE_string("old", None, "(N, d_old) .npy or .npz: old-version embeddings.")
+  flags.DEFINE_string("new", None, "(N, d_new) .npy or .npz: new-version embeddings.")
+  flags.DEFINE_list(
+    "versions", None, "Files of versions 0..K, oldest first (not with --old/--new)."
+  )
   flags.DEFINE_string(
-    "new", None, "(N, d_new) .npy: new-version embeddings, same rows."
+    "kind", "item", "What the rows are (item or user), as the store serves them."
   )
   flags.DEFINE_string("labels", None, "CSV with a label per row (header: [id,]label).")
   flags.DEFINE_string("family", "auto", "Bridge family, or auto.")
@@ -63,7 +77,7 @@ def define_flags() -> None:
     "k", 10, "K of Recall@K, neighbour overlap@K, class retrieval@K."
   )
   flags.DEFINE_integer("max_queries", 10_000, "Test queries sampled at most.")
-  flags.mark_flags_as_required(["workdir", "old", "new"])
+  flags.mark_flags_as_required(["workdir"])
 
 
 MEASURES = (
@@ -78,7 +92,7 @@ MEASURES = (
 )
 
 
-def load_array(flag: str, path: str) -> np.ndarray:
+def load_array(flag: str, path: str) -> np.ndarray:  # flag: its name, e.g. "old"
   """The ``.npy`` array at ``path``, or one error line naming the flag."""
   try:
     return np.load(path, allow_pickle=False)
@@ -133,10 +147,63 @@ def split_ids(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.n
   return np.sort(order[held:]), np.sort(order[:held])
 
 
+def load_version(flag: str, path: str) -> tuple[np.ndarray, np.ndarray]:
+  """``(ids (N,), rows (N, d))`` of one version's ``.npy`` (ids ``0..N-1``) or ``.npz``.
+
+  Args:
+    flag: the flag that named the file (``old``, ``new``, ``versions[k]``).
+    path: the file.
+  """
+  if not path.endswith(".npz"):
+    rows = align.check_rows(flag, load_array(flag, path))
+    return np.arange(len(rows)), rows
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      names = list(f.files)
+      if "ids" not in names or "embeddings" not in names:
+        raise InputError(
+          f"--{flag}={path}: an .npz needs arrays 'ids' and 'embeddings', has {names}"
+        )
+      ids, rows = f["ids"], f["embeddings"]
+  except InputError:
+    raise
+  except (OSError, ValueError) as e:
+    raise InputError(f"--{flag}={path}: not a readable .npz ({e})") from e
+  rows = align.check_rows(flag, rows)
+  return align.store.check_ids(flag, ids, len(rows)), rows
+
+
+def match(old_ids: np.ndarray, new_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """``(old_rows, new_rows)`` of the ids both versions have, in the new version's order."""
+  if len(old_ids) == len(new_ids) and np.array_equal(old_ids, new_ids):
+    rows = np.arange(len(new_ids))
+    return rows, rows
+  where = {key: row for row, key in enumerate(old_ids.tolist())}
+  pairs = [
+    (where[key], row) for row, key in enumerate(new_ids.tolist()) if key in where
+  ]
+  if not pairs:
+    return np.zeros(0, np.int64), np.zeros(0, np.int64)
+  old_rows, new_rows = np.asarray(pairs, np.int64).T
+  return old_rows, new_rows
+
+
 def run(
   workdir: str,
   old_path: str,
   new_path: str,
+  labels_path: str | None = None,
+  **kwargs,
+) -> dict:
+  """Two versions: :func:`run_versions` of ``[old_path, new_path]``."""
+  return run_versions(
+    workdir, [old_path, new_path], labels_path, names=("old", "new"), **kwargs
+  )
+
+
+def run_versions(
+  workdir: str,
+  paths: list[str],
   labels_path: str | None = None,
   *,
   family: str = "auto",
@@ -146,15 +213,133 @@ def run(
   test_fraction: float = 0.2,
   k: int = 10,
   max_queries: int = 10_000,
+  kind: str = "item",
+  names: tuple[str, ...] | None = None,
 ) -> dict:
-  """Splits, fits on the train ids, measures on the test ids, writes outputs."""
-  old = align.check_rows("old", load_array("old", old_path))
-  new = align.check_rows("new", load_array("new", new_path))
-  if len(old) != len(new):
-    raise InputError(
-      f"--old has {len(old)} rows but --new has {len(new)}; rows must match one to one"
+  """Fits and measures bridge ``k`` for each version ``k >= 1``, writes outputs.
+
+  Args:
+    workdir: the folder of the outputs.
+    paths: the files of versions ``0..K``, oldest first.
+    labels_path: a labels CSV (see the module docstring), or None.
+    family, center, normalize, seed: as :func:`bcjax.align.fit` takes them.
+    test_fraction: the share of each bridge's ids held out as test rows.
+    k: K of the measures.
+    max_queries: test queries sampled at most.
+    kind: ``"item"`` or ``"user"``: what the store serves.
+    names: the flags that named the files, for messages (default
+      ``versions[k]``).
+
+  Returns:
+    The results (the newest bridge's at the top level; every bridge's under
+    ``steps`` with three or more versions).
+  """
+  if len(paths) < 2:
+    raise InputError(f"need two or more versions (oldest first), got {len(paths)}")
+  if kind not in ("item", "user"):
+    raise InputError(f"--kind must be item or user, got {kind!r}")
+  names = names or [f"versions[{v}]" for v in range(len(paths))]
+  loaded = [load_version(n, p) for n, p in zip(names, paths, strict=True)]
+  for v in range(1, len(paths)):
+    # Rows of .npy files are their ids: rows of two lengths are a mistake
+    # more often than two id sets.
+    a, b = loaded[v - 1][1], loaded[v][1]
+    npz = any(p.endswith(".npz") for p in paths[v - 1 : v + 1])
+    if not npz and len(a) != len(b):
+      raise InputError(
+        f"--{names[v - 1]} has {len(a)} rows but --{names[v]} has {len(b)}; rows "
+        "must match one to one"
+      )
+  labels = None
+  if labels_path is not None:
+    first = loaded[0][0]
+    if any(len(i) != len(first) or not np.array_equal(i, first) for i, _ in loaded):
+      raise InputError(
+        "--labels needs every version to hold the same ids in the same order"
+      )
+    labels = load_labels(labels_path, len(first))
+  steps, bridges = [], []
+  for version in range(1, len(paths)):
+    (old_ids, old_all), (new_ids, new_all) = loaded[version - 1], loaded[version]
+    old_rows, new_rows = match(old_ids, new_ids)
+    if len(new_rows) < 2:
+      raise InputError(
+        f"versions {version - 1} and {version} share {len(new_rows)} ids; a bridge "
+        "needs rows of the same ids in both"
+      )
+    old, new = old_all[old_rows], new_all[new_rows]
+    bridge, step = fit_step(
+      old,
+      new,
+      labels,
+      family=family,
+      center=center,
+      normalize=normalize,
+      seed=seed,
+      test_fraction=test_fraction,
+      k=k,
+      max_queries=max_queries,
     )
-  labels = None if labels_path is None else load_labels(labels_path, len(old))
+    step = {
+      "old": os.path.abspath(paths[version - 1]),
+      "new": os.path.abspath(paths[version]),
+      "version": version,
+      **step,
+    }
+    steps.append(step)
+    bridges.append(bridge)
+  os.makedirs(workdir, exist_ok=True)
+  bridge = bridges[-1]
+  bridge.save(os.path.join(workdir, "bridge.npz"))
+  if bridge.affine:
+    bridge.export_npz(os.path.join(workdir, "bridge_affine.npz"))
+  align.store.write(
+    os.path.join(workdir, align.store.STORE_DIR),
+    align.Chain(bridges),
+    loaded[-1][0],
+    loaded[-1][1],
+    kind=kind,
+    sources=paths,
+  )
+  results = {
+    **steps[-1],
+    "versions": [os.path.abspath(p) for p in paths],
+    "labels": None if labels_path is None else os.path.abspath(labels_path),
+    "seed": seed,
+  }
+  if len(steps) > 1:
+    results["steps"] = steps
+  write_json(os.path.join(workdir, "results.json"), results)
+  with atomic_open(os.path.join(workdir, "table.md")) as f:
+    f.write(to_markdown(results))
+  return results
+
+
+def fit_step(
+  old: np.ndarray,
+  new: np.ndarray,
+  labels: np.ndarray | None,
+  *,
+  family: str,
+  center: bool,
+  normalize: bool,
+  seed: int,
+  test_fraction: float,
+  k: int,
+  max_queries: int,
+) -> tuple[align.Bridge, dict]:
+  """Splits matched rows, fits on the train ids, measures on the test ids.
+
+  Args:
+    old: ``(N, d_old)`` the older version's rows.
+    new: ``(N, d_new)`` the newer version's rows of the same ids.
+    labels: ``(N,)`` labels, or None.
+    family, center, normalize, seed, test_fraction, k, max_queries: see
+      :func:`run_versions`.
+
+  Returns:
+    The bridge, and its results (split sizes, bridge, selection, measures).
+  """
   train, test = split_ids(len(old), test_fraction, seed)
   tick = time.perf_counter()
   bridge = align.fit(
@@ -172,17 +357,9 @@ def run(
     max_queries=max_queries,
     seed=seed,
   )
-  os.makedirs(workdir, exist_ok=True)
-  bridge.save(os.path.join(workdir, "bridge.npz"))
-  if bridge.affine:
-    bridge.export_npz(os.path.join(workdir, "bridge_affine.npz"))
   selection = bridge.selection.summary() if bridge.selection else None
   fit_rows = len(train) if selection is None else selection["fit_rows"]
-  results = {
-    "old": os.path.abspath(old_path),
-    "new": os.path.abspath(new_path),
-    "labels": None if labels_path is None else os.path.abspath(labels_path),
-    "seed": seed,
+  return bridge, {
     "rows": {
       "fit": fit_rows,
       "validation": len(train) - fit_rows,
@@ -201,14 +378,22 @@ def run(
     "selection": selection,
     "measures": measures,
   }
-  write_json(os.path.join(workdir, "results.json"), results)
-  with atomic_open(os.path.join(workdir, "table.md")) as f:
-    f.write(to_markdown(results))
-  return results
 
 
 def to_markdown(results: dict) -> str:
   """The measures on the test rows, and auto's candidates, as Markdown."""
+  steps = results.get("steps")
+  if not steps:
+    return step_markdown(results)
+  return "\n".join(
+    f"## Bridge {s['version']}: version {s['version']} -> {s['version'] - 1}\n\n"
+    + step_markdown(s)
+    for s in steps
+  )
+
+
+def step_markdown(results: dict) -> str:
+  """One bridge's measures and auto's candidates, as Markdown."""
   b, rows, m = results["bridge"], results["rows"], results["measures"]
   lines = [
     f"### Bridge {b['d_new']} -> {b['d_old']} dims: {b['family']} "
@@ -249,11 +434,17 @@ def main(argv):
     raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
   with exit_on_user_error():
-    results = run(
+    given = [FLAGS.old, FLAGS.new]
+    if FLAGS.versions and any(given):
+      raise InputError("give --versions or --old and --new, not both")
+    if not FLAGS.versions and not all(given):
+      raise InputError("give --old and --new, or --versions=v0,v1,... (oldest first)")
+    results = run_versions(
       FLAGS.workdir,
-      FLAGS.old,
-      FLAGS.new,
+      FLAGS.versions or given,
       FLAGS.labels,
+      kind=FLAGS.kind,
+      names=None if FLAGS.versions else ("old", "new"),
       family=FLAGS.family,
       center=FLAGS.center,
       normalize=FLAGS.normalize,

@@ -19,6 +19,9 @@ behind them. (Backward transforms trained *with* an embedding model live in
   ``export_npz`` (matrix and bias for a vector store).
 * :class:`Chain` (:mod:`bcjax.align.chain`): bridges of versions ``0..K``,
   collapsed into one affine map per version or applied step by step.
+* :mod:`bcjax.align.store`: a chain and the newest rows with their ids on
+  disk (:func:`bcjax.align.store.write`), served by ``bcjax.registry.open``
+  as an :class:`AlignRegistry` (``embeddings(version=j, ids=[...])``).
 * :mod:`bcjax.align.measures`: MSE, cosine, self-retrieval Recall@K,
   neighbour overlap@K, class retrieval and retention.
 
@@ -32,7 +35,7 @@ Example::
   bridge.export_npz("bridge.npz")                # matrix, bias, means
 """
 
-from bcjax.align import measures
+from bcjax.align import measures, store
 from bcjax.align.bridge import Bridge, check_rows, load
 from bcjax.align.chain import Chain, load_chain
 from bcjax.align.families import (
@@ -47,9 +50,11 @@ from bcjax.align.families import (
 )
 from bcjax.align.fitting import AUTO, Candidate, Selection, choose, fit
 from bcjax.align.mlp import MLPHP
+from bcjax.align.store import AlignRegistry
 
 __all__ = [
   "AUTO",
+  "AlignRegistry",
   "FAMILIES",
   "MLPHP",
   "Bridge",
@@ -69,4 +74,5 @@ __all__ = [
   "load_chain",
   "measures",
   "register_family",
+  "store",
 ]

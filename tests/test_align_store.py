@@ -1,0 +1,141 @@
+"""The align store: experiments.align's chain, served by bcjax.registry.open."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from bcjax import align, registry
+from bcjax.errors import InputError
+from experiments import align as binary
+from tests.conftest import ROOT, run_module
+
+
+def _versions(tmp_path):
+  """Three versions of 120 items (widths 5, 6, 7), ids as strings, shuffled."""
+  rng = np.random.default_rng(1)
+  v2 = rng.normal(size=(120, 7)).astype(np.float32)
+  v1 = (v2 @ rng.normal(size=(7, 6)) + 0.5 + 0.05 * rng.normal(size=(120, 6))).astype(
+    np.float32
+  )
+  v0 = (v1 @ rng.normal(size=(6, 5)) - 1.0).astype(np.float32)
+  ids = np.asarray([f"item{i}" for i in range(120)])
+  paths = []
+  for v, (rows, order) in enumerate(
+    [(v0, rng.permutation(120)), (v1, rng.permutation(120)[:110]), (v2, np.arange(120))]
+  ):
+    path = str(tmp_path / f"v{v}.npz")
+    np.savez(path, ids=ids[order], embeddings=rows[order])
+    paths.append(path)
+  return paths, ids, (v0, v1, v2)
+
+
+def test_the_binary_writes_a_store_the_registry_serves_by_id_and_row(tmp_path):
+  paths, ids, (v0, v1, v2) = _versions(tmp_path)
+  work = str(tmp_path / "work")
+  done = run_module(
+    "experiments.align",
+    f"--workdir={work}",
+    "--versions=" + ",".join(paths),
+    "--family=linear",
+    "--center",
+    cwd=ROOT,
+  )
+  assert done.returncode == 0, done.stderr
+  with open(os.path.join(work, "results.json")) as f:
+    results = json.load(f)
+  # Version 1 lacks 10 ids: both bridges are fitted and measured on the 110
+  # shared; the store serves all 120 of the newest version.
+  assert [sum(s["rows"].values()) for s in results["steps"]] == [110, 110]
+  assert "## Bridge 2: version 2 -> 1" in open(os.path.join(work, "table.md")).read()
+
+  reg = registry.open(work)
+  assert isinstance(reg, align.AlignRegistry)
+  assert reg.dims == (5, 6, 7) and reg.latest_version == 2 and reg.kind == "item"
+  b1 = align.load(os.path.join(work, "store", "bridge_1.npz"))
+  b2 = align.load(os.path.join(work, "store", "bridge_2.npz"))
+  asked = np.asarray(["item7", "item3", "item100"])
+  by_hand = b1.apply(b2.apply(v2[[7, 3, 100]]))
+  np.testing.assert_allclose(reg.embeddings(version=0, ids=asked), by_hand, atol=1e-4)
+  np.testing.assert_allclose(
+    reg.embeddings(version=0, rows=[7, 3, 100]), by_hand, atol=1e-4
+  )
+  np.testing.assert_allclose(
+    reg.embeddings(version=1, ids=asked), b2.apply(v2[[7, 3, 100]]), atol=1e-5
+  )
+  np.testing.assert_array_equal(reg.embeddings(ids=asked), v2[[7, 3, 100]])
+  assert reg.embeddings(version=0).shape == (120, 5)
+  # The centred chain fits: version 0 of the test ids is close to the truth.
+  assert np.abs(reg.embeddings(version=0) - v0).mean() < 0.1 * np.abs(v0).mean()
+  assert reg.metadata(1)["bridge"] == "linear" and reg.metadata(0)["dim"] == 5
+
+
+def test_the_store_refuses_bad_requests_in_one_line(tmp_path):
+  rng = np.random.default_rng(0)
+  new = rng.normal(size=(60, 4)).astype(np.float32)
+  old = new @ rng.normal(size=(4, 3)).astype(np.float32)
+  np.save(tmp_path / "old.npy", old)
+  np.save(tmp_path / "new.npy", new)
+  work = str(tmp_path / "w")
+  binary.run(
+    work, str(tmp_path / "old.npy"), str(tmp_path / "new.npy"), family="linear"
+  )
+  reg = registry.open(os.path.join(work, "store"))
+  np.testing.assert_array_equal(reg.ids, np.arange(60))
+  np.testing.assert_allclose(
+    reg.embeddings(version=0, ids=[5, 1]),
+    align.load(os.path.join(work, "bridge.npz")).apply(new[[5, 1]]),
+    atol=1e-6,
+  )
+  for call, message in [
+    (
+      lambda: reg.embeddings(version=0, ids=[3, 60, 61]),
+      "2 ids are not in the store's 60 items (first: [60, 61])",
+    ),
+    (
+      lambda: reg.embeddings(version=2),
+      "to_version 2 does not exist; versions are 0..1",
+    ),
+    (lambda: reg.embeddings(kind="user"), "this align store holds items, not users"),
+    (lambda: reg.embeddings(rows=[60]), "rows out of range: [60]"),
+    (lambda: reg.embeddings(ids=[1], rows=[1]), "ask for ids or for rows, not both"),
+    (lambda: registry.open(work, mesh=object()), "served on one device"),
+  ]:
+    with pytest.raises(InputError) as e:
+      call()
+    assert message in str(e.value) and "\n" not in str(e.value)
+  assert reg.embeddings(version=0, ids=[]).shape == (0, 3)
+  # A rerun replaces the store whole, and leaves nothing else beside it.
+  np.save(tmp_path / "new.npy", 2 * new)
+  binary.run(
+    work, str(tmp_path / "old.npy"), str(tmp_path / "new.npy"), family="linear"
+  )
+  np.testing.assert_allclose(registry.open(work).embeddings(ids=[5]), 2 * new[[5]])
+  assert not [name for name in os.listdir(work) if name.startswith(".")]
+
+
+def test_bad_version_files_are_one_line(tmp_path):
+  np.save(tmp_path / "a.npy", np.ones((10, 3), np.float32))
+  np.savez(tmp_path / "noids.npz", embeddings=np.ones((10, 3), np.float32))
+  np.savez(
+    tmp_path / "twice.npz",
+    ids=np.zeros(10, int),
+    embeddings=np.ones((10, 3), np.float32),
+  )
+  np.savez(
+    tmp_path / "other.npz",
+    ids=np.arange(10, 20),
+    embeddings=np.ones((10, 3), np.float32),
+  )
+  cases = [
+    (["a.npy"], "need two or more versions"),
+    (["a.npy", "noids.npz"], "an .npz needs arrays 'ids' and 'embeddings'"),
+    (["a.npy", "twice.npz"], "ids must be distinct; repeated: [0]"),
+    (["a.npy", "other.npz"], "versions 0 and 1 share 0 ids"),
+  ]
+  for names, message in cases:
+    with pytest.raises(InputError) as e:
+      binary.run_versions(str(tmp_path / "w"), [str(tmp_path / n) for n in names])
+    assert message in str(e.value) and "\n" not in str(e.value)
+  assert not os.path.exists(tmp_path / "w")
