@@ -94,7 +94,7 @@ def stream(key: jax.Array, name: str) -> jax.Array:
 def epoch_key(key: jax.Array, epoch: int) -> jax.Array:
   """The key of epoch ``epoch`` of a fit drawing from ``key``.
 
-  A resumed fit replays the same epochs from it (:mod:`bcjax.progress`).
+  A resumed fit replays the same epochs from it (:mod:`bcjax.storage.progress`).
   """
   return jax.random.fold_in(key, epoch)
 

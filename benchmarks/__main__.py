@@ -29,10 +29,10 @@ import time
 import jax
 from absl import app, flags
 
-from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.datasets import load_dataset
 from bcjax.data.split import split_version
 from bcjax.models.aggregation import LAYOUTS
+from bcjax.models.device_graph import BipartiteGraph
 from benchmarks import hardware, protocol, torch_step, workloads
 from benchmarks.workloads import SIZES
 

@@ -31,11 +31,11 @@ import numpy as np
 from absl import app, flags
 from flax import struct
 
-from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.datasets import load_dataset
 from bcjax.data.split import split_version
 from bcjax.evaluation.recall import RecallEvaluator
 from bcjax.models import aggregation
+from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.mosaic_kernel import MosaicSegmentLists
 from bcjax.models.segment_kernel import SegmentLists
 from benchmarks import workloads

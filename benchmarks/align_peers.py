@@ -53,8 +53,8 @@ import numpy as np
 from absl import app, flags
 
 from bcjax import align
-from bcjax.atomic_files import atomic_open, write_json
 from bcjax.evaluation.intervals import mean_interval, paired_difference
+from bcjax.storage.atomic_files import atomic_open, write_json
 from experiments.align import match, split_ids
 
 FLAGS = flags.FLAGS

@@ -22,8 +22,8 @@ import time
 import jax
 import numpy as np
 
-from bcjax.consumers import ConsumerConfig, fit_consumer
-from bcjax.tasks import Task, TaskExamples
+from bcjax.fitting.consumers import ConsumerConfig, fit_consumer
+from bcjax.fitting.tasks import Task, TaskExamples
 
 MODEL_EPOCHS = 500 + 4 * 500 + 4 * 250 + 3 * 4 * 500
 EVAL_EVERY = 10

@@ -28,8 +28,8 @@ import warnings
 
 import numpy as np
 
-from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.split import VersionSplit
+from bcjax.models.device_graph import BipartiteGraph
 
 
 def available() -> bool:

@@ -19,12 +19,12 @@ import numpy as np
 import optax
 
 from bcjax import registry
-from bcjax.checkpoints import VersionStore
-from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.split import VersionSplit
 from bcjax.evaluation.recall import RecallEvaluator
+from bcjax.fitting.train import create_train_state, make_train_epoch, steps_per_epoch
+from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, embed, init_variables
-from bcjax.train import create_train_state, make_train_epoch, steps_per_epoch
+from bcjax.storage.checkpoints import VersionStore
 from benchmarks.hardware import median_seconds
 
 F32 = 4

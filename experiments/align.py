@@ -43,8 +43,8 @@ import numpy as np
 from absl import app, flags, logging
 
 from bcjax import align
-from bcjax.atomic_files import atomic_open, write_json
 from bcjax.errors import InputError, exit_on_user_error
+from bcjax.storage.atomic_files import atomic_open, write_json
 
 FLAGS = flags.FLAGS
 

@@ -6,7 +6,7 @@ directory) or a path to a config file; ``--config.<field>=value`` overrides
 a field. Components' hyperparameters are fields too
 (``--config.transform.lowrank.rank=8``): the extensions that
 ``--config.imports`` names are loaded before the config file is read, so
-their sections are there to set (:func:`bcjax.config.add_component_sections`).
+their sections are there to set (:func:`bcjax.jobs.config.add_component_sections`).
 ``--help`` lists the flags and the config's fields; a misspelled or ill-typed
 field, like any other user error, is one ``error:`` line and exit status 2.
 ``--distributed`` (with ``--coordinator_address``, ``--num_processes`` and

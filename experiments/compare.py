@@ -11,7 +11,7 @@ the checkpoints of every version and consumer; a rerun on the same workdir
 reuses them. Progress lines and the final table go to the log (stderr).
 """
 
-from bcjax import comparison
+from bcjax.jobs import comparison
 from experiments import cli
 
 if __name__ == "__main__":

@@ -31,9 +31,9 @@ import numpy as np
 from absl import app, flags
 
 from bcjax import registry
-from bcjax.atomic_files import atomic_open
 from bcjax.errors import InputError, exit_on_user_error
-from bcjax.workdir import seed_workdir
+from bcjax.storage.atomic_files import atomic_open
+from bcjax.storage.workdir import seed_workdir
 
 FLAGS = flags.FLAGS
 

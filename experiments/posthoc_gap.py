@@ -3,7 +3,7 @@ r"""How far the post-hoc SGD fit of B_k lands from the least-squares optimum.
 For each version k >= 1 of ``posthoc-linear-sloss``, compares the fitted
 ``W_k`` with the exact minimiser ``W*`` of the post-hoc selection criterion
 (the mean of the user and the item MSE between ``z_k W`` and ``z_{k-1}`` over
-every node of version k's graph, :func:`bcjax.closed_form.least_squares` with
+every node of version k's graph, :func:`bcjax.components.solvers.least_squares` with
 no ridge), and writes per version: both criterion values, the relative gap
 ``(loss_sgd - loss_opt) / loss_opt``, and ``||W_k - W*||_F`` (also relative
 to ``||W*||_F``).
@@ -29,12 +29,14 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from bcjax import closed_form, runner
-from bcjax import config as config_lib
+from bcjax.components import solvers
+from bcjax.components.strategies import resolve
 from bcjax.evaluation.alignment import alignment_error
+from bcjax.jobs import config as config_lib
+from bcjax.jobs import runner
+from bcjax.jobs.run_data import RunData
 from bcjax.methods.base import M0_METHOD
 from bcjax.models.pinsage import embed
-from bcjax.strategies import resolve
 from experiments.configs import default
 
 FLAGS = flags.FLAGS
@@ -63,7 +65,7 @@ def main(argv):
     config.transform.linear.init = FLAGS.transform_init
   config_lib.validate(config)
   os.makedirs(FLAGS.workdir, exist_ok=True)
-  data = runner.RunData.load(config, FLAGS.workdir)
+  data = RunData.load(config, FLAGS.workdir)
   run = runner.Runner(data)
   strategy = resolve(STRATEGY, config)
   family = strategy.transform
@@ -76,7 +78,7 @@ def main(argv):
     old = run.version(run.strategy(M0_METHOD), k - 1)
     previous = embed(old.model, old.variables, graph)
     w_sgd = np.asarray(family.as_matrix(fitted.transform_params), np.float64)
-    w_opt = closed_form.least_squares(current, previous, 0.0)
+    w_opt = solvers.least_squares(current, previous, 0.0)
     loss_sgd = alignment_error(family, fitted.transform_params, current, previous)
     loss_opt = alignment_error(family, {"kernel": w_opt}, current, previous)
     distance = float(np.linalg.norm(w_sgd - w_opt))

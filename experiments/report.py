@@ -23,13 +23,13 @@ import sys
 
 from absl import app, flags
 
-from bcjax import atomic_files
 from bcjax.evaluation.table_records import (
   ComparisonTable,
   SeedRow,
   SeedTable,
   read_table,
 )
+from bcjax.storage import atomic_files
 
 flags.DEFINE_string("results_dir", "experiments/results", "Committed runs.")
 flags.DEFINE_string("readme", "README.md", "The README to write.")

@@ -11,7 +11,7 @@ Writes ``WORKDIR/results.json`` and ``WORKDIR/checkpoints/<strategy>/``;
 progress lines go to the log (stderr).
 """
 
-from bcjax import runner
+from bcjax.jobs import runner
 from experiments import cli
 
 if __name__ == "__main__":

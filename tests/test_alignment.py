@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bcjax import transforms
+from bcjax.components import transforms
 from bcjax.evaluation.alignment import pooled_mean_distance, version_alignment
 
 

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from bcjax import atomic_files
+from bcjax.storage import atomic_files
 
 
 def test_written_files_are_group_readable_whatever_mkstemp_made(tmp_path):

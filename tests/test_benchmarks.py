@@ -9,11 +9,11 @@ import jax
 import optax
 import pytest
 
-from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.split import split_version
 from bcjax.data.synthetic import SyntheticSpec, generate
+from bcjax.fitting.train import create_train_state, make_train_epoch
+from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, init_variables
-from bcjax.train import create_train_state, make_train_epoch
 from benchmarks import protocol, report, same_results
 from benchmarks.hardware import DevicePeaks
 from benchmarks.workloads import train_step_cost

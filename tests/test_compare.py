@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-import bcjax.comparison as comparison
+import bcjax.jobs.comparison as comparison
 import bcjax.methods.paper as paper_methods
+from bcjax.components.strategies import PAPER_STRATEGIES
 from bcjax.errors import InputError
+from bcjax.jobs.metric_writer import read_scalars
 from bcjax.methods import building_blocks
-from bcjax.metric_writer import read_scalars
-from bcjax.strategies import PAPER_STRATEGIES
 from experiments.configs import test as test_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,14 +14,14 @@ import jax
 import numpy as np
 import pytest
 
-import bcjax.comparison as comparison
+import bcjax.jobs.comparison as comparison
 from bcjax import compatibility, registry
-from bcjax.checkpoints import VersionStore
-from bcjax.config import validate
-from bcjax.consumers import ConsumerConfig, fit_consumer
 from bcjax.data.split import split_version
 from bcjax.errors import InputError
-from bcjax.tasks import build_task
+from bcjax.fitting.consumers import ConsumerConfig, fit_consumer
+from bcjax.fitting.tasks import build_task
+from bcjax.jobs.config import validate
+from bcjax.storage.checkpoints import VersionStore
 from experiments.configs import test as test_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

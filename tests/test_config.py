@@ -2,8 +2,8 @@
 
 import pytest
 
-from bcjax import config as config_lib
 from bcjax.errors import InputError
+from bcjax.jobs import config as config_lib
 from experiments.configs import default, paper, test
 
 

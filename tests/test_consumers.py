@@ -4,9 +4,13 @@ import jax
 import numpy as np
 import pytest
 
-from bcjax.consumers import ConsumerConfig, fit_consumer, load_consumer, save_consumer
 from bcjax.errors import InputError
-from bcjax.tasks import Task, TaskExamples
+from bcjax.fitting.consumers import (
+  ConsumerConfig,
+  fit_consumer,
+)
+from bcjax.fitting.tasks import Task, TaskExamples
+from bcjax.storage.consumer_checkpoints import load_consumer, save_consumer
 
 
 def _separable_task(rng, num_users=600):

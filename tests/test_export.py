@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bcjax import align, registry
-from bcjax.checkpoints import VersionStore
 from bcjax.errors import InputError
+from bcjax.storage.checkpoints import VersionStore
 from experiments import align as align_binary
 from experiments import export as binary
 from tests.conftest import ROOT, run_module

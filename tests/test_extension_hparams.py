@@ -20,11 +20,12 @@ import textwrap
 import numpy as np
 import pytest
 
-from bcjax import config as config_lib
-from bcjax import extensions, losses, strategies, transforms
-from bcjax.checkpoints import VersionStore
+from bcjax import extensions
+from bcjax.components import losses, strategies, transforms
 from bcjax.errors import InputError
+from bcjax.jobs import config as config_lib
 from bcjax.methods import base
+from bcjax.storage.checkpoints import VersionStore
 from tests.conftest import ROOT
 
 MODULE = "bcjax_ext_lowrank"
@@ -38,7 +39,7 @@ SOURCE = textwrap.dedent(
   import jax
   import jax.numpy as jnp
 
-  from bcjax import hparams, losses, transforms
+  from bcjax.components import hparams, losses, transforms
   from bcjax.methods import register_method
   from bcjax.methods.building_blocks import (
     fit_transform_posthoc,

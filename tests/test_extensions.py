@@ -20,7 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bcjax import comparison, extensions, losses, registry, strategies, transforms
+from bcjax import extensions, registry
+from bcjax.components import losses, strategies, transforms
+from bcjax.jobs import comparison
 from bcjax.methods import Version, base, register_method
 from experiments.configs import test as test_config
 

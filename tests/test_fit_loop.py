@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from bcjax.errors import TrainingDivergedError
-from bcjax.fit_loop import EpochParts, run_epochs
-from bcjax.selection import BestEpoch, BestEpochs
+from bcjax.fitting.fit_loop import EpochParts, run_epochs
+from bcjax.fitting.selection import BestEpoch, BestEpochs
 
 
 def _parts(scores, losses=None, log=None, every=2, last=7):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bcjax.job_clock import JobClock, format_seconds
+from bcjax.jobs.job_clock import JobClock, format_seconds
 
 
 class FakeTime:

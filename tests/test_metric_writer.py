@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bcjax.metric_writer import MetricWriter, read_scalars
+from bcjax.jobs.metric_writer import MetricWriter, read_scalars
 
 
 def test_scalars_reach_the_event_files_and_the_json_lines(tmp_path):

@@ -7,9 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bcjax.data.bipartite import BipartiteGraph
+from bcjax.components.losses import bpr_loss
 from bcjax.data.split import split_version
-from bcjax.losses import bpr_loss
 from bcjax.models import aggregation, mosaic_kernel
 from bcjax.models.aggregation import (
   DETERMINISTIC_LAYOUTS,
@@ -17,9 +16,10 @@ from bcjax.models.aggregation import (
   Relation,
   default_layout,
   relation_sum,
-  take_rows,
 )
+from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import ItemEncoder, PinSAGE, embed, mean_aggregate
+from bcjax.models.row_gather import take_rows
 from bcjax.models.segment_kernel import TRITON
 from tests.conftest import mosaic_param
 

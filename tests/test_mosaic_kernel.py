@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from bcjax.models import mosaic_kernel
-from bcjax.models.aggregation import Relation, relation_sum, take_rows
+from bcjax.models.aggregation import Relation, relation_sum
 from bcjax.models.mosaic_kernel import MosaicSegmentLists, rows_gradient, segment_sum
+from bcjax.models.row_gather import take_rows
 from tests.conftest import lower_for_cuda
 
 if not mosaic_kernel.interpreter_available():

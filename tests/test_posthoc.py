@@ -6,12 +6,12 @@ import jax
 import numpy as np
 import pytest
 
-from bcjax.data.bipartite import BipartiteGraph
+from bcjax.components.losses import get_loss
+from bcjax.components.transforms import linear
 from bcjax.data.split import split_version
 from bcjax.errors import TrainingDivergedError
-from bcjax.losses import get_loss
-from bcjax.posthoc import PosthocConfig, epoch_triples, fit_posthoc
-from bcjax.transforms import linear
+from bcjax.fitting.posthoc import PosthocConfig, epoch_triples, fit_posthoc
+from bcjax.models.device_graph import BipartiteGraph
 from tests.conftest import graph_from_rows
 
 # Four users, six items, eleven interactions; the last one is validation.

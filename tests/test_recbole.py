@@ -14,7 +14,7 @@ import pytest
 from bcjax.data.datasets import load_dataset
 from bcjax.data.split import split_version
 from bcjax.errors import InputError
-from bcjax.tasks import available_tasks, build_task
+from bcjax.fitting.tasks import available_tasks, build_task
 from tests.test_movielens import SHARED_ML100K, labels
 
 NUM_ITEMS = 12

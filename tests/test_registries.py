@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from bcjax import extensions, losses, methods, transforms
+from bcjax import extensions, methods
+from bcjax.components import losses, transforms
 from bcjax.errors import InputError
-from bcjax.results import VersionResult
+from bcjax.storage.results import VersionResult
 
 
 def test_registries_refuse_duplicates_and_list_valid_names():
@@ -65,7 +66,7 @@ def test_transforms_rebuild_from_their_spec():
     "d_in": 12,
     "d_out": 8,
     "hparams": {"hidden": 7},
-    "source": "bcjax.transforms",
+    "source": "bcjax.components.transforms",
   }
   assert transforms.from_spec(spec).hparams == transforms.MLPHparams(hidden=7)
   # Specs written before hparams had a field of their own.
@@ -113,8 +114,10 @@ def test_version_result_round_trips_through_json():
 def test_config_imports_names_what_cannot_be_loaded():
   with pytest.raises(InputError, match="cannot import 'no_such_module'"):
     extensions.load("no_such_module")
-  with pytest.raises(InputError, match="'bcjax.losses' has no attribute 'nope'"):
-    extensions.load("bcjax.losses:nope")
+  with pytest.raises(
+    InputError, match="'bcjax.components.losses' has no attribute 'nope'"
+  ):
+    extensions.load("bcjax.components.losses:nope")
   assert (
     float(
       losses.get_loss("sloss")(

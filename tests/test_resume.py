@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from bcjax.data.split import split_version
+from bcjax.fitting.train import FitConfig, fit_version
 from bcjax.models.pinsage import PinSAGE
-from bcjax.progress import FitProgress
-from bcjax.train import FitConfig, fit_version
+from bcjax.storage.progress import FitProgress
 
 
 class Killed(Exception):

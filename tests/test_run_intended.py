@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from bcjax import runner
 from bcjax.errors import InputError
+from bcjax.jobs import runner
 from experiments.configs import test as test_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -3,8 +3,8 @@
 import jax
 import numpy as np
 
-from bcjax.data.bipartite import BipartiteGraph, is_positive, sample_bpr_triples
 from bcjax.data.split import split_version
+from bcjax.models.device_graph import BipartiteGraph, is_positive, sample_bpr_triples
 
 
 def _positives(split):

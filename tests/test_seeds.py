@@ -14,9 +14,10 @@ import jax
 import numpy as np
 import pytest
 
-import bcjax.comparison as comparison
-from bcjax import keys, runner
+import bcjax.jobs.comparison as comparison
+from bcjax import keys
 from bcjax.errors import InputError
+from bcjax.jobs import runner
 from experiments.configs import test as test_config
 
 STRATEGIES = ("nobc", "fix-m0", "joint-linear-mloss")

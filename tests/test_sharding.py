@@ -23,8 +23,8 @@ CHILD = textwrap.dedent(
     from bcjax.data.split import split_version
     from bcjax.data.synthetic import SyntheticSpec, generate
     from bcjax.models.pinsage import PinSAGE
-    from bcjax.train import FitConfig, fit_version
-    from bcjax.transforms import collapse_linear
+    from bcjax.fitting.train import FitConfig, fit_version
+    from bcjax.components.chains import collapse_linear
 
     assert jax.device_count() == 8, jax.devices()
     graph = generate(SyntheticSpec(num_users=150, num_items=90, num_interactions=3000, seed=3))
@@ -45,7 +45,7 @@ CHILD = textwrap.dedent(
     import tempfile
     import jax.numpy as jnp
     from bcjax import registry
-    from bcjax.checkpoints import VersionStore
+    from bcjax.storage.checkpoints import VersionStore
     path = tempfile.mkdtemp()
     with VersionStore(path) as store:
       for k, dim in enumerate((5, 12)):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from bcjax import config as config_lib
+from bcjax.components.strategies import PAPER_STRATEGIES, parse_strategy, valid_names
 from bcjax.errors import InputError
-from bcjax.strategies import PAPER_STRATEGIES, parse_strategy, valid_names
+from bcjax.jobs import config as config_lib
 from experiments.configs import test as test_config
 
 

@@ -13,8 +13,9 @@ import pytest
 from bcjax.errors import InputError
 from bcjax.evaluation import seed_table
 from bcjax.evaluation.plots import figures, write_plots
-from bcjax.evaluation.table import COLUMNS, comparison_table, to_csv, to_markdown
-from bcjax.evaluation.table_records import ComparisonTable, read_table
+from bcjax.evaluation.table import comparison_table
+from bcjax.evaluation.table_records import COLUMNS, ComparisonTable, read_table
+from bcjax.evaluation.table_text import to_csv, to_markdown
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -6,7 +6,7 @@ import pytest
 from bcjax.data.graph import RaggedAttribute
 from bcjax.data.split import split_version
 from bcjax.errors import InputError
-from bcjax.tasks import CORE_TASKS, _age_groups, available_tasks, build_task
+from bcjax.fitting.tasks import CORE_TASKS, _age_groups, available_tasks, build_task
 from tests.conftest import graph_from_rows
 
 TAUS = (0.5, 0.75, 1.0)

@@ -5,18 +5,18 @@ import numpy as np
 import optax
 import pytest
 
-from bcjax.data.bipartite import BipartiteGraph
 from bcjax.data.split import split_version
 from bcjax.errors import TrainingDivergedError
 from bcjax.evaluation.recall import version_evaluators
-from bcjax.models.pinsage import PinSAGE, embed, init_variables
-from bcjax.train import (
+from bcjax.fitting.train import (
   FitConfig,
   create_train_state,
   fit_version,
   make_train_epoch,
   steps_per_epoch,
 )
+from bcjax.models.device_graph import BipartiteGraph
+from bcjax.models.pinsage import PinSAGE, embed, init_variables
 
 
 def _state(model, graph, seed=0):

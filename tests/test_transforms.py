@@ -5,18 +5,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bcjax.errors import InputError
-from bcjax.losses import group_mse, multi_step_loss, single_step_loss
-from bcjax.transforms import (
+from bcjax.components.chains import collapse_linear, compose
+from bcjax.components.losses import group_mse, multi_step_loss, single_step_loss
+from bcjax.components.transforms import (
   LinearHparams,
-  collapse_linear,
-  compose,
   from_config,
   get_transform,
   linear,
   mlp,
   notrans,
 )
+from bcjax.errors import InputError
 
 
 def _random_linear(key, d_in, d_out):

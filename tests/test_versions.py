@@ -12,13 +12,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bcjax import registry, runner
-from bcjax.checkpoints import VersionStore
-from bcjax.data.bipartite import BipartiteGraph
+from bcjax import registry
+from bcjax.components.strategies import PAPER_STRATEGIES
+from bcjax.components.transforms import get_transform
 from bcjax.errors import InputError
+from bcjax.jobs import runner
+from bcjax.jobs.run_data import RunData
+from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, embed
-from bcjax.strategies import PAPER_STRATEGIES
-from bcjax.transforms import get_transform
+from bcjax.storage.checkpoints import VersionStore
 from experiments.configs import test as test_config
 
 EXTRA = (
@@ -147,7 +149,7 @@ def test_registry_linear_chain_matches_saved_kernels(run):
 
 def _embeddings_on(workdir, strategy, model_version, graph_version):
   """M_{model_version} of ``strategy`` run on version ``graph_version``'s graph."""
-  data = runner.RunData.load(_config(), workdir)
+  data = RunData.load(_config(), workdir)
   with VersionStore(_checkpoints(workdir, strategy), create=False) as store:
     meta = store.metadata(model_version)
     variables = store.restore(model_version, "model")
@@ -207,7 +209,7 @@ def test_nobc_serves_the_prefix(run):
 
 def test_restored_parameters_reproduce_saved_embeddings(run):
   workdir, _ = run
-  data = runner.RunData.load(_config(), workdir)
+  data = RunData.load(_config(), workdir)
   for strategy in ("joint-linear-mloss", "finetune-m0"):
     with VersionStore(_checkpoints(workdir, strategy), create=False) as store:
       meta = store.metadata(2)

@@ -10,12 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from bcjax import runner
-from bcjax.checkpoints import VersionStore
 from bcjax.errors import InputError
+from bcjax.jobs import runner
+from bcjax.jobs.run_data import RunData
 from bcjax.methods import building_blocks
 from bcjax.methods import paper as paper_methods
-from bcjax.workdir import (
+from bcjax.storage.checkpoints import VersionStore
+from bcjax.storage.workdir import (
   CONFIG_KEY,
   CONFIG_NAME,
   FINGERPRINT_KEY,
@@ -298,7 +299,7 @@ def test_a_saved_version_of_another_config_is_refused_naming_the_fields(
   shutil.copytree(os.path.join(workdir, "checkpoints"), tmp_path / "checkpoints")
   config = _intended_config()
   config.eval_chunk_size = 7
-  job = runner.Runner(runner.RunData.load(config, str(tmp_path)))
+  job = runner.Runner(RunData.load(config, str(tmp_path)))
   with pytest.raises(InputError) as error:
     job.version(job.strategy("nobc"), 0)
   assert str(error.value) == (

@@ -4,8 +4,8 @@ What belongs here: fitting, applying, measuring, chaining and storing
 **bridges** ``B: new-version embeddings -> old-version space`` from plain
 arrays of matched rows, with no graph, training run or checkpoint of bcjax
 behind them. (Backward transforms trained *with* an embedding model live in
-:mod:`bcjax.transforms`; serving a bcjax run's versions in
-:mod:`bcjax.serving`.)
+:mod:`bcjax.components.transforms`; serving a bcjax run's versions in
+:mod:`bcjax.registry`.)
 
 * :func:`fit` (:mod:`bcjax.align.fitting`): one family, or ``family="auto"``
   choosing among all by validation Recall@K with a one-standard-error rule.

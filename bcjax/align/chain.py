@@ -23,7 +23,7 @@ import numpy as np
 from bcjax.align.bridge import Bridge, check_rows, load
 from bcjax.align.moments import normalize_rows
 from bcjax.errors import InputError
-from bcjax.serving import BackwardChain
+from bcjax.registry import BackwardChain
 
 
 class Chain:

@@ -124,7 +124,7 @@ class LinearHP:
 
   Attributes:
     ridge: relative ridge; ``rho = ridge * mean(diag(A))``, so it means the
-      same at any embedding scale (as :func:`bcjax.closed_form.least_squares`).
+      same at any embedding scale (as :func:`bcjax.components.solvers.least_squares`).
   """
 
   ridge: float = 0.0
@@ -165,7 +165,7 @@ def polar(cross: np.ndarray) -> np.ndarray:
   When ``d_new <= d_old``, ``W W^T = I`` makes ``||X W||`` constant, so this is
   the exact least-squares optimum. When ``d_new > d_old``, it is the first
   ``d_old`` columns of the square Procrustes rotation fitted to ``Y`` padded
-  with zeros (the house's :func:`bcjax.closed_form.procrustes`; the two
+  with zeros (the house's :func:`bcjax.components.solvers.procrustes`; the two
   coincide because the padded cross moment is ``[C, 0]``).
   """
   u, _, vt = np.linalg.svd(cross, full_matrices=False)

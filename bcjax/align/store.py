@@ -9,11 +9,11 @@ of node, the source files). The whole folder is written beside its place and
 renamed into it, so a reader sees a complete store or none.
 
 A bridge may be affine with a bias or not affine at all (``mlp``), which the
-backward transforms of :mod:`bcjax.transforms` that a trained run's Orbax
+backward transforms of :mod:`bcjax.components.transforms` that a trained run's Orbax
 store rebuilds do not carry; so the store keeps bridges in their own format
-and :func:`bcjax.serving.open` hands a folder holding a manifest (or a
+and :func:`bcjax.registry.open` hands a folder holding a manifest (or a
 workdir whose ``store/`` holds one) to :class:`AlignRegistry`, which answers
-like :class:`bcjax.serving.EmbeddingRegistry`: ``embeddings(version=j,
+like :class:`bcjax.registry.EmbeddingRegistry`: ``embeddings(version=j,
 ids=None)`` is the newest rows through the chain to version ``j``.
 """
 

@@ -27,13 +27,13 @@ from bcjax.compatibility.stores import (
   check_strategy_folder,
   saved_tables,
 )
-from bcjax.consumers import (
+from bcjax.data.split import VersionSplit
+from bcjax.errors import InputError
+from bcjax.fitting.consumers import (
   Consumer,
   ConsumerConfig,
 )
-from bcjax.data.split import VersionSplit
-from bcjax.errors import InputError
-from bcjax.tasks import CORE_TASKS, build_task
+from bcjax.fitting.tasks import CORE_TASKS, build_task
 
 # -- the whole analysis ---------------------------------------------------------------
 
@@ -273,7 +273,7 @@ def analyze_workdir(workdir: str, start_versions: Sequence[int] | None = None) -
 
   from bcjax.data.datasets import load_dataset
   from bcjax.data.split import split_version
-  from bcjax.workdir import WorkdirLock
+  from bcjax.storage.workdir import WorkdirLock
 
   path = os.path.join(workdir, "results.json")
   try:

@@ -6,9 +6,9 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
-from bcjax import atomic_files
 from bcjax.compatibility.measures import mean_of_defined
 from bcjax.compatibility.stores import RETRIEVAL_K
+from bcjax.storage import atomic_files
 
 # -- reports ---------------------------------------------------------------------------
 

@@ -10,12 +10,12 @@ import jax
 import numpy as np
 
 from bcjax import registry
-from bcjax.checkpoints import VersionStore
-from bcjax.data.bipartite import BipartiteGraph
+from bcjax.components.transforms import from_spec
 from bcjax.data.split import VersionSplit
 from bcjax.errors import InputError
+from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, embed
-from bcjax.transforms import from_spec
+from bcjax.storage.checkpoints import VersionStore
 
 KINDS = ("user", "item")
 RETRIEVAL_K = 50

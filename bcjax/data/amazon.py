@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bcjax.atomic_files import atomic_open
 from bcjax.data.graph import DynamicGraph, RaggedAttribute, from_raw_log
 from bcjax.errors import InputError
+from bcjax.storage.atomic_files import atomic_open
 
 ITEM_ATTRS = ("brand", "category")
 MIN_COUNT = 5

@@ -18,7 +18,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from bcjax.transforms import BackwardTransform, compose
+from bcjax.components.chains import compose
+from bcjax.components.transforms import BackwardTransform
 
 
 def embedding_mse(

@@ -19,7 +19,6 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bcjax.atomic_files import atomic_open
 from bcjax.evaluation.intervals import mean_interval
 from bcjax.evaluation.table import (
   INTENDED_REFERENCE,
@@ -30,6 +29,7 @@ from bcjax.evaluation.table import (
   relative_percent,
 )
 from bcjax.evaluation.table_records import ComparisonTable
+from bcjax.storage.atomic_files import atomic_open
 
 Series = dict[str, tuple[list[int], list[float]]]
 # A strategy's band: (versions, lows, highs), over the versions of 2+ seeds.

@@ -26,12 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bcjax.evaluation.intervals import Interval, mean_interval
-from bcjax.evaluation.table import (
-  format_number,
-  markdown_table,
-  mean_of_defined,
-  tasks_and_notes,
-)
+from bcjax.evaluation.table import mean_of_defined
 from bcjax.evaluation.table_records import (
   CELL_COLUMNS,
   COLUMNS,
@@ -42,6 +37,7 @@ from bcjax.evaluation.table_records import (
   SeedTable,
   TableRow,
 )
+from bcjax.evaluation.table_text import format_number, markdown_table, tasks_and_notes
 
 LEVEL = 0.95
 PAIRED_REFERENCE = "joint-linear-mloss"

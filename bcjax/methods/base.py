@@ -8,7 +8,7 @@ transform and the alignment loss with theirs) and the strategy's versions
 dataclass of its hyperparameters (``@register_method(name, hparams=...)``,
 fields in ``config.method.<name>``); the strategy grammar, the config and
 the binaries pick it up with no other edit, and the runner
-(:mod:`bcjax.runner`) calls it without knowing its name. The pieces methods
+(:mod:`bcjax.jobs.runner`) calls it without knowing its name. The pieces methods
 are built of are :mod:`bcjax.methods.building_blocks`. Version 0 is M_0 for every strategy and is never
 asked of a method other than the one named by :data:`M0_METHOD`.
 """
@@ -24,19 +24,19 @@ import ml_collections
 from jax.sharding import Mesh
 
 from bcjax import extensions, keys
-from bcjax import hparams as hparams_lib
-from bcjax.data.bipartite import BipartiteGraph
+from bcjax.components import hparams as hparams_lib
+from bcjax.components.losses import AlignmentLoss
+from bcjax.components.transforms import BackwardTransform
 from bcjax.data.split import VersionSplit
 from bcjax.errors import InputError, unknown_name
-from bcjax.losses import AlignmentLoss
+from bcjax.fitting.train import FitConfig, FitResult
+from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, embed
-from bcjax.progress import FitProgress
-from bcjax.results import VersionResult
-from bcjax.train import FitConfig, FitResult
-from bcjax.transforms import BackwardTransform
+from bcjax.storage.progress import FitProgress
+from bcjax.storage.results import VersionResult
 
 if TYPE_CHECKING:
-  from bcjax.strategies import ResolvedStrategy
+  from bcjax.components.strategies import ResolvedStrategy
 
 # The method whose versions are shared by the run: its version 0 is M_0, the
 # version 0 of every strategy, and post-hoc methods reuse its M_k.

@@ -24,9 +24,9 @@ import time
 from absl import logging
 
 from bcjax import keys
+from bcjax.fitting.posthoc import PosthocConfig, PosthocFit, fit_posthoc
+from bcjax.fitting.train import Alignment, AlignmentTarget, fit_version
 from bcjax.methods.base import Context, Version
-from bcjax.posthoc import PosthocConfig, PosthocFit, fit_posthoc
-from bcjax.train import Alignment, AlignmentTarget, fit_version
 
 
 def old_params(earlier: list[Version]) -> tuple:

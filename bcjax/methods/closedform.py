@@ -3,7 +3,7 @@
 ``closedform-<transform>-<loss>`` takes nobc's M_k, as the post-hoc method
 does, and asks the transform family for its exact solver of the loss
 (``BackwardTransform.solvers``): ridge least squares for ``linear``,
-padded orthogonal Procrustes for ``orthogonal`` (:mod:`bcjax.closed_form`).
+padded orthogonal Procrustes for ``orthogonal`` (:mod:`bcjax.components.solvers`).
 A family without a solver for the loss is refused with the reason.
 """
 
@@ -14,7 +14,7 @@ import time
 
 from absl import logging
 
-from bcjax.hparams import require
+from bcjax.components.hparams import require
 from bcjax.methods.base import M0_METHOD, Context, Version, register_method
 from bcjax.methods.building_blocks import with_transform
 

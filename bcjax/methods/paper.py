@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from bcjax.components.hparams import require
 from bcjax.evaluation.recall import version_evaluators
-from bcjax.hparams import require
+from bcjax.fitting.train import fit_version
 from bcjax.methods.base import M0_METHOD, Context, Version, register_method
 from bcjax.methods.building_blocks import (
   fit_transform_posthoc,
@@ -24,7 +25,6 @@ from bcjax.methods.building_blocks import (
   train_jointly,
   with_transform,
 )
-from bcjax.train import fit_version
 
 
 @dataclasses.dataclass(frozen=True)

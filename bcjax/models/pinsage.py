@@ -22,8 +22,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bcjax.data.bipartite import AttributeBag, BipartiteGraph
 from bcjax.models.aggregation import relation_sum
+from bcjax.models.device_graph import AttributeBag, BipartiteGraph
 
 
 def mean_aggregate(

@@ -21,7 +21,7 @@ this config writes the intended-task part alone.
 
 import ml_collections
 
-from bcjax import config as config_lib
+from bcjax.jobs import config as config_lib
 
 
 def get_config() -> ml_collections.ConfigDict:

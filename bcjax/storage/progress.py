@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from bcjax.checkpoints import JSON, TREE, abstract, checkpoint_manager
+from bcjax.storage.checkpoints import JSON, TREE, abstract, checkpoint_manager
 
 
 class FitProgress:

@@ -11,11 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bcjax import closed_form
+from bcjax.components import solvers
+from bcjax.components.chains import compose
+from bcjax.components.losses import get_loss
+from bcjax.components.strategies import parse_strategy, valid_names
+from bcjax.components.transforms import get_transform, orthogonal
 from bcjax.errors import InputError
-from bcjax.losses import get_loss
-from bcjax.strategies import parse_strategy, valid_names
-from bcjax.transforms import compose, get_transform, orthogonal
 
 
 def _groups(seed, sizes, d):
@@ -27,7 +28,7 @@ def test_least_squares_matches_the_augmented_lstsq_solution():
   sizes, d_in, d_out, ridge = (50, 30), 6, 4, 1e-2
   z = _groups(0, sizes, d_in)
   y = _groups(1, sizes, d_out)
-  w = closed_form.least_squares(z, y, ridge)
+  w = solvers.least_squares(z, y, ridge)
   # 1/2 sum_g mean_rows ||Z_g W - Y_g||^2 + rho ||W||^2 as one least-squares
   # problem: rows scaled by sqrt(1 / (2 n_g)), then sqrt(rho) I rows.
   gram = sum(g.astype(np.float64).T @ g / len(g) for g in z)
@@ -48,7 +49,7 @@ def test_procrustes_recovers_a_planted_isometry_and_is_optimal():
   q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(d_in, d_in)))
   x = _groups(2, sizes, d_out)
   z = [np.pad(g, ((0, 0), (0, d_in - d_out))) @ q.T for g in x]
-  w = closed_form.procrustes(z, x)
+  w = solvers.procrustes(z, x)
   np.testing.assert_allclose(w.T @ w, np.eye(d_out), atol=1e-5)
   np.testing.assert_allclose(w, q[:, :d_out], atol=1e-4)
 
@@ -56,7 +57,7 @@ def test_procrustes_recovers_a_planted_isometry_and_is_optimal():
   # better on the padded objective.
   z = [g + 0.3 * n for g, n in zip(z, _groups(6, sizes, d_in))]
   noisy = [g + 0.3 * n for g, n in zip(x, _groups(4, sizes, d_out))]
-  w = closed_form.procrustes(z, noisy)
+  w = solvers.procrustes(z, noisy)
 
   def objective(r):
     return sum(

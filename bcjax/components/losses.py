@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 
 from bcjax import extensions
-from bcjax import hparams as hparams_lib
+from bcjax.components import hparams as hparams_lib
+from bcjax.components.transforms import BackwardTransform
 from bcjax.errors import InputError, check_new_name, unknown_name
-from bcjax.transforms import BackwardTransform
 
 
 def bpr_loss(

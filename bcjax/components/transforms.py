@@ -3,7 +3,7 @@
 A :class:`BackwardTransform` is a pair of pure functions,
 ``init(key, d_in, d_out) -> params`` and ``apply(params, z) -> z'``, built by a
 factory (:func:`notrans`, :func:`linear`, :func:`mlp`, :func:`orthogonal`) and
-composed by :func:`compose`. Parameters are plain pytrees, so transforms jit,
+composed by :func:`bcjax.components.chains.compose`. Parameters are plain pytrees, so transforms jit,
 differentiate and checkpoint like any other parameters.
 
 A transform carries itself: its family ``name`` and ``hparams`` rebuild it
@@ -16,23 +16,21 @@ not the factory, stamps ``name``, ``hparams`` and ``source`` on what the
 factory builds, so a checkpoint's spec always holds the hyperparameters the
 transform was built with. Nothing outside this module tests a transform's
 name.
-
-``compose(B_a, ..., B_b)`` is ``B_a o ... o B_b``: it applies ``B_b`` first,
-which is the order of the paper's ``B_{a..b}`` (newest version innermost).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from bcjax import closed_form, extensions
-from bcjax import hparams as hparams_lib
+from bcjax import extensions
+from bcjax.components import hparams as hparams_lib
+from bcjax.components import solvers
 from bcjax.errors import InputError, check_new_name, unknown_name
 
 Params = Any
@@ -53,7 +51,7 @@ class BackwardTransform(NamedTuple):
     learned: whether the transform has parameters to fit (a truncation has
       none).
     solvers: alignment-loss name -> ``(current, previous, ridge) -> params``,
-      exact closed-form fits (see :mod:`bcjax.closed_form`).
+      exact closed-form fits (see :mod:`bcjax.components.solvers`).
     source: the module (or extension target) that registered the family,
       which serving loads to rebuild it (:mod:`bcjax.extensions`).
   """
@@ -97,7 +95,7 @@ class TransformFamily:
     name: the name in strategy names (no ``-``).
     factory: ``hparams -> BackwardTransform``.
     hparams: the frozen dataclass of its hyperparameters
-      (:mod:`bcjax.hparams`); its fields are ``config.transform.<name>``.
+      (:mod:`bcjax.components.hparams`); its fields are ``config.transform.<name>``.
     source: where it was registered from (:func:`bcjax.extensions.source_of`).
   """
 
@@ -258,7 +256,7 @@ def linear(hparams: LinearHparams) -> BackwardTransform:
   for ``d_in`` input features. ``init="identity"`` starts it as the truncated
   identity instead, an untrained transform then reading the first ``d_out``
   dimensions. Its closed-form single-step fit is ridge least squares
-  (:func:`bcjax.closed_form.least_squares`).
+  (:func:`bcjax.components.solvers.least_squares`).
 
   Args:
     hparams: ``init``, one of :data:`LINEAR_INITS` (keyword ``init=`` of the
@@ -280,7 +278,7 @@ def linear(hparams: LinearHparams) -> BackwardTransform:
     return z @ params["kernel"]
 
   def solve_sloss(current, previous, ridge):
-    return {"kernel": closed_form.least_squares(current, previous, ridge)}
+    return {"kernel": solvers.least_squares(current, previous, ridge)}
 
   return BackwardTransform(
     init_params,
@@ -310,7 +308,7 @@ def orthogonal(hparams: hparams_lib.NoHparams) -> BackwardTransform:
   is bcjax's own (the reference has only the linear ``B_k``), so there is no
   reference start to match, and the identity is already orthonormal. Its
   closed-form single-step fit is the padded
-  orthogonal Procrustes problem (:func:`bcjax.closed_form.procrustes`).
+  orthogonal Procrustes problem (:func:`bcjax.components.solvers.procrustes`).
 
   Once ``d_in > d_out``, ``W`` keeps the first ``d_out`` coordinates of an
   isometry of ``R^{d_in}``: it does not preserve norms or angles of ``z``.
@@ -337,7 +335,7 @@ def orthogonal(hparams: hparams_lib.NoHparams) -> BackwardTransform:
 
   def solve_sloss(current, previous, ridge):
     del ridge  # an orthogonal W has a fixed norm: nothing to regularise
-    return {"kernel": closed_form.procrustes(current, previous)}
+    return {"kernel": solvers.procrustes(current, previous)}
 
   return BackwardTransform(
     init, apply, "orthogonal", as_matrix=as_matrix, solvers={"sloss": solve_sloss}
@@ -395,54 +393,9 @@ def mlp(hparams: MLPHparams) -> BackwardTransform:
   return BackwardTransform(init, apply, "mlp")
 
 
-def compose(*transforms: BackwardTransform) -> BackwardTransform:
-  """``B_1 o ... o B_n``: applies ``B_n`` first; params are a tuple in order.
-
-  ``init(key, d_n_in, ..., d_0)`` takes the dims of the chain from the
-  innermost input (``B_n``'s) to the outermost output (``B_1``'s). With no
-  transforms, it is the identity.
-  """
-
-  def init(key, *dims):
-    if len(dims) != len(transforms) + 1:
-      raise InputError(
-        f"compose of {len(transforms)} transforms needs {len(transforms) + 1} "
-        f"dims, got {dims}"
-      )
-    keys = jax.random.split(key, max(len(transforms), 1))
-    # transforms[i] maps dims[n - i - 1] -> dims[n - i].
-    n = len(transforms)
-    return tuple(
-      t.init(keys[i], dims[n - i - 1], dims[n - i]) for i, t in enumerate(transforms)
-    )
-
-  def apply(params, z):
-    for t, p in zip(reversed(transforms), reversed(params), strict=True):
-      z = t.apply(p, z)
-    return z
-
-  return BackwardTransform(init, apply, "compose")
-
-
 # The family of methods without a learned transform: a truncation to the
 # older dimension (the identity when dimensions do not change).
 IDENTITY = "notrans"
-
-
-def collapse_linear(kernels: Sequence[jax.Array]) -> jax.Array:
-  """One matrix for a chain of linear transforms ``B_1 o ... o B_n``.
-
-  Args:
-    kernels: ``W_1, ..., W_n`` with ``W_i`` of shape ``(d_i, d_{i-1})``.
-
-  Returns:
-    ``W_n @ ... @ W_1`` of shape ``(d_n, d_0)``: ``z @ M`` equals applying
-    ``B_n`` first and ``B_1`` last.
-  """
-  matrix = kernels[-1]
-  for kernel in reversed(kernels[:-1]):
-    matrix = matrix @ kernel
-  return matrix
 
 
 def _check_dims(name, d_in, d_out):

@@ -1,17 +1,17 @@
 """The host loop every fit shares: epochs, evaluations, the kept epoch.
 
-An embedding fit (:func:`bcjax.train.fit_version`) and a post-hoc fit
-(:func:`bcjax.posthoc.fit_posthoc`) differ in what an epoch trains, when
+An embedding fit (:func:`bcjax.fitting.train.fit_version`) and a post-hoc fit
+(:func:`bcjax.fitting.posthoc.fit_posthoc`) differ in what an epoch trains, when
 they evaluate and what they score, not in how they loop: run the jitted
 epochs without waiting for them, fetch their metrics only at an
 evaluation, stop on a loss that is not finite, offer the score to the
-selection rule (:class:`bcjax.selection.BestEpoch`) and keep the epoch it
+selection rule (:class:`bcjax.fitting.selection.BestEpoch`) and keep the epoch it
 takes, and time the epochs without the first one's compilation or the
 evaluations. :func:`run_epochs` is that loop; the fits pass the parts.
 
-The consumers' grid (:func:`bcjax.consumers.fit_consumer`) runs the same
+The consumers' grid (:func:`bcjax.fitting.consumers.fit_consumer`) runs the same
 loop with a selection rule per vmapped model
-(:class:`bcjax.selection.BestEpochs`), evaluating every epoch, and without
+(:class:`bcjax.fitting.selection.BestEpochs`), evaluating every epoch, and without
 stopping on a diverged model: it just has no selection metric.
 """
 
@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from bcjax.errors import TrainingDivergedError
-from bcjax.selection import BestEpoch, BestEpochs
+from bcjax.fitting.selection import BestEpoch, BestEpochs
 
 State = TypeVar("State")
 Info = TypeVar("Info")

@@ -24,16 +24,16 @@ from flax.training import train_state
 from jax.sharding import Mesh
 
 from bcjax import keys, sharding
-from bcjax.data.bipartite import BipartiteGraph, sample_bpr_triples
+from bcjax.components.losses import AlignmentLoss, bpr_loss
+from bcjax.components.transforms import BackwardTransform
 from bcjax.data.split import VersionSplit
 from bcjax.evaluation.recall import version_evaluators
-from bcjax.fit_loop import EpochParts, run_epochs
-from bcjax.losses import AlignmentLoss, bpr_loss
-from bcjax.models.aggregation import take_rows
+from bcjax.fitting.fit_loop import EpochParts, run_epochs
+from bcjax.fitting.selection import BestEpoch
+from bcjax.models.device_graph import BipartiteGraph, sample_bpr_triples
 from bcjax.models.pinsage import PinSAGE, embed, init_variables
-from bcjax.progress import FitProgress
-from bcjax.selection import BestEpoch
-from bcjax.transforms import BackwardTransform
+from bcjax.models.row_gather import take_rows
+from bcjax.storage.progress import FitProgress
 
 
 class TrainState(train_state.TrainState):

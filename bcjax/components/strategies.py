@@ -23,8 +23,9 @@ import dataclasses
 import itertools
 from typing import Any
 
-from bcjax import hparams as hparams_lib
-from bcjax import losses, methods, transforms
+from bcjax import methods
+from bcjax.components import hparams as hparams_lib
+from bcjax.components import losses, transforms
 from bcjax.errors import InputError
 
 ALIASES = {"bc-aligner": "joint-linear-mloss"}
@@ -49,7 +50,7 @@ class Strategy:
     name: the canonical name.
     method: the registered method (``fix-m0``, ``nobc``, ``joint``, ...).
     transform: the family of every ``B_k`` (the identity family
-      :data:`bcjax.transforms.IDENTITY` for methods without one: it
+      :data:`bcjax.components.transforms.IDENTITY` for methods without one: it
       truncates to the older dimension, the identity when dimensions do not
       change).
     loss: the registered alignment loss, or None for methods without one.

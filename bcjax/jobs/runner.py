@@ -19,30 +19,27 @@ import contextlib
 import dataclasses
 import functools
 import os
-import time
 from collections.abc import Iterator
 
 import ml_collections
 from absl import logging
 
-from bcjax import atomic_files, environment, keys, processes, sharding
-from bcjax import config as config_lib
-from bcjax.checkpoints import VersionStore
-from bcjax.data.bipartite import BipartiteGraph
-from bcjax.data.datasets import load_dataset
-from bcjax.data.graph import DynamicGraph
-from bcjax.data.split import VersionSplit, split_version
+from bcjax import environment, keys
+from bcjax.components.strategies import ResolvedStrategy, resolve
 from bcjax.errors import InputError
 from bcjax.evaluation.alignment import version_alignment
 from bcjax.evaluation.recall import most_popular_recall
-from bcjax.job_clock import JobClock
+from bcjax.jobs import config as config_lib
+from bcjax.jobs import processes
+from bcjax.jobs.job_clock import JobClock
+from bcjax.jobs.metric_writer import MetricWriter
+from bcjax.jobs.run_data import RunData
 from bcjax.methods import M0_METHOD, Context, Version
-from bcjax.metric_writer import MetricWriter
 from bcjax.models.pinsage import PinSAGE, embed
-from bcjax.progress import FitProgress
-from bcjax.results import VersionResult
-from bcjax.strategies import ResolvedStrategy, resolve
-from bcjax.workdir import (
+from bcjax.storage import atomic_files
+from bcjax.storage.checkpoints import VersionStore
+from bcjax.storage.results import VersionResult
+from bcjax.storage.workdir import (
   CONFIG_KEY,
   DATASET_KEY,
   FINGERPRINT_KEY,
@@ -51,8 +48,6 @@ from bcjax.workdir import (
   check_fingerprint,
   check_schema,
   config_fingerprint,
-  fingerprinted_config,
-  seed_workdir,
 )
 
 # Of results.json and the workdir: 2 adds "schema_version" and
@@ -69,87 +64,6 @@ SCHEMA_CHANGES = {
     "from this bcjax's"
   ),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class RunData:
-  """The data of one run: the graph, its version splits, where things go.
-
-  Attributes:
-    config: the experiment config.
-    workdir: the output folder of this embedding seed (the job's workdir for
-      seed 0, ``seeds/<i>/`` under it for seed ``i``).
-    graph: the whole interaction log.
-    splits: one split per version.
-    mesh: the data-parallel mesh (None: one device).
-    embedding_seed: which of the ``config.num_seeds`` embedding seeds.
-  """
-
-  config: ml_collections.ConfigDict
-  workdir: str
-  graph: DynamicGraph
-  splits: tuple[VersionSplit, ...]
-  mesh: object
-  embedding_seed: int = 0
-  _graphs: dict = dataclasses.field(default_factory=dict, repr=False)
-
-  @classmethod
-  def load(cls, config: ml_collections.ConfigDict, workdir: str) -> RunData:
-    tick = time.perf_counter()
-    graph = load_dataset(
-      config.dataset,
-      config.data_dir or None,
-      config.synthetic.to_dict() if "synthetic" in config else None,
-      config.get("item_fields", ""),
-    )
-    logging.info("%s (loaded in %.1fs)", graph.summary(), time.perf_counter() - tick)
-    splits = tuple(
-      split_version(graph, k, config.taus) for k in range(config.num_versions)
-    )
-    mesh = sharding.make_mesh(config.get("num_devices", 1))
-    return cls(config, workdir, graph, splits, mesh)
-
-  def for_seed(self, embedding_seed: int) -> RunData:
-    """The same data for another embedding seed, in that seed's folder.
-
-    The device graphs are shared: they depend on the data alone.
-    """
-    if self.embedding_seed != 0:
-      raise ValueError("for_seed is called on seed 0's data, the job's workdir")
-    return dataclasses.replace(
-      self,
-      workdir=seed_workdir(self.workdir, embedding_seed),
-      embedding_seed=embedding_seed,
-      _graphs=self._graphs,
-    )
-
-  @functools.cached_property
-  def fields(self) -> dict:
-    """What decides this run's numbers: its config and its data's content.
-
-    :func:`bcjax.workdir.fingerprinted_config`, which the workdir's
-    ``config.json``, every saved version and the consumers are checked by.
-    """
-    return fingerprinted_config(self.config, self.graph.fingerprint())
-
-  def bipartite(self, k: int) -> BipartiteGraph:
-    """Version k's training graph on device (built once)."""
-    if k not in self._graphs:
-      layout = self.config.get("layout", "") or None
-      self._graphs[k] = BipartiteGraph.from_split(self.splits[k], layout)
-    return self._graphs[k]
-
-  @property
-  def results_path(self) -> str:
-    return os.path.join(self.workdir, "results.json")
-
-  def store_path(self, name: str) -> str:
-    """The checkpoint folder of strategy ``name`` (what the registry opens)."""
-    return os.path.join(self.workdir, "checkpoints", name)
-
-  def progress(self, name: str, k: int) -> FitProgress:
-    """Where the fit of version k of strategy ``name`` saves its epochs."""
-    return FitProgress(os.path.join(self.workdir, "progress", name, f"v{k}"))
 
 
 class Runner:
@@ -394,7 +308,7 @@ def job_context(
 
   Process 0 alone takes the lock, checks (and records) the workdir's config
   and writes metrics; the other processes of a multi-process job get no
-  writer and touch nothing (:mod:`bcjax.processes`). Every process loads the
+  writer and touch nothing (:mod:`bcjax.jobs.processes`). Every process loads the
   data, whose content fingerprint is part of what the workdir is checked by.
 
   Args:

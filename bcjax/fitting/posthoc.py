@@ -22,14 +22,14 @@ import numpy as np
 import optax
 
 from bcjax import keys
-from bcjax.data.bipartite import BipartiteGraph, sample_bpr_triples
+from bcjax.components.losses import AlignmentLoss
+from bcjax.components.transforms import BackwardTransform
 from bcjax.errors import TrainingDivergedError
 from bcjax.evaluation.alignment import alignment_error
-from bcjax.fit_loop import EpochParts, run_epochs
-from bcjax.losses import AlignmentLoss
-from bcjax.selection import BestEpoch
-from bcjax.train import steps_per_epoch
-from bcjax.transforms import BackwardTransform
+from bcjax.fitting.fit_loop import EpochParts, run_epochs
+from bcjax.fitting.selection import BestEpoch
+from bcjax.fitting.train import steps_per_epoch
+from bcjax.models.device_graph import BipartiteGraph, sample_bpr_triples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +89,7 @@ def epoch_triples(
   """One epoch of post-hoc batches: the version's BPR training triples.
 
   Drawn as the embedding models' training draws them
-  (:func:`bcjax.data.bipartite.sample_bpr_triples`).
+  (:func:`bcjax.models.device_graph.sample_bpr_triples`).
 
   Args:
     graph: version k's training graph.

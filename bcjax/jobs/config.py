@@ -2,7 +2,7 @@
 
 The run-level fields (data, versions, models, optimisation, consumers) are
 the config file's; the hyperparameters of every registered component are
-sections generated from the component's dataclass (:mod:`bcjax.hparams`):
+sections generated from the component's dataclass (:mod:`bcjax.components.hparams`):
 ``config.transform.<family>``, ``config.loss.<loss>`` and
 ``config.method.<method>`` (a method's ``-`` as ``_``), for each component
 that has hyperparameters. :func:`add_component_sections` adds them (the
@@ -18,12 +18,18 @@ import dataclasses
 
 import ml_collections
 
-from bcjax import extensions, losses, methods, transforms
-from bcjax import hparams as hparams_lib
+from bcjax import extensions, methods
+from bcjax.components import hparams as hparams_lib
+from bcjax.components import losses, transforms
+from bcjax.components.strategies import (
+  PAPER_STRATEGIES,
+  ResolvedStrategy,
+  parse_strategy,
+  resolve,
+)
 from bcjax.errors import InputError, unknown_name
 from bcjax.evaluation.recall import REPORT_SPLITS
 from bcjax.models.aggregation import LAYOUTS
-from bcjax.strategies import PAPER_STRATEGIES, ResolvedStrategy, parse_strategy, resolve
 
 # Fields of configs before components owned their hyperparameters, and where
 # each went, so that an old config file is refused rather than half-read.

@@ -1,7 +1,7 @@
 """The main job: every strategy, the consumers, and the paper's Table 3.
 
 ``run(config, workdir)`` trains (or reuses) every version of every strategy
-(:mod:`bcjax.runner`), trains each unintended task's consumers once on
+(:mod:`bcjax.jobs.runner`), trains each unintended task's consumers once on
 version-0 embeddings (or reuses them), serves every strategy's
 version-0-compatible embeddings of every version to them through the
 registry, and writes under ``workdir``:
@@ -23,7 +23,7 @@ seed's numbers under ``per_seed``. Finished seeds are reused by a rerun.
 Run as several JAX processes (several hosts, the binaries' ``--distributed``),
 every process trains every version on the global mesh and takes part in its
 Orbax save; process 0 alone trains, saves and serves the consumers and writes
-every other output (:mod:`bcjax.processes`).
+every other output (:mod:`bcjax.jobs.processes`).
 """
 
 from __future__ import annotations
@@ -39,29 +39,24 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from bcjax import (
-  atomic_files,
-  compatibility,
-  environment,
-  keys,
-  processes,
-  registry,
-  runner,
-)
-from bcjax import config as config_lib
-from bcjax.consumers import (
-  ConsumerConfig,
-  fit_consumer,
-  load_consumer,
-  save_consumer,
-)
+from bcjax import compatibility, environment, keys, registry
 from bcjax.evaluation import recall_table, seed_table
 from bcjax.evaluation.plots import write_plots
-from bcjax.evaluation.table import comparison_table, to_csv, to_markdown
+from bcjax.evaluation.table import comparison_table
 from bcjax.evaluation.table_records import ComparisonTable
-from bcjax.metric_writer import MetricWriter
-from bcjax.tasks import Task, available_tasks, build_task
-from bcjax.workdir import config_fingerprint, seed_workdir
+from bcjax.evaluation.table_text import to_csv, to_markdown
+from bcjax.fitting.consumers import (
+  ConsumerConfig,
+  fit_consumer,
+)
+from bcjax.fitting.tasks import Task, available_tasks, build_task
+from bcjax.jobs import config as config_lib
+from bcjax.jobs import processes, runner
+from bcjax.jobs.metric_writer import MetricWriter
+from bcjax.jobs.run_data import RunData
+from bcjax.storage import atomic_files
+from bcjax.storage.consumer_checkpoints import load_consumer, save_consumer
+from bcjax.storage.workdir import config_fingerprint, seed_workdir
 
 
 def task_names(config: ml_collections.ConfigDict, graph) -> list[str]:
@@ -70,7 +65,7 @@ def task_names(config: ml_collections.ConfigDict, graph) -> list[str]:
   return names or available_tasks(graph)
 
 
-def _consumer_fingerprint(data: runner.RunData, task: Task) -> str:
+def _consumer_fingerprint(data: RunData, task: Task) -> str:
   """The run's fingerprint (its config, consumer settings included, and its
   data) and the task's name."""
   return config_fingerprint({"config": data.fields, "task": task.name})
@@ -102,9 +97,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
     return _run(config, data, strategies, writer, started)
 
 
-def _run(
-  config, data: runner.RunData, strategies, writer: MetricWriter, started
-) -> dict:
+def _run(config, data: RunData, strategies, writer: MetricWriter, started) -> dict:
   workdir = data.workdir
   # Unknown task names fail before hours of training, not after. Tasks
   # depend on the data and config.seed alone: one set for every seed.

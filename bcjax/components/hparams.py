@@ -15,7 +15,7 @@ declaration come
 * what a checkpoint records of a transform (:func:`to_json`), so that serving
   rebuilds it with the hyperparameters it was trained with.
 
-This module knows no registry: :mod:`bcjax.config` puts the sections of
+This module knows no registry: :mod:`bcjax.jobs.config` puts the sections of
 every registered component together.
 """
 

@@ -24,9 +24,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from bcjax import transforms
+from bcjax.components import transforms
+from bcjax.components.transforms import BackwardTransform
 from bcjax.errors import InputError
-from bcjax.transforms import BackwardTransform
 
 # What a named item holds: a pytree of arrays, or JSON.
 TREE, JSON = "tree", "json"

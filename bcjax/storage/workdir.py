@@ -32,8 +32,8 @@ from collections.abc import Mapping
 import ml_collections
 import numpy as np
 
-from bcjax import atomic_files
 from bcjax.errors import InputError
+from bcjax.storage import atomic_files
 
 LOCK_NAME = ".lock"
 CONFIG_NAME = "config.json"

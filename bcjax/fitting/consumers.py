@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import os
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -26,15 +25,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 from bcjax import keys
-from bcjax.checkpoints import JSON, TREE, checkpoint_manager
-from bcjax.errors import InputError, TrainingDivergedError
+from bcjax.errors import TrainingDivergedError
 from bcjax.evaluation.metrics import evaluate_metric
-from bcjax.fit_loop import EpochParts, run_epochs
-from bcjax.selection import BestEpochs
-from bcjax.tasks import Task, TaskExamples
+from bcjax.fitting.fit_loop import EpochParts, run_epochs
+from bcjax.fitting.selection import BestEpochs
+from bcjax.fitting.tasks import Task, TaskExamples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -394,67 +391,3 @@ def fit_consumer(
 
 def _or_nan(value):
   return np.nan if value is None else value
-
-
-def save_consumer(path: str, consumer: Consumer, fingerprint: str) -> None:
-  """Saves a task's consumers as one Orbax checkpoint (atomic).
-
-  The calling process alone writes it (the main job's process 0).
-  """
-  metadata = {
-    "task": consumer.task.name,
-    "hidden": consumer.hidden,
-    "dropout": consumer.dropout,
-    "selection": consumer.selection,
-    "best_epochs": consumer.best_epochs,
-    "grid": consumer.grid,
-    "fingerprint": fingerprint,
-  }
-  with _manager(path) as manager:
-    manager.save(
-      0,
-      args=ocp.args.Composite(
-        variables=ocp.args.StandardSave(consumer.variables),
-        metadata=ocp.args.JsonSave(metadata),
-      ),
-      force=True,
-    )
-    manager.wait_until_finished()
-
-
-def load_consumer(path: str, task: Task, fingerprint: str) -> Consumer | None:
-  """The task's saved consumers, or None if absent or from another config."""
-  if not os.path.isdir(path):
-    return None
-  with _manager(path) as manager:
-    if 0 not in manager.all_steps():
-      return None
-    metadata = manager.restore(
-      0, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
-    )["metadata"]
-    if metadata.get("fingerprint") != fingerprint:
-      raise InputError(
-        f"{path} holds consumers of another config (fingerprint "
-        f"{metadata.get('fingerprint')} there, {fingerprint} now); use a "
-        "fresh workdir"
-      )
-    variables = manager.restore(
-      0, args=ocp.args.Composite(variables=ocp.args.StandardRestore())
-    )["variables"]
-  return Consumer(
-    task=task,
-    hidden=metadata["hidden"],
-    dropout=metadata["dropout"],
-    variables=jax.tree.map(np.asarray, variables),
-    selection=metadata["selection"],
-    best_epochs=metadata["best_epochs"],
-    grid=metadata["grid"],
-  )
-
-
-def _manager(path: str) -> ocp.CheckpointManager:
-  # Consumers are trained, saved and read by one process (process 0 of a
-  # multi-process job): Orbax must not wait for the others.
-  return checkpoint_manager(
-    path, {"variables": TREE, "metadata": JSON}, this_process_only=True
-  )

@@ -1,0 +1,9 @@
+"""Training loops: what turns data and components into fitted parameters.
+
+The embedding fit (:mod:`~bcjax.fitting.train`), the post-hoc fit of a
+backward transform (:mod:`~bcjax.fitting.posthoc`), the consumer models of
+unintended tasks and their task definitions (:mod:`~bcjax.fitting.consumers`,
+:mod:`~bcjax.fitting.tasks`), and the host loop and kept-epoch rule they all
+share (:mod:`~bcjax.fitting.fit_loop`, :mod:`~bcjax.fitting.selection`).
+Fits take and return arrays and records; where files go is the jobs' concern.
+"""
