@@ -24,11 +24,10 @@ from bcjax.evaluation.table import (
   INTENDED_REFERENCE,
   RECALL_KEY,
   UNINTENDED_REFERENCE,
-  finite_or_none,
   mean_of_defined,
   relative_percent,
 )
-from bcjax.evaluation.table_records import ComparisonTable
+from bcjax.evaluation.table_records import ComparisonTable, finite_or_none
 from bcjax.storage.atomic_files import atomic_open
 
 Series = dict[str, tuple[list[int], list[float]]]

@@ -35,29 +35,14 @@ from bcjax.errors import InputError
 from bcjax.evaluation.table_records import (
   ComparisonTable,
   TableRow,
+  finite_or_none,
+  require_field,
 )
+from bcjax.evaluation.unintended import UnintendedResults
 
 INTENDED_REFERENCE = "nobc"
 UNINTENDED_REFERENCE = "fix-m0"
 RECALL_KEY = "recall@50"
-
-
-def finite_or_none(value: Any) -> float | None:
-  """``value`` as a float when it is a finite number, else None.
-
-  Args:
-    value: anything read from results (a number, None, NaN from JSON, ...).
-
-  Returns:
-    A finite float, or None.
-  """
-  if value is None or isinstance(value, bool):
-    return None
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    return None
-  return value if math.isfinite(value) else None
 
 
 def mean_of_defined(values: Iterable[float | None]) -> float | None:
@@ -118,27 +103,9 @@ def _lookup(mapping: Mapping, key: int | str) -> Any:
   return mapping.get(int(key))
 
 
-def _require(mapping: Any, key: str, where: str) -> Any:
-  """``mapping[key]``, or an InputError that names the missing field."""
-  if not isinstance(mapping, Mapping) or key not in mapping:
-    raise InputError(f"results: {where} has no field {key!r}")
-  return mapping[key]
-
-
-def _version_numbers(per_version: Mapping) -> list[int]:
-  """The versions that a ``{"0": value, ...}`` mapping holds, sorted."""
-  try:
-    return sorted(int(k) for k in per_version)
-  except (TypeError, ValueError) as e:
-    raise InputError(
-      f"results: per_version keys must be version numbers, got "
-      f"{sorted(map(str, per_version))}"
-    ) from e
-
-
 def _read_strategies(results: Mapping) -> dict[str, dict[str, dict[int, Any]]]:
   """Per strategy, the per-version Recall@50 and distance to fix-m0."""
-  strategies = _require(results, "strategies", "the results dict")
+  strategies = require_field(results, "strategies", "the results dict")
   if not isinstance(strategies, Mapping):
     raise InputError("results: 'strategies' must map strategy names to lists")
   out = {}
@@ -150,8 +117,8 @@ def _read_strategies(results: Mapping) -> dict[str, dict[str, dict[int, Any]]]:
     recall, distance = {}, {}
     for i, entry in enumerate(entries):
       where = f"strategies[{name!r}][{i}]"
-      version = int(_require(entry, "version", where))
-      recall_at = _require(entry, "recall", where)
+      version = int(require_field(entry, "version", where))
+      recall_at = require_field(entry, "recall", where)
       if not isinstance(recall_at, Mapping) or (
         "50" not in recall_at and 50 not in recall_at
       ):
@@ -165,45 +132,24 @@ def _read_strategies(results: Mapping) -> dict[str, dict[str, dict[int, Any]]]:
   return out
 
 
-def _read_tasks(results: Mapping) -> dict[str, dict[str, Any]]:
-  """Per unintended task: metric, core flag, selection version, values."""
-  tasks = results.get("unintended") or {}
-  out = {}
-  for task, spec in tasks.items():
-    where = f"unintended[{task!r}]"
-    per_strategy = _require(spec, "per_strategy", where)
-    values = {}
-    for strategy, record in per_strategy.items():
-      per_version = _require(
-        record, "per_version", f"{where}['per_strategy'][{strategy!r}]"
-      )
-      values[strategy] = {
-        k: finite_or_none(_lookup(per_version, k))
-        for k in _version_numbers(per_version)
-      }
-    out[task] = {
-      "metric": str(spec.get("metric", "")),
-      "core": bool(_require(spec, "core", where)),
-      "selection_version": int(_require(spec, "selection_version", where)),
-      "values": values,
-    }
-  return out
-
-
 def _task_notes(
-  task: str, spec: Mapping[str, Any], strategies: list[str], skipped: set[str]
+  task: str,
+  values: Mapping[str, Mapping[int, float | None]],
+  selection: int,
+  strategies: list[str],
+  skipped: set[str],
 ) -> list[str]:
   """Notes on the undefined values of one task at its evaluated versions.
 
   Args:
     task: the task name.
-    spec: the task as read by :func:`_read_tasks`.
+    values: per strategy, the task's value per version.
+    selection: the task's selection version; later versions are evaluated.
     strategies: every strategy of the table.
     skipped: strategies without any defined value for the task; they have a
       note of their own, so they are not listed again per version.
   """
   notes = []
-  values, selection = spec["values"], spec["selection_version"]
   versions = sorted({k for v in values.values() for k in v if k > selection})
   for k in versions:
     missing = [s for s in strategies if values.get(s, {}).get(k) is None]
@@ -216,7 +162,9 @@ def _task_notes(
   return notes
 
 
-def comparison_table(results: Mapping[str, Any]) -> ComparisonTable:
+def comparison_table(
+  results: Mapping[str, Any], unintended: UnintendedResults | None = None
+) -> ComparisonTable:
   """The comparison table of every strategy in ``results``.
 
   Args:
@@ -225,6 +173,8 @@ def comparison_table(results: Mapping[str, Any]) -> ComparisonTable:
       ``recall["50"]``, ``distance_to_fix_m0``) and
       ``results["unintended"][t]`` a task's ``metric``, ``core``,
       ``selection_version`` and ``per_strategy[s]["per_version"]``.
+    unintended: the unintended tasks' records; None reads them from
+      ``results["unintended"]``.
 
   Returns:
     The table: a :class:`TableRow` per strategy, in the order of
@@ -236,9 +186,15 @@ def comparison_table(results: Mapping[str, Any]) -> ComparisonTable:
     InputError: a results dict that lacks a field the table needs.
   """
   strategies = _read_strategies(results)
-  tasks = _read_tasks(results)
+  if unintended is None:
+    unintended = UnintendedResults.from_json(results.get("unintended"))
+  tasks = {task.name: task for task in unintended.tasks}
+  values = {
+    t: {s: unintended.per_version(t, s) for s in unintended.strategies(t)}
+    for t in tasks
+  }
   names = list(strategies)
-  core = [t for t, spec in tasks.items() if spec["core"]]
+  core = [t for t, task in tasks.items() if task.core]
   notes = []
 
   mean_recall = {s: mean_of_defined(strategies[s]["recall"].values()) for s in names}
@@ -266,24 +222,31 @@ def comparison_table(results: Mapping[str, Any]) -> ComparisonTable:
   for task, spec in tasks.items():
     skipped = set()
     for s in names:
-      values = spec["values"].get(s, {})
       per_task[s][task] = mean_of_defined(
-        v for k, v in values.items() if k > spec["selection_version"]
+        v for k, v in values[task].get(s, {}).items() if k > spec.selection_version
       )
       if per_task[s][task] is None:
         skipped.add(s)
     everywhere = len(skipped) == len(names)
-    if spec["core"] and skipped and not everywhere:
+    if spec.core and skipped and not everywhere:
       notes.append(
         f"task {task} skipped for {', '.join(s for s in names if s in skipped)}: "
-        f"no defined value after version {spec['selection_version']}"
+        f"no defined value after version {spec.selection_version}"
       )
-    elif spec["core"] and everywhere and names:
+    elif spec.core and everywhere and names:
       notes.append(
         f"task {task} skipped for every strategy: no defined value after "
-        f"version {spec['selection_version']}"
+        f"version {spec.selection_version}"
       )
-    notes.extend(_task_notes(task, spec, names, skipped if not everywhere else set()))
+    notes.extend(
+      _task_notes(
+        task,
+        values[task],
+        spec.selection_version,
+        names,
+        skipped if not everywhere else set(),
+      )
+    )
   mean_unintended = {s: mean_of_defined(per_task[s][t] for t in core) for s in names}
 
   reference_recall = _reference_mean(
@@ -343,7 +306,7 @@ def comparison_table(results: Mapping[str, Any]) -> ComparisonTable:
   per_version = {}
   for s in names:
     series = {RECALL_KEY: strategies[s]["recall"]}
-    series.update({t: spec["values"].get(s, {}) for t, spec in tasks.items()})
+    series.update({t: values[t].get(s, {}) for t in tasks})
     length = 1 + max((k for v in series.values() for k in v), default=-1)
     per_version[s] = {
       key: [values.get(k) for k in range(length)] for key, values in series.items()
@@ -355,9 +318,9 @@ def comparison_table(results: Mapping[str, Any]) -> ComparisonTable:
     per_version=per_version,
     tasks={
       t: {
-        "metric": spec["metric"],
-        "core": spec["core"],
-        "selection_version": spec["selection_version"],
+        "metric": spec.metric,
+        "core": spec.core,
+        "selection_version": spec.selection_version,
       }
       for t, spec in tasks.items()
     },

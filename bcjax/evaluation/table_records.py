@@ -14,6 +14,7 @@ naming it (so tables of results older than schema 3, without the
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,31 @@ COLUMNS = ("strategy", "intended", "unintended", "total", "alignment_error")
 AFTER_V0_COLUMNS = ("intended_after_v0", "alignment_error_after_v0")
 # The cells averaged over seeds: the table's columns and the extras.
 CELL_COLUMNS = COLUMNS[1:] + AFTER_V0_COLUMNS
+
+
+def finite_or_none(value: Any) -> float | None:
+  """``value`` as a float when it is a finite number, else None.
+
+  Args:
+    value: anything read from results (a number, None, NaN from JSON, ...).
+
+  Returns:
+    A finite float, or None.
+  """
+  if value is None or isinstance(value, bool):
+    return None
+  try:
+    value = float(value)
+  except (TypeError, ValueError):
+    return None
+  return value if math.isfinite(value) else None
+
+
+def require_field(mapping: Any, key: str, where: str) -> Any:
+  """``mapping[key]``, or an InputError that names the missing field."""
+  if not isinstance(mapping, Mapping) or key not in mapping:
+    raise InputError(f"results: {where} has no field {key!r}")
+  return mapping[key]
 
 
 def _object(data: Any, where: str) -> Mapping[str, Any]:

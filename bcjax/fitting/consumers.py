@@ -29,6 +29,7 @@ import optax
 from bcjax import keys
 from bcjax.errors import TrainingDivergedError
 from bcjax.evaluation.metrics import evaluate_metric
+from bcjax.evaluation.unintended import mean_over_seeds
 from bcjax.fitting.fit_loop import EpochParts, run_epochs
 from bcjax.fitting.selection import BestEpochs
 from bcjax.fitting.tasks import Task, TaskExamples
@@ -250,8 +251,8 @@ class Consumer:
     )
     return np.asarray(out)
 
-  def evaluate(self, tables, examples: TaskExamples) -> float | None:
-    """The task metric averaged over seeds; None where it is undefined.
+  def scores(self, tables, examples: TaskExamples) -> list[float | None]:
+    """The task metric of every consumer seed; None where it is undefined.
 
     Raises:
       TrainingDivergedError: when a consumer's outputs are not finite.
@@ -262,12 +263,11 @@ class Consumer:
         f"the consumers of task {self.task.name} give non-finite outputs at "
         f"version {examples.version}"
       )
-    values = [
-      evaluate_metric(self.task.metric, examples.labels, out) for out in outputs
-    ]
-    if any(v is None for v in values):
-      return None
-    return float(np.mean(values))
+    return [evaluate_metric(self.task.metric, examples.labels, out) for out in outputs]
+
+  def evaluate(self, tables, examples: TaskExamples) -> float | None:
+    """The task metric averaged over seeds; None where any is undefined."""
+    return mean_over_seeds(self.scores(tables, examples))
 
 
 @dataclasses.dataclass

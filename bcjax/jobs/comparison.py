@@ -45,7 +45,14 @@ from bcjax.evaluation.plots import write_plots
 from bcjax.evaluation.table import comparison_table
 from bcjax.evaluation.table_records import ComparisonTable
 from bcjax.evaluation.table_text import to_csv, to_markdown
+from bcjax.evaluation.unintended import (
+  ConsumerChoice,
+  UnintendedResults,
+  UnintendedScore,
+  UnintendedTask,
+)
 from bcjax.fitting.consumers import (
+  Consumer,
   ConsumerConfig,
   fit_consumer,
 )
@@ -186,7 +193,7 @@ def _run_seed(
 
   # Every strategy's version-0-compatible embeddings of every version, read
   # once and served to every task's consumers.
-  values = {task.name: {} for task in tasks}
+  scores = []
   with contextlib.ExitStack() as stack:
     for strategy in strategies:
       # Process 0 alone serves the consumers: without the mesh, which spans
@@ -199,38 +206,27 @@ def _run_seed(
         tables = _tables(reg, k)
         for task in tasks:
           if k in task.evaluation:
-            per_version = values[task.name].setdefault(strategy.name, {})
-            per_version[str(k)] = consumers[task.name].evaluate(
-              tables, task.evaluation[k]
+            values = consumers[task.name].scores(tables, task.evaluation[k])
+            scores.extend(
+              UnintendedScore(task.name, strategy.name, k, seed, value)
+              for seed, value in enumerate(values)
             )
-  results["unintended"] = {}
+  unintended = UnintendedResults(
+    tasks=tuple(_task_record(task, consumers[task.name]) for task in tasks),
+    scores=tuple(scores),
+  )
+  results["unintended"] = unintended.to_json()
   for task in tasks:
-    consumer = consumers[task.name]
-    results["unintended"][task.name] = {
-      "metric": task.metric,
-      "core": task.core,
-      "input": task.input,
-      "selection_version": task.selection_version,
-      "num_train": len(task.train),
-      "consumer": {
-        "hidden": consumer.hidden,
-        "dropout": consumer.dropout,
-        "selection": consumer.selection,
-        "best_epochs": consumer.best_epochs,
-        "grid": consumer.grid,
-      },
-      "per_strategy": {
-        name: {"per_version": per_version}
-        for name, per_version in values[task.name].items()
-      },
-    }
     if task.eval_versions:
-      last = str(task.eval_versions[-1])
+      last = task.eval_versions[-1]
       logging.info(
         "task %s at version %s: %s",
         task.name,
         last,
-        ", ".join(f"{name} {_fmt(v[last])}" for name, v in values[task.name].items()),
+        ", ".join(
+          f"{name} {_fmt(unintended.per_version(task.name, name)[last])}"
+          for name in unintended.strategies(task.name)
+        ),
       )
   if compatibility.enabled(config) and data.embedding_seed == 0:
     # The analytics read the seed-0 workdir's results.json: of seed 0 alone.
@@ -243,11 +239,30 @@ def _run_seed(
       data.splits,
       consumers,
     )
-  table = comparison_table(results)
+  table = comparison_table(results, unintended)
   results["table"] = table.to_json()
   results["environment"] = environment.record(job.started)
   atomic_files.write_json(data.results_path, results)
   return results, table
+
+
+def _task_record(task: Task, consumer: Consumer) -> UnintendedTask:
+  """The task and its chosen consumers, as the table and results.json keep it."""
+  return UnintendedTask(
+    name=task.name,
+    metric=task.metric,
+    core=task.core,
+    selection_version=task.selection_version,
+    input=task.input,
+    num_train=len(task.train),
+    consumer=ConsumerChoice(
+      hidden=consumer.hidden,
+      dropout=consumer.dropout,
+      selection=tuple(consumer.selection),
+      best_epochs=tuple(consumer.best_epochs),
+      grid=consumer.grid,
+    ),
+  )
 
 
 def _host_tables(tables) -> tuple:
