@@ -153,6 +153,37 @@ def _run_seed(
   }
   if not processes.is_primary():
     return None
+  consumers = _consumers(
+    config, data, tasks, train_tables, selection_tables, writer, job, suffix
+  )
+  unintended = _score_unintended(config, data, strategies, tasks, consumers)
+  results["unintended"] = unintended.to_json()
+  if compatibility.enabled(config) and data.embedding_seed == 0:
+    # The analytics read the seed-0 workdir's results.json: of seed 0 alone.
+    atomic_files.write_json(data.results_path, results)
+    results["compatibility"] = compatibility.run_in_workdir(
+      config,
+      data.workdir,
+      [s.name for s in strategies],
+      data.graph,
+      data.splits,
+      consumers,
+    )
+  table = comparison_table(results, unintended)
+  results["table"] = table.to_json()
+  results["environment"] = environment.record(job.started)
+  atomic_files.write_json(data.results_path, results)
+  return results, table
+
+
+def _consumers(
+  config, data, tasks, train_tables, selection_tables, writer, job, suffix
+) -> dict[str, Consumer]:
+  """Every task's consumers: reused from the workdir, else trained and saved.
+
+  Selection reads M_0's embeddings of the selection version's graph: fix-m0's,
+  as in the paper's code.
+  """
   consumers = {}
   for t, task in enumerate(tasks, 1):
     tick = time.perf_counter()
@@ -161,8 +192,6 @@ def _run_seed(
     consumer = load_consumer(path, task, fingerprint)
     stage = f"consumers/{task.name}"
     if consumer is None:
-      # Selection reads M_0's embeddings of the selection version's graph:
-      # fix-m0's, as in the paper's code.
       consumer = fit_consumer(
         task,
         train_tables,
@@ -190,7 +219,11 @@ def _run_seed(
       _mean_defined(consumer.selection),
       time.perf_counter() - tick,
     )
+  return consumers
 
+
+def _score_unintended(config, data, strategies, tasks, consumers) -> UnintendedResults:
+  """Each task's consumers on every strategy's versions, per consumer seed."""
   # Every strategy's version-0-compatible embeddings of every version, read
   # once and served to every task's consumers.
   scores = []
@@ -215,7 +248,6 @@ def _run_seed(
     tasks=tuple(_task_record(task, consumers[task.name]) for task in tasks),
     scores=tuple(scores),
   )
-  results["unintended"] = unintended.to_json()
   for task in tasks:
     if task.eval_versions:
       last = task.eval_versions[-1]
@@ -228,22 +260,7 @@ def _run_seed(
           for name in unintended.strategies(task.name)
         ),
       )
-  if compatibility.enabled(config) and data.embedding_seed == 0:
-    # The analytics read the seed-0 workdir's results.json: of seed 0 alone.
-    atomic_files.write_json(data.results_path, results)
-    results["compatibility"] = compatibility.run_in_workdir(
-      config,
-      data.workdir,
-      [s.name for s in strategies],
-      data.graph,
-      data.splits,
-      consumers,
-    )
-  table = comparison_table(results, unintended)
-  results["table"] = table.to_json()
-  results["environment"] = environment.record(job.started)
-  atomic_files.write_json(data.results_path, results)
-  return results, table
+  return unintended
 
 
 def _task_record(task: Task, consumer: Consumer) -> UnintendedTask:
