@@ -47,6 +47,26 @@ def test_recall_matches_brute_force(small_graph, version, chunk_size):
   assert evaluator.num_eval_users == len(np.unique(split.val_user))
 
 
+def test_recall_is_independent_of_the_chunk_size_and_breaks_ties_by_item_id(
+  small_graph,
+):
+  split = split_version(small_graph, 2)
+  rng = np.random.default_rng(3)
+  # Coarse values: many exactly equal scores, all exact in float32, so the
+  # brute force's stable ranking (lower item id first) is the reference.
+  user_emb = rng.integers(-2, 3, size=(split.num_users, 4)).astype(np.float32)
+  item_emb = rng.integers(-2, 3, size=(split.num_items, 4)).astype(np.float32)
+  ks = (1, 5, 10, 50)
+  got = {
+    chunk: RecallEvaluator(split, ks=ks, chunk_size=chunk)(user_emb, item_emb)
+    for chunk in (1, 7, 64, 10_000)
+  }
+  assert all(recalls == got[1] for recalls in got.values()), got
+  want = brute_force_recall(split, user_emb, item_emb, ks)
+  for k in ks:
+    assert got[1][k] == pytest.approx(want[k], rel=1e-12), k
+
+
 def test_recall_counts_only_users_with_validation_and_excludes_training():
   from tests.conftest import graph_from_rows
 

@@ -10,7 +10,9 @@ The evaluator scores users in chunks of fixed size with one jitted function
 (``lax.map`` over chunks), so it compiles once per version and never
 materialises the full ``(num_users, num_items)`` score matrix. Ragged
 per-user item lists become padded ``(row, item)`` pairs per chunk whose padding
-points outside the chunk and is dropped by the scatter.
+points outside the chunk and is dropped by the scatter. Each user's hits come
+back as integers and are averaged on the host in user order, and equal scores
+go to the lower item id, so the chunk size never changes a recall.
 """
 
 from __future__ import annotations
@@ -93,7 +95,6 @@ class RecallEvaluator:
     num_chunks = -(-len(self.eval_users) // self.chunk_size)
     padded = np.zeros(num_chunks * self.chunk_size, np.int32)
     padded[: len(self.eval_users)] = self.eval_users
-    valid = np.arange(len(padded)) < len(self.eval_users)
     rows_of_user = np.full(split.num_users, -1, np.int64)
     rows_of_user[self.eval_users] = np.arange(len(self.eval_users))
     val_pairs = np.unique(
@@ -111,11 +112,9 @@ class RecallEvaluator:
     val_rows, val_items = _chunk_pairs(
       rows_of_user, val_user, val_item, self.chunk_size, num_chunks
     )
-    shape = (num_chunks, self.chunk_size)
+    self._num_val = np.maximum(num_val[: len(self.eval_users)], 1)
     self._chunks = (
-      jnp.asarray(padded.reshape(shape)),
-      jnp.asarray(valid.reshape(shape)),
-      jnp.asarray(np.maximum(num_val, 1).reshape(shape), jnp.float32),
+      jnp.asarray(padded.reshape(num_chunks, self.chunk_size)),
       jnp.asarray(train_rows),
       jnp.asarray(train_items),
       jnp.asarray(val_rows),
@@ -135,19 +134,18 @@ class RecallEvaluator:
     top = min(self.ks[-1], self.num_items)
 
     def one_chunk(chunk):
-      users, valid, num_val, t_rows, t_items, v_rows, v_items = chunk
+      users, t_rows, t_items, v_rows, v_items = chunk
       scores = user_emb[users] @ item_emb.T
       scores = scores.at[t_rows, t_items].set(-jnp.inf, mode="drop")
+      # Equal scores go to the lower item id (lax.top_k keeps the first).
       _, top_items = jax.lax.top_k(scores, top)
       relevant = jnp.zeros(scores.shape, bool)
       relevant = relevant.at[v_rows, v_items].set(True, mode="drop")
       hits = jnp.take_along_axis(relevant, top_items, axis=1)
-      cum_hits = jnp.cumsum(hits, axis=1, dtype=jnp.float32)
-      recalls = [cum_hits[:, min(k, top) - 1] / num_val for k in self.ks]
-      return jnp.stack([jnp.sum(jnp.where(valid, r, 0.0)) for r in recalls])
+      cum_hits = jnp.cumsum(hits, axis=1, dtype=jnp.int32)
+      return jnp.stack([cum_hits[:, min(k, top) - 1] for k in self.ks], axis=-1)
 
-    sums = jax.lax.map(one_chunk, chunks)
-    return jnp.sum(sums, axis=0) / max(len(self.eval_users), 1)
+    return jax.lax.map(one_chunk, chunks)
 
   def __call__(self, user_emb: jax.Array, item_emb: jax.Array) -> dict[int, float]:
     """Recall@K for each K.
@@ -159,8 +157,14 @@ class RecallEvaluator:
     Returns:
       ``{K: recall}``.
     """
-    values = np.asarray(self._evaluate(user_emb, item_emb, self._chunks))
-    return {k: float(v) for k, v in zip(self.ks, values)}
+    hits = np.asarray(self._evaluate(user_emb, item_emb, self._chunks))
+    # Hits per user come back as integers and are averaged here in one fixed
+    # order, so the chunk size cannot change a recall, not even in its last bit.
+    hits = hits.reshape(-1, len(self.ks))[: len(self.eval_users)]
+    if not len(hits):
+      return {k: 0.0 for k in self.ks}
+    recalls = (hits / self._num_val[:, None]).mean(axis=0)
+    return {k: float(v) for k, v in zip(self.ks, recalls)}
 
 
 def most_popular_recall(
