@@ -3,19 +3,23 @@ r"""Summarises the printed output of ``benchmarks/gpu.sh`` as Markdown tables.
 Usage::
 
   python -m benchmarks.report benchmarks/results/h200_b74c0f9/output.txt
-  python -m benchmarks.report --readme README.md          # rewrite its blocks
-  python -m benchmarks.report --readme README.md --check  # exit 1 if stale
+  python -m benchmarks.report                     # rewrite every page's blocks
+  python -m benchmarks.report --check             # exit 1 if one is stale
+  python -m benchmarks.report --readme A.md [--readme B.md ...] [--check]
 
-A README block is the text between ``<!-- gpu-report: PATH -->`` and
-``<!-- /gpu-report -->``, ``PATH`` relative to the README's folder; it is
-the summary of that committed output, or for a profiler trace
-(``*.trace.json.gz``) the share of device time of each kind of kernel.
+Without ``--readme`` the pages are :data:`PAGES` (``README.md``,
+``docs/benchmarks.md``, ``benchmarks/results/HISTORY.md``), relative to the
+working directory: run it from the repository's root. A block is the text
+between ``<!-- gpu-report: PATH -->`` and ``<!-- /gpu-report -->``, ``PATH``
+relative to its page's folder; it is the summary of that committed output,
+or for a profiler trace (``*.trace.json.gz``) the share of device time of
+each kind of kernel.
 
 Reads every section (``== name``) of the output: the benchmark tables that
 ``python -m benchmarks`` printed, the same-seed comparisons of
 ``run_intended``, and the aggregation probe's timings. Prints one table of the training step (with the PyTorch
 comparison and determinism), one of evaluation, serving and memory, and the
-same-seed results, so that the README's numbers come from the committed
+same-seed results, so that the pages' numbers come from the committed
 output, not from hand.
 """
 
@@ -27,6 +31,9 @@ import json
 import os
 import re
 import sys
+
+# The pages with gpu-report blocks, relative to the repository's root.
+PAGES = ("README.md", "docs/benchmarks.md", "benchmarks/results/HISTORY.md")
 
 _BLOCK = re.compile(r"(<!-- gpu-report: (\S+) -->\n).*?(<!-- /gpu-report -->)", re.S)
 
@@ -219,27 +226,54 @@ def render_readme(readme: str, root: str) -> str:
   return _BLOCK.sub(fill, readme)
 
 
+def _pages(args: list[str]) -> tuple[list[str], bool] | None:
+  """The pages and ``--check`` of the arguments; None if they are not those."""
+  pages, check = [], False
+  rest = list(args)
+  while rest:
+    arg = rest.pop(0)
+    if arg == "--check":
+      check = True
+    elif arg == "--readme" and rest and not rest[0].startswith("--"):
+      pages.append(rest.pop(0))
+    elif arg.startswith("--readme="):
+      pages.append(arg.split("=", 1)[1])
+    else:
+      return None
+  return (pages or list(PAGES)), check
+
+
+def update_pages(pages: list[str], check: bool) -> int:
+  """Rewrites (or with ``check`` only checks) every page's blocks."""
+  stale = []
+  for path in pages:
+    with open(path) as f:
+      text = f.read()
+    rendered = render_readme(text, os.path.dirname(os.path.abspath(path)))
+    if rendered == text:
+      continue
+    stale.append(path)
+    if not check:
+      with open(path, "w") as f:
+        f.write(rendered)
+  if check and stale:
+    for path in stale:
+      print(
+        f"{path}: a gpu-report block is stale; run "
+        f"python -m benchmarks.report --readme {path}"
+      )
+    return 1
+  return 0
+
+
 def main(argv: list[str]) -> int:
   args = argv[1:]
   if len(args) == 1 and not args[0].startswith("--"):
     print(_render(args[0]))
     return 0
-  if args[:1] == ["--readme"] and len(args) in (2, 3) and args[2:] in ([], ["--check"]):
-    path = args[1]
-    with open(path) as f:
-      text = f.read()
-    rendered = render_readme(text, os.path.dirname(os.path.abspath(path)))
-    if args[2:]:
-      if rendered != text:
-        print(
-          f"{path}: a gpu-report block is stale; run "
-          f"python -m benchmarks.report --readme {path}"
-        )
-        return 1
-      return 0
-    with open(path, "w") as f:
-      f.write(rendered)
-    return 0
+  parsed = _pages(args)
+  if parsed is not None:
+    return update_pages(*parsed)
   print(__doc__, file=sys.stderr)
   return 2
 

@@ -187,6 +187,30 @@ def test_report_fills_readme_blocks_and_checks_them(tmp_path):
   assert report.main(["report", "--readme", str(readme), "--check"]) == 0
 
 
-def test_readme_gpu_tables_match_the_committed_outputs():
-  readme = os.path.join(ROOT, "README.md")
-  assert report.main(["report", "--readme", readme, "--check"]) == 0
+def test_report_takes_several_pages_each_relative_to_its_folder(tmp_path):
+  (tmp_path / "out.txt").write_text(
+    "== same (10:00:00)\nidentical: 3 numbers, bit for bit\n"
+  )
+  block = "<!-- gpu-report: {} -->\nstale\n<!-- /gpu-report -->\n"
+  top = tmp_path / "README.md"
+  top.write_text(block.format("out.txt"))
+  (tmp_path / "docs").mkdir()
+  page = tmp_path / "docs" / "page.md"
+  page.write_text(block.format("../out.txt"))
+  args = ["report", "--readme", str(top), f"--readme={page}"]
+  assert report.main([*args, "--check"]) == 1
+  assert report.main(args) == 0
+  assert report.main([*args, "--check"]) == 0
+  assert top.read_text() == page.read_text().replace("../out.txt", "out.txt")
+  assert "- same: identical: 3 numbers" in page.read_text()
+  assert report.main(["report", "--readme"]) == 2  # a page is needed
+
+
+def test_gpu_tables_match_the_committed_outputs(monkeypatch):
+  # Every page with GPU tables, by default: run from the repository's root.
+  for page in ("docs/benchmarks.md", "benchmarks/results/HISTORY.md"):
+    assert page in report.PAGES
+    with open(os.path.join(ROOT, page)) as f:
+      assert "<!-- gpu-report: " in f.read(), page
+  monkeypatch.chdir(ROOT)
+  assert report.main(["report", "--check"]) == 0

@@ -1,4 +1,4 @@
-"""The README's results section, rendered from committed runs."""
+"""The results pages and the README's summary, rendered from committed runs."""
 
 import json
 import os
@@ -106,7 +106,8 @@ def test_section_states_the_ranking_and_provenance(tmp_path):
   assert (
     "Commit `abc1234`, bcjax 0.1.0, JAX 0.10.2 on cpu (1 device(s)), 42 min" in text
   )
-  assert "#### Comparison" in text  # table.md's headings under the run's
+  assert f"\n## {report.RUNS[0].title}\n" in text
+  assert "\n### Comparison" in text  # table.md's headings under the run's
   assert (
     "BC-Aligner's total (-1.00) is the best; the paired 95% interval of its "
     "lead contains 0 against fix-m0." in text
@@ -128,12 +129,87 @@ def test_replaced_needs_both_markers():
     report.replaced("no markers here", "x")
 
 
-def test_readme_results_section_matches_the_committed_runs():
-  # The README's numbers come from experiments/results through the command.
-  with open(os.path.join(ROOT, "README.md")) as f:
-    readme = f.read()
-  want = report.rendered(readme, os.path.join(ROOT, "experiments", "results"))
-  assert readme == want, "run python -m experiments.report"
+def test_summary_row_compares_bc_aligner_with_the_best_other_strategy():
+  aligner = report.BC_ALIGNER
+  ahead = report.summary_row(
+    _results({aligner: -1.0, "nobc": -20.0, "fix-m0": -25.0}, {"nobc": 3.0})
+  )
+  assert ahead == ["3", "-1.00 ± 1.00", "nobc: -20.00 ± 1.00", ahead[3]]
+  assert ahead[3] == "19.00 [3.00, 8.00]: BC-Aligner ahead"
+  behind = report.summary_row(
+    _results(
+      {aligner: -9.0, "posthoc-linear-sloss": -4.0}, {"posthoc-linear-sloss": -8.0}
+    )
+  )
+  assert behind[3] == "-5.00 [-8.00, -3.00]: posthoc-linear-sloss ahead"
+  assert report.summary_row(_results({"nobc": -2.0}, {}))[1] == "not run"
+
+
+def _page(path, begin, end):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    f.write(f"# page\n\n{begin}\nstale\n{end}\n\ntail\n")
+
+
+def test_update_writes_every_page_and_check_finds_a_stale_one(tmp_path):
+  results = tmp_path / "experiments" / "results"
+  aligner = report.BC_ALIGNER
+  _write(
+    results / report.RUNS[0].name,
+    _results({aligner: -1.0, "nobc": -20.0}, {"nobc": 3.0}),
+  )
+  (results / report.RUNS[0].name / "tradeoff.png").write_bytes(b"png")
+  paths = {
+    "readme": str(tmp_path / "README.md"),
+    "results_page": str(tmp_path / "docs" / "results.md"),
+    "compatibility_page": str(tmp_path / "docs" / "compatibility.md"),
+  }
+  _page(paths["readme"], report.BEGIN_SUMMARY, report.END_SUMMARY)
+  _page(paths["results_page"], report.BEGIN, report.END)
+  _page(
+    paths["compatibility_page"], report.BEGIN_COMPATIBILITY, report.END_COMPATIBILITY
+  )
+  assert report.update(str(results), **paths, check=True) == 1
+  assert report.update(str(results), **paths) == 0
+  assert report.update(str(results), **paths, check=True) == 0
+  texts = {}
+  for name, path in paths.items():
+    with open(path) as f:
+      texts[name] = f.read()
+    assert "stale" not in texts[name] and texts[name].endswith("\n\ntail\n")
+  # Links are relative to the page that holds them.
+  title = report.RUNS[0].title
+  assert f"[{title}](docs/results.md#{report._anchor(title)})" in texts["readme"]
+  assert "19.00 [3.00, 8.00]: BC-Aligner ahead" in texts["readme"]
+  assert "[docs/compatibility.md](docs/compatibility.md)" in texts["readme"]
+  png = f"(../experiments/results/{report.RUNS[0].name}/tradeoff.png)"
+  assert png in texts["results_page"]
+  assert "Not yet committed" in texts["compatibility_page"]
+  # One stale page is enough to fail the check.
+  with open(paths["compatibility_page"], "w") as f:
+    f.write(texts["compatibility_page"].replace("Not yet committed", "Not committed"))
+  assert report.update(str(results), **paths, check=True) == 1
+
+
+def test_anchor_is_githubs_heading_fragment():
+  assert (
+    report._anchor("MovieLens-100K, default config, 3 seeds: bcjax's own strategies")
+    == "movielens-100k-default-config-3-seeds-bcjaxs-own-strategies"
+  )
+
+
+def test_generated_pages_match_the_committed_runs():
+  # No result number is typed in: README.md's summary, docs/results.md and
+  # docs/compatibility.md come from experiments/results through the command.
+  pages = report.rendered_pages(
+    os.path.join(ROOT, "experiments", "results"),
+    os.path.join(ROOT, "README.md"),
+    os.path.join(ROOT, "docs", "results.md"),
+    os.path.join(ROOT, "docs", "compatibility.md"),
+  )
+  assert len(pages) == 3
+  for path, (text, want) in pages.items():
+    assert text == want, f"{path} is stale: run python -m experiments.report"
 
 
 def test_a_lead_whose_paired_interval_contains_zero_is_not_resolved():

@@ -15,7 +15,7 @@ an extension's too once ``--config.imports`` names it.
 Expected result: about 6 minutes on 2 CPU cores; ``table.md`` with the
 paper's eight strategies over five versions, fix-m0 about 20% below nobc on
 the intended task and nobc about 20% below fix-m0 on the unintended tasks
-(the numbers of a run are in README.md). ``experiments.run_intended`` with
+(the numbers of a run are in docs/results.md). ``experiments.run_intended`` with
 this config writes the intended-task part alone.
 """
 
@@ -70,7 +70,7 @@ def get_config() -> ml_collections.ConfigDict:
       learning_rate=1e-3,
     )
   )
-  # Compatibility analytics beyond the paper (bcjax/compatibility.py):
+  # Compatibility analytics beyond the paper (bcjax/compatibility/):
   # consumers that start at any version, retrieval against an old index,
   # drift along the chain. start_versions: () = every 0..K-2.
   config.compatibility = ml_collections.ConfigDict(
