@@ -182,7 +182,12 @@ def _demoted(markdown: str) -> str:
 
 
 def _verdict(cell: dict | None, anchor: float) -> str:
-  """Whether a cell's interval holds the sign of the anchor's value.
+  """The run's cell judged by its 95% interval against the paper's value.
+
+  "holds" when the interval lies on the anchor's side of 0, "contradicted"
+  when it lies on the other side, else "unresolved" (the interval contains
+  0, or one seed gave no interval); then whether the interval contains the
+  anchor's value itself.
 
   Args:
     cell: ``{"mean", "low", "high"}`` of the run (``low``/``high`` None with
@@ -195,12 +200,16 @@ def _verdict(cell: dict | None, anchor: float) -> str:
     return "0 by construction"
   low, high = cell.get("low"), cell.get("high")
   if low is None or high is None:
-    low = high = cell["mean"]
+    side = "on" if (cell["mean"] < 0) == (anchor < 0) else "not on"
+    return f"unresolved: one seed, no interval (its value is {side} the anchor's side)"
   if (anchor < 0 and high < 0) or (anchor > 0 and low > 0):
-    return "holds"
-  if (anchor < 0 and low > 0) or (anchor > 0 and high < 0):
-    return "does not hold: the interval lies on the other side of 0"
-  return "does not hold: the interval contains 0"
+    verdict = "holds"
+  elif (anchor < 0 and low > 0) or (anchor > 0 and high < 0):
+    verdict = "contradicted"
+  else:
+    verdict = "unresolved: the interval contains 0"
+  contains = "contains" if low <= anchor <= high else "excludes"
+  return f"{verdict}; [{low:.2f}, {high:.2f}] {contains} the anchor's {anchor:g}"
 
 
 def _cells(table: ComparisonTable | SeedTable) -> dict[str, dict[str, dict]]:
@@ -255,7 +264,10 @@ def _ranking(table: ComparisonTable | SeedTable, cells: dict) -> str:
         unresolved
       )
     elif paired:
-      text += ", and every paired 95% interval of its lead lies above 0"
+      text += (
+        ", and every paired 95% interval of its lead lies above 0: the ranking "
+        "is resolved"
+      )
     return text + "."
   text = (
     f"BC-Aligner's total ({mine:.2f}) is not the best: {best}'s is "
@@ -269,6 +281,8 @@ def _ranking(table: ComparisonTable | SeedTable, cells: dict) -> str:
     )
     if diff["low"] <= 0 <= diff["high"]:
       text += "; the interval contains 0, so this ranking is not resolved"
+    else:
+      text += "; the interval excludes 0: the ranking is resolved"
   return text + "."
 
 
@@ -288,7 +302,10 @@ def section(results_dir: str, page_dir: str | None = None) -> str:
     "this section. The paper's anchor is Amazon Musical Instruments, which "
     "cannot be downloaded here: the verdicts compare signs and orderings "
     'across datasets, not values. A verdict "holds" when the run\'s 95% '
-    "interval (one seed: its value) lies on the anchor's side of 0.",
+    'interval lies on the anchor\'s side of 0, "contradicted" when it lies on '
+    'the other side, else "unresolved"; each says whether the interval '
+    "contains the anchor's value. A ranking is resolved only when the paired "
+    "interval excludes 0.",
   ]
   for run in RUNS:
     folder = os.path.join(results_dir, run.name)

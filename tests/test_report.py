@@ -25,15 +25,30 @@ def _cell(mean, low, high):
 @pytest.mark.parametrize(
   "cell,anchor,want",
   [
-    (_cell(-5.0, -8.0, -2.0), -3.0, "holds"),
-    (_cell(-5.0, -8.0, 1.0), -3.0, "does not hold: the interval contains 0"),
-    (_cell(4.0, 1.0, 7.0), -3.0, "does not hold: the interval lies on the other side"),
-    ({"mean": -1.0, "low": None, "high": None}, -0.65, "holds"),
+    (_cell(-5.0, -8.0, -2.0), -3.0, "holds; [-8.00, -2.00] contains the anchor's -3"),
+    (
+      _cell(-9.0, -10.35, -7.89),
+      -3.0,
+      "holds; [-10.35, -7.89] excludes the anchor's -3",
+    ),
+    (
+      _cell(-5.0, -8.0, 1.0),
+      -3.0,
+      "unresolved: the interval contains 0; [-8.00, 1.00]",
+    ),
+    (_cell(4.0, 1.0, 7.0), -3.0, "contradicted; [1.00, 7.00] excludes the anchor's -3"),
+    (_cell(4.0, 1.0, 7.0), 2.5, "holds; [1.00, 7.00] contains the anchor's 2.5"),
+    (_cell(-4.0, -7.0, -1.0), 2.5, "contradicted; [-7.00, -1.00] excludes"),
+    (
+      {"mean": -1.0, "low": None, "high": None},
+      -0.65,
+      "unresolved: one seed, no interval (its value is on the anchor's side)",
+    ),
     (_cell(0.0, 0.0, 0.0), 0.0, "0 by construction"),
     (None, -3.0, "not run"),
   ],
 )
-def test_verdict_compares_the_interval_with_the_anchors_sign(cell, anchor, want):
+def test_verdict_judges_the_interval_against_the_anchor(cell, anchor, want):
   assert report._verdict(cell, anchor).startswith(want)
 
 
@@ -115,13 +130,14 @@ def test_section_states_the_ranking_and_provenance(tmp_path):
   assert (
     "BC-Aligner's total (-9.00) is not the best: posthoc-linear-sloss's is "
     "-4.00, 5.00 points higher (paired difference BC-Aligner - "
-    "posthoc-linear-sloss over seeds: -5.00, 95% interval [-8.00, -3.00])." in text
+    "posthoc-linear-sloss over seeds: -5.00, 95% interval [-8.00, -3.00]); "
+    "the interval excludes 0: the ranking is resolved." in text
   )
   # The first run's fix-m0 lead interval [-0.5, 4.5] contains 0.
   assert "contains 0 against fix-m0." in text
   assert "the interval contains 0, so this ranking is not resolved" not in text
   # nobc's unintended cell is -18 +- 1: the anchor's sign (-26.5) holds.
-  assert "| nobc | 0 / -26.5 | 0 by construction | holds |" in text
+  assert "| nobc | 0 / -26.5 | 0 by construction | holds; [" in text
 
 
 def test_replaced_needs_both_markers():
