@@ -4,9 +4,12 @@ No result number is typed in: each run of :data:`RUNS` commits its
 ``results.json`` and ``table.md`` under ``experiments/results/<name>/``, and
 this command writes from them, each between its own markers:
 
-* ``docs/results.md``: what ran (command, commit, device, wall time), the
-  comparison table as the run wrote it, and beside each strategy what the
-  paper's anchor (DESIGN §5) says and whether the run's intervals hold it;
+* ``docs/results.md``: what ran (command, commit, device, wall time), a
+  warning when ``bcjax/`` or ``experiments/configs/`` changed since the run's
+  commit (true of the checkout, so ``--check`` leaves that line out), the
+  comparison table as the run wrote it, how many fits per strategy kept their
+  last epoch, and beside each strategy what the paper's anchor (DESIGN §5)
+  says and whether the run's intervals hold it;
 * ``docs/compatibility.md``: the :data:`COMPATIBILITY` run's
   ``compatibility.md``;
 * ``README.md``: a summary, one row per run: BC-Aligner's total against the
@@ -23,6 +26,7 @@ import datetime
 import json
 import os
 import re
+import subprocess
 import sys
 
 from absl import app, flags
@@ -152,6 +156,80 @@ def _provenance(results: dict) -> str:
     f"Commit `{(env.get('git_commit') or '?')[:7]}`, bcjax {env.get('bcjax', '?')}, "
     f"JAX {packages.get('jax', '?')} on {env.get('device_kind', '?')} "
     f"({env.get('device_count', '?')} device(s)), {_wall(env)}."
+  )
+
+
+# A line that says how far the code moved since a run: true of the checkout
+# that renders the page, so the staleness check leaves it out.
+DRIFT = "> Code changed since this run:"
+# What decides a run's numbers (issue: a run must come from today's code).
+CODE_PATHS = ("bcjax", "experiments/configs")
+
+
+def code_drift(commit: str | None, root: str = ".") -> str | None:
+  """A warning when the code that makes the numbers changed since ``commit``.
+
+  Args:
+    commit: the run's git commit.
+    root: the repository's root.
+
+  Returns:
+    None when ``git diff commit HEAD -- bcjax experiments/configs`` is empty,
+    else one Markdown line starting with :data:`DRIFT` (also when git or the
+    commit cannot be read, saying so).
+  """
+  if not commit:
+    return f"{DRIFT} the run recorded no commit."
+  try:
+    out = subprocess.run(
+      ["git", "diff", "--name-only", commit, "HEAD", "--", *CODE_PATHS],
+      cwd=root,
+      capture_output=True,
+      text=True,
+      check=True,
+    ).stdout.split()
+  except (OSError, subprocess.CalledProcessError):
+    return f"{DRIFT} commit `{commit[:7]}` is not in this checkout's history."
+  if not out:
+    return None
+  return (
+    f"{DRIFT} {len(out)} files of `bcjax/` and `experiments/configs/` differ "
+    f"between `{commit[:7]}` and this checkout; its numbers may not be what "
+    "today's code gives."
+  )
+
+
+def last_epoch_counts(results: dict) -> dict[str, tuple[int, int]]:
+  """Per strategy, ``(fits that kept their last epoch, fits)`` over seeds.
+
+  A fit that keeps its last epoch was still improving when it stopped. The
+  fits counted are the embedding fits of versions 1.. (version 0 is M_0,
+  one fit shared by every strategy); strategies that train nothing there
+  (fix-m0) count none.
+  """
+  runs = [s.get("strategies") or {} for s in results.get("per_seed") or []] or [
+    results.get("strategies") or {}
+  ]
+  counts = {}
+  for strategies in runs:
+    for name, entries in strategies.items():
+      kept, fits = counts.get(name, (0, 0))
+      for entry in entries:
+        history = entry.get("history") or []
+        if entry.get("version", 0) >= 1 and history:
+          fits += 1
+          kept += entry.get("best_epoch") == history[-1]["epoch"]
+      counts[name] = (kept, fits)
+  return counts
+
+
+def last_epoch_line(results: dict) -> str:
+  """The per-strategy counts of :func:`last_epoch_counts`, as one sentence."""
+  counts = {s: c for s, c in last_epoch_counts(results).items() if c[1]}
+  if not counts:
+    return "No fit after version 0 recorded its epochs."
+  return "Fits that kept their last epoch (still improving when they stopped): " + (
+    ", ".join(f"{s} {kept}/{fits}" for s, (kept, fits) in counts.items()) + "."
   )
 
 
@@ -317,6 +395,7 @@ def section(results_dir: str, page_dir: str | None = None) -> str:
       results = json.load(f)
     with open(os.path.join(folder, "table.md")) as f:
       table = f.read().strip()
+    drift = code_drift((results.get("environment") or {}).get("git_commit"))
     parts += [
       "```bash",
       run.command,
@@ -324,7 +403,10 @@ def section(results_dir: str, page_dir: str | None = None) -> str:
       "",
       _provenance(results) + f" Files: `experiments/results/{run.name}/`.",
       "",
+      *([drift, ""] if drift else []),
       _demoted(table),
+      "",
+      last_epoch_line(results),
       *_figure(folder, run, page_dir),
       "",
       *(
@@ -511,6 +593,11 @@ def rendered_pages(
   return out
 
 
+def _settled(text: str) -> str:
+  """``text`` without its :data:`DRIFT` lines, which later commits change."""
+  return "\n".join(line for line in text.split("\n") if not line.startswith(DRIFT))
+
+
 def update(
   results_dir: str,
   readme: str,
@@ -520,7 +607,9 @@ def update(
 ) -> int:
   """Rewrites every stale page (with ``check``: only says which); exit status."""
   pages = rendered_pages(results_dir, readme, results_page, compatibility_page)
-  stale = [path for path, (text, new) in pages.items() if text != new]
+  stale = [
+    path for path, (text, new) in pages.items() if _settled(text) != _settled(new)
+  ]
   if check:
     for path in stale:
       print(

@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -240,3 +241,66 @@ def test_a_lead_whose_paired_interval_contains_zero_is_not_resolved():
     "95% interval [-6.00, 1.00]); the interval contains 0, so this ranking "
     "is not resolved."
   )
+
+
+def _entry(version, best, epochs):
+  return {
+    "version": version,
+    "best_epoch": best,
+    "history": [{"epoch": e} for e in range(5, epochs + 1, 5)],
+  }
+
+
+def test_last_epoch_counts_fits_after_version_0_over_seeds():
+  seed = {
+    "nobc": [_entry(0, 40, 40), _entry(1, 40, 40), _entry(2, 25, 40)],
+    "fix-m0": [_entry(0, 40, 40), {"version": 1, "best_epoch": 0, "history": []}],
+  }
+  other = {"nobc": [_entry(0, 40, 40), _entry(1, 35, 40), _entry(2, 40, 40)]}
+  results = {
+    "strategies": seed,
+    "per_seed": [{"strategies": seed}, {"strategies": other}],
+  }
+  assert report.last_epoch_counts(results) == {"nobc": (2, 4), "fix-m0": (0, 0)}
+  assert report.last_epoch_counts({"strategies": seed}) == {
+    "nobc": (1, 2),
+    "fix-m0": (0, 0),
+  }
+  assert report.last_epoch_line(results).endswith(": nobc 2/4.")
+
+
+def test_code_drift_names_the_changed_files_or_says_why_it_cannot():
+  head = subprocess.run(
+    ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+  )
+  if head.returncode == 0:
+    # HEAD against itself: no change, no warning.
+    assert report.code_drift(head.stdout.strip(), ROOT) is None
+  unknown = report.code_drift("0" * 40, ROOT)
+  assert unknown.startswith(report.DRIFT) and "not in this checkout" in unknown
+  assert "recorded no commit" in report.code_drift(None, ROOT)
+
+
+def test_a_drift_line_alone_does_not_make_a_page_stale(tmp_path):
+  results_dir = tmp_path / "results"
+  results_dir.mkdir()
+  pages = {}
+  for name, (begin, end) in {
+    "README.md": (report.BEGIN_SUMMARY, report.END_SUMMARY),
+    "results.md": (report.BEGIN, report.END),
+    "compatibility.md": (report.BEGIN_COMPATIBILITY, report.END_COMPATIBILITY),
+  }.items():
+    pages[name] = str(tmp_path / name)
+    with open(pages[name], "w") as f:
+      f.write(f"{begin}\n{end}\n")
+  args = (str(results_dir), pages["README.md"], pages["results.md"])
+  assert report.update(*args, pages["compatibility.md"]) == 0
+  assert report.update(*args, pages["compatibility.md"], check=True) == 0
+  with open(pages["results.md"]) as f:
+    text = f.read()
+  with open(pages["results.md"], "w") as f:
+    f.write(text.replace(report.END, f"{report.DRIFT} 3 files differ.\n{report.END}"))
+  assert report.update(*args, pages["compatibility.md"], check=True) == 0
+  with open(pages["results.md"], "w") as f:
+    f.write(text.replace(report.END, f"a changed line\n{report.END}"))
+  assert report.update(*args, pages["compatibility.md"], check=True) == 1
