@@ -10,11 +10,10 @@ import sys
 import numpy as np
 import pytest
 
+import bcjax.methods.base as methods_base
 from bcjax.errors import InputError
-from bcjax.jobs import runner
+from bcjax.jobs import run_data, runner
 from bcjax.jobs.run_data import RunData
-from bcjax.methods import building_blocks
-from bcjax.methods import paper as paper_methods
 from bcjax.storage.checkpoints import VersionStore
 from bcjax.storage.workdir import (
   CONFIG_KEY,
@@ -253,7 +252,7 @@ def test_rerun_with_changed_fields_is_refused_naming_them(intended):
 
 def test_rerun_with_other_data_is_refused(intended, monkeypatch):
   workdir, _ = intended
-  load = runner.load_dataset
+  load = run_data.load_dataset
 
   def one_rating_changed(*args):
     graph = load(*args)
@@ -261,7 +260,7 @@ def test_rerun_with_other_data_is_refused(intended, monkeypatch):
     rating[0] += 1
     return dataclasses.replace(graph, rating=rating)
 
-  monkeypatch.setattr(runner, "load_dataset", one_rating_changed)
+  monkeypatch.setattr(run_data, "load_dataset", one_rating_changed)
   with pytest.raises(
     InputError, match=r"another config: dataset_fingerprint '\w+' -> "
   ):
@@ -276,8 +275,8 @@ def test_rerun_with_unfingerprinted_fields_changed_reuses_every_version(
   def fail(*args, **kwargs):
     raise AssertionError("a saved version was retrained")
 
-  monkeypatch.setattr(paper_methods, "fit_version", fail)
-  monkeypatch.setattr(building_blocks, "fit_version", fail)
+  # Every method fits through Context.fit.
+  monkeypatch.setattr(methods_base, "fit_version", fail)
   config = _intended_config()
   config.data_dir = "/elsewhere"  # unread by synthetic data: the same content
   config.tasks = "binary-edge-rating"

@@ -238,6 +238,7 @@ def fit_version(
   mesh: Mesh | None = None,
   label: str = "",
   report: Callable[[dict], str] | None = None,
+  graph: BipartiteGraph | None = None,
 ) -> FitResult:
   """Trains ``model`` on a version's split and keeps the best epoch.
 
@@ -259,6 +260,8 @@ def fit_version(
       ends the progress line (e.g. the job's position and ETA).
     mesh: train data-parallel over this mesh (None: one device).
     label: prefix of progress lines, e.g. ``"nobc v2"``.
+    graph: ``split``'s training graph on device, when the caller has built it
+      (with ``config.layout``); None builds it.
 
   Returns:
     The :class:`FitResult` of the best epoch by validation Recall@50.
@@ -267,7 +270,8 @@ def fit_version(
     TrainingDivergedError: when a loss is not finite.
   """
   sharding.check_batch(config.batch_size, mesh)
-  graph = BipartiteGraph.from_split(split, config.layout)
+  if graph is None:
+    graph = BipartiteGraph.from_split(split, config.layout)
   evaluator, reporter = version_evaluators(
     split, config.report_split, chunk_size=config.eval_chunk_size
   )

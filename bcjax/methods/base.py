@@ -29,7 +29,7 @@ from bcjax.components.losses import AlignmentLoss
 from bcjax.components.transforms import BackwardTransform
 from bcjax.data.split import VersionSplit
 from bcjax.errors import InputError, unknown_name
-from bcjax.fitting.train import FitConfig, FitResult
+from bcjax.fitting.train import FitConfig, FitResult, fit_version
 from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, embed
 from bcjax.storage.progress import FitProgress
@@ -132,6 +132,26 @@ class Context:
       eval_chunk_size=c.eval_chunk_size,
       layout=c.get("layout", "") or None,
       report_split=c.get("report_split", "validation"),
+    )
+
+  def fit(self, model: PinSAGE, config: FitConfig, **settings) -> FitResult:
+    """:func:`~bcjax.fitting.train.fit_version` of ``model`` on version k.
+
+    The split, its device graph, the key, the mesh and where epochs are saved
+    and reported are the context's; ``settings`` are the fit's own
+    (``variables``, ``transform_params``, ``alignment``, ``target``).
+    """
+    return fit_version(
+      model,
+      self.split,
+      config,
+      self.key,
+      progress=self.progress,
+      report=self.report,
+      mesh=self.mesh,
+      label=self.label,
+      graph=self.graph,
+      **settings,
     )
 
   def embed(self, version: Version) -> tuple[jax.Array, jax.Array]:

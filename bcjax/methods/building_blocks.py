@@ -25,7 +25,7 @@ from absl import logging
 
 from bcjax import keys
 from bcjax.fitting.posthoc import PosthocConfig, PosthocFit, fit_posthoc
-from bcjax.fitting.train import Alignment, AlignmentTarget, fit_version
+from bcjax.fitting.train import Alignment, AlignmentTarget
 from bcjax.methods.base import Context, Version
 
 
@@ -151,16 +151,7 @@ def train_from_scratch(ctx: Context, k: int, **fit_settings) -> Version:
       ``keep_after``.
   """
   model = ctx.model(k)
-  fit = fit_version(
-    model,
-    ctx.split,
-    ctx.fit_config(**fit_settings),
-    ctx.key,
-    progress=ctx.progress,
-    report=ctx.report,
-    mesh=ctx.mesh,
-    label=ctx.label,
-  )
+  fit = ctx.fit(model, ctx.fit_config(**fit_settings))
   return Version(model, fit.variables, None, ctx.result(model, fit))
 
 
@@ -184,17 +175,11 @@ def train_jointly(
   model = ctx.model(k)
   user_prev, item_prev = ctx.embed(previous)
   params = ctx.transform.init(ctx.transform_key, model.dim, previous.model.dim)
-  fit = fit_version(
+  fit = ctx.fit(
     model,
-    ctx.split,
     ctx.fit_config(keep_after=keep_after),
-    ctx.key,
     transform_params=params,
     alignment=Alignment(ctx.transform, ctx.loss, align_weight),
     target=AlignmentTarget(user_prev, item_prev, old_params(earlier)),
-    progress=ctx.progress,
-    report=ctx.report,
-    mesh=ctx.mesh,
-    label=ctx.label,
   )
   return Version(model, fit.variables, fit.transform_params, ctx.result(model, fit))

@@ -16,7 +16,6 @@ import dataclasses
 
 from bcjax.components.hparams import require
 from bcjax.evaluation.recall import version_evaluators
-from bcjax.fitting.train import fit_version
 from bcjax.methods.base import M0_METHOD, Context, Version, register_method
 from bcjax.methods.building_blocks import (
   fit_transform_posthoc,
@@ -130,16 +129,10 @@ def finetune_m0(ctx: Context, k: int, earlier: list[Version]) -> Version:
   """The previous version fine-tuned on version k's graph (fresh Adam state)."""
   del k
   previous = earlier[-1]
-  fit = fit_version(
+  fit = ctx.fit(
     previous.model,
-    ctx.split,
     ctx.fit_config(epochs=ctx.hparams.epochs),
-    ctx.key,
     variables=previous.variables,
-    progress=ctx.progress,
-    report=ctx.report,
-    mesh=ctx.mesh,
-    label=ctx.label,
   )
   params = identity_params(ctx, previous.model.dim)
   return Version(previous.model, fit.variables, params, ctx.result(previous.model, fit))
