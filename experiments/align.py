@@ -19,10 +19,14 @@ the queries of every measure (:func:`bcjax.align.measures.evaluate`), the
 index being every row's old vector. ``labels.csv`` has a header with a
 ``label`` column and optionally an ``id`` column (row numbers; else line
 order), one label for every row of versions that hold the same ids in the
-same order; with it, class retrieval and retention are measured too.
+same order; with it, class retrieval and retention are measured too, and
+blending (:mod:`bcjax.align.blend`): the test rows' old vectors moved toward
+their bridged new ones, ``slerp(old, bridged, alpha)``, with ``alpha``
+chosen by class retrieval on validation rows split from the training rows
+(without labels there is no blending row, and the table says so).
 
 Writes ``WORKDIR/results.json`` (flags, split sizes, the newest bridge,
-auto's candidates, the measures; with three or more versions every bridge's
+auto's candidates, the measures, ``blend``; with three or more versions every bridge's
 under ``steps``), ``WORKDIR/table.md``, ``WORKDIR/bridge.npz`` (the newest
 bridge; :func:`bcjax.align.load` reads it), for an affine bridge
 ``WORKDIR/bridge_affine.npz`` (matrix, bias and means for a vector store), and
@@ -43,6 +47,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from bcjax import align
+from bcjax.align import blend, report
 from bcjax.errors import InputError, exit_on_user_error
 from bcjax.storage.atomic_files import atomic_open, write_json
 
@@ -78,18 +83,6 @@ def define_flags() -> None:
   )
   flags.DEFINE_integer("max_queries", 10_000, "Test queries sampled at most.")
   flags.mark_flags_as_required(["workdir"])
-
-
-MEASURES = (
-  ("mse", "MSE (bridged vs old)"),
-  ("mean_cosine", "mean cosine (bridged vs old)"),
-  ("self_recall", "self-retrieval Recall@{k}"),
-  ("neighbour_overlap", "neighbour overlap@{k}"),
-  ("class_retrieval", "class retrieval@{k}, bridged vs old index"),
-  ("class_retrieval_old", "class retrieval@{k}, old vs old index"),
-  ("class_retrieval_reindexed", "class retrieval@{k}, re-indexed (new vs new)"),
-  ("retention", "retention (bridged / re-indexed)"),
-)
 
 
 def load_array(flag: str, path: str) -> np.ndarray:  # flag: its name, e.g. "old"
@@ -311,7 +304,7 @@ def run_versions(
     results["steps"] = steps
   write_json(os.path.join(workdir, "results.json"), results)
   with atomic_open(os.path.join(workdir, "table.md")) as f:
-    f.write(to_markdown(results))
+    f.write(report.to_markdown(results))
   return results
 
 
@@ -357,6 +350,18 @@ def fit_step(
     max_queries=max_queries,
     seed=seed,
   )
+  blended = blend.blend_results(
+    old,
+    new,
+    train,
+    test,
+    labels,
+    bridge,
+    measures.get("class_retrieval_reindexed"),
+    k=k,
+    max_queries=max_queries,
+    seed=seed,
+  )
   selection = bridge.selection.summary() if bridge.selection else None
   fit_rows = len(train) if selection is None else selection["fit_rows"]
   return bridge, {
@@ -377,56 +382,8 @@ def fit_step(
     },
     "selection": selection,
     "measures": measures,
+    "blend": blended,
   }
-
-
-def to_markdown(results: dict) -> str:
-  """The measures on the test rows, and auto's candidates, as Markdown."""
-  steps = results.get("steps")
-  if not steps:
-    return step_markdown(results)
-  return "\n".join(
-    f"## Bridge {s['version']}: version {s['version']} -> {s['version'] - 1}\n\n"
-    + step_markdown(s)
-    for s in steps
-  )
-
-
-def step_markdown(results: dict) -> str:
-  """One bridge's measures and auto's candidates, as Markdown."""
-  b, rows, m = results["bridge"], results["rows"], results["measures"]
-  lines = [
-    f"### Bridge {b['d_new']} -> {b['d_old']} dims: {b['family']} "
-    f"{b['hparams'] or ''}".rstrip(),
-    "",
-    f"rows: {rows['fit']} fit, {rows['validation']} validation, {rows['test']} "
-    f"test (queries; the index is all {m['index']} old vectors); centred: "
-    f"{b['center']}, normalised: {b['normalize']}",
-    "",
-    "| measure (test rows) | value |",
-    "|---|---|",
-  ]
-  for key, name in MEASURES:
-    if key in m:
-      lines.append(f"| {name.format(k=m['k'])} | {m[key]:.4f} |")
-  if results["selection"]:
-    s = results["selection"]
-    lines += [
-      "",
-      f"auto: validation Recall@{s['k']} on {s['validation_rows']} rows; "
-      f"ties within one standard error ({s['standard_error']:.4f}) go to "
-      "fewer parameters",
-      "",
-      "| family | hparams | parameters | validation score | chosen |",
-      "|---|---|---|---|---|",
-    ]
-    for i, c in enumerate(s["candidates"]):
-      chosen = "yes" if i == s["chosen"] else ""
-      lines.append(
-        f"| {c['family']} | {c['hparams']} | {c['num_params']} | "
-        f"{c['score']:.4f} | {chosen} |"
-      )
-  return "\n".join(lines) + "\n"
 
 
 def main(argv):
@@ -453,7 +410,7 @@ def main(argv):
       k=FLAGS.k,
       max_queries=FLAGS.max_queries,
     )
-  print(to_markdown(results))
+  print(report.to_markdown(results))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bcjax import align
+from bcjax.align import blend
 from bcjax.errors import InputError
 from experiments import align as binary
 from tests.conftest import ROOT, run_module
@@ -110,3 +111,49 @@ def test_the_binary_prints_one_error_line_for_bad_input(files):
   assert done.stderr.strip() == (
     "error: --old has 150 rows but --new has 200; rows must match one to one"
   )
+
+
+def test_blending_row_with_labels_and_one_line_without(files):
+  tmp, old, new, labels = files
+  work = str(tmp / "blend")
+  args = (str(tmp / "old.npy"), str(tmp / "new.npy"))
+  results = binary.run(work, *args, str(tmp / "labels.csv"), family="linear", seed=3)
+  b = results["blend"]
+  train, test = binary.split_ids(200, 0.2, 3)
+  choice = blend.select_alpha(
+    old,
+    new,
+    train,
+    labels.astype(str),
+    align.load(os.path.join(work, "bridge.npz")),
+    seed=3,
+    k=10,
+  )
+  assert b["alpha"] == choice.alpha and b["validation"] == choice.summary()
+  assert b["validation"]["fit_rows"] + b["validation"]["validation_rows"] == 160
+  bridge = align.load(os.path.join(work, "bridge.npz"))
+  want = align.measures.class_retrieval(
+    old,
+    blend.slerp(old[test], bridge.apply(new[test]), choice.alpha),
+    labels.astype(str),
+    labels[test].astype(str),
+    10,
+    rows=test,
+    seed=3,
+  )
+  assert b["test"]["class_retrieval"] == pytest.approx(want)
+  m = results["measures"]
+  assert b["test"]["retention"] == pytest.approx(want / m["class_retrieval_reindexed"])
+  table = open(os.path.join(work, "table.md")).read()
+  assert (
+    f"| class retrieval@10, blended slerp(old, bridged, {choice.alpha:g}) vs " in table
+  )
+  assert (
+    f"blending: alpha {choice.alpha:g} chosen by class retrieval@10 of 32 " in table
+  )
+
+  bare = binary.run(str(tmp / "bare"), *args, family="linear", seed=3)
+  assert bare["blend"] == {"skipped": blend.NO_LABELS}
+  table = open(tmp / "bare" / "table.md").read()
+  assert f"\nblending: {blend.NO_LABELS}\n" in table
+  assert "blended" not in table

@@ -24,6 +24,10 @@ behind them. (Backward transforms trained *with* an embedding model live in
   as an :class:`AlignRegistry` (``embeddings(version=j, ids=[...])``).
 * :mod:`bcjax.align.measures`: MSE, cosine, self-retrieval Recall@K,
   neighbour overlap@K, class retrieval and retention.
+* :mod:`bcjax.align.blend`: ``slerp(stored, bridged, alpha)``, the SLERP
+  blend of a row's stored old vector and its bridged new one, with ``alpha``
+  chosen by validation class retrieval.
+* :mod:`bcjax.align.report`: the Markdown tables of ``experiments.align``.
 
 Example::
 
@@ -35,7 +39,7 @@ Example::
   bridge.export_npz("bridge.npz")                # matrix, bias, means
 """
 
-from bcjax.align import measures, store
+from bcjax.align import blend, measures, store
 from bcjax.align.bridge import Bridge, check_rows, load
 from bcjax.align.chain import Chain, load_chain
 from bcjax.align.families import (
@@ -66,6 +70,7 @@ __all__ = [
   "ReducedRankHP",
   "Selection",
   "SoftOrthogonalHP",
+  "blend",
   "check_rows",
   "choose",
   "fit",
