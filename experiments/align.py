@@ -30,9 +30,10 @@ auto's candidates, the measures, ``blend``; with three or more versions every br
 under ``steps``), ``WORKDIR/table.md``, ``WORKDIR/bridge.npz`` (the newest
 bridge; :func:`bcjax.align.load` reads it), for an affine bridge
 ``WORKDIR/bridge_affine.npz`` (matrix, bias and means for a vector store), and
-``WORKDIR/store``: the chain and the newest rows with their ids
-(:mod:`bcjax.align.store`), which ``bcjax.registry.open(WORKDIR)`` serves at
-any version, by id or by row. Bad input is one ``error:`` line and exit
+``WORKDIR/store``: the chain, the newest rows with their ids and every older
+version's rows (:mod:`bcjax.align.store`), which
+``bcjax.registry.open(WORKDIR)`` serves at any version, by id or by row, and
+blended (``blend=True``: the newest bridge's ``alpha``, at version ``K - 1``). Bad input is one ``error:`` line and exit
 status 2.
 """
 
@@ -286,6 +287,7 @@ def run_versions(
   bridge.save(os.path.join(workdir, "bridge.npz"))
   if bridge.affine:
     bridge.export_npz(os.path.join(workdir, "bridge_affine.npz"))
+  chosen = steps[-1]["blend"]  # the newest bridge's alpha is version K - 1's
   align.store.write(
     os.path.join(workdir, align.store.STORE_DIR),
     align.Chain(bridges),
@@ -293,6 +295,8 @@ def run_versions(
     loaded[-1][1],
     kind=kind,
     sources=paths,
+    stored={v: loaded[v] for v in range(len(paths) - 1)},
+    blend_alphas={len(paths) - 2: chosen["alpha"]} if "alpha" in chosen else {},
   )
   results = {
     **steps[-1],

@@ -19,9 +19,10 @@ behind them. (Backward transforms trained *with* an embedding model live in
   ``export_npz`` (matrix and bias for a vector store).
 * :class:`Chain` (:mod:`bcjax.align.chain`): bridges of versions ``0..K``,
   collapsed into one affine map per version or applied step by step.
-* :mod:`bcjax.align.store`: a chain and the newest rows with their ids on
-  disk (:func:`bcjax.align.store.write`), served by ``bcjax.registry.open``
-  as an :class:`AlignRegistry` (``embeddings(version=j, ids=[...])``).
+* :mod:`bcjax.align.store`: a chain, the newest rows with their ids and
+  maybe older versions' rows on disk (:func:`bcjax.align.store.write`),
+  served by ``bcjax.registry.open`` as an :class:`AlignRegistry`
+  (``embeddings(version=j, ids=[...], blend=None | alpha | True)``).
 * :mod:`bcjax.align.measures`: MSE, cosine, self-retrieval Recall@K,
   neighbour overlap@K, class retrieval and retention.
 * :mod:`bcjax.align.blend`: ``slerp(stored, bridged, alpha)``, the SLERP

@@ -64,7 +64,7 @@ def slerp(a, b, alpha: float) -> np.ndarray:
     to both. A zero row has no direction: the other side's is served (a zero
     row when both are zero).
   """
-  alpha = _check_alpha(alpha)
+  alpha = check_alpha(alpha)
   a = check_rows("a", a)
   b = check_rows("b", b, a.shape[1])
   if len(a) != len(b):
@@ -104,7 +104,7 @@ def _half_turn(u: np.ndarray, alpha: float) -> np.ndarray:
   return np.cos(alpha * np.pi) * u + np.sin(alpha * np.pi) * w
 
 
-def _check_alpha(alpha) -> float:
+def check_alpha(alpha) -> float:
   try:
     value = float(alpha)
   except (TypeError, ValueError):
@@ -187,7 +187,7 @@ def choose_alpha(
       max_queries=max_queries,
       seed=seed,
     )
-    scores.append((_check_alpha(alpha), score))
+    scores.append((check_alpha(alpha), score))
   best = max(s for _, s in scores)
   alpha = min(a for a, s in scores if s == best)
   return AlphaChoice(alpha, tuple(scores), k, len(rows))
