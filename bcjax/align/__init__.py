@@ -28,6 +28,9 @@ behind them. (Backward transforms trained *with* an embedding model live in
 * :mod:`bcjax.align.blend`: ``slerp(stored, bridged, alpha)``, the SLERP
   blend of a row's stored old vector and its bridged new one, with ``alpha``
   chosen by validation class retrieval.
+* :mod:`bcjax.align.backfill`: a forward map ``F: old -> new``, backfilling
+  orders (largest residual first; random) and the backfilling curve and its
+  area as a mixed index moves to the new model.
 * :mod:`bcjax.align.report`: the Markdown tables of ``experiments.align``.
 
 Example::
@@ -40,7 +43,7 @@ Example::
   bridge.export_npz("bridge.npz")                # matrix, bias, means
 """
 
-from bcjax.align import blend, measures, store
+from bcjax.align import backfill, blend, measures, store
 from bcjax.align.bridge import Bridge, check_rows, load
 from bcjax.align.chain import Chain, load_chain
 from bcjax.align.families import (
@@ -71,6 +74,7 @@ __all__ = [
   "ReducedRankHP",
   "Selection",
   "SoftOrthogonalHP",
+  "backfill",
   "blend",
   "check_rows",
   "choose",
