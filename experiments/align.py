@@ -25,22 +25,28 @@ their bridged new ones, ``slerp(old, bridged, alpha)``, with ``alpha``
 chosen by class retrieval on validation rows split from the training rows
 (without labels there is no blending row, and the table says so).
 
+With ``--backfill`` (the default) a forward map ``F: old -> new`` is fitted
+on the training rows too (the same family flags) and measured on the test
+rows' old vectors, and the backfilling curves of :mod:`bcjax.align.backfill`
+are measured: new test queries against an index moving from ``F(old)`` to
+new vectors row by row, in residual orders and a random one.
+
 Writes ``WORKDIR/results.json`` (flags, split sizes, the newest bridge,
-auto's candidates, the measures, ``blend``; with three or more versions every bridge's
-under ``steps``), ``WORKDIR/table.md``, ``WORKDIR/bridge.npz`` (the newest
-bridge; :func:`bcjax.align.load` reads it), for an affine bridge
-``WORKDIR/bridge_affine.npz`` (matrix, bias and means for a vector store), and
-``WORKDIR/store``: the chain, the newest rows with their ids and every older
-version's rows (:mod:`bcjax.align.store`), which
+auto's candidates, the measures, ``blend``, ``forward``, ``backfill``; with
+three or more versions every bridge's under ``steps``), ``WORKDIR/table.md``,
+``WORKDIR/backfill_<k>.png`` (bridge ``k``'s backfilling curves),
+``WORKDIR/bridge.npz`` (the newest bridge; :func:`bcjax.align.load` reads it),
+for an affine bridge ``WORKDIR/bridge_affine.npz`` (matrix, bias and means for
+a vector store), and ``WORKDIR/store``: the chain, the newest rows with their
+ids and every older version's rows (:mod:`bcjax.align.store`), which
 ``bcjax.registry.open(WORKDIR)`` serves at any version, by id or by row, and
-blended (``blend=True``: the newest bridge's ``alpha``, at version ``K - 1``). Bad input is one ``error:`` line and exit
-status 2.
+blended (``blend=True``: the newest bridge's ``alpha``, at version ``K - 1``).
+Bad input is one ``error:`` line and exit status 2.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import os
 import time
 
@@ -83,6 +89,9 @@ def define_flags() -> None:
     "k", 10, "K of Recall@K, neighbour overlap@K, class retrieval@K."
   )
   flags.DEFINE_integer("max_queries", 10_000, "Test queries sampled at most.")
+  flags.DEFINE_bool(
+    "backfill", True, "Fit the forward map (old -> new) and measure backfilling."
+  )
   flags.mark_flags_as_required(["workdir"])
 
 
@@ -207,6 +216,7 @@ def run_versions(
   test_fraction: float = 0.2,
   k: int = 10,
   max_queries: int = 10_000,
+  backfill: bool = True,
   kind: str = "item",
   names: tuple[str, ...] | None = None,
 ) -> dict:
@@ -220,6 +230,7 @@ def run_versions(
     test_fraction: the share of each bridge's ids held out as test rows.
     k: K of the measures.
     max_queries: test queries sampled at most.
+    backfill: fit the forward map and measure backfilling.
     kind: ``"item"`` or ``"user"``: what the store serves.
     names: the flags that named the files, for messages (default
       ``versions[k]``).
@@ -273,6 +284,7 @@ def run_versions(
       test_fraction=test_fraction,
       k=k,
       max_queries=max_queries,
+      backfill=backfill,
     )
     step = {
       "old": os.path.abspath(paths[version - 1]),
@@ -306,6 +318,7 @@ def run_versions(
   }
   if len(steps) > 1:
     results["steps"] = steps
+  report.plot_steps(workdir, steps)
   write_json(os.path.join(workdir, "results.json"), results)
   with atomic_open(os.path.join(workdir, "table.md")) as f:
     f.write(report.to_markdown(results))
@@ -324,6 +337,7 @@ def fit_step(
   test_fraction: float,
   k: int,
   max_queries: int,
+  backfill: bool = True,
 ) -> tuple[align.Bridge, dict]:
   """Splits matched rows, fits on the train ids, measures on the test ids.
 
@@ -331,8 +345,8 @@ def fit_step(
     old: ``(N, d_old)`` the older version's rows.
     new: ``(N, d_new)`` the newer version's rows of the same ids.
     labels: ``(N,)`` labels, or None.
-    family, center, normalize, seed, test_fraction, k, max_queries: see
-      :func:`run_versions`.
+    family, center, normalize, seed, test_fraction, k, max_queries,
+      backfill: see :func:`run_versions`.
 
   Returns:
     The bridge, and its results (split sizes, bridge, selection, measures).
@@ -366,6 +380,23 @@ def fit_step(
     max_queries=max_queries,
     seed=seed,
   )
+  forward = {}
+  if backfill:
+    forward = align.backfill.backfill_results(
+      old,
+      new,
+      train,
+      test,
+      labels,
+      bridge,
+      measures.get("class_retrieval_reindexed"),
+      k=k,
+      max_queries=max_queries,
+      seed=seed,
+      family=family,
+      center=center,
+      normalize=normalize,
+    )
   selection = bridge.selection.summary() if bridge.selection else None
   fit_rows = len(train) if selection is None else selection["fit_rows"]
   return bridge, {
@@ -374,19 +405,11 @@ def fit_step(
       "validation": len(train) - fit_rows,
       "test": len(test),
     },
-    "bridge": {
-      "family": bridge.family,
-      "hparams": dataclasses.asdict(bridge.hparams),
-      "center": bridge.center,
-      "normalize": bridge.normalize,
-      "d_new": bridge.d_new,
-      "d_old": bridge.d_old,
-      "num_params": bridge.num_params,
-      "fit_seconds": fit_seconds,
-    },
+    "bridge": report.bridge_summary(bridge, fit_seconds),
     "selection": selection,
     "measures": measures,
     "blend": blended,
+    **forward,
   }
 
 
@@ -413,6 +436,7 @@ def main(argv):
       test_fraction=FLAGS.test_fraction,
       k=FLAGS.k,
       max_queries=FLAGS.max_queries,
+      backfill=FLAGS.backfill,
     )
   print(report.to_markdown(results))
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bcjax import align
-from bcjax.align import blend
+from bcjax.align import backfill, blend
 from bcjax.errors import InputError
 from experiments import align as binary
 from tests.conftest import ROOT, run_module
@@ -157,3 +157,49 @@ def test_blending_row_with_labels_and_one_line_without(files):
   table = open(tmp / "bare" / "table.md").read()
   assert f"\nblending: {blend.NO_LABELS}\n" in table
   assert "blended" not in table
+
+
+def test_forward_map_and_backfilling_rows_and_plot(files):
+  tmp, old, new, labels = files
+  work = tmp / "fwd"
+  args = (str(tmp / "old.npy"), str(tmp / "new.npy"))
+  results = binary.run(str(work), *args, str(tmp / "labels.csv"), family="linear")
+  train, test = binary.split_ids(200, 0.2, 0)
+  bridge = align.load(str(work / "bridge.npz"))
+  want = backfill.backfill_results(
+    old,
+    new,
+    train,
+    test,
+    labels.astype(str),
+    bridge,
+    results["measures"]["class_retrieval_reindexed"],
+    family="linear",
+  )
+  f = results["forward"]
+  assert f["measures"] == pytest.approx(want["forward"]["measures"])
+  assert f["family"] == "linear" and f["num_params"] == 30
+  b = results["backfill"]
+  for name, values in want["backfill"]["curves"].items():
+    assert b["curves"][name] == pytest.approx(values)
+  assert b["measure"] == "class_retrieval"
+  # Full re-index at the end of every order: the measure the table reports.
+  for values in b["curves"].values():
+    assert values[-1] == pytest.approx(results["measures"]["class_retrieval_reindexed"])
+  table = (work / "table.md").read_text()
+  assert "| class retrieval@10, F(old) vs new index |" in table
+  area = b["area"]["random"]
+  assert f"| random | {b['curves']['random'][0]:.4f} | " in table
+  assert table.count(f"{area:.4f} |") >= 1
+  png = (work / "backfill_1.png").read_bytes()
+  assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+  bare = binary.run(str(tmp / "bare"), *args, family="linear", backfill=False)
+  assert "forward" not in bare and "backfill" not in bare
+  assert not (tmp / "bare" / "backfill_1.png").exists()
+  selfish = binary.run(str(tmp / "self"), *args, family="linear")
+  assert selfish["backfill"]["measure"] == "self_recall"
+  assert (
+    "self-retrieval Recall@10 as the re-embedded share"
+    in (tmp / "self" / "table.md").read_text()
+  )
