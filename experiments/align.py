@@ -19,23 +19,34 @@ the queries of every measure (:func:`bcjax.align.measures.evaluate`), the
 index being every row's old vector. ``labels.csv`` has a header with a
 ``label`` column and optionally an ``id`` column (row numbers; else line
 order), one label for every row of versions that hold the same ids in the
-same order; with it, class retrieval and retention are measured too.
+same order; with it, class retrieval and retention are measured too, and
+blending (:mod:`bcjax.align.blend`): the test rows' old vectors moved toward
+their bridged new ones, ``slerp(old, bridged, alpha)``, with ``alpha``
+chosen by class retrieval on validation rows split from the training rows
+(without labels there is no blending row, and the table says so).
+
+With ``--backfill`` (the default) a forward map ``F: old -> new`` is fitted
+on the training rows too (the same family flags) and measured on the test
+rows' old vectors, and the backfilling curves of :mod:`bcjax.align.backfill`
+are measured: new test queries against an index moving from ``F(old)`` to
+new vectors row by row, in residual orders and a random one.
 
 Writes ``WORKDIR/results.json`` (flags, split sizes, the newest bridge,
-auto's candidates, the measures; with three or more versions every bridge's
-under ``steps``), ``WORKDIR/table.md``, ``WORKDIR/bridge.npz`` (the newest
-bridge; :func:`bcjax.align.load` reads it), for an affine bridge
-``WORKDIR/bridge_affine.npz`` (matrix, bias and means for a vector store), and
-``WORKDIR/store``: the chain and the newest rows with their ids
-(:mod:`bcjax.align.store`), which ``bcjax.registry.open(WORKDIR)`` serves at
-any version, by id or by row. Bad input is one ``error:`` line and exit
-status 2.
+auto's candidates, the measures, ``blend``, ``forward``, ``backfill``; with
+three or more versions every bridge's under ``steps``), ``WORKDIR/table.md``,
+``WORKDIR/backfill_<k>.png`` (bridge ``k``'s backfilling curves),
+``WORKDIR/bridge.npz`` (the newest bridge; :func:`bcjax.align.load` reads it),
+for an affine bridge ``WORKDIR/bridge_affine.npz`` (matrix, bias and means for
+a vector store), and ``WORKDIR/store``: the chain, the newest rows with their
+ids and every older version's rows (:mod:`bcjax.align.store`), which
+``bcjax.registry.open(WORKDIR)`` serves at any version, by id or by row, and
+blended (``blend=True``: the newest bridge's ``alpha``, at version ``K - 1``).
+Bad input is one ``error:`` line and exit status 2.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import os
 import time
 
@@ -43,6 +54,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from bcjax import align
+from bcjax.align import blend, report
 from bcjax.errors import InputError, exit_on_user_error
 from bcjax.storage.atomic_files import atomic_open, write_json
 
@@ -77,19 +89,10 @@ def define_flags() -> None:
     "k", 10, "K of Recall@K, neighbour overlap@K, class retrieval@K."
   )
   flags.DEFINE_integer("max_queries", 10_000, "Test queries sampled at most.")
+  flags.DEFINE_bool(
+    "backfill", True, "Fit the forward map (old -> new) and measure backfilling."
+  )
   flags.mark_flags_as_required(["workdir"])
-
-
-MEASURES = (
-  ("mse", "MSE (bridged vs old)"),
-  ("mean_cosine", "mean cosine (bridged vs old)"),
-  ("self_recall", "self-retrieval Recall@{k}"),
-  ("neighbour_overlap", "neighbour overlap@{k}"),
-  ("class_retrieval", "class retrieval@{k}, bridged vs old index"),
-  ("class_retrieval_old", "class retrieval@{k}, old vs old index"),
-  ("class_retrieval_reindexed", "class retrieval@{k}, re-indexed (new vs new)"),
-  ("retention", "retention (bridged / re-indexed)"),
-)
 
 
 def load_array(flag: str, path: str) -> np.ndarray:  # flag: its name, e.g. "old"
@@ -213,6 +216,7 @@ def run_versions(
   test_fraction: float = 0.2,
   k: int = 10,
   max_queries: int = 10_000,
+  backfill: bool = True,
   kind: str = "item",
   names: tuple[str, ...] | None = None,
 ) -> dict:
@@ -226,6 +230,7 @@ def run_versions(
     test_fraction: the share of each bridge's ids held out as test rows.
     k: K of the measures.
     max_queries: test queries sampled at most.
+    backfill: fit the forward map and measure backfilling.
     kind: ``"item"`` or ``"user"``: what the store serves.
     names: the flags that named the files, for messages (default
       ``versions[k]``).
@@ -279,6 +284,7 @@ def run_versions(
       test_fraction=test_fraction,
       k=k,
       max_queries=max_queries,
+      backfill=backfill,
     )
     step = {
       "old": os.path.abspath(paths[version - 1]),
@@ -293,6 +299,7 @@ def run_versions(
   bridge.save(os.path.join(workdir, "bridge.npz"))
   if bridge.affine:
     bridge.export_npz(os.path.join(workdir, "bridge_affine.npz"))
+  chosen = steps[-1]["blend"]  # the newest bridge's alpha is version K - 1's
   align.store.write(
     os.path.join(workdir, align.store.STORE_DIR),
     align.Chain(bridges),
@@ -300,6 +307,8 @@ def run_versions(
     loaded[-1][1],
     kind=kind,
     sources=paths,
+    stored={v: loaded[v] for v in range(len(paths) - 1)},
+    blend_alphas={len(paths) - 2: chosen["alpha"]} if "alpha" in chosen else {},
   )
   results = {
     **steps[-1],
@@ -309,9 +318,10 @@ def run_versions(
   }
   if len(steps) > 1:
     results["steps"] = steps
+  report.plot_steps(workdir, steps)
   write_json(os.path.join(workdir, "results.json"), results)
   with atomic_open(os.path.join(workdir, "table.md")) as f:
-    f.write(to_markdown(results))
+    f.write(report.to_markdown(results))
   return results
 
 
@@ -327,6 +337,7 @@ def fit_step(
   test_fraction: float,
   k: int,
   max_queries: int,
+  backfill: bool = True,
 ) -> tuple[align.Bridge, dict]:
   """Splits matched rows, fits on the train ids, measures on the test ids.
 
@@ -334,8 +345,8 @@ def fit_step(
     old: ``(N, d_old)`` the older version's rows.
     new: ``(N, d_new)`` the newer version's rows of the same ids.
     labels: ``(N,)`` labels, or None.
-    family, center, normalize, seed, test_fraction, k, max_queries: see
-      :func:`run_versions`.
+    family, center, normalize, seed, test_fraction, k, max_queries,
+      backfill: see :func:`run_versions`.
 
   Returns:
     The bridge, and its results (split sizes, bridge, selection, measures).
@@ -357,6 +368,35 @@ def fit_step(
     max_queries=max_queries,
     seed=seed,
   )
+  blended = blend.blend_results(
+    old,
+    new,
+    train,
+    test,
+    labels,
+    bridge,
+    measures.get("class_retrieval_reindexed"),
+    k=k,
+    max_queries=max_queries,
+    seed=seed,
+  )
+  forward = {}
+  if backfill:
+    forward = align.backfill.backfill_results(
+      old,
+      new,
+      train,
+      test,
+      labels,
+      bridge,
+      measures.get("class_retrieval_reindexed"),
+      k=k,
+      max_queries=max_queries,
+      seed=seed,
+      family=family,
+      center=center,
+      normalize=normalize,
+    )
   selection = bridge.selection.summary() if bridge.selection else None
   fit_rows = len(train) if selection is None else selection["fit_rows"]
   return bridge, {
@@ -365,68 +405,12 @@ def fit_step(
       "validation": len(train) - fit_rows,
       "test": len(test),
     },
-    "bridge": {
-      "family": bridge.family,
-      "hparams": dataclasses.asdict(bridge.hparams),
-      "center": bridge.center,
-      "normalize": bridge.normalize,
-      "d_new": bridge.d_new,
-      "d_old": bridge.d_old,
-      "num_params": bridge.num_params,
-      "fit_seconds": fit_seconds,
-    },
+    "bridge": report.bridge_summary(bridge, fit_seconds),
     "selection": selection,
     "measures": measures,
+    "blend": blended,
+    **forward,
   }
-
-
-def to_markdown(results: dict) -> str:
-  """The measures on the test rows, and auto's candidates, as Markdown."""
-  steps = results.get("steps")
-  if not steps:
-    return step_markdown(results)
-  return "\n".join(
-    f"## Bridge {s['version']}: version {s['version']} -> {s['version'] - 1}\n\n"
-    + step_markdown(s)
-    for s in steps
-  )
-
-
-def step_markdown(results: dict) -> str:
-  """One bridge's measures and auto's candidates, as Markdown."""
-  b, rows, m = results["bridge"], results["rows"], results["measures"]
-  lines = [
-    f"### Bridge {b['d_new']} -> {b['d_old']} dims: {b['family']} "
-    f"{b['hparams'] or ''}".rstrip(),
-    "",
-    f"rows: {rows['fit']} fit, {rows['validation']} validation, {rows['test']} "
-    f"test (queries; the index is all {m['index']} old vectors); centred: "
-    f"{b['center']}, normalised: {b['normalize']}",
-    "",
-    "| measure (test rows) | value |",
-    "|---|---|",
-  ]
-  for key, name in MEASURES:
-    if key in m:
-      lines.append(f"| {name.format(k=m['k'])} | {m[key]:.4f} |")
-  if results["selection"]:
-    s = results["selection"]
-    lines += [
-      "",
-      f"auto: validation Recall@{s['k']} on {s['validation_rows']} rows; "
-      f"ties within one standard error ({s['standard_error']:.4f}) go to "
-      "fewer parameters",
-      "",
-      "| family | hparams | parameters | validation score | chosen |",
-      "|---|---|---|---|---|",
-    ]
-    for i, c in enumerate(s["candidates"]):
-      chosen = "yes" if i == s["chosen"] else ""
-      lines.append(
-        f"| {c['family']} | {c['hparams']} | {c['num_params']} | "
-        f"{c['score']:.4f} | {chosen} |"
-      )
-  return "\n".join(lines) + "\n"
 
 
 def main(argv):
@@ -452,8 +436,9 @@ def main(argv):
       test_fraction=FLAGS.test_fraction,
       k=FLAGS.k,
       max_queries=FLAGS.max_queries,
+      backfill=FLAGS.backfill,
     )
-  print(to_markdown(results))
+  print(report.to_markdown(results))
 
 
 if __name__ == "__main__":

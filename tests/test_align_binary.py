@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bcjax import align
+from bcjax.align import backfill, blend
 from bcjax.errors import InputError
 from experiments import align as binary
 from tests.conftest import ROOT, run_module
@@ -109,4 +110,96 @@ def test_the_binary_prints_one_error_line_for_bad_input(files):
   assert done.returncode == 2
   assert done.stderr.strip() == (
     "error: --old has 150 rows but --new has 200; rows must match one to one"
+  )
+
+
+def test_blending_row_with_labels_and_one_line_without(files):
+  tmp, old, new, labels = files
+  work = str(tmp / "blend")
+  args = (str(tmp / "old.npy"), str(tmp / "new.npy"))
+  results = binary.run(work, *args, str(tmp / "labels.csv"), family="linear", seed=3)
+  b = results["blend"]
+  train, test = binary.split_ids(200, 0.2, 3)
+  choice = blend.select_alpha(
+    old,
+    new,
+    train,
+    labels.astype(str),
+    align.load(os.path.join(work, "bridge.npz")),
+    seed=3,
+    k=10,
+  )
+  assert b["alpha"] == choice.alpha and b["validation"] == choice.summary()
+  assert b["validation"]["fit_rows"] + b["validation"]["validation_rows"] == 160
+  bridge = align.load(os.path.join(work, "bridge.npz"))
+  want = align.measures.class_retrieval(
+    old,
+    blend.slerp(old[test], bridge.apply(new[test]), choice.alpha),
+    labels.astype(str),
+    labels[test].astype(str),
+    10,
+    rows=test,
+    seed=3,
+  )
+  assert b["test"]["class_retrieval"] == pytest.approx(want)
+  m = results["measures"]
+  assert b["test"]["retention"] == pytest.approx(want / m["class_retrieval_reindexed"])
+  table = open(os.path.join(work, "table.md")).read()
+  assert (
+    f"| class retrieval@10, blended slerp(old, bridged, {choice.alpha:g}) vs " in table
+  )
+  assert (
+    f"blending: alpha {choice.alpha:g} chosen by class retrieval@10 of 32 " in table
+  )
+
+  bare = binary.run(str(tmp / "bare"), *args, family="linear", seed=3)
+  assert bare["blend"] == {"skipped": blend.NO_LABELS}
+  table = open(tmp / "bare" / "table.md").read()
+  assert f"\nblending: {blend.NO_LABELS}\n" in table
+  assert "blended" not in table
+
+
+def test_forward_map_and_backfilling_rows_and_plot(files):
+  tmp, old, new, labels = files
+  work = tmp / "fwd"
+  args = (str(tmp / "old.npy"), str(tmp / "new.npy"))
+  results = binary.run(str(work), *args, str(tmp / "labels.csv"), family="linear")
+  train, test = binary.split_ids(200, 0.2, 0)
+  bridge = align.load(str(work / "bridge.npz"))
+  want = backfill.backfill_results(
+    old,
+    new,
+    train,
+    test,
+    labels.astype(str),
+    bridge,
+    results["measures"]["class_retrieval_reindexed"],
+    family="linear",
+  )
+  f = results["forward"]
+  assert f["measures"] == pytest.approx(want["forward"]["measures"])
+  assert f["family"] == "linear" and f["num_params"] == 30
+  b = results["backfill"]
+  for name, values in want["backfill"]["curves"].items():
+    assert b["curves"][name] == pytest.approx(values)
+  assert b["measure"] == "class_retrieval"
+  # Full re-index at the end of every order: the measure the table reports.
+  for values in b["curves"].values():
+    assert values[-1] == pytest.approx(results["measures"]["class_retrieval_reindexed"])
+  table = (work / "table.md").read_text()
+  assert "| class retrieval@10, F(old) vs new index |" in table
+  area = b["area"]["random"]
+  assert f"| random | {b['curves']['random'][0]:.4f} | " in table
+  assert table.count(f"{area:.4f} |") >= 1
+  png = (work / "backfill_1.png").read_bytes()
+  assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+  bare = binary.run(str(tmp / "bare"), *args, family="linear", backfill=False)
+  assert "forward" not in bare and "backfill" not in bare
+  assert not (tmp / "bare" / "backfill_1.png").exists()
+  selfish = binary.run(str(tmp / "self"), *args, family="linear")
+  assert selfish["backfill"]["measure"] == "self_recall"
+  assert (
+    "self-retrieval Recall@10 as the re-embedded share"
+    in (tmp / "self" / "table.md").read_text()
   )

@@ -139,3 +139,82 @@ def test_bad_version_files_are_one_line(tmp_path):
       binary.run_versions(str(tmp_path / "w"), [str(tmp_path / n) for n in names])
     assert message in str(e.value) and "\n" not in str(e.value)
   assert not os.path.exists(tmp_path / "w")
+
+
+def test_the_store_serves_blended_rows_of_its_stored_versions(tmp_path):
+  paths, ids, (v0, v1, v2) = _versions(tmp_path)
+  work = str(tmp_path / "work")
+  binary.run_versions(work, paths, family="linear", center=True)
+  reg = registry.open(work)
+  b1 = align.load(os.path.join(work, "store", "bridge_1.npz"))
+  b2 = align.load(os.path.join(work, "store", "bridge_2.npz"))
+  with np.load(paths[1]) as f:
+    in_v1 = set(f["ids"].tolist())
+  missing = [i for i in range(120) if ids[i] not in in_v1]
+  assert len(missing) == 10
+  kept = [i for i in range(120) if i not in missing][:2]
+  asked = [kept[0], missing[0], kept[1], missing[1]]
+  got = reg.embeddings(version=1, ids=ids[asked], blend=0.3)
+  bridged = b2.apply(v2[asked])
+  # Rows version 1 has are blended with their own version-1 vector (unit
+  # rows); rows new since version 1 have nothing to blend: bridged as is.
+  np.testing.assert_allclose(
+    got[[0, 2]], align.blend.slerp(v1[kept], bridged[[0, 2]], 0.3), atol=1e-5
+  )
+  np.testing.assert_allclose(got[[1, 3]], bridged[[1, 3]], atol=1e-6)
+  np.testing.assert_allclose(
+    reg.embeddings(version=0, rows=[5, 9], blend=1.0),
+    align.blend.slerp(v0[[5, 9]], b1.apply(b2.apply(v2[[5, 9]])), 1.0),
+    atol=1e-5,
+  )
+  whole = reg.embeddings(version=0, blend=0.0)
+  np.testing.assert_allclose(
+    whole, v0 / np.linalg.norm(v0, axis=1, keepdims=True), atol=1e-6
+  )
+  assert reg.embeddings(version=1, ids=[], blend=0.5).shape == (0, 6)
+  for call, message in [
+    (
+      lambda: reg.embeddings(version=1, blend=True),
+      "no alpha was chosen for version 1",
+    ),
+    (lambda: reg.embeddings(version=2, blend=0.5), "version 2 is the newest"),
+    (lambda: reg.embeddings(version=1, blend=2.0), "alpha must be a number in [0, 1]"),
+  ]:
+    with pytest.raises(InputError) as e:
+      call()
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_blend_true_serves_the_alpha_chosen_with_labels(tmp_path):
+  rng = np.random.default_rng(4)
+  labels = rng.integers(0, 3, size=150)
+  new = ((rng.normal(size=(3, 5)) * 3)[labels] + rng.normal(size=(150, 5))).astype(
+    np.float32
+  )
+  old = (new @ rng.normal(size=(5, 4)) + rng.normal(size=(150, 4))).astype(np.float32)
+  np.save(tmp_path / "old.npy", old)
+  np.save(tmp_path / "new.npy", new)
+  (tmp_path / "l.csv").write_text("label\n" + "\n".join(map(str, labels)) + "\n")
+  work = str(tmp_path / "w")
+  results = binary.run(
+    work,
+    str(tmp_path / "old.npy"),
+    str(tmp_path / "new.npy"),
+    str(tmp_path / "l.csv"),
+    family="linear",
+  )
+  alpha = results["blend"]["alpha"]
+  reg = registry.open(work)
+  assert reg.metadata(0)["blend_alphas"] == {"0": alpha}
+  bridge = align.load(os.path.join(work, "bridge.npz"))
+  np.testing.assert_allclose(
+    reg.embeddings(version=0, ids=[4, 2], blend=True),
+    align.blend.slerp(old[[4, 2]], bridge.apply(new[[4, 2]]), alpha),
+    atol=1e-5,
+  )
+  # A store written without older rows has none to blend with.
+  bare = align.store.write(
+    str(tmp_path / "bare"), align.Chain([bridge]), np.arange(150), new
+  )
+  with pytest.raises(InputError, match=r"keeps no version-0 rows to blend with"):
+    registry.open(bare).embeddings(version=0, blend=0.5)

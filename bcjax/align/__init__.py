@@ -19,11 +19,19 @@ behind them. (Backward transforms trained *with* an embedding model live in
   ``export_npz`` (matrix and bias for a vector store).
 * :class:`Chain` (:mod:`bcjax.align.chain`): bridges of versions ``0..K``,
   collapsed into one affine map per version or applied step by step.
-* :mod:`bcjax.align.store`: a chain and the newest rows with their ids on
-  disk (:func:`bcjax.align.store.write`), served by ``bcjax.registry.open``
-  as an :class:`AlignRegistry` (``embeddings(version=j, ids=[...])``).
+* :mod:`bcjax.align.store`: a chain, the newest rows with their ids and
+  maybe older versions' rows on disk (:func:`bcjax.align.store.write`),
+  served by ``bcjax.registry.open`` as an :class:`AlignRegistry`
+  (``embeddings(version=j, ids=[...], blend=None | alpha | True)``).
 * :mod:`bcjax.align.measures`: MSE, cosine, self-retrieval Recall@K,
   neighbour overlap@K, class retrieval and retention.
+* :mod:`bcjax.align.blend`: ``slerp(stored, bridged, alpha)``, the SLERP
+  blend of a row's stored old vector and its bridged new one, with ``alpha``
+  chosen by validation class retrieval.
+* :mod:`bcjax.align.backfill`: a forward map ``F: old -> new``, backfilling
+  orders (largest residual first; random) and the backfilling curve and its
+  area as a mixed index moves to the new model.
+* :mod:`bcjax.align.report`: the Markdown tables of ``experiments.align``.
 
 Example::
 
@@ -35,7 +43,7 @@ Example::
   bridge.export_npz("bridge.npz")                # matrix, bias, means
 """
 
-from bcjax.align import measures, store
+from bcjax.align import backfill, blend, measures, store
 from bcjax.align.bridge import Bridge, check_rows, load
 from bcjax.align.chain import Chain, load_chain
 from bcjax.align.families import (
@@ -66,6 +74,8 @@ __all__ = [
   "ReducedRankHP",
   "Selection",
   "SoftOrthogonalHP",
+  "backfill",
+  "blend",
   "check_rows",
   "choose",
   "fit",

@@ -1,0 +1,225 @@
+"""The tables of :mod:`experiments.align`: one bridge's results as Markdown.
+
+A step's results (what :func:`experiments.align.fit_step` returns) become
+one section: the split, the measures on the test rows, the blending row
+(:mod:`bcjax.align.blend`; a line saying why there is none without labels),
+the forward map's measures and the backfilling curves' areas
+(:mod:`bcjax.align.backfill`), and ``auto``'s candidates;
+:func:`plot_backfill` draws the backfilling curves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from bcjax.storage.atomic_files import atomic_open
+
+MEASURES = (
+  ("mse", "MSE (bridged vs old)"),
+  ("mean_cosine", "mean cosine (bridged vs old)"),
+  ("self_recall", "self-retrieval Recall@{k}"),
+  ("neighbour_overlap", "neighbour overlap@{k}"),
+  ("class_retrieval", "class retrieval@{k}, bridged vs old index"),
+  ("class_retrieval_old", "class retrieval@{k}, old vs old index"),
+  ("class_retrieval_reindexed", "class retrieval@{k}, re-indexed (new vs new)"),
+  ("retention", "retention (bridged / re-indexed)"),
+)
+
+
+def to_markdown(results: dict) -> str:
+  """The measures on the test rows, and auto's candidates, as Markdown."""
+  steps = results.get("steps")
+  if not steps:
+    return step_markdown(results)
+  return "\n".join(
+    f"## Bridge {s['version']}: version {s['version']} -> {s['version'] - 1}\n\n"
+    + step_markdown(s)
+    for s in steps
+  )
+
+
+def step_markdown(results: dict) -> str:
+  """One bridge's measures and auto's candidates, as Markdown."""
+  b, rows, m = results["bridge"], results["rows"], results["measures"]
+  lines = [
+    f"### Bridge {b['d_new']} -> {b['d_old']} dims: {b['family']} "
+    f"{b['hparams'] or ''}".rstrip(),
+    "",
+    f"rows: {rows['fit']} fit, {rows['validation']} validation, {rows['test']} "
+    f"test (queries; the index is all {m['index']} old vectors); centred: "
+    f"{b['center']}, normalised: {b['normalize']}",
+    "",
+    "| measure (test rows) | value |",
+    "|---|---|",
+  ]
+  for key, name in MEASURES:
+    if key in m:
+      lines.append(f"| {name.format(k=m['k'])} | {m[key]:.4f} |")
+  lines += blend_lines(results.get("blend"), m["k"])
+  if results.get("forward"):
+    lines += forward_lines(results["forward"], m["k"])
+  if results.get("backfill"):
+    lines += backfill_lines(results["backfill"])
+  if results["selection"]:
+    lines += selection_lines(results["selection"])
+  return "\n".join(lines) + "\n"
+
+
+def blend_lines(blend: dict | None, k: int) -> list[str]:
+  """The blending rows under the measures' table, or the line saying why none."""
+  if blend is None:
+    return []
+  if "skipped" in blend:
+    return ["", f"blending: {blend['skipped']}"]
+  test, val = blend["test"], blend["validation"]
+  a = f"{blend['alpha']:g}"
+  return [
+    f"| class retrieval@{k}, blended slerp(old, bridged, {a}) vs old index "
+    f"| {test['class_retrieval']:.4f} |",
+    f"| retention, blended (alpha {a}) | {test['retention']:.4f} |",
+    "",
+    f"blending: alpha {a} chosen by class retrieval@{val['k']} of "
+    f"{val['validation_rows']} validation rows (bridge refitted on "
+    f"{val['fit_rows']} training rows): "
+    + ", ".join(f"{alpha} {score:.4f}" for alpha, score in val["scores"].items()),
+  ]
+
+
+FORWARD = (
+  ("mse", "MSE (F(old) vs new)"),
+  ("mean_cosine", "mean cosine (F(old) vs new)"),
+  ("self_recall", "self-retrieval Recall@{k}, F(old) vs new index"),
+  ("class_retrieval", "class retrieval@{k}, F(old) vs new index"),
+  ("retention", "retention (F(old) / re-indexed)"),
+)
+MEASURE_NAMES = {
+  "class_retrieval": "class retrieval@{k}",
+  "self_recall": "self-retrieval Recall@{k}",
+}
+
+
+def forward_lines(forward: dict, k: int) -> list[str]:
+  """The forward map's measures on the test rows' old vectors."""
+  lines = [
+    "",
+    f"Forward map F (old -> new, for queries with only old vectors): "
+    f"{forward['family']} {forward['hparams'] or ''}".rstrip(),
+    "",
+    "| measure (test rows) | value |",
+    "|---|---|",
+  ]
+  m = forward["measures"]
+  for key, name in FORWARD:
+    if key in m:
+      lines.append(f"| {name.format(k=k)} | {m[key]:.4f} |")
+  return lines
+
+
+def backfill_lines(backfill: dict) -> list[str]:
+  """Each order's backfilling curve at its ends and the area under it."""
+  measure = MEASURE_NAMES[backfill["measure"]].format(k=backfill["k"])
+  lines = [
+    "",
+    f"Backfilling: new-model test queries against an index of new vectors "
+    f"(re-embedded rows) and F(old) (the rest); {measure} as the re-embedded "
+    "share goes from 0 to 1",
+    "",
+    "| order | at 0 | at 0.5 | at 1 | area under the curve |",
+    "|---|---|---|---|---|",
+  ]
+  fractions = backfill["fractions"]
+  half = fractions.index(0.5) if 0.5 in fractions else None
+  for name, values in backfill["curves"].items():
+    middle = "" if half is None else f"{values[half]:.4f}"
+    lines.append(
+      f"| {name} | {values[0]:.4f} | {middle} | {values[-1]:.4f} | "
+      f"{backfill['area'][name]:.4f} |"
+    )
+  return lines
+
+
+def plot_backfill(path: str, backfill: dict, title: str = "Backfilling") -> str:
+  """Each order's backfilling curve, with its area in the legend, as a PNG.
+
+  Args:
+    path: the PNG to write (replaced whole).
+    backfill: ``results["backfill"]`` of :func:`bcjax.align.backfill.backfill_results`.
+    title: the plot's title.
+
+  Returns:
+    ``path``.
+  """
+  fig = Figure(figsize=(6.5, 4.5))
+  FigureCanvasAgg(fig)
+  ax = fig.add_subplot()
+  for name, values in backfill["curves"].items():
+    area = backfill["area"][name]
+    style = "--" if name == "random" else "-"
+    ax.plot(
+      backfill["fractions"],
+      values,
+      style,
+      marker="o",
+      label=f"{name} (area {area:.4f})",
+    )
+  ax.set_xlabel("share of the index re-embedded")
+  ax.set_ylabel(MEASURE_NAMES[backfill["measure"]].format(k=backfill["k"]))
+  ax.set_xlim(0, 1)
+  ax.set_title(title)
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize="small", loc="best")
+  fig.tight_layout()
+  with atomic_open(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=100)
+  return path
+
+
+def plot_steps(workdir: str, steps: list[dict]) -> list[str]:
+  """``workdir/backfill_<k>.png`` for each step ``k`` that measured backfilling."""
+  return [
+    plot_backfill(
+      os.path.join(workdir, f"backfill_{step['version']}.png"),
+      step["backfill"],
+      f"Backfilling the version-{step['version']} index",
+    )
+    for step in steps
+    if "backfill" in step
+  ]
+
+
+def bridge_summary(bridge, fit_seconds: float) -> dict:
+  """A :class:`bcjax.align.Bridge`'s family, shape and preprocessing, JSON-ready."""
+  return {
+    "family": bridge.family,
+    "hparams": dataclasses.asdict(bridge.hparams),
+    "center": bridge.center,
+    "normalize": bridge.normalize,
+    "d_new": bridge.d_new,
+    "d_old": bridge.d_old,
+    "num_params": bridge.num_params,
+    "fit_seconds": fit_seconds,
+  }
+
+
+def selection_lines(s: dict) -> list[str]:
+  """``auto``'s rule and its candidates' validation scores."""
+  lines = [
+    "",
+    f"auto: validation Recall@{s['k']} on {s['validation_rows']} rows; "
+    f"ties within one standard error ({s['standard_error']:.4f}) go to "
+    "fewer parameters",
+    "",
+    "| family | hparams | parameters | validation score | chosen |",
+    "|---|---|---|---|---|",
+  ]
+  for i, c in enumerate(s["candidates"]):
+    chosen = "yes" if i == s["chosen"] else ""
+    lines.append(
+      f"| {c['family']} | {c['hparams']} | {c['num_params']} | "
+      f"{c['score']:.4f} | {chosen} |"
+    )
+  return lines
