@@ -17,9 +17,11 @@ alone; with ``--family=auto`` it splits its own validation part from those
 rows (the fit / validation / test sizes are all reported). The test rows are
 the queries of every measure (:func:`bcjax.align.measures.evaluate`), the
 index being every row's old vector. ``labels.csv`` has a header with a
-``label`` column and optionally an ``id`` column (row numbers; else line
-order), one label for every row of versions that hold the same ids in the
-same order; with it, class retrieval and retention are measured too, and
+``label`` column and optionally an ``id`` column holding the files' ids (row
+numbers of an ``.npy``; without the column, line ``i`` labels the oldest
+version's row ``i``): every id a bridge matches needs a label, and a label's
+id must be in some version's file. With labels, class retrieval and retention
+are measured too, and
 blending (:mod:`bcjax.align.blend`): the test rows' old vectors moved toward
 their bridged new ones, ``slerp(old, bridged, alpha)``, with ``alpha``
 chosen by class retrieval on validation rows split from the training rows
@@ -46,7 +48,6 @@ Bad input is one ``error:`` line and exit status 2.
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 
@@ -55,6 +56,7 @@ from absl import app, flags, logging
 
 from bcjax import align
 from bcjax.align import blend, report
+from bcjax.align.inputs import labels_of, load_labels, load_version
 from bcjax.errors import InputError, exit_on_user_error
 from bcjax.storage.atomic_files import atomic_open, write_json
 
@@ -77,7 +79,9 @@ def define_flags() -> None:
   flags.DEFINE_string(
     "kind", "item", "What the rows are (item or user), as the store serves them."
   )
-  flags.DEFINE_string("labels", None, "CSV with a label per row (header: [id,]label).")
+  flags.DEFINE_string(
+    "labels", None, "CSV of a label per id (header: [id,]label; ids as the files')."
+  )
   flags.DEFINE_string("family", "auto", "Bridge family, or auto.")
   flags.DEFINE_bool("center", False, "Centre both sides (an affine bridge).")
   flags.DEFINE_bool(
@@ -95,52 +99,6 @@ def define_flags() -> None:
   flags.mark_flags_as_required(["workdir"])
 
 
-def load_array(flag: str, path: str) -> np.ndarray:  # flag: its name, e.g. "old"
-  """The ``.npy`` array at ``path``, or one error line naming the flag."""
-  try:
-    return np.load(path, allow_pickle=False)
-  except (OSError, ValueError) as e:
-    raise InputError(f"--{flag}={path}: not a readable .npy array ({e})") from e
-
-
-def load_labels(path: str, n: int) -> np.ndarray:
-  """``(n,)`` labels (strings) from a CSV with a ``label`` and maybe an ``id`` column."""
-  try:
-    with open(path, newline="") as f:
-      lines = list(csv.reader(f))
-  except OSError as e:
-    raise InputError(f"--labels={path}: cannot be read ({e})") from e
-  if not lines or "label" not in lines[0]:
-    raise InputError(f"{path} line 1: expected a header with a 'label' column")
-  header = lines[0]
-  at_label = header.index("label")
-  at_id = header.index("id") if "id" in header else None
-  labels = np.full(n, None, object)
-  for number, line in enumerate(lines[1:], start=2):
-    if len(line) != len(header):
-      raise InputError(
-        f"{path} line {number}: {len(line)} fields, header has {len(header)}"
-      )
-    row = number - 2
-    if at_id is not None:
-      try:
-        row = int(line[at_id])
-      except ValueError as e:
-        raise InputError(
-          f"{path} line {number}: id {line[at_id]!r} is not an integer"
-        ) from e
-    if not 0 <= row < n:
-      raise InputError(f"{path} line {number}: id {row} is not a row 0..{n - 1}")
-    labels[row] = line[at_label]
-  missing = np.flatnonzero(labels == None)  # noqa: E711 (elementwise)
-  if len(missing):
-    raise InputError(
-      f"{path} labels {n - len(missing)} of {n} rows; every row needs one "
-      f"(first missing ids: {missing[:5].tolist()})"
-    )
-  return labels.astype(str)
-
-
 def split_ids(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
   """``(train, test)`` sorted row ids, seeded."""
   if not 0.0 < test_fraction < 1.0:
@@ -148,32 +106,6 @@ def split_ids(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.n
   held = min(max(1, round(test_fraction * n)), n - 1)
   order = np.random.default_rng([seed, 25]).permutation(n)
   return np.sort(order[held:]), np.sort(order[:held])
-
-
-def load_version(flag: str, path: str) -> tuple[np.ndarray, np.ndarray]:
-  """``(ids (N,), rows (N, d))`` of one version's ``.npy`` (ids ``0..N-1``) or ``.npz``.
-
-  Args:
-    flag: the flag that named the file (``old``, ``new``, ``versions[k]``).
-    path: the file.
-  """
-  if not path.endswith(".npz"):
-    rows = align.check_rows(flag, load_array(flag, path))
-    return np.arange(len(rows)), rows
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      names = list(f.files)
-      if "ids" not in names or "embeddings" not in names:
-        raise InputError(
-          f"--{flag}={path}: an .npz needs arrays 'ids' and 'embeddings', has {names}"
-        )
-      ids, rows = f["ids"], f["embeddings"]
-  except InputError:
-    raise
-  except (OSError, ValueError) as e:
-    raise InputError(f"--{flag}={path}: not a readable .npz ({e})") from e
-  rows = align.check_rows(flag, rows)
-  return align.store.check_ids(flag, ids, len(rows)), rows
 
 
 def match(old_ids: np.ndarray, new_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -257,12 +189,7 @@ def run_versions(
       )
   labels = None
   if labels_path is not None:
-    first = loaded[0][0]
-    if any(len(i) != len(first) or not np.array_equal(i, first) for i, _ in loaded):
-      raise InputError(
-        "--labels needs every version to hold the same ids in the same order"
-      )
-    labels = load_labels(labels_path, len(first))
+    labels = load_labels(labels_path, [ids for ids, _ in loaded])
   steps, bridges = [], []
   for version in range(1, len(paths)):
     (old_ids, old_all), (new_ids, new_all) = loaded[version - 1], loaded[version]
@@ -276,7 +203,7 @@ def run_versions(
     bridge, step = fit_step(
       old,
       new,
-      labels,
+      None if labels is None else labels_of(labels, new_ids[new_rows], labels_path),
       family=family,
       center=center,
       normalize=normalize,

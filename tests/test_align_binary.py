@@ -79,8 +79,9 @@ def test_auto_reports_its_candidates(files):
   [
     ("id,class\n0,a\n", "line 1: expected a header with a 'label' column"),
     ("label,id\na,0\nb\n", "line 3: 1 fields, header has 2"),
-    ("label,id\na,x\n", "line 2: id 'x' is not an integer"),
-    ("label,id\na,200\n", "line 2: id 200 is not a row 0..199"),
+    ("label,id\na,x\n", "line 2: id 'x' is in no version's file"),
+    ("label,id\na,200\n", "line 2: id '200' is in no version's file"),
+    ("label\n" + "a\n" * 201, "line 202: more lines than the oldest version's 200"),
     (
       "label,id\na,0\n",
       "labels 1 of 200 rows; every row needs one (first missing ids: [1, 2, 3, 4, 5])",
@@ -95,6 +96,46 @@ def test_bad_labels_are_one_line(files, text, message):
       str(tmp / "w"), str(tmp / "old.npy"), str(tmp / "new.npy"), str(tmp / "bad.csv")
     )
   assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_labels_follow_the_files_ids_when_versions_hold_different_ids(files):
+  tmp, old, new, labels = files
+  # Version 0 holds ids k0..k179, version 1 ids k20..k199: 160 matched rows,
+  # in version 1's order. The labels CSV names ids, not rows.
+  ids = np.asarray([f"k{i}" for i in range(200)])
+  np.savez(tmp / "v0.npz", ids=ids[:180], embeddings=old[:180])
+  np.savez(tmp / "v1.npz", ids=ids[20:], embeddings=new[20:])
+  lines = ["id,label"] + [f"{ids[i]},c{labels[i]}" for i in range(200)]
+  (tmp / "by_id.csv").write_text("\n".join(lines) + "\n")
+  work = str(tmp / "by_id")
+  got = binary.run(
+    work,
+    str(tmp / "v0.npz"),
+    str(tmp / "v1.npz"),
+    str(tmp / "by_id.csv"),
+    family="linear",
+    seed=1,
+    backfill=False,
+  )
+  matched_old, matched_new = old[20:180], new[20:180]
+  train, test = binary.split_ids(160, 0.2, 1)
+  alone = align.fit(matched_old[train], matched_new[train], family="linear")
+  want = align.measures.evaluate(
+    matched_old,
+    matched_new,
+    alone.apply(matched_new[test]),
+    test,
+    labels=labels[20:180].astype(str),
+    k=10,
+    seed=1,
+  )
+  assert got["measures"]["class_retrieval"] == pytest.approx(want["class_retrieval"])
+  # A matched id without a label is named.
+  (tmp / "short.csv").write_text("\n".join(lines[:-30]) + "\n")
+  with pytest.raises(InputError, match=r"labels 150 of 160 rows; .*'k170'"):
+    binary.run(
+      str(tmp / "w2"), str(tmp / "v0.npz"), str(tmp / "v1.npz"), str(tmp / "short.csv")
+    )
 
 
 def test_the_binary_prints_one_error_line_for_bad_input(files):
