@@ -19,21 +19,28 @@ The file's extension picks the format: ``.npz`` holds ``ids`` ``(n,)`` and
 ``.csv`` has a header ``id,e0,..,e{d_j-1}`` and one row per node. The file
 is written beside its place and renamed, so it is whole or absent. Bad input
 is one ``error:`` line and exit status 2.
+
+``--labels_out=labels.csv --label_attribute=genre [--data_dir=DIR]`` writes
+beside it each exported node's first value of a node attribute as the
+``id,label`` CSV that ``experiments.align --labels`` reads (the dataset is
+loaded as the run recorded it, from ``--data_dir``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 
 import numpy as np
 from absl import app, flags
 
 from bcjax import registry
+from bcjax.data.datasets import load_dataset
 from bcjax.errors import InputError, exit_on_user_error
 from bcjax.storage.atomic_files import atomic_open
-from bcjax.storage.workdir import seed_workdir
+from bcjax.storage.workdir import CONFIG_KEY, seed_workdir
 
 FLAGS = flags.FLAGS
 
@@ -53,6 +60,15 @@ def define_flags():
   flags.DEFINE_string("out", None, "The output file: .npz or .csv.")
   flags.DEFINE_enum("nodes", "item", ["item", "user"], "Which nodes' embeddings.")
   flags.DEFINE_integer("seed", 0, "The embedding seed of a multi-seed run.")
+  flags.DEFINE_string(
+    "labels_out", None, "Also write an id,label CSV of --label_attribute here."
+  )
+  flags.DEFINE_string(
+    "label_attribute", None, "The node attribute whose first value is the label."
+  )
+  flags.DEFINE_string(
+    "data_dir", "", "The run's data folder (for --labels_out; the config omits it)."
+  )
   flags.mark_flags_as_required(["workdir", "strategy", "version", "out"])
 
 
@@ -114,10 +130,47 @@ def export(
   return ids, embeddings
 
 
+def write_labels(
+  workdir: str, nodes: str, attribute: str, data_dir: str, out: str, count: int
+) -> np.ndarray:
+  """Writes ``id,label`` for nodes ``0..count-1``: their first ``attribute`` value.
+
+  The dataset is loaded as the run recorded it (its ``config.json``), from
+  ``data_dir``, which the recorded config leaves out. A node without a value
+  is labelled ``(none)``. Returns the labels.
+  """
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = json.load(f)[CONFIG_KEY]
+  graph = load_dataset(
+    config["dataset"],
+    data_dir or None,
+    config.get("synthetic"),
+    config.get("item_fields", ""),
+  )
+  attributes = graph.item_attrs if nodes == "item" else graph.user_attrs
+  if attribute not in attributes:
+    raise InputError(
+      f"--label_attribute={attribute}: the {nodes}s of {config['dataset']} have "
+      f"{sorted(attributes) or 'no attributes'}"
+    )
+  attr = attributes[attribute]
+  starts, ends = attr.offsets[:count], attr.offsets[1 : count + 1]
+  labels = np.asarray(
+    [attr.vocab[attr.values[s]] if e > s else "(none)" for s, e in zip(starts, ends)]
+  )
+  with atomic_open(out) as f:
+    writer = csv.writer(f)
+    writer.writerow(["id", "label"])
+    writer.writerows(zip(range(count), labels.tolist()))
+  return labels
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
   with exit_on_user_error():
+    if FLAGS.labels_out and not FLAGS.label_attribute:
+      raise InputError("--labels_out needs --label_attribute")
     ids, embeddings = export(
       FLAGS.workdir,
       FLAGS.strategy,
@@ -127,6 +180,15 @@ def main(argv):
       from_version=FLAGS.from_version,
       seed=FLAGS.seed,
     )
+    if FLAGS.labels_out:
+      write_labels(
+        FLAGS.workdir,
+        FLAGS.nodes,
+        FLAGS.label_attribute,
+        FLAGS.data_dir,
+        FLAGS.labels_out,
+        len(ids),
+      )
   print(
     f"wrote {len(ids)} {FLAGS.nodes} embeddings of {embeddings.shape[1]} dims to {FLAGS.out}"
   )

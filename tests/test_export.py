@@ -100,3 +100,33 @@ def test_the_binary_writes_and_reports_bad_input_in_one_line(run, tmp_path):
       binary.export(workdir, **kwargs)
     assert message in str(e.value) and "\n" not in str(e.value)
     assert not os.path.exists(kwargs["out"])
+
+
+def test_labels_are_each_nodes_first_attribute_value(tmp_path):
+  from bcjax.data.datasets import load_dataset
+  from experiments.configs import test as test_config
+
+  config = test_config.get_config()
+  workdir = tmp_path / "w"
+  workdir.mkdir()
+  (workdir / "config.json").write_text(
+    '{"config": {"dataset": "synthetic", "synthetic": '
+    + __import__("json").dumps(config.synthetic.to_dict())
+    + "}}"
+  )
+  labels = binary.write_labels(
+    str(workdir), "item", "brand", "", str(tmp_path / "l.csv"), 15
+  )
+  graph = load_dataset("synthetic", None, config.synthetic.to_dict())
+  brand = graph.item_attrs["brand"]
+  for node in range(15):
+    values = brand.values[brand.offsets[node] : brand.offsets[node + 1]]
+    assert labels[node] == (brand.vocab[values[0]] if len(values) else "(none)")
+  with open(tmp_path / "l.csv") as f:
+    rows = list(csv.reader(f))
+  assert rows[0] == ["id", "label"] and rows[1:] == [
+    [str(i), label] for i, label in enumerate(labels)
+  ]
+  with pytest.raises(InputError, match="the items of synthetic have"):
+    binary.write_labels(str(workdir), "item", "colour", "", str(tmp_path / "x.csv"), 3)
+  assert not (tmp_path / "x.csv").exists()
