@@ -66,7 +66,7 @@ def test_shipped_configs_are_valid(module):
     (
       lambda c: c.transform.unlock().update(lowrnk={"rank": 2}),
       "^unknown config.transform section 'lowrnk'; valid config.transform section "
-      "names: linear, mlp$",
+      "names: linear, mlp, softorthogonal$",
     ),
     (
       lambda c: c.unlock().update(transform_init="uniform"),

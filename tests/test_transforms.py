@@ -105,7 +105,7 @@ def test_collapse_linear_equals_step_by_step():
 def test_get_transform_lists_valid_names():
   with pytest.raises(
     InputError,
-    match="unknown transform 'conv'; valid transform names: linear, mlp, notrans, orthogonal",
+    match="unknown transform 'conv'; valid transform names: linear, mlp, notrans, orthogonal, softorthogonal",
   ):
     get_transform("conv")
 

@@ -35,6 +35,7 @@ import numpy as np
 import optax
 
 from bcjax.align.moments import Moments
+from bcjax.components.softorthogonal import gram_penalty
 from bcjax.errors import InputError, check_new_name, unknown_name
 
 
@@ -298,13 +299,12 @@ class SoftOrthogonalHP:
 def soft_objective(w, gram, cross, strength, tolerance):
   """The scale-free objective of :class:`SoftOrthogonalHP`, less its constant 1.
 
-  ``gram`` and ``cross`` are ``A`` and ``C`` over ``mean ||y||^2``.
+  ``gram`` and ``cross`` are ``A`` and ``C`` over ``mean ||y||^2``; the
+  penalty is the trained transform family's
+  (:func:`bcjax.components.softorthogonal.gram_penalty`).
   """
   error = jnp.sum(w * (gram @ w)) - 2.0 * jnp.sum(w * cross)
-  small = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
-  deviation = jnp.sqrt(jnp.sum((small - jnp.eye(len(small))) ** 2) + 1e-30)
-  gated = jnp.maximum(deviation - tolerance, 0.0)
-  return error + strength * gated**2 / len(small)
+  return error + strength * gram_penalty(w, tolerance)
 
 
 def _fit_softorthogonal(data, hp: SoftOrthogonalHP, seed: int):

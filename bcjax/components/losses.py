@@ -9,7 +9,8 @@ fields in ``config.loss.<name>``) and share one signature::
 
 The registered :class:`AlignmentLoss` binds ``hparams``; joint training and
 post-hoc fitting call it as ``loss(transform, params, old_params, previous,
-current)``,
+current)``, which adds the transform family's penalty where it has one
+(``BackwardTransform.penalty``: a registered loss knows nothing of it),
 
 with ``old_params`` the frozen ``B_{k-1}, ..., B_1`` (newest first, of the
 same family as ``transform``) and ``previous`` / ``current`` per-group
@@ -159,7 +160,19 @@ class AlignmentLoss:
   source: str = ""
 
   def __call__(self, transform, params, old_params, previous, current):
-    return self.fn(transform, params, old_params, previous, current, self.hparams)
+    """``fn``'s value, plus the transform's penalty where it has one.
+
+    The penalty (``transform.penalty``, scale-free) is weighed by the
+    targets' mean square ``sum_g mean(previous_g^2)``, the squared-error
+    losses' value at the zero map, so that beside them a strength means the
+    same at any embedding scale (the objective is a constant times
+    ``loss / loss(0) + penalty``).
+    """
+    value = self.fn(transform, params, old_params, previous, current, self.hparams)
+    if transform.penalty is None:
+      return value
+    scale = jax.lax.stop_gradient(sum(jnp.mean(jnp.square(y)) for y in previous))
+    return value + scale * transform.penalty(params)
 
   def bind(self, hparams: Any) -> AlignmentLoss:
     """This loss with other hyperparameters (an instance of ``hparams_class``)."""

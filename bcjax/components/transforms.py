@@ -9,7 +9,9 @@ differentiate and checkpoint like any other parameters.
 A transform carries itself: its family ``name`` and ``hparams`` rebuild it
 from a checkpoint (:func:`from_spec`), ``as_matrix(params)`` gives the matrix
 of a linear family (so serving collapses any linear chain into one matmul),
-and ``solvers`` maps an alignment-loss name to an exact closed-form fit.
+``solvers`` maps an alignment-loss name to an exact closed-form fit, and
+``penalty(params)`` is a family's term added to its alignment loss
+(:mod:`bcjax.components.softorthogonal`'s pull towards orthogonal).
 Families are registered by name with the dataclass of their
 hyperparameters (``@register_transform(name, hparams=...)``); the registry,
 not the factory, stamps ``name``, ``hparams`` and ``source`` on what the
@@ -54,6 +56,9 @@ class BackwardTransform(NamedTuple):
       exact closed-form fits (see :mod:`bcjax.components.solvers`).
     source: the module (or extension target) that registered the family,
       which serving loads to rebuild it (:mod:`bcjax.extensions`).
+    penalty: ``params -> scalar``, a scale-free regulariser of the family
+      that training adds to the alignment loss (weighed by the targets'
+      mean square: :class:`bcjax.components.losses.AlignmentLoss`), else None.
   """
 
   init: Callable[..., Params]
@@ -64,6 +69,7 @@ class BackwardTransform(NamedTuple):
   learned: bool = True
   solvers: Mapping[str, Callable] = {}
   source: str = ""
+  penalty: Callable[[Params], jax.Array] | None = None
 
   def spec(self, d_in: int, d_out: int) -> dict:
     """What a checkpoint records of ``B``: family, hyperparameters, dims, source."""

@@ -44,8 +44,9 @@ def _has_solver(transform, loss) -> str | None:
       "exact (fit it by SGD: posthoc-*)"
     )
   return (
-    f"the {transform.name} transform has no closed-form fit (it is not linear "
-    "in its parameters, or has none to fit); fit it by SGD: posthoc-*"
+    f"the {transform.name} transform has no closed-form fit (its objective "
+    "has no closed-form minimiser, or it has nothing to fit); fit it by SGD: "
+    "posthoc-*"
   )
 
 
