@@ -1,12 +1,17 @@
 r"""bcjax ``align.fit(family="auto")`` against rebasis's ``auto``, pair by pair.
 
 Command (bcjax's Python; rebasis runs in the peers' venv, Python >= 3.12,
-``pip install '.[peers]'``)::
+``pip install '.[peers]'``; ``--peers_path`` adds folders to its ``sys.path``,
+e.g. one where torch is installed for rebasis's ``residual_mlp``)::
 
   python -m benchmarks.align_peers --peers_python=/work/vpeers/bin/python \
-      [--seeds=5] [--run_workdir=/tmp/ml100k_run --run_strategy=nobc]
-  # pair (c) alone, added to the results already written:
-  python -m benchmarks.align_peers --only_run --run_workdir=/tmp/ml100k_run
+      [--peers_path=/path/to/torch/site] [--seeds=10 --first_seed=10] \
+      [--run_workdir=/work/runs/ml100k_nobc --run_strategy=nobc] \
+      [--notes=benchmarks/results/align_peers_notes.md]
+  # run pairs alone, added to the results already written:
+  python -m benchmarks.align_peers --only_run --run_workdir=...
+  # the .md again from the .json, with notes:
+  python -m benchmarks.align_peers --markdown_only --notes=...
 
 Pairs of (old, new) item embeddings, one row per item:
 
@@ -14,36 +19,41 @@ Pairs of (old, new) item embeddings, one row per item:
   random orthogonal matrix plus Gaussian noise of std 3 per dim (the
   signal's is about 1.4; the true inverse rotation scores self-retrieval@10
   of about 0.73).
-* ``ml100k-svd``: MovieLens-100K items, old = a rank-32 truncated SVD of the
-  user-item matrix of the first half of the interactions (by time), new = a
-  rank-48 one of all of them (items seen in both windows).
-* ``bcjax-v0-v4``: versions 0 and 4 of a small bcjax run on ml-100k (each
-  version's own item embeddings, written by ``experiments.export``); only
-  with ``--run_workdir``.
+* ``ml100k-svd``: two different models of MovieLens-100K's items: old = a
+  rank-32 truncated SVD of the user-item matrix of the first half of the
+  interactions (by time), new = a rank-48 one of all of them (items seen in
+  both windows).
+* ``<dataset>-<strategy>-v0-v4``: versions 0 and 4 of a bcjax run (each
+  version's own item embeddings, written by ``experiments.export``), one
+  pair per ``--run_workdir`` (with its ``--run_strategy``).
 
 For each pair and split seed ``s``: the ids are split as
 ``experiments.align`` splits them (20% test); bcjax fits
-``align.fit(old[train], new[train], family="auto", center=True, seed=s)``;
-rebasis fits every candidate that needs no torch on the same fit rows auto
-used, is scored on auto's validation rows by auto's criterion (validation
-self-retrieval Recall@10 among the validation rows' old vectors plus
-distractors) and picks by its own rule (``rebasis.core.selection.select_best``:
-scores within 0.005 of the best tie, fewest parameters wins); its choice is
-refitted on all train rows, as auto refits its choice (the unrefitted
-candidate is recorded too). Both are measured on the test rows with
-:func:`bcjax.align.measures.evaluate` (index: every item's old vector):
-self-retrieval Recall@10 and neighbour overlap@10. As rebasis L2-normalises
-rows before fitting, auto is also run with ``normalize=True`` on the same
-split. The table gives each side's mean over seeds and the mean and 95%
-Student-t interval of the per-seed difference (bcjax - rebasis).
-
-Writes ``benchmarks/results/align_peers.json`` and ``align_peers.md``.
+``align.fit(old[train], new[train], seed=s)`` (``family="auto"``, choosing
+family, hyper-parameters, centring and normalisation on its own validation
+rows); rebasis fits every candidate it can (all six with torch) on the same
+fit rows auto used, each is scored on auto's validation rows (searched among
+auto's validation index) and rebasis picks by its own rule
+(``rebasis.core.selection.select_best``: validation self-retrieval
+Recall@10, scores within 0.005 of the best tie, fewest parameters wins); its
+choice is refitted on all train rows, as auto refits its choice. The pick
+that auto's rule would make among rebasis's candidates (paired
+one-standard-error rule on the mean of self-retrieval and overlap) is
+recorded too, as is every candidate's test score. Both are measured on the
+test rows with :func:`bcjax.align.measures.evaluate` (index: every item's old
+vector, plain cosine search for both: rebasis's CSLS is a re-scoring of the
+index, not part of a bridge): self-retrieval Recall@10 and neighbour
+overlap@10. The table gives each side's mean over seeds and the mean and 95%
+Student-t interval of the per-seed difference (bcjax - rebasis). Writes
+``benchmarks/results/align_peers.{json,md}`` (``--notes``'s text at the end).
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -67,18 +77,28 @@ def define_flags():
     sys.executable,
     "A Python (>= 3.12) with rebasis installed (pip install -e '.[peers]').",
   )
+  flags.DEFINE_list(
+    "peers_path", [], "Folders added to the rebasis worker's sys.path (e.g. torch)."
+  )
   flags.DEFINE_integer("seeds", 5, "Split seeds per pair.")
+  flags.DEFINE_integer("first_seed", 0, "The first split seed.")
   flags.DEFINE_string(
     "data_dir",
     os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ml-100k"),
     "ml-100k's files (default: the copy beside a checkout).",
   )
-  flags.DEFINE_string("run_workdir", None, "A bcjax run on ml-100k (pair c).")
-  flags.DEFINE_string("run_strategy", "nobc", "Its strategy.")
-  flags.DEFINE_list("run_versions", ["0", "4"], "Its two versions, old then new.")
+  flags.DEFINE_list("run_workdir", [], "bcjax runs, one pair each (versions below).")
+  flags.DEFINE_list(
+    "run_strategy", ["nobc"], "Their strategies (one: the same for every run)."
+  )
+  flags.DEFINE_list("run_versions", ["0", "4"], "Their two versions, old then new.")
   flags.DEFINE_string("out", "benchmarks/results/align_peers", "Output path stem.")
+  flags.DEFINE_string("notes", None, "A Markdown file appended to the table.")
   flags.DEFINE_bool(
-    "only_run", False, "Run pair (c) alone, added to the results already at --out."
+    "only_run", False, "Run the runs' pairs alone, added to the results at --out."
+  )
+  flags.DEFINE_bool(
+    "markdown_only", False, "Rewrite --out's .md from its .json (and --notes)."
   )
 
 
@@ -149,7 +169,7 @@ def run_pair(workdir, strategy, versions) -> tuple[np.ndarray, np.ndarray, str]:
   return old, new, note
 
 
-def rebasis_candidates(python: str, split: dict) -> tuple[dict, dict]:
+def rebasis_candidates(python: str, split: dict, path=()) -> tuple[dict, dict]:
   """Runs :mod:`benchmarks.rebasis_worker` on ``split``: ``(meta, arrays)``."""
   with tempfile.TemporaryDirectory() as tmp:
     source, target = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
@@ -159,7 +179,7 @@ def rebasis_candidates(python: str, split: dict) -> tuple[dict, dict]:
       cwd=HERE,
       capture_output=True,
       text=True,
-      env=dict(os.environ, PYTHONPATH=HERE),
+      env=dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, *path])),
     )
     if done.returncode:
       raise RuntimeError(f"rebasis worker failed:\n{done.stderr[-3000:]}")
@@ -167,15 +187,22 @@ def rebasis_candidates(python: str, split: dict) -> tuple[dict, dict]:
       return json.loads(str(f["meta"])), {k: f[k] for k in f.files if k != "meta"}
 
 
-def one_seed(old, new, seed: int, python: str) -> dict:
+def rebasis_rule(recall: list[float], n_params: list[int]) -> int:
+  """``select_best``: within TOLERANCE of the best recall, fewest parameters."""
+  best = max(recall)
+  tied = [i for i, r in enumerate(recall) if best - r <= TOLERANCE]
+  return min(tied, key=lambda i: n_params[i])
+
+
+def one_seed(old, new, seed: int, python: str, path=()) -> dict:
   """Both tools on one split of one pair: their choices and test measures."""
   train, test = split_ids(len(old), 0.2, seed)
+  old_train, new_train = old[train], new[train]
   tick = time.perf_counter()
-  bridge = align.fit(old[train], new[train], family="auto", center=True, seed=seed)
+  bridge = align.fit(old_train, new_train, seed=seed)
   bcjax_seconds = time.perf_counter() - tick
   sel = bridge.selection
   held = len(sel.validation_rows)
-  old_train, new_train = old[train], new[train]
   tick = time.perf_counter()
   meta, arrays = rebasis_candidates(
     python,
@@ -187,69 +214,70 @@ def one_seed(old, new, seed: int, python: str) -> dict:
       "old_train": old_train,
       "new_test": new[test],
     },
+    path,
   )
   rebasis_seconds = time.perf_counter() - tick
-  index = old_train[sel.index_rows]
-  scores = [
-    align.measures.self_recall(
-      index, arrays[f"val_{i}"], np.arange(held), K, max_queries=held
-    )
-    for i in range(len(meta["candidates"]))
+  # Every rebasis candidate on auto's validation queries and index.
+  index, rows = old_train[sel.index_rows], np.arange(held)
+  truth = align.measures.query_truth(index, rows, K)
+  names = [c["name"] for c in meta["candidates"]]
+  n_params = [c["n_params"] for c in meta["candidates"]]
+  scored = [
+    align.measures.query_scores(index, arrays[f"val_{i}"], rows, K, truth=truth)
+    for i in range(len(names))
   ]
-  # rebasis's select_best: within TOLERANCE of the best, fewest parameters.
-  best = max(scores)
-  tied = [i for i, s in enumerate(scores) if best - s <= TOLERANCE]
-  chosen = min(tied, key=lambda i: meta["candidates"][i]["n_params"])
+  hits, overlaps = [h for h, _ in scored], [o for _, o in scored]
+  chosen = rebasis_rule([float(h.mean()) for h in hits], n_params)
+  by_auto_rule, _ = align.choose(
+    [(h + o) / 2 for h, o in zip(hits, overlaps, strict=True)], n_params
+  )
 
   def measure(bridged):
     m = align.measures.evaluate(old, new, bridged, test, k=K, seed=seed)
     return {key: m[key] for key in MEASURES}
 
-  # rebasis normalises rows before fitting; auto does when asked, on the
-  # same split (the split depends on the seed and the row count only).
-  tick = time.perf_counter()
-  normalized = align.fit(
-    old[train], new[train], family="auto", center=True, normalize=True, seed=seed
-  )
-  normalized_seconds = time.perf_counter() - tick
-
+  tests = [measure(arrays[f"refit_test_{i}"]) for i in range(len(names))]
   return {
     "seed": seed,
     "rows": {"fit": len(sel.fit_rows), "validation": held, "test": len(test)},
     "bcjax": {
       "family": bridge.family,
       "hparams": str(bridge.hparams),
+      "center": bridge.center,
+      "normalize": bridge.normalize,
       "validation": sel.choice.score,
-      "candidates": {f"{c.family} {c.hparams}": c.score for c in sel.candidates},
+      "candidates": len(sel.candidates),
       "seconds": bcjax_seconds,
       **measure(bridge.apply(new[test])),
     },
-    "bcjax_normalize": {
-      "family": normalized.family,
-      "hparams": str(normalized.hparams),
-      "validation": normalized.selection.choice.score,
-      "seconds": normalized_seconds,
-      **measure(normalized.apply(new[test])),
-    },
     "rebasis": {
-      "method": meta["candidates"][chosen]["name"],
-      "validation": scores[chosen],
-      "candidates": {
-        c["name"]: s for c, s in zip(meta["candidates"], scores, strict=True)
-      },
-      "skipped": meta["skipped"],
+      "method": names[chosen],
+      "validation": float(hits[chosen].mean()),
       "seconds": rebasis_seconds,
-      **measure(arrays[f"refit_test_{chosen}"]),
+      **tests[chosen],
       "unrefitted": measure(arrays[f"test_{chosen}"]),
     },
+    "rebasis_auto_rule": {"method": names[by_auto_rule], **tests[by_auto_rule]},
+    "rebasis_candidates": {
+      name: {
+        "n_params": n,
+        "validation_recall": float(h.mean()),
+        "validation_overlap": float(o.mean()),
+        **t,
+      }
+      for name, n, h, o, t in zip(names, n_params, hits, overlaps, tests, strict=True)
+    },
+    "rebasis_skipped": meta["skipped"],
+    "rebasis_torch": meta["torch"],
+    "rebasis_version": meta["version"],
   }
 
 
 def summarize(seeds: list[dict]) -> dict:
   """Per measure: each side's mean interval and the paired differences'.
 
-  ``difference``: bcjax auto - rebasis; ``difference_normalize``: bcjax auto
-  with ``normalize=True`` - rebasis (when the seeds have it).
+  ``difference``: bcjax auto - rebasis's pick; ``difference_auto_rule``:
+  bcjax auto - the rebasis candidate auto's rule picks (when recorded).
   """
   out = {}
   for key in MEASURES:
@@ -260,10 +288,10 @@ def summarize(seeds: list[dict]) -> dict:
       "rebasis": _interval(mean_interval(b)),
       "difference": _interval(paired_difference(a, b)),
     }
-    if all("bcjax_normalize" in s for s in seeds):
-      c = [s["bcjax_normalize"][key] for s in seeds]
-      out[key]["bcjax_normalize"] = _interval(mean_interval(c))
-      out[key]["difference_normalize"] = _interval(paired_difference(c, b))
+    if all("rebasis_auto_rule" in s for s in seeds):
+      c = [s["rebasis_auto_rule"][key] for s in seeds]
+      out[key]["rebasis_auto_rule"] = _interval(mean_interval(c))
+      out[key]["difference_auto_rule"] = _interval(paired_difference(a, c))
   return out
 
 
@@ -277,72 +305,140 @@ def _cell(i: dict) -> str:
   return f"{i['mean']:+.4f} [{i['low']:+.4f}, {i['high']:+.4f}]"
 
 
+def _bcjax_choice(s: dict) -> str:
+  """``family`` with ``+centre``/``+L2`` for the preprocessing auto chose."""
+  marks = ("+centre" if s.get("center") else "") + ("+L2" if s.get("normalize") else "")
+  return s["family"] + marks
+
+
+def _counts(names) -> str:
+  counted = collections.Counter(names).most_common()
+  return ", ".join(f"{name} ({n})" for name, n in counted) or "-"
+
+
 def to_markdown(results: dict) -> str:
   """The per-pair table and each side's choices, as Markdown."""
+  seeds = results.get("seed_list")
   lines = [
-    "### bcjax align auto vs rebasis auto (test rows; mean over split seeds; "
-    "differences: mean and 95% Student-t interval of the per-seed difference; "
-    "auto is centred, `normalize` also L2-normalises rows as rebasis does)",
+    "### bcjax align auto vs rebasis auto (test rows; mean over "
+    f"{len(seeds) if seeds else results.get('seeds', '?')} split seeds"
+    + (f" {seeds[0]}..{seeds[-1]}" if seeds else "")
+    + "; differences: mean and 95% Student-t interval of the per-seed difference)",
     "",
-    "| pair | measure | bcjax auto | bcjax auto, normalize | rebasis | "
-    "auto - rebasis | auto normalize - rebasis |",
+    "| pair | measure | bcjax auto | rebasis | auto - rebasis | "
+    "rebasis by auto's rule | auto - that |",
     "|---|---|---|---|---|---|---|",
   ]
   names = {"self_recall": f"self-retrieval@{K}", "neighbour_overlap": f"overlap@{K}"}
   for name, pair in results["pairs"].items():
     for key in MEASURES:
       s = pair["summary"][key]
-      normalized = s.get("bcjax_normalize")
+      other = s.get("rebasis_auto_rule")
       lines.append(
         f"| {name} | {names[key]} | {s['bcjax']['mean']:.4f} | "
-        f"{'-' if normalized is None else format(normalized['mean'], '.4f')} | "
         f"{s['rebasis']['mean']:.4f} | {_cell(s['difference'])} | "
-        f"{'-' if normalized is None else _cell(s['difference_normalize'])} |"
+        f"{'-' if other is None else format(other['mean'], '.4f')} | "
+        f"{'-' if other is None else _cell(s['difference_auto_rule'])} |"
       )
   lines += [
     "",
-    "| pair | rows | auto's choices | auto normalize's | rebasis's choices |",
+    "| pair | rows | auto's choices (seeds) | rebasis's choices | "
+    "rebasis by auto's rule |",
     "|---|---|---|---|---|",
   ]
   for name, pair in results["pairs"].items():
-    seeds = pair["seeds"]
-
-    def chosen(side, key, seeds=seeds):
-      return ", ".join(sorted({s[side][key] for s in seeds if side in s})) or "-"
-
+    seeds_ = pair["seeds"]
     lines.append(
-      f"| {name} | {pair['note']} | {chosen('bcjax', 'family')} | "
-      f"{chosen('bcjax_normalize', 'family')} | {chosen('rebasis', 'method')} |"
+      f"| {name} | {pair['note']} | "
+      f"{_counts(_bcjax_choice(s['bcjax']) for s in seeds_)} | "
+      f"{_counts(s['rebasis']['method'] for s in seeds_)} | "
+      f"{_counts(s['rebasis_auto_rule']['method'] for s in seeds_ if 'rebasis_auto_rule' in s)} |"
     )
+  run = results.get("run")
+  if run:
+    lines += [
+      "",
+      f"rebasis {run['rebasis_version']}: candidates fitted: "
+      f"{', '.join(run['rebasis_candidates'])}; skipped: "
+      f"{', '.join(run['rebasis_skipped']) or 'none'} (torch "
+      f"{'installed' if run['rebasis_torch'] else 'not installed'}). "
+      f"Seconds per split (mean): bcjax auto {run['bcjax_seconds']:.1f} "
+      f"(in-process, {run['bcjax_candidates']} candidates), rebasis "
+      f"{run['rebasis_seconds']:.1f} (a subprocess, both fits).",
+      "",
+      f"Command: `{run['command']}`",
+    ]
   if results.get("skipped"):
     lines += ["", f"Not run: {results['skipped']}"]
+  if results.get("notes"):
+    lines += ["", results["notes"].rstrip()]
   return "\n".join(lines) + "\n"
 
 
+def _run_summary(results: dict, command: str) -> dict:
+  every = [s for pair in results["pairs"].values() for s in pair["seeds"]]
+  first = every[0]
+  return {
+    "command": command,
+    "rebasis_version": first.get("rebasis_version", "?"),
+    "rebasis_candidates": list(first.get("rebasis_candidates", {})),
+    "rebasis_skipped": first.get("rebasis_skipped", []),
+    "rebasis_torch": first.get("rebasis_torch", False),
+    "bcjax_seconds": float(np.mean([s["bcjax"]["seconds"] for s in every])),
+    "bcjax_candidates": first["bcjax"].get("candidates", 0),
+    "rebasis_seconds": float(np.mean([s["rebasis"]["seconds"] for s in every])),
+  }
+
+
 def main(argv):
-  del argv
+  del argv  # absl's, less the flags: the command is sys.argv's
+  if FLAGS.markdown_only:
+    with open(FLAGS.out + ".json") as f:
+      results = json.load(f)
+    _write(results)
+    return
+  command = "python -m benchmarks.align_peers " + " ".join(
+    shlex.quote(a) for a in sys.argv[1:]
+  )
   pairs = {}
   if not FLAGS.only_run:
     pairs["rotation"] = rotation_pair()
     pairs["ml100k-svd"] = ml100k_pair(FLAGS.data_dir)
-  results = {"k": K, "seeds": FLAGS.seeds, "pairs": {}, "skipped": None}
+  seed_list = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
+  results = {"k": K, "seed_list": seed_list, "pairs": {}, "skipped": None}
   if FLAGS.only_run and os.path.exists(FLAGS.out + ".json"):
-    # Adds pair (c) to a finished run of the others (same seeds and K).
+    # Adds the runs' pairs to a finished run of the others (same seeds, K).
     with open(FLAGS.out + ".json") as f:
       results = json.load(f)
-  if FLAGS.run_workdir:
+    command = results.get("run", {}).get("command", "") + "; " + command
+  strategies = FLAGS.run_strategy * (
+    len(FLAGS.run_workdir) if len(FLAGS.run_strategy) == 1 else 1
+  )
+  for workdir, strategy in zip(FLAGS.run_workdir, strategies, strict=True):
+    old, new, note = run_pair(workdir, strategy, FLAGS.run_versions)
+    with open(os.path.join(workdir, "config.json")) as f:
+      dataset = json.load(f)["config"]["dataset"]
     first, last = FLAGS.run_versions
-    pairs[f"bcjax-v{first}-v{last}"] = run_pair(
-      FLAGS.run_workdir, FLAGS.run_strategy, FLAGS.run_versions
-    )
-    results["skipped"] = None
-  else:
-    results["skipped"] = "bcjax-v0-v4 (no --run_workdir)"
+    pairs[f"{dataset}-{strategy}-v{first}-v{last}"] = (old, new, note)
+  results["skipped"] = (
+    None if FLAGS.run_workdir else "a bcjax run's versions (no --run_workdir)"
+  )
   for name, (old, new, note) in pairs.items():
-    seeds = [one_seed(old, new, s, FLAGS.peers_python) for s in range(FLAGS.seeds)]
+    seeds = [
+      one_seed(old, new, s, FLAGS.peers_python, FLAGS.peers_path) for s in seed_list
+    ]
     results["pairs"][name] = {"note": note, "seeds": seeds, "summary": summarize(seeds)}
     print(f"{name}: {json.dumps(results['pairs'][name]['summary'])}", flush=True)
   results["environment"] = {"python": sys.version.split()[0]}
+  results["run"] = _run_summary(results, command)
+  _write(results)
+
+
+def _write(results: dict) -> None:
+  """``--out``'s .json and .md, with ``--notes``'s text."""
+  if FLAGS.notes:
+    with open(FLAGS.notes) as f:
+      results["notes"] = f.read()
   write_json(FLAGS.out + ".json", results)
   with atomic_open(FLAGS.out + ".md") as f:
     f.write(to_markdown(results))

@@ -2,36 +2,43 @@
 
 rebasis 0.1.0 needs Python >= 3.12 and brings its own NumPy, so it runs in a
 venv of its own (``pip install '.[peers]'`` there) without JAX or bcjax; this
-worker imports NumPy and rebasis only. It reads one ``.npz`` of a split
-(``new_fit``, ``old_fit``, ``new_val``, ``new_train``, ``old_train``,
-``new_test``), fits every rebasis candidate that needs no torch on the fit
-rows (``rebasis.core.selection.fit_candidates``, L2-normalised as its
+worker imports NumPy and rebasis (and torch, through rebasis, where it is
+installed). It reads one ``.npz`` of a split (``new_fit``, ``old_fit``,
+``new_val``, ``new_train``, ``old_train``, ``new_test``), fits every rebasis
+candidate (``rebasis.core.selection.CANDIDATE_METHODS``, all six;
+``residual_mlp`` needs torch and is skipped without it, as rebasis's own
+``auto`` skips it) on the fit rows (``fit_candidates``, L2-normalised as its
 default) and again on all train rows (fit and validation, as bcjax's auto
 refits its choice), and writes, for each, the bridged validation rows, the
-bridged test rows of both fits and its parameter count. The caller scores
-the candidates on its own validation rows and picks by rebasis's rule.
+bridged test rows of both fits and its parameter count, and the methods it
+skipped. The caller scores the candidates on its own validation rows and
+picks by rebasis's rule.
 
 Usage: ``python -m benchmarks.rebasis_worker IN.npz OUT.npz``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import sys
 
 import numpy as np
+import rebasis
 from rebasis.core.base import l2_normalize
-from rebasis.core.selection import CANDIDATE_METHODS, CPU_ONLY_METHODS, fit_candidates
+from rebasis.core.selection import CANDIDATE_METHODS, fit_candidates
 
 
 def main(source: str, target: str) -> None:
   with np.load(source) as f:
     split = {k: f[k].astype(np.float32) for k in f.files}
-  # CANDIDATE_METHODS's order (cheapest first), less those that need torch.
-  methods = [m for m in CANDIDATE_METHODS if m in CPU_ONLY_METHODS]
-  candidates = fit_candidates(split["new_fit"], split["old_fit"], methods=methods)
-  refits = fit_candidates(split["new_train"], split["old_train"], methods=methods)
+  # CANDIDATE_METHODS's order (cheapest first); rebasis skips what it cannot
+  # fit (residual_mlp without torch) and so does this worker.
+  candidates = fit_candidates(split["new_fit"], split["old_fit"])
+  refits = fit_candidates(split["new_train"], split["old_train"])
+  if [c.method for c in candidates] != [c.method for c in refits]:
+    raise RuntimeError("the fit and the refit fitted different candidates")
   out, meta = {}, []
   for i, (c, refit) in enumerate(zip(candidates, refits, strict=True)):
     # fit_candidates normalised the fit rows; inputs are normalised alike.
@@ -41,11 +48,15 @@ def main(source: str, target: str) -> None:
     meta.append(
       {"method": c.method, "name": c.name, "n_params": int(c.adapter.n_params())}
     )
-  skipped = sorted(set(CANDIDATE_METHODS) - {m["method"] for m in meta})
+  skipped = [m for m in CANDIDATE_METHODS if m not in {x["method"] for x in meta}]
+  info = {
+    "candidates": meta,
+    "skipped": skipped,
+    "torch": importlib.util.find_spec("torch") is not None,
+    "version": rebasis.__version__,
+  }
   buffer = io.BytesIO()
-  np.savez(
-    buffer, meta=np.asarray(json.dumps({"candidates": meta, "skipped": skipped})), **out
-  )
+  np.savez(buffer, meta=np.asarray(json.dumps(info)), **out)
   with open(target, "wb") as f:
     f.write(buffer.getvalue())
 

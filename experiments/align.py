@@ -3,7 +3,7 @@ r"""Bring your own embeddings: fit bridges new -> old, measure them, store the c
 Usage::
 
   python -m experiments.align --workdir=/tmp/align --old=old.npy --new=new.npy \
-      [--labels=labels.csv] [--family=auto] [--center] [--normalize] [--seed=0]
+      [--labels=labels.csv] [--family=auto] [--[no]center] [--[no]normalize] [--seed=0]
   python -m experiments.align --workdir=/tmp/align --versions=v0.npz,v1.npz,v2.npz
 
 Each version is a file of float rows, oldest first (``--old``, ``--new`` is
@@ -14,8 +14,10 @@ version ``k`` to ``k - 1``, fitted on the ids both have (``.npy`` rows match
 by row). For each bridge the ids are split (seeded) into a test part
 (``--test_fraction``) and the rest, which :func:`bcjax.align.fit` receives
 alone; with ``--family=auto`` it splits its own validation part from those
-rows (the fit / validation / test sizes are all reported). The test rows are
-the queries of every measure (:func:`bcjax.align.measures.evaluate`), the
+rows (the fit / validation / test sizes are all reported) and, unless
+``--center`` / ``--nocenter`` and ``--normalize`` / ``--nonormalize`` fix
+them, chooses there whether to centre and to L2-normalise too. The test rows
+are the queries of every measure (:func:`bcjax.align.measures.evaluate`), the
 index being every row's old vector. ``labels.csv`` has a header with a
 ``label`` column and optionally an ``id`` column holding the files' ids (row
 numbers of an ``.npy``; without the column, line ``i`` labels the oldest
@@ -83,9 +85,16 @@ def define_flags() -> None:
     "labels", None, "CSV of a label per id (header: [id,]label; ids as the files')."
   )
   flags.DEFINE_string("family", "auto", "Bridge family, or auto.")
-  flags.DEFINE_bool("center", False, "Centre both sides (an affine bridge).")
   flags.DEFINE_bool(
-    "normalize", False, "L2-normalise rows before fitting and applying."
+    "center",
+    None,
+    "Centre both sides (an affine bridge); unset: auto tries both (one "
+    "family: not centred).",
+  )
+  flags.DEFINE_bool(
+    "normalize",
+    None,
+    "L2-normalise rows before fitting and applying; unset: as --center.",
   )
   flags.DEFINE_integer("seed", 0, "Seeds the test split, auto's split and SGD.")
   flags.DEFINE_float("test_fraction", 0.2, "Share of the ids held out as test rows.")
@@ -142,8 +151,8 @@ def run_versions(
   labels_path: str | None = None,
   *,
   family: str = "auto",
-  center: bool = False,
-  normalize: bool = False,
+  center: bool | None = None,
+  normalize: bool | None = None,
   seed: int = 0,
   test_fraction: float = 0.2,
   k: int = 10,
@@ -258,8 +267,8 @@ def fit_step(
   labels: np.ndarray | None,
   *,
   family: str,
-  center: bool,
-  normalize: bool,
+  center: bool | None,
+  normalize: bool | None,
   seed: int,
   test_fraction: float,
   k: int,

@@ -244,22 +244,6 @@ def test_apply_handles_many_rows_in_chunks_and_checks_its_input():
 # -- auto ------------------------------------------------------------------------
 
 
-def test_choose_is_the_one_standard_error_rule():
-  # se of 0.8 over 1000 queries is 0.0126: 0.79 is tied, 0.70 is not.
-  assert choose_of([0.80, 0.79], [100, 50], 1000) == 1
-  assert choose_of([0.80, 0.70], [100, 50], 1000) == 0
-  # A perfect score has no noise: only equal scores tie.
-  assert choose_of([1.0, 1.0, 0.999], [100, 60, 10], 1000) == 1
-  # Equal parameters: the earliest tried.
-  assert choose_of([0.5, 0.5], [10, 10], 100) == 0
-  index, se = align.choose([0.8, 0.79], [100, 50], 1000)
-  assert se == pytest.approx(np.sqrt(0.8 * 0.2 / 1000))
-
-
-def choose_of(scores, params, n):
-  return align.choose(scores, params, n)[0]
-
-
 def test_auto_prefers_fewer_parameters_within_the_noise_and_fit_otherwise():
   # Recall@1 of 200 validation rows in 8 dims with noise: not every
   # candidate finds every row, so the scores differ.
@@ -268,20 +252,23 @@ def test_auto_prefers_fewer_parameters_within_the_noise_and_fit_otherwise():
   q, _ = np.linalg.qr(mixing)
   new = _rows(24, 1000, 8)
   noise = 0.3 * _rows(25, 1000, 8)
-  bridge = align.fit((new @ q + noise).astype(np.float32), new, grid=grid, k=1)
+  fixed = {"grid": grid, "k": 1, "center": False, "normalize": False}
+  bridge = align.fit((new @ q + noise).astype(np.float32), new, **fixed)
   sel = bridge.selection
   assert len(sel.validation_rows) == 200
   assert [c.family for c in sel.candidates] == ["linear", "orthogonal", "reducedrank"]
   assert sel.candidates[2].hparams == align.ReducedRankHP(rank=2)
   # A planted rotation: linear is no better than orthogonal beyond the
   # noise, and orthogonal has fewer parameters.
-  assert abs(sel.scores["linear"] - sel.scores["orthogonal"]) <= sel.standard_error
+  linear, orthogonal, _ = sel.candidates
+  assert linear.score - orthogonal.score <= orthogonal.standard_error
   assert bridge.family == "orthogonal" == sel.choice.family
   # A general linear map: orthogonal cannot follow it, linear wins clearly.
-  bridge = align.fit((new @ mixing + noise).astype(np.float32), new, grid=grid, k=1)
+  bridge = align.fit((new @ mixing + noise).astype(np.float32), new, **fixed)
   sel = bridge.selection
-  assert bridge.family == "linear"
-  assert sel.scores["linear"] - sel.scores["orthogonal"] > sel.standard_error > 0
+  linear, orthogonal, _ = sel.candidates
+  assert bridge.family == "linear" and sel.best == sel.chosen == 0
+  assert linear.score - orthogonal.score > orthogonal.standard_error > 0
 
 
 def test_auto_reads_only_the_rows_it_is_given(monkeypatch):
@@ -304,6 +291,10 @@ def test_auto_reads_only_the_rows_it_is_given(monkeypatch):
   # them, fewer than AUTO_INDEX here).
   np.testing.assert_array_equal(sel.index_rows[:60], val_rows)
   np.testing.assert_array_equal(np.sort(sel.index_rows[60:]), fit_rows)
+  # center=True fixed, normalize left to auto: both, for each grid value.
+  assert [(c.center, c.normalize) for c in sel.candidates] == [(True, False)] * 3 + [
+    (True, True)
+  ] * 3
   for c in sel.candidates:
     alone = align.fit(
       given_old[fit_rows],
@@ -311,19 +302,27 @@ def test_auto_reads_only_the_rows_it_is_given(monkeypatch):
       family=c.family,
       hparams=c.hparams,
       center=True,
+      normalize=c.normalize,
     )
-    want = measures.self_recall(
-      given_old[sel.index_rows], alone.apply(given_new[val_rows]), np.arange(60), 10
+    queries = alone.apply(given_new[val_rows])
+    index = given_old[sel.index_rows]
+    assert c.self_recall == pytest.approx(
+      measures.self_recall(index, queries, np.arange(60), 10)
     )
-    assert c.score == pytest.approx(want)
-  # The choice is refitted on all given rows.
+    assert c.overlap == pytest.approx(
+      measures.neighbour_overlap(index, queries, np.arange(60), 10)
+    )
+    assert c.score == pytest.approx((c.self_recall + c.overlap) / 2)
+  # The choice, preprocessing and all, is refitted on all given rows.
   direct = align.fit(
     given_old,
     given_new,
     family=sel.choice.family,
     hparams=sel.choice.hparams,
     center=True,
+    normalize=sel.choice.normalize,
   )
+  assert bridge.normalize == sel.choice.normalize and bridge.center
   np.testing.assert_allclose(
     bridge.apply(given_new), direct.apply(given_new), atol=1e-6
   )
@@ -342,7 +341,7 @@ def test_auto_reads_only_the_rows_it_is_given(monkeypatch):
 def test_auto_skips_families_that_cannot_map_the_widths_and_saves_its_choice(tmp_path):
   new, old = _rows(29, 200, 8), _rows(30, 200, 6)
   grid = {"reducedrank": [{"rank": 2}, {"rank": 7}], "linear": [{}]}
-  bridge = align.fit(old, new, grid=grid)
+  bridge = align.fit(old, new, grid=grid, center=False, normalize=False)
   (skipped,) = bridge.selection.skipped
   assert skipped[0] == "reducedrank" and "rank 7 must be <=" in skipped[2]
   bridge.save(str(tmp_path / "auto.npz"))
@@ -504,6 +503,12 @@ def _bad_rows():
       "max_validation must be an integer >= 2, got 1",
     ),
     (_rows(0, 10, 4), _rows(1, 10, 4), {"k": 0}, "k must be a positive integer, got 0"),
+    (
+      _rows(0, 10, 4),
+      _rows(1, 10, 4),
+      {"center": "yes"},
+      "center must be True, False or None, got 'yes'",
+    ),
   ],
 )
 def test_bad_input_is_refused_in_one_line(old, new, kwargs, message):

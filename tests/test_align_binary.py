@@ -70,8 +70,25 @@ def test_auto_reports_its_candidates(files):
   results = binary.run(str(tmp / "auto"), str(tmp / "old.npy"), str(tmp / "new.npy"))
   assert results["rows"]["fit"] + results["rows"]["validation"] == 160
   assert results["selection"]["family"] == results["bridge"]["family"]
+  # Unset --center and --normalize: auto chose them, and says so.
+  chosen = results["selection"]["candidates"][results["selection"]["chosen"]]
+  assert (results["bridge"]["center"], results["bridge"]["normalize"]) == (
+    chosen["center"],
+    chosen["normalize"],
+  )
+  assert {
+    (c["center"], c["normalize"]) for c in results["selection"]["candidates"]
+  } == {
+    (False, False),
+    (False, True),
+    (True, False),
+    (True, True),
+  }
   table = open(tmp / "auto" / "table.md").read()
-  assert "| family | hparams | parameters | validation score | chosen |" in table
+  assert (
+    "| family | hparams | centred | normalised | parameters | validation score | "
+    "recall | overlap | se of gap | chosen |"
+  ) in table
 
 
 @pytest.mark.parametrize(

@@ -146,3 +146,26 @@ def test_evaluate_gathers_every_measure(data):
   assert got["class_retrieval_reindexed"] == reindexed
   assert got["retention"] == pytest.approx(got["class_retrieval"] / reindexed)
   assert "class_retrieval" not in measures.evaluate(index, new, queries, rows, k=5)
+
+
+def test_query_scores_per_query_against_argsort(data):
+  index, queries, rows, _ = data
+  for k in (1, 10):
+    hit, overlap = measures.query_scores(index, queries, rows, k)
+    found = _brute_nearest(index, queries, k)
+    truth = _brute_nearest(index, index[rows], k, rows)
+    others = _brute_nearest(index, queries, k, rows)
+    np.testing.assert_array_equal(hit, [rows[i] in found[i] for i in range(len(rows))])
+    want = [len(set(truth[i]) & set(others[i])) / k for i in range(len(rows))]
+    np.testing.assert_allclose(overlap, want)
+    # Their means are the sampled measures with every query taken.
+    assert hit.mean() == pytest.approx(measures.self_recall(index, queries, rows, k))
+    assert overlap.mean() == pytest.approx(
+      measures.neighbour_overlap(index, queries, rows, k)
+    )
+  # The truth computed once gives the same.
+  truth = measures.query_truth(index, rows, 10)
+  again = measures.query_scores(index, queries, rows, 10, truth=truth)
+  np.testing.assert_array_equal(
+    again[1], measures.query_scores(index, queries, rows)[1]
+  )

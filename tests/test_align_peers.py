@@ -1,4 +1,4 @@
-"""benchmarks.align_peers: its summary and table, on made-up numbers (no peers run)."""
+"""benchmarks.align_peers: its summary, rule and table, on made-up numbers (no peers run)."""
 
 import pytest
 
@@ -8,10 +8,21 @@ from benchmarks import align_peers
 def _seed(seed, ours, theirs):
   return {
     "seed": seed,
-    "bcjax": {"family": "orthogonal", "self_recall": ours, "neighbour_overlap": ours},
+    "bcjax": {
+      "family": "orthogonal",
+      "center": seed == 0,
+      "normalize": True,
+      "self_recall": ours,
+      "neighbour_overlap": ours,
+    },
     "rebasis": {
       "method": "procrustes",
       "self_recall": theirs,
+      "neighbour_overlap": 0.5,
+    },
+    "rebasis_auto_rule": {
+      "method": "linear",
+      "self_recall": theirs - 0.1,
       "neighbour_overlap": 0.5,
     },
   }
@@ -26,11 +37,29 @@ def test_paired_intervals_and_table():
   assert difference["high"] - difference["mean"] == pytest.approx(
     4.303 * 0.057735 / 3**0.5, rel=1e-3
   )
+  assert summary["self_recall"]["difference_auto_rule"]["mean"] == pytest.approx(
+    0.2 + 1 / 30
+  )
   results = {
+    "seed_list": [0, 1, 2],
     "pairs": {"rotation": {"note": "3 rows", "seeds": seeds, "summary": summary}},
-    "skipped": "bcjax-v0-v4 (no --run_workdir)",
+    "skipped": "a bcjax run's versions (no --run_workdir)",
+    "notes": "## Findings\n\nmade up",
   }
   table = align_peers.to_markdown(results)
-  assert "| rotation | self-retrieval@10 | 0.8000 | - | 0.6667 | +0.1333 [" in table
-  assert "| rotation | 3 rows | orthogonal | - | procrustes |" in table
-  assert "Not run: bcjax-v0-v4 (no --run_workdir)" in table
+  assert "mean over 3 split seeds 0..2;" in table
+  assert (
+    "| rotation | self-retrieval@10 | 0.8000 | 0.6667 | +0.1333 [" in table
+    and "| 0.5667 | +0.2333 [" in table
+  )
+  assert (
+    "| rotation | 3 rows | orthogonal+L2 (2), orthogonal+centre+L2 (1) | "
+    "procrustes (3) | linear (3) |"
+  ) in table
+  assert "Not run: a bcjax run's versions (no --run_workdir)" in table
+  assert table.endswith("## Findings\n\nmade up\n")
+
+
+def test_rebasis_rule_ties_within_its_tolerance_to_fewer_parameters():
+  assert align_peers.rebasis_rule([0.90, 0.896, 0.80], [300, 200, 10]) == 1
+  assert align_peers.rebasis_rule([0.90, 0.894, 0.80], [300, 200, 10]) == 0

@@ -8,7 +8,9 @@ behind them. (Backward transforms trained *with* an embedding model live in
 :mod:`bcjax.registry`.)
 
 * :func:`fit` (:mod:`bcjax.align.fitting`): one family, or ``family="auto"``
-  choosing among all by validation Recall@K with a one-standard-error rule.
+  choosing a family, its hyper-parameters and whether to centre and
+  L2-normalise by validation self-retrieval and neighbour overlap, with a
+  paired one-standard-error rule.
 * Families (:mod:`bcjax.align.families`, :mod:`bcjax.align.mlp`; the
   preprocessing and moments they share in :mod:`bcjax.align.moments`), each with
   its hyper-parameters as a frozen dataclass: ``linear`` (:class:`LinearHP`),
@@ -37,8 +39,8 @@ Example::
 
   from bcjax import align
 
-  bridge = align.fit(old_vectors, new_vectors, center=True)  # family="auto"
-  print(bridge.family, bridge.selection.scores)
+  bridge = align.fit(old_vectors, new_vectors)  # family="auto"
+  print(bridge.family, bridge.center, bridge.normalize, bridge.selection.scores)
   served = bridge.apply(new_query_vectors)       # in the old space
   bridge.export_npz("bridge.npz")                # matrix, bias, means
 """

@@ -94,8 +94,14 @@ class Bridge:
 
   @property
   def num_params(self) -> int:
-    """The family's free parameters (means excluded: every family has them)."""
-    return get_family(self.family).num_params(self.hparams, self.d_new, self.d_old)
+    """Free parameters: the family's, plus ``d_old`` for a centred affine bridge.
+
+    Centring makes a linear family affine, ``z W + b`` with the bias
+    ``b = mu_old - mu_new W`` free; an ``mlp`` has biases of its own, which
+    absorb the means.
+    """
+    count = get_family(self.family).num_params(self.hparams, self.d_new, self.d_old)
+    return count + (self.d_old if self.center and self.affine else 0)
 
   @property
   def affine(self) -> bool:

@@ -2,24 +2,36 @@
 
 ``fit(old, new, family=...)`` fits one family on every row it is given.
 ``family="auto"`` splits the given rows itself (seeded) into a fit part and
-a validation part, fits every candidate of every applicable family on the fit
-part, scores each by self-retrieval Recall@K of the validation part's bridged
-vectors among old vectors (the validation rows' own and, up to
-``AUTO_INDEX`` in all, distractors from the fit rows), chooses by the
-one-standard-error rule (below), and refits the choice on all given rows. It only ever reads the rows it is given: a caller keeps its test rows
+a validation part, fits every candidate on the fit part, scores each on the
+validation part, chooses by the one-standard-error rule (below), and refits
+the choice on all given rows. A candidate is a family, its hyper-parameters
+and a preprocessing: with ``center`` or ``normalize`` left at None, auto
+tries both values of each (so four preprocessings), and records the one it
+chose. It only ever reads the rows it is given: a caller keeps its test rows
 out of ``fit`` and measures on them afterwards.
 
-The rule: ``p`` the best validation Recall@K and ``n`` the validation
-queries, its binomial standard error is ``se = sqrt(p (1 - p) / n)``; every
-candidate scoring at least ``p - se`` is tied with the best, and the tie goes
-to the candidate with the fewest parameters (then to the earliest tried).
-As every candidate is scored on the same queries, their differences vary
-less than ``se`` says, so the rule leans to the simpler bridge when in doubt.
+The score of one validation query is the mean of its self-retrieval hit@K
+(its own old vector among the K nearest of its bridged vector) and its
+neighbour overlap@K (the share of its old vector's K nearest neighbours the
+bridged vector also finds), searched among old vectors: the validation
+rows' own and, up to ``AUTO_INDEX`` in all, distractors from the fit rows.
+Both halves matter: self-retrieval saturates on easy pairs (every candidate
+finds most rows) and is one bit per query, while the overlap grades how
+well the old neighbourhood survives, which is what serving an old index
+needs (:mod:`bcjax.align.measures`; ``benchmarks/align_peers.py``).
+
+The rule: every candidate is scored on the same queries, so candidate ``c``
+is compared with the best ``b`` by the per-query differences
+``d = s_b - s_c``; ``c`` is tied with the best when ``mean(d)`` is at most
+its standard error ``std(d) / sqrt(n)``. The tie goes to the candidate with
+the fewest parameters (a centred affine bridge counts its bias), then to the
+higher score, then to the earliest tried.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,7 +42,7 @@ import numpy as np
 from bcjax.align import mlp  # noqa: F401
 from bcjax.align.bridge import Bridge, check_rows
 from bcjax.align.families import FAMILIES, get_family
-from bcjax.align.measures import self_recall
+from bcjax.align.measures import query_scores, query_truth
 from bcjax.align.moments import Preprocessing, moments, prepare, row_means
 from bcjax.errors import InputError
 
@@ -72,12 +84,30 @@ class FitRows:
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
-  """One family and hyper-parameters tried by ``auto``, with its score."""
+  """One family, hyper-parameters and preprocessing tried by ``auto``.
+
+  Attributes:
+    family: the family name.
+    hparams: its hyper-parameter dataclass.
+    score: the mean validation score (see the module docstring).
+    num_params: the bridge's free parameters (:attr:`Bridge.num_params`).
+    center: whether it was centred.
+    normalize: whether it was L2-normalised.
+    self_recall: the validation self-retrieval Recall@K, half the score.
+    overlap: the validation neighbour overlap@K, the other half.
+    standard_error: ``std(d) / sqrt(n)`` of its per-query differences from
+      the best candidate (0 for the best itself).
+  """
 
   family: str
   hparams: Any
   score: float
   num_params: int
+  center: bool = False
+  normalize: bool = False
+  self_recall: float = math.nan
+  overlap: float = math.nan
+  standard_error: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -87,8 +117,8 @@ class Selection:
   Attributes:
     candidates: every candidate tried, in order, with its validation score.
     chosen: the position of the choice in ``candidates``.
-    standard_error: ``se`` of the best score (see the module docstring).
-    k: the K of the validation Recall@K.
+    best: the position of the best score (the choice is tied with it).
+    k: the K of the validation measures.
     fit_rows: positions (in the given rows) the candidates were fitted on.
     validation_rows: positions of the validation queries.
     index_rows: positions of the old vectors searched: the validation rows
@@ -99,7 +129,7 @@ class Selection:
 
   candidates: tuple[Candidate, ...]
   chosen: int
-  standard_error: float
+  best: int
   k: int
   fit_rows: np.ndarray
   validation_rows: np.ndarray
@@ -112,18 +142,20 @@ class Selection:
 
   @property
   def scores(self) -> dict[str, float]:
-    """Each family's best validation score."""
+    """Each family's best validation score (over hparams and preprocessings)."""
     out: dict[str, float] = {}
     for c in self.candidates:
       out[c.family] = max(out.get(c.family, -math.inf), c.score)
     return out
 
   def summary(self) -> dict:
-    """JSON-ready: candidates, choice, standard error, split sizes."""
+    """JSON-ready: candidates, choice, split sizes."""
     return {
       "chosen": self.chosen,
+      "best": self.best,
       "family": self.choice.family,
-      "standard_error": self.standard_error,
+      "center": self.choice.center,
+      "normalize": self.choice.normalize,
       "k": self.k,
       "fit_rows": len(self.fit_rows),
       "validation_rows": len(self.validation_rows),
@@ -132,7 +164,12 @@ class Selection:
         {
           "family": c.family,
           "hparams": dataclasses.asdict(c.hparams),
+          "center": c.center,
+          "normalize": c.normalize,
           "score": c.score,
+          "self_recall": c.self_recall,
+          "overlap": c.overlap,
+          "standard_error": c.standard_error,
           "num_params": c.num_params,
         }
         for c in self.candidates
@@ -142,13 +179,27 @@ class Selection:
 
 
 def choose(
-  scores: Sequence[float], num_params: Sequence[int], n_validation: int
-) -> tuple[int, float]:
-  """The one-standard-error rule: ``(chosen position, se)``."""
-  best = max(scores)
-  se = math.sqrt(max(best * (1.0 - best), 0.0) / n_validation)
-  tied = [i for i, s in enumerate(scores) if s >= best - se]
-  return min(tied, key=lambda i: (num_params[i], i)), se
+  per_query: Sequence[np.ndarray], num_params: Sequence[int]
+) -> tuple[int, np.ndarray]:
+  """The paired one-standard-error rule (module docstring).
+
+  Args:
+    per_query: one ``(n,)`` array of validation scores per candidate, all
+      on the same ``n`` queries.
+    num_params: each candidate's free parameters.
+
+  Returns:
+    ``(chosen position, se)``: ``se[c]`` is the standard error of candidate
+    ``c``'s per-query differences from the best (0 for the best).
+  """
+  scores = np.stack([np.asarray(q, np.float64) for q in per_query])
+  means = scores.mean(axis=1)
+  best = int(np.argmax(means))
+  gaps = scores[best] - scores
+  n = scores.shape[1]
+  se = gaps.std(axis=1, ddof=1) / math.sqrt(n) if n > 1 else np.zeros(len(scores))
+  tied = [i for i in range(len(scores)) if gaps[i].mean() <= se[i]]
+  return min(tied, key=lambda i: (num_params[i], -means[i], i)), se
 
 
 def resolve_hparams(family: str, hparams) -> Any:
@@ -179,8 +230,8 @@ def fit(
   *,
   family: str = AUTO,
   hparams=None,
-  center: bool = False,
-  normalize: bool = False,
+  center: bool | None = None,
+  normalize: bool | None = None,
   seed: int = 0,
   grid: Mapping[str, Sequence] | None = None,
   validation_fraction: float = 0.2,
@@ -197,19 +248,21 @@ def fit(
     hparams: the family's hyper-parameter dataclass or a dict of its fields
       (None: its defaults); not for ``auto``.
     center: subtract each side's mean row (of the fitted rows) first, which
-      makes the bridge affine: ``old ~= (new - mu_new) W + mu_old``.
+      makes the bridge affine: ``old ~= (new - mu_new) W + mu_old``. None:
+      ``auto`` tries both and keeps what validates best (one family: False).
     normalize: L2-normalise both sides' rows before fitting and the input
-      rows when applying.
+      rows when applying. None: as ``center``.
     seed: seeds ``auto``'s split and the SGD of ``mlp``.
     grid: for ``auto``, family -> hyper-parameter values to try (None: every
       family's own grid).
     validation_fraction: for ``auto``, the share of rows held out ...
     max_validation: ... but at most this many rows.
-    k: for ``auto``, the K of the validation Recall@K.
+    k: for ``auto``, the K of the validation measures.
 
   Returns:
     The :class:`Bridge`; after ``auto``, ``bridge.selection`` says what was
-    tried and why this was chosen.
+    tried and why this was chosen (``bridge.center`` and ``bridge.normalize``
+    what it chose).
 
   Raises:
     InputError: for arrays of the wrong shape, empty, with NaN or infinite
@@ -220,12 +273,15 @@ def fit(
     raise InputError(
       f"old has {len(old)} rows but new has {len(new)}; rows must match one to one"
     )
+  for name, value in (("center", center), ("normalize", normalize)):
+    if value is not None and not isinstance(value, (bool, np.bool_)):
+      raise InputError(f"{name} must be True, False or None, got {value!r}")
   if family != AUTO:
     get_family(family)
     if grid is not None:
       raise InputError("grid is for family='auto' only; pass hparams instead")
     hp = resolve_hparams(family, hparams)
-    return _fit_one(old, new, family, hp, center, normalize, seed, None)
+    return _fit_one(old, new, family, hp, bool(center), bool(normalize), seed, None)
   if hparams is not None:
     raise InputError("hparams is for one family; family='auto' takes grid instead")
   return _auto(
@@ -272,38 +328,58 @@ def _auto(old, new, center, normalize, seed, grid, fraction, max_validation, k):
   # every candidate to score 1, and then scores cannot separate them.
   distractors = np.sort(order[held:][: max(0, AUTO_INDEX - held)])
   index_rows = np.concatenate([val_rows, distractors])
+  index, queries_of = old[index_rows], np.arange(held)
+  truth = query_truth(index, queries_of, k)
   if grid is None:
     grid = {name: f.grid(d_new, d_old) for name, f in FAMILIES.items()}
-  # One FitRows for every candidate: the moment families share one pass.
-  data = FitRows(
-    new, old, _preprocessing(old, new, center, normalize, fit_rows), fit_rows
-  )
-  tried, skipped = [], []
-  for name, values in grid.items():
-    spec = get_family(name)
-    for value in values:
-      hp = resolve_hparams(name, value)
-      try:
-        spec.check(hp, d_new, d_old)
-      except InputError as e:
-        skipped.append((name, hp, str(e)))
-        continue
-      bridge = _fit_rows(data, name, hp, seed)
-      queries = bridge.apply(new[val_rows])
-      score = self_recall(
-        old[index_rows], queries, np.arange(held), k, max_queries=held
-      )
-      tried.append(Candidate(name, hp, score, bridge.num_params))
+  centers = (False, True) if center is None else (bool(center),)
+  normalizes = (False, True) if normalize is None else (bool(normalize),)
+  tried, per_query, skipped = [], [], []
+  for c, z in itertools.product(centers, normalizes):
+    # One FitRows per preprocessing: its moment families share one pass.
+    data = FitRows(new, old, _preprocessing(old, new, c, z, fit_rows), fit_rows)
+    for name, values in grid.items():
+      spec = get_family(name)
+      for value in values:
+        hp = resolve_hparams(name, value)
+        try:
+          spec.check(hp, d_new, d_old)
+        except InputError as e:
+          if (c, z) == (centers[0], normalizes[0]):  # once, not per preprocessing
+            skipped.append((name, hp, str(e)))
+          continue
+        bridge = _fit_rows(data, name, hp, seed)
+        hit, overlap = query_scores(
+          index, bridge.apply(new[val_rows]), queries_of, k, truth=truth
+        )
+        per_query.append((hit + overlap) / 2.0)
+        tried.append(
+          Candidate(
+            family=name,
+            hparams=hp,
+            score=float(per_query[-1].mean()),
+            num_params=bridge.num_params,
+            center=c,
+            normalize=z,
+            self_recall=float(hit.mean()),
+            overlap=float(overlap.mean()),
+          )
+        )
   if not tried:
     raise InputError(
       f"no bridge family can map {d_new} -> {d_old} dims with the grid given"
     )
-  chosen, se = choose([c.score for c in tried], [c.num_params for c in tried], held)
+  chosen, se = choose(per_query, [c.num_params for c in tried])
+  tried = [
+    dataclasses.replace(c, standard_error=float(e))
+    for c, e in zip(tried, se, strict=True)
+  ]
   choice = tried[chosen]
   final = _fit_one(
-    old, new, choice.family, choice.hparams, center, normalize, seed, None
+    old, new, choice.family, choice.hparams, choice.center, choice.normalize, seed, None
   )
+  best = int(np.argmax(np.stack(per_query).mean(axis=1)))  # as choose's
   selection = Selection(
-    tuple(tried), chosen, se, k, fit_rows, val_rows, index_rows, tuple(skipped)
+    tuple(tried), chosen, best, k, fit_rows, val_rows, index_rows, tuple(skipped)
   )
   return dataclasses.replace(final, selection=selection)

@@ -11,6 +11,8 @@ out. Similarity is the cosine throughout.
 * :func:`neighbour_overlap`: of the K nearest old neighbours of the true old
   vector (itself left out), the share the bridged vector also finds among
   its K nearest (itself left out).
+* :func:`query_scores`: both, per query and unsampled (what
+  ``fit(family="auto")`` scores its candidates by).
 * :func:`class_retrieval`: the share of a query's K nearest index rows that
   share its label (its own row left out when ``rows`` is given), for any
   query/index pair; :func:`retention` is bridged over re-indexed.
@@ -129,6 +131,51 @@ def neighbour_overlap(
   found = nearest(index, np.asarray(queries)[pick], k, exclude=rows[pick])
   shared = (truth[:, :, None] == found[:, None, :]).any(axis=2).sum(axis=1)
   return float(np.mean(shared / k))
+
+
+def query_scores(index, queries, rows, k: int = 10, truth=None):
+  """Per query, unsampled: ``(hit, overlap)`` of :func:`self_recall` and
+  :func:`neighbour_overlap`, from one neighbour search of ``k + 1``.
+
+  The ``k`` neighbours with the query's own row left out are the ``k + 1``
+  nearest less that row (or the first ``k`` when it is not among them).
+
+  Args:
+    index: ``(n_index, d)``, at least 2 rows.
+    queries: ``(n_q, d)``.
+    rows: ``(n_q,)`` the index row each query stands for.
+    k: the K of both (at most ``n_index`` for hits, ``n_index - 1`` for the
+      overlap).
+    truth: ``(n_q, k')`` the true old vectors' neighbours as
+      :func:`query_truth` gives them, when computed once for many queries.
+
+  Returns:
+    ``hit`` ``(n_q,)`` 1.0 where the own row is among the ``k`` nearest,
+    ``overlap`` ``(n_q,)`` the share of the truth's neighbours found.
+  """
+  index = _matrix("index", index)
+  rows = _rows(rows, queries, index)
+  if len(index) < 2:
+    raise InputError(
+      f"query_scores needs an index of at least 2 rows, got {len(index)}"
+    )
+  if truth is None:
+    truth = query_truth(index, rows, k)
+  k_hit, k_overlap = min(k, len(index)), truth.shape[1]
+  found = nearest(index, queries, min(k + 1, len(index)))
+  mine = found == rows[:, None]
+  hit = mine[:, :k_hit].any(axis=1).astype(np.float64)
+  # Drop the own row from each list (stable), then keep k' neighbours.
+  order = np.argsort(mine, axis=1, kind="stable")
+  others = np.take_along_axis(found, order, axis=1)[:, :k_overlap]
+  shared = (truth[:, :, None] == others[:, None, :]).any(axis=2).sum(axis=1)
+  return hit, shared / k_overlap
+
+
+def query_truth(index, rows, k: int = 10) -> np.ndarray:
+  """``(n_q, min(k, n_index - 1))`` neighbours of ``index[rows]``, itself left out."""
+  index, rows = _matrix("index", index), np.asarray(rows)
+  return nearest(index, index[rows], min(k, len(index) - 1), exclude=rows)
 
 
 def class_retrieval(

@@ -209,17 +209,20 @@ def selection_lines(s: dict) -> list[str]:
   """``auto``'s rule and its candidates' validation scores."""
   lines = [
     "",
-    f"auto: validation Recall@{s['k']} on {s['validation_rows']} rows; "
-    f"ties within one standard error ({s['standard_error']:.4f}) go to "
-    "fewer parameters",
+    f"auto: on {s['validation_rows']} validation rows, score = mean of "
+    f"self-retrieval Recall@{s['k']} and neighbour overlap@{s['k']}; a "
+    "candidate within one standard error of its per-query difference from "
+    "the best is tied with it, and ties go to fewer parameters",
     "",
-    "| family | hparams | parameters | validation score | chosen |",
-    "|---|---|---|---|---|",
+    "| family | hparams | centred | normalised | parameters | validation "
+    "score | recall | overlap | se of gap | chosen |",
+    "|---|---|---|---|---|---|---|---|---|---|",
   ]
   for i, c in enumerate(s["candidates"]):
     chosen = "yes" if i == s["chosen"] else ""
     lines.append(
-      f"| {c['family']} | {c['hparams']} | {c['num_params']} | "
-      f"{c['score']:.4f} | {chosen} |"
+      f"| {c['family']} | {c['hparams']} | {c['center']} | {c['normalize']} | "
+      f"{c['num_params']} | {c['score']:.4f} | {c['self_recall']:.4f} | "
+      f"{c['overlap']:.4f} | {c['standard_error']:.4f} | {chosen} |"
     )
   return lines
