@@ -56,7 +56,7 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from bcjax import align
+from bcjax import align, environment
 from bcjax.align import blend, report
 from bcjax.align.inputs import labels_of, load_labels, load_version
 from bcjax.errors import InputError, exit_on_user_error
@@ -180,6 +180,7 @@ def run_versions(
     The results (the newest bridge's at the top level; every bridge's under
     ``steps`` with three or more versions).
   """
+  started = environment.now()
   if len(paths) < 2:
     raise InputError(f"need two or more versions (oldest first), got {len(paths)}")
   if kind not in ("item", "user"):
@@ -226,6 +227,11 @@ def run_versions(
       "old": os.path.abspath(paths[version - 1]),
       "new": os.path.abspath(paths[version]),
       "version": version,
+      "ids": {
+        "matched": len(new_rows),
+        "old_only": len(old_ids) - len(old_rows),
+        "new_only": len(new_ids) - len(new_rows),
+      },
       **step,
     }
     steps.append(step)
@@ -248,6 +254,7 @@ def run_versions(
   )
   results = {
     **steps[-1],
+    "environment": environment.record(started),
     "versions": [os.path.abspath(p) for p in paths],
     "labels": None if labels_path is None else os.path.abspath(labels_path),
     "seed": seed,

@@ -49,6 +49,16 @@ def step_markdown(results: dict) -> str:
     f"### Bridge {b['d_new']} -> {b['d_old']} dims: {b['family']} "
     f"{b['hparams'] or ''}".rstrip(),
     "",
+    *(
+      [
+        f"ids: {results['ids']['matched']} in both versions, "
+        f"{results['ids']['old_only']} in the old one only, "
+        f"{results['ids']['new_only']} in the new one only",
+        "",
+      ]
+      if "ids" in results
+      else []
+    ),
     f"rows: {rows['fit']} fit, {rows['validation']} validation, {rows['test']} "
     f"test (queries; the index is all {m['index']} old vectors); centred: "
     f"{b['center']}, normalised: {b['normalize']}",
