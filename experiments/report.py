@@ -13,7 +13,9 @@ this command writes from them, each between its own markers:
 * ``docs/compatibility.md``: the :data:`COMPATIBILITY` run's
   ``compatibility.md``;
 * ``README.md``: a summary, one row per run: BC-Aligner's total against the
-  best other strategy's, and their paired difference.
+  best other strategy's, and their paired difference;
+* ``docs/align.md`` and a small table in ``README.md``: the committed
+  ``experiments.align`` run (:mod:`experiments.align_report`).
 
   python -m experiments.report            # rewrite all three
   python -m experiments.report --check    # exit 1 if any is stale
@@ -38,12 +40,16 @@ from bcjax.evaluation.table_records import (
   read_table,
 )
 from bcjax.storage import atomic_files
+from experiments import align_report
 
 flags.DEFINE_string("results_dir", "experiments/results", "Committed runs.")
 flags.DEFINE_string("readme", "README.md", "The README: its results summary.")
 flags.DEFINE_string("results_page", "docs/results.md", "The full results page.")
 flags.DEFINE_string(
   "compatibility_page", "docs/compatibility.md", "The compatibility analytics page."
+)
+flags.DEFINE_string(
+  "align_page", "docs/align.md", "The bring-your-own-embeddings page."
 )
 flags.DEFINE_bool("check", False, "Only check that every page is up to date.")
 FLAGS = flags.FLAGS
@@ -556,9 +562,14 @@ def rendered_pages(
   readme: str = "README.md",
   results_page: str = "docs/results.md",
   compatibility_page: str = "docs/compatibility.md",
+  align_page: str | None = None,
 ) -> dict[str, tuple[str, str]]:
-  """Every generated page: its path -> (its text now, its text rendered)."""
-  blocks = (
+  """Every generated page: its path -> (its text now, its text rendered).
+
+  With ``align_page``, the committed align run's blocks too (on that page
+  and in the README).
+  """
+  blocks = [
     (
       readme,
       summary(
@@ -581,13 +592,36 @@ def rendered_pages(
       BEGIN_COMPATIBILITY,
       END_COMPATIBILITY,
     ),
-  )
+  ]
+  if align_page is not None:
+    blocks += [
+      (
+        readme,
+        align_report.summary(results_dir, _relative(align_page, readme)),
+        align_report.BEGIN_SUMMARY,
+        align_report.END_SUMMARY,
+      ),
+      (
+        align_page,
+        align_report.section(
+          results_dir,
+          os.path.dirname(os.path.abspath(align_page)),
+          _provenance,
+          code_drift,
+          _demoted,
+        ),
+        align_report.BEGIN,
+        align_report.END,
+      ),
+    ]
   out = {}
   for path, block, begin, end in blocks:
-    with open(path) as f:
-      text = f.read()
+    if path not in out:
+      with open(path) as f:
+        out[path] = (f.read(),) * 2
+    text, rendered = out[path]
     try:
-      out[path] = (text, replaced(text, block, begin, end))
+      out[path] = (text, replaced(rendered, block, begin, end))
     except ValueError as e:
       raise ValueError(f"{path}: {e}") from None
   return out
@@ -604,9 +638,12 @@ def update(
   results_page: str,
   compatibility_page: str,
   check: bool = False,
+  align_page: str | None = None,
 ) -> int:
   """Rewrites every stale page (with ``check``: only says which); exit status."""
-  pages = rendered_pages(results_dir, readme, results_page, compatibility_page)
+  pages = rendered_pages(
+    results_dir, readme, results_page, compatibility_page, align_page
+  )
   stale = [
     path for path, (text, new) in pages.items() if _settled(text) != _settled(new)
   ]
@@ -632,6 +669,7 @@ def main(argv):
     FLAGS.results_page,
     FLAGS.compatibility_page,
     FLAGS.check,
+    FLAGS.align_page,
   )
 
 
