@@ -63,9 +63,9 @@ import numpy as np
 from absl import app, flags
 
 from bcjax import align
+from bcjax.align.protocol import match, split_ids
 from bcjax.evaluation.intervals import mean_interval, paired_difference
 from bcjax.storage.atomic_files import atomic_open, write_json
-from experiments.align import match, split_ids
 
 FLAGS = flags.FLAGS
 

@@ -29,6 +29,23 @@ their bridged new ones, ``slerp(old, bridged, alpha)``, with ``alpha``
 chosen by class retrieval on validation rows split from the training rows
 (without labels there is no blending row, and the table says so).
 
+With labels, two more results (:mod:`bcjax.align.protocol`'s
+``labelled_results``): consumers (a logistic regression and a small MLP,
+:mod:`bcjax.align.consumers`) trained on the training rows' old vectors and
+scored on the test rows' bridged ones, with their negative-flip rate (off
+with ``--noconsumers``); and the answer bridge / re-index / no upgrade
+needed (:mod:`bcjax.align.decision`) from ``--min_gain`` (re-indexed over
+old class retrieval) and ``--min_retention`` (bridged over re-indexed),
+judged by their 95% intervals over ``--decision_splits`` test splits (seeds
+``seed, seed + 1, ...``, the served family refitted on each). Without
+labels the table says in one line that these need labels. Every bridge's
+fit time and serving time per million rows are reported.
+
+With three or more versions an id is a test id of every bridge or of none
+(:func:`bcjax.align.protocol.step_splits`), and the newest version's test
+rows are also served through the whole chain at each older version and
+measured there (``chains``).
+
 With ``--backfill`` (the default) a forward map ``F: old -> new`` is fitted
 on the training rows too (the same family flags) and measured on the test
 rows' old vectors, and the backfilling curves of :mod:`bcjax.align.backfill`
@@ -37,7 +54,8 @@ new vectors row by row, in residual orders and a random one.
 
 Writes ``WORKDIR/results.json`` (flags, split sizes, the newest bridge,
 auto's candidates, the measures, ``blend``, ``forward``, ``backfill``; with
-three or more versions every bridge's under ``steps``), ``WORKDIR/table.md``,
+three or more versions every bridge's under ``steps`` and the chains' under
+``chains``), ``WORKDIR/table.md``,
 ``WORKDIR/backfill_<k>.png`` (bridge ``k``'s backfilling curves),
 ``WORKDIR/bridge.npz`` (the newest bridge; :func:`bcjax.align.load` reads it),
 for an affine bridge ``WORKDIR/bridge_affine.npz`` (matrix, bias and means for
@@ -51,14 +69,13 @@ Bad input is one ``error:`` line and exit status 2.
 from __future__ import annotations
 
 import os
-import time
 
-import numpy as np
 from absl import app, flags, logging
 
 from bcjax import align, environment
-from bcjax.align import blend, report
+from bcjax.align import decision, report
 from bcjax.align.inputs import labels_of, load_labels, load_version
+from bcjax.align.protocol import chain_results, fit_step, match, step_splits
 from bcjax.errors import InputError, exit_on_user_error
 from bcjax.storage.atomic_files import atomic_open, write_json
 
@@ -105,31 +122,21 @@ def define_flags() -> None:
   flags.DEFINE_bool(
     "backfill", True, "Fit the forward map (old -> new) and measure backfilling."
   )
+  flags.DEFINE_bool(
+    "consumers",
+    True,
+    "With labels: train consumers on old vectors, score them on bridged ones.",
+  )
+  flags.DEFINE_integer(
+    "decision_splits", 5, "With labels: test splits the bridge / re-index answer uses."
+  )
+  flags.DEFINE_float(
+    "min_gain", 1.02, "The least re-indexed / old class retrieval worth upgrading for."
+  )
+  flags.DEFINE_float(
+    "min_retention", 0.95, "The least bridged / re-indexed class retrieval to bridge."
+  )
   flags.mark_flags_as_required(["workdir"])
-
-
-def split_ids(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """``(train, test)`` sorted row ids, seeded."""
-  if not 0.0 < test_fraction < 1.0:
-    raise InputError(f"--test_fraction must be in (0, 1), got {test_fraction}")
-  held = min(max(1, round(test_fraction * n)), n - 1)
-  order = np.random.default_rng([seed, 25]).permutation(n)
-  return np.sort(order[held:]), np.sort(order[:held])
-
-
-def match(old_ids: np.ndarray, new_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """``(old_rows, new_rows)`` of the ids both versions have, in the new version's order."""
-  if len(old_ids) == len(new_ids) and np.array_equal(old_ids, new_ids):
-    rows = np.arange(len(new_ids))
-    return rows, rows
-  where = {key: row for row, key in enumerate(old_ids.tolist())}
-  pairs = [
-    (where[key], row) for row, key in enumerate(new_ids.tolist()) if key in where
-  ]
-  if not pairs:
-    return np.zeros(0, np.int64), np.zeros(0, np.int64)
-  old_rows, new_rows = np.asarray(pairs, np.int64).T
-  return old_rows, new_rows
 
 
 def run(
@@ -158,6 +165,9 @@ def run_versions(
   k: int = 10,
   max_queries: int = 10_000,
   backfill: bool = True,
+  consumers: bool = True,
+  decision_splits: int = 5,
+  thresholds: decision.Thresholds | None = None,
   kind: str = "item",
   names: tuple[str, ...] | None = None,
 ) -> dict:
@@ -172,6 +182,11 @@ def run_versions(
     k: K of the measures.
     max_queries: test queries sampled at most.
     backfill: fit the forward map and measure backfilling.
+    consumers: with labels, train consumers on old vectors and score them on
+      bridged ones (:mod:`bcjax.align.consumers`).
+    decision_splits: with labels, the test splits the bridge / re-index /
+      no-upgrade answer is judged over (:mod:`bcjax.align.decision`).
+    thresholds: that answer's thresholds.
     kind: ``"item"`` or ``"user"``: what the store serves.
     names: the flags that named the files, for messages (default
       ``versions[k]``).
@@ -200,20 +215,33 @@ def run_versions(
   labels = None
   if labels_path is not None:
     labels = load_labels(labels_path, [ids for ids, _ in loaded])
-  steps, bridges = [], []
+  matched = []
   for version in range(1, len(paths)):
-    (old_ids, old_all), (new_ids, new_all) = loaded[version - 1], loaded[version]
+    (old_ids, _), (new_ids, _) = loaded[version - 1], loaded[version]
     old_rows, new_rows = match(old_ids, new_ids)
     if len(new_rows) < 2:
       raise InputError(
         f"versions {version - 1} and {version} share {len(new_rows)} ids; a bridge "
         "needs rows of the same ids in both"
       )
+    matched.append((old_rows, new_rows))
+  splits = step_splits(
+    [loaded[v][0][matched[v - 1][1]] for v in range(1, len(paths))],
+    test_fraction,
+    seed,
+  )
+  steps, bridges, indexes = [], [], []
+  for version in range(1, len(paths)):
+    (old_ids, old_all), (new_ids, new_all) = loaded[version - 1], loaded[version]
+    old_rows, new_rows = matched[version - 1]
     old, new = old_all[old_rows], new_all[new_rows]
+    ids = new_ids[new_rows]
+    step_labels = None if labels is None else labels_of(labels, ids, labels_path)
     bridge, step = fit_step(
       old,
       new,
-      None if labels is None else labels_of(labels, new_ids[new_rows], labels_path),
+      step_labels,
+      split=splits[version - 1],
       family=family,
       center=center,
       normalize=normalize,
@@ -222,6 +250,9 @@ def run_versions(
       k=k,
       max_queries=max_queries,
       backfill=backfill,
+      consumers=consumers,
+      decision_splits=decision_splits,
+      thresholds=thresholds,
     )
     step = {
       "old": os.path.abspath(paths[version - 1]),
@@ -236,6 +267,19 @@ def run_versions(
     }
     steps.append(step)
     bridges.append(bridge)
+    indexes.append((ids, old, step_labels))
+  chains = []
+  if len(bridges) > 1:
+    test_ids = indexes[-1][0][splits[-1][1]]
+    chains = chain_results(
+      align.Chain(bridges),
+      loaded[-1],
+      indexes,
+      test_ids,
+      k=k,
+      max_queries=max_queries,
+      seed=seed,
+    )
   os.makedirs(workdir, exist_ok=True)
   bridge = bridges[-1]
   bridge.save(os.path.join(workdir, "bridge.npz"))
@@ -261,99 +305,12 @@ def run_versions(
   }
   if len(steps) > 1:
     results["steps"] = steps
+    results["chains"] = chains
   report.plot_steps(workdir, steps)
   write_json(os.path.join(workdir, "results.json"), results)
   with atomic_open(os.path.join(workdir, "table.md")) as f:
     f.write(report.to_markdown(results))
   return results
-
-
-def fit_step(
-  old: np.ndarray,
-  new: np.ndarray,
-  labels: np.ndarray | None,
-  *,
-  family: str,
-  center: bool | None,
-  normalize: bool | None,
-  seed: int,
-  test_fraction: float,
-  k: int,
-  max_queries: int,
-  backfill: bool = True,
-) -> tuple[align.Bridge, dict]:
-  """Splits matched rows, fits on the train ids, measures on the test ids.
-
-  Args:
-    old: ``(N, d_old)`` the older version's rows.
-    new: ``(N, d_new)`` the newer version's rows of the same ids.
-    labels: ``(N,)`` labels, or None.
-    family, center, normalize, seed, test_fraction, k, max_queries,
-      backfill: see :func:`run_versions`.
-
-  Returns:
-    The bridge, and its results (split sizes, bridge, selection, measures).
-  """
-  train, test = split_ids(len(old), test_fraction, seed)
-  tick = time.perf_counter()
-  bridge = align.fit(
-    old[train], new[train], family=family, center=center, normalize=normalize, seed=seed
-  )
-  fit_seconds = time.perf_counter() - tick
-  logging.info("fitted a %s bridge in %.1fs", bridge.family, fit_seconds)
-  measures = align.measures.evaluate(
-    old,
-    new,
-    bridge.apply(new[test]),
-    test,
-    labels=labels,
-    k=k,
-    max_queries=max_queries,
-    seed=seed,
-  )
-  blended = blend.blend_results(
-    old,
-    new,
-    train,
-    test,
-    labels,
-    bridge,
-    measures.get("class_retrieval_reindexed"),
-    k=k,
-    max_queries=max_queries,
-    seed=seed,
-  )
-  forward = {}
-  if backfill:
-    forward = align.backfill.backfill_results(
-      old,
-      new,
-      train,
-      test,
-      labels,
-      bridge,
-      measures.get("class_retrieval_reindexed"),
-      k=k,
-      max_queries=max_queries,
-      seed=seed,
-      family=family,
-      center=center,
-      normalize=normalize,
-    )
-  selection = bridge.selection.summary() if bridge.selection else None
-  fit_rows = len(train) if selection is None else selection["fit_rows"]
-  return bridge, {
-    "rows": {
-      "fit": fit_rows,
-      "validation": len(train) - fit_rows,
-      "test": len(test),
-    },
-    "bridge": report.bridge_summary(bridge, fit_seconds),
-    "selection": selection,
-    "measures": measures,
-    "blend": blended,
-    **forward,
-  }
 
 
 def main(argv):
@@ -380,6 +337,9 @@ def main(argv):
       k=FLAGS.k,
       max_queries=FLAGS.max_queries,
       backfill=FLAGS.backfill,
+      consumers=FLAGS.consumers,
+      decision_splits=FLAGS.decision_splits,
+      thresholds=decision.Thresholds(FLAGS.min_gain, FLAGS.min_retention),
     )
   print(report.to_markdown(results))
 

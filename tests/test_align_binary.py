@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bcjax import align
-from bcjax.align import backfill, blend
+from bcjax.align import backfill, blend, protocol
 from bcjax.errors import InputError
 from experiments import align as binary
 from tests.conftest import ROOT, run_module
@@ -42,7 +42,7 @@ def test_fits_on_train_ids_and_measures_on_test_ids(files):
     center=True,
     seed=3,
   )
-  train, test = binary.split_ids(200, 0.2, 3)
+  train, test = protocol.split_ids(200, 0.2, 3)
   assert len(test) == 40 and not set(train) & set(test)
   assert grid_free["rows"] == {"fit": 160, "validation": 0, "test": 40}
   # The bridge saw only the train ids.
@@ -135,7 +135,7 @@ def test_labels_follow_the_files_ids_when_versions_hold_different_ids(files):
     backfill=False,
   )
   matched_old, matched_new = old[20:180], new[20:180]
-  train, test = binary.split_ids(160, 0.2, 1)
+  train, test = protocol.split_ids(160, 0.2, 1)
   alone = align.fit(matched_old[train], matched_new[train], family="linear")
   want = align.measures.evaluate(
     matched_old,
@@ -177,7 +177,7 @@ def test_blending_row_with_labels_and_one_line_without(files):
   args = (str(tmp / "old.npy"), str(tmp / "new.npy"))
   results = binary.run(work, *args, str(tmp / "labels.csv"), family="linear", seed=3)
   b = results["blend"]
-  train, test = binary.split_ids(200, 0.2, 3)
+  train, test = protocol.split_ids(200, 0.2, 3)
   choice = blend.select_alpha(
     old,
     new,
@@ -222,7 +222,7 @@ def test_forward_map_and_backfilling_rows_and_plot(files):
   work = tmp / "fwd"
   args = (str(tmp / "old.npy"), str(tmp / "new.npy"))
   results = binary.run(str(work), *args, str(tmp / "labels.csv"), family="linear")
-  train, test = binary.split_ids(200, 0.2, 0)
+  train, test = protocol.split_ids(200, 0.2, 0)
   bridge = align.load(str(work / "bridge.npz"))
   want = backfill.backfill_results(
     old,
@@ -261,3 +261,60 @@ def test_forward_map_and_backfilling_rows_and_plot(files):
     "self-retrieval Recall@10 as the re-embedded share"
     in (tmp / "self" / "table.md").read_text()
   )
+
+
+def test_consumers_and_the_answer_with_labels_one_line_without(files):
+  tmp, old, new, labels = files
+  args = (str(tmp / "old.npy"), str(tmp / "new.npy"))
+  work = tmp / "judged"
+  results = binary.run(
+    str(work),
+    *args,
+    str(tmp / "labels.csv"),
+    family="linear",
+    seed=3,
+    decision_splits=3,
+  )
+  d = results["decision"]
+  assert d["splits"] == 3 and len(d["per_split"]) == 3
+  assert d["answer"] in ("bridge", "re-index", "no upgrade needed", "unresolved")
+  # The first split is the served bridge's own: its ratios are the table's.
+  m = results["measures"]
+  first = d["per_split"][0]
+  assert first["reindexed"] == pytest.approx(m["class_retrieval_reindexed"])
+  assert first["old"] == pytest.approx(m["class_retrieval_old"])
+  assert first["retention"] == pytest.approx(m["retention"], abs=1e-6)
+  c = results["consumers"]
+  assert set(c) == set(align.consumers.CONSUMERS)
+  for row in c.values():
+    assert 0 <= row["negative_flip_rate"] <= 1 - row["accuracy_bridged"] + 1e-9
+    assert "accuracy_blended" in row
+  assert results["bridge"]["serve_seconds_per_million"] > 0
+  table = (work / "table.md").read_text()
+  assert f"answer: **{d['answer']}**: " in table
+  assert "| logistic regression | " in table and "| mlp | " in table
+  assert "s per million rows" in table
+
+  bare = binary.run(str(tmp / "bare"), *args, family="linear", seed=3)
+  assert bare["decision"] == {"skipped": align.decision.NO_LABELS}
+  assert "consumers" not in bare
+  assert (
+    f"\nanswer: {align.decision.NO_LABELS}\n" in (tmp / "bare" / "table.md").read_text()
+  )
+  quiet = binary.run(
+    str(tmp / "quiet"),
+    *args,
+    str(tmp / "labels.csv"),
+    family="linear",
+    consumers=False,
+    decision_splits=1,
+  )
+  assert "consumers" not in quiet and quiet["decision"]["retention"]["low"] is None
+  with pytest.raises(InputError, match="--decision_splits must be 1 or more"):
+    binary.run(
+      str(tmp / "none"),
+      *args,
+      str(tmp / "labels.csv"),
+      family="linear",
+      decision_splits=0,
+    )

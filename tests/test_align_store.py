@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bcjax import align, registry
+from bcjax.align import protocol
 from bcjax.errors import InputError
 from experiments import align as binary
 from tests.conftest import ROOT, run_module
@@ -49,6 +50,7 @@ def test_the_binary_writes_a_store_the_registry_serves_by_id_and_row(tmp_path):
   # shared; the store serves all 120 of the newest version.
   assert [sum(s["rows"].values()) for s in results["steps"]] == [110, 110]
   assert "## Bridge 2: version 2 -> 1" in open(os.path.join(work, "table.md")).read()
+  _check_chain_scores(results, paths, tmp_path)
 
   reg = registry.open(work)
   assert isinstance(reg, align.AlignRegistry)
@@ -69,6 +71,33 @@ def test_the_binary_writes_a_store_the_registry_serves_by_id_and_row(tmp_path):
   # The centred chain fits: version 0 of the test ids is close to the truth.
   assert np.abs(reg.embeddings(version=0) - v0).mean() < 0.1 * np.abs(v0).mean()
   assert reg.metadata(1)["bridge"] == "linear" and reg.metadata(0)["dim"] == 5
+
+
+def _check_chain_scores(results, paths, tmp_path):
+  """The chain's row equals both bridges applied by hand to held-out ids."""
+  loaded = [np.load(p) for p in paths]
+  ids = [f["ids"] for f in loaded]
+  emb = [f["embeddings"] for f in loaded]
+  # Bridge 1's matched ids in version 1's order, and the newest's test ids.
+  old_rows, new_rows = protocol.match(ids[0], ids[1])
+  matched = ids[1][new_rows]
+  newest = ids[2][protocol.match(ids[1], ids[2])[1]]
+  splits = protocol.step_splits([matched, newest], 0.2, 0)
+  test_ids = newest[splits[1][1]]
+  # No id held out by the newest bridge was fitted on by the older one.
+  assert not set(matched[splits[0][0]]) & set(test_ids)
+  assert set(matched) & set(test_ids) <= set(matched[splits[0][1]])
+  rows = np.flatnonzero(np.isin(matched, test_ids))
+  b1 = align.load(os.path.join(tmp_path / "work", "store", "bridge_1.npz"))
+  b2 = align.load(os.path.join(tmp_path / "work", "store", "bridge_2.npz"))
+  where = {k: i for i, k in enumerate(ids[2].tolist())}
+  served = b1.apply(b2.apply(emb[2][[where[k] for k in matched[rows].tolist()]]))
+  want = align.measures.evaluate(emb[0][old_rows], None, served, rows, k=10)
+  (chain,) = results["chains"]
+  assert chain["version"] == 0 and chain["bridges"] == 2
+  assert chain["measures"]["queries"] == len(rows) > 0
+  for key in ("mse", "mean_cosine", "self_recall", "neighbour_overlap"):
+    assert chain["measures"][key] == pytest.approx(want[key], abs=1e-5)
 
 
 def test_the_store_refuses_bad_requests_in_one_line(tmp_path):

@@ -33,6 +33,10 @@ behind them. (Backward transforms trained *with* an embedding model live in
 * :mod:`bcjax.align.backfill`: a forward map ``F: old -> new``, backfilling
   orders (largest residual first; random) and the backfilling curve and its
   area as a mixed index moves to the new model.
+* :mod:`bcjax.align.consumers`: a logistic regression and a small MLP
+  trained on old vectors, scored on bridged ones, with the negative-flip rate.
+* :mod:`bcjax.align.decision`: bridge, re-index or no upgrade needed, from
+  thresholds on retention and upgrade gain judged by intervals over splits.
 * :mod:`bcjax.align.report`: the Markdown tables of ``experiments.align``.
 
 Example::
@@ -45,7 +49,7 @@ Example::
   bridge.export_npz("bridge.npz")                # matrix, bias, means
 """
 
-from bcjax.align import backfill, blend, measures, store
+from bcjax.align import backfill, blend, consumers, decision, measures, store
 from bcjax.align.bridge import Bridge, check_rows, load
 from bcjax.align.chain import Chain, load_chain
 from bcjax.align.families import (
@@ -79,6 +83,8 @@ __all__ = [
   "backfill",
   "blend",
   "check_rows",
+  "consumers",
+  "decision",
   "choose",
   "fit",
   "get_family",

@@ -269,7 +269,8 @@ def evaluate(
 
   Args:
     old: ``(N, d_old)`` old vectors of every row: the index.
-    new: ``(N, d_new)`` new vectors of every row: the re-indexed index.
+    new: ``(N, d_new)`` new vectors of every row: the re-indexed index
+      (None: no re-indexed measures, as for a chain of bridges).
     bridged: ``(len(rows), d_old)`` the bridge applied to ``new[rows]``.
     rows: ``(n_q,)`` the query rows (e.g. a test split).
     labels: ``(N,)`` a label per row, for class retrieval (None: skipped).
@@ -283,9 +284,11 @@ def evaluate(
     index, of the old queries against it (``class_retrieval_old``, what
     consumers of the old version had) and of new queries against the new
     index (``class_retrieval_reindexed``), and ``retention`` (bridged over
-    re-indexed). A query's own row is left out of its class neighbours.
+    re-indexed); where the widths match, ``class_retrieval_unbridged`` (new
+    queries against the old index, the no-bridge baseline). A query's own
+    row is left out of its class neighbours.
   """
-  old, new, rows = np.asarray(old), np.asarray(new), np.asarray(rows)
+  old, rows = np.asarray(old), np.asarray(rows)
   sample = {"max_queries": max_queries, "seed": seed}
   out = {
     "queries": int(len(rows)),
@@ -305,8 +308,13 @@ def evaluate(
 
     out["class_retrieval"] = classes(old, bridged)
     out["class_retrieval_old"] = classes(old, old[rows])
-    out["class_retrieval_reindexed"] = classes(new, new[rows])
-    out["retention"] = retention(
-      out["class_retrieval"], out["class_retrieval_reindexed"]
-    )
+    if new is not None:
+      new = np.asarray(new)
+      out["class_retrieval_reindexed"] = classes(new, new[rows])
+      if new.shape[1] == old.shape[1]:
+        # What serving new vectors into the old index with no bridge gives.
+        out["class_retrieval_unbridged"] = classes(old, new[rows])
+      out["retention"] = retention(
+        out["class_retrieval"], out["class_retrieval_reindexed"]
+      )
   return out

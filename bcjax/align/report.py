@@ -4,7 +4,9 @@ A step's results (what :func:`experiments.align.fit_step` returns) become
 one section: the split, the measures on the test rows, the blending row
 (:mod:`bcjax.align.blend`; a line saying why there is none without labels),
 the forward map's measures and the backfilling curves' areas
-(:mod:`bcjax.align.backfill`), and ``auto``'s candidates;
+(:mod:`bcjax.align.backfill`), the costs, the bridge / re-index answer
+(:mod:`bcjax.align.decision`), the consumers (:mod:`bcjax.align.consumers`)
+and ``auto``'s candidates;
 :func:`plot_backfill` draws the backfilling curves.
 """
 
@@ -26,6 +28,7 @@ MEASURES = (
   ("class_retrieval", "class retrieval@{k}, bridged vs old index"),
   ("class_retrieval_old", "class retrieval@{k}, old vs old index"),
   ("class_retrieval_reindexed", "class retrieval@{k}, re-indexed (new vs new)"),
+  ("class_retrieval_unbridged", "class retrieval@{k}, no bridge (new vs old index)"),
   ("retention", "retention (bridged / re-indexed)"),
 )
 
@@ -35,11 +38,51 @@ def to_markdown(results: dict) -> str:
   steps = results.get("steps")
   if not steps:
     return step_markdown(results)
-  return "\n".join(
+  text = "\n".join(
     f"## Bridge {s['version']}: version {s['version']} -> {s['version'] - 1}\n\n"
     + step_markdown(s)
     for s in steps
   )
+  return text + chain_markdown(results.get("chains") or [], len(steps))
+
+
+CHAIN_MEASURES = MEASURES[:6]
+
+
+def chain_markdown(chains: list[dict], latest: int) -> str:
+  """The newest test rows served at each older version through the chain."""
+  if not chains:
+    return ""
+  shown = [
+    (key, name)
+    for key, name in CHAIN_MEASURES
+    if any(key in c.get("measures", {}) for c in chains)
+  ]
+  k = next(c["measures"]["k"] for c in chains if "measures" in c) if shown else 10
+  head = "| served at version | bridges | queries | " + " | ".join(
+    name.format(k=k) for _, name in shown
+  )
+  lines = [
+    "",
+    f"## Chains: version {latest}'s test rows served at older versions",
+    "",
+    "Each row applies the bridges from the newest version down to the one "
+    "named (collapsed into one affine map where they all are affine); the "
+    "index is that version's vectors of the ids its bridge matched, the "
+    "queries the newest bridge's test ids found there (held out of every "
+    "bridge).",
+    "",
+    head + " |",
+    "|---" * (head.count("|") + 1) + "|",
+  ]
+  for c in chains:
+    if "skipped" in c:
+      lines.append(f"| {c['version']} | {c['bridges']} | {c['skipped']} |")
+      continue
+    m = c["measures"]
+    cells = " | ".join(f"{m[key]:.4f}" if key in m else "" for key, _ in shown)
+    lines.append(f"| {c['version']} | {c['bridges']} | {m['queries']} | {cells} |")
+  return "\n".join(lines) + "\n"
 
 
 def step_markdown(results: dict) -> str:
@@ -70,6 +113,11 @@ def step_markdown(results: dict) -> str:
     if key in m:
       lines.append(f"| {name.format(k=m['k'])} | {m[key]:.4f} |")
   lines += blend_lines(results.get("blend"), m["k"])
+  lines += cost_lines(b)
+  if results.get("decision"):
+    lines += decision_lines(results["decision"], m["k"])
+  if results.get("consumers"):
+    lines += consumer_lines(results["consumers"])
   if results.get("forward"):
     lines += forward_lines(results["forward"], m["k"])
   if results.get("backfill"):
@@ -97,6 +145,53 @@ def blend_lines(blend: dict | None, k: int) -> list[str]:
     f"{val['fit_rows']} training rows): "
     + ", ".join(f"{alpha} {score:.4f}" for alpha, score in val["scores"].items()),
   ]
+
+
+def cost_lines(bridge: dict) -> list[str]:
+  """The bridge's fit time and serving time per million rows."""
+  serve = bridge.get("serve_seconds_per_million")
+  return [
+    "",
+    f"costs: fit {bridge['fit_seconds']:.2f} s"
+    + ("" if serve is None else f"; serving {serve:.3f} s per million rows"),
+  ]
+
+
+def _interval(s: dict) -> str:
+  if s["low"] is None:
+    return f"{s['mean']:.4f}"
+  return f"{s['mean']:.4f} [{s['low']:.4f}, {s['high']:.4f}]"
+
+
+def decision_lines(d: dict, k: int) -> list[str]:
+  """The bridge / re-index / no-upgrade answer and its evidence, or why none."""
+  if "skipped" in d:
+    return ["", f"answer: {d['skipped']}"]
+  t = d["thresholds"]
+  return [
+    "",
+    f"answer: **{d['answer']}**: {d['reason']} (class retrieval@{k} over "
+    f"{d['splits']} test splits, mean [95% interval]: upgrade gain "
+    f"{_interval(d['upgrade_gain'])}, threshold {t['min_gain']:g}; retention "
+    f"{_interval(d['retention'])}, threshold {t['min_retention']:g})",
+  ]
+
+
+def consumer_lines(consumers: dict) -> list[str]:
+  """Each consumer's accuracy on old, bridged (and blended) test vectors."""
+  blended = any("accuracy_blended" in c for c in consumers.values())
+  head = "| consumer (trained on old vectors) | accuracy, old | accuracy, bridged "
+  head += "| negative flips, bridged "
+  head += "| accuracy, blended | negative flips, blended " if blended else ""
+  head += "| retrained on new vectors |"
+  lines = ["", head, "|---" * (head.count("|") - 1) + "|"]
+  for name, c in consumers.items():
+    cells = [c["accuracy_old"], c["accuracy_bridged"], c["negative_flip_rate"]]
+    if blended:
+      cells += [c["accuracy_blended"], c["negative_flip_rate_blended"]]
+    cells.append(c["accuracy_retrained"])
+    lines.append(f"| {name} | " + " | ".join(f"{v:.4f}" for v in cells) + " |")
+  return lines
 
 
 FORWARD = (
