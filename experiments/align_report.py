@@ -9,7 +9,8 @@ experiments.report`` writes from it, each between its markers:
 * ``docs/align.md``: the commands that made it, what ran, and its
   ``table.md`` whole (measures, blending, forward map, backfilling, auto's
   candidates) with the backfilling plot;
-* ``README.md``: a few of its measures in one small table.
+* ``README.md``: a few of its measures in one small table, and the bridge /
+  re-index / no-upgrade answer.
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ SUMMARY_ROWS = (
   (("measures", "class_retrieval"), "genre retrieval@10, bridged vs old index"),
   (("measures", "retention"), "retention: bridged / re-indexed"),
   (("blend", "test", "retention"), "retention, blended with the stored vector (SLERP)"),
+  (
+    ("consumers", "logistic regression", "negative_flip_rate"),
+    "negative flips of a logistic regression trained on old vectors, fed bridged",
+  ),
+  (
+    ("consumers", "mlp", "negative_flip_rate"),
+    "negative flips of a small MLP trained on old vectors, fed bridged",
+  ),
 )
 
 
@@ -139,4 +148,20 @@ def summary(results_dir: str, link: str) -> str:
     value = _value(results, keys)
     if value is not None:
       parts.append(f"| {name} | {value:.4f} |")
+  answer = results.get("decision") or {}
+  if "answer" in answer:
+    gain, kept = answer["upgrade_gain"], answer["retention"]
+    parts += [
+      "",
+      f"Answer: **{answer['answer']}**. Over {answer['splits']} test splits, "
+      f"upgrade gain {_interval(gain)} against a threshold of "
+      f"{answer['thresholds']['min_gain']:g}, retention {_interval(kept)} "
+      f"against {answer['thresholds']['min_retention']:g} (mean [95% interval]).",
+    ]
   return "\n".join([*parts, "", END_SUMMARY])
+
+
+def _interval(s: dict) -> str:
+  if s["low"] is None:
+    return f"{s['mean']:.3f}"
+  return f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"

@@ -41,6 +41,7 @@ def test_shipped_configs_are_valid(module):
     ),
     (lambda c: setattr(c, "num_devices", -1), "num_devices must be 0"),
     (lambda c: setattr(c, "num_seeds", 0), "config.num_seeds must be a positive"),
+    (lambda c: setattr(c, "patience", -5), "config.patience must be 0 .* got -5"),
     (lambda c: setattr(c, "taus", (0.5, 0.4, 1.0)), "taus must be increasing"),
     (lambda c: setattr(c, "weight_decay", -1.0), "weight_decay must be >= 0"),
     (

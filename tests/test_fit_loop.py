@@ -110,3 +110,51 @@ def test_one_epoch_has_no_timed_epochs():
   parts = _parts({1: 0.3}, every=1, last=1)
   _, seconds = run_epochs(0, parts, BestEpoch(0, 1), epochs=1)
   assert seconds == 0.0
+
+
+def test_patience_stops_at_the_first_evaluation_that_finds_the_kept_epoch_stale():
+  log = []
+  # Epoch 4 is the best; at epoch 8 it is 4 epochs old: patience 4 stops there.
+  scores = {2: 0.5, 4: 0.9, 6: 0.8, 8: 0.85, 10: 0.99, 12: 0.99}
+  selection = BestEpoch(keep_after=0, last_epoch=12)
+  state, _ = run_epochs(
+    0, _parts(scores, log=log, last=12), selection, epochs=12, patience=4
+  )
+  assert state == 8 and selection.epoch == 4
+  assert [e[1] for e in log if e[0] == "evaluate"] == [2, 4, 6, 8]
+  # Patience 0 (and a patience longer than the fit) trains every epoch.
+  for patience in (0, 20):
+    best = BestEpoch(keep_after=0, last_epoch=12)
+    state, _ = run_epochs(
+      0, _parts(scores, last=12), best, epochs=12, patience=patience
+    )
+    assert state == 12 and best.epoch == 10
+
+
+def test_patience_waits_for_a_kept_epoch_and_a_stale_resume_runs_nothing():
+  # keep_after=5: nothing is kept at 2 and 4, so nothing is stale there.
+  scores = {2: 0.9, 4: 0.9, 6: 0.5, 8: 0.4, 10: 0.3, 12: 0.2}
+  selection = BestEpoch(keep_after=5, last_epoch=12)
+  state, _ = run_epochs(0, _parts(scores, last=12), selection, epochs=12, patience=4)
+  assert state == 10 and selection.epoch == 6
+  # Killed after saving at epoch 10 and resumed: the fit had already stopped.
+  log = []
+  restored = BestEpoch(keep_after=5, last_epoch=12, epoch=6, score=0.5)
+  state, seconds = run_epochs(
+    10,
+    _parts(scores, log=log, last=12),
+    restored,
+    epochs=12,
+    first_epoch=11,
+    patience=4,
+  )
+  assert (state, seconds, log) == (10, 0.0, [])
+
+
+def test_best_epochs_are_stale_only_when_every_model_is():
+  best = BestEpochs.start(2)
+  best.offer(2, np.array([0.5, 0.5]))
+  best.offer(4, np.array([0.4, 0.6]))
+  # Model 0 kept epoch 2, model 1 epoch 4: at 6 only model 0's is 3 old.
+  assert not best.stale(6, 3) and best.stale(7, 3)
+  assert not best.stale(7, 4) and best.stale(8, 4) and not best.stale(8, 0)

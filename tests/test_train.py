@@ -1,5 +1,7 @@
 """The jitted training epoch and the fit loop."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import optax
@@ -107,3 +109,30 @@ def test_non_finite_loss_stops_with_a_clear_message(small_graph):
     fit_version(
       model, split, config, jax.random.key(0), variables=variables, label="nobc v0"
     )
+
+
+def test_patience_stops_a_fit_once_its_kept_epoch_is_stale(small_graph):
+  split = split_version(small_graph, 1)
+  model = PinSAGE(dim=16, num_layers=2)
+  full = FitConfig(epochs=30, eval_every=1, batch_size=256, learning_rate=5e-2)
+  whole = fit_version(model, split, full, jax.random.key(3))
+  early = fit_version(
+    model, split, dataclasses.replace(full, patience=2), jax.random.key(3)
+  )
+  recall = [h["recall@50"] for h in whole.history]
+  # Brute force on the whole fit's curve: the first epoch whose best so far
+  # is 2 epochs old (the kept one is the first best, ties kept earlier).
+  stop = next(e for e in range(1, 31) if e - (int(np.argmax(recall[:e])) + 1) >= 2)
+  assert [h["epoch"] for h in early.history] == list(range(1, stop + 1))
+  assert early.best_epoch == int(np.argmax(recall[:stop])) + 1 < stop < 30
+  assert [h["recall@50"] for h in early.history] == recall[:stop]
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    early.variables,
+    fit_version(
+      model,
+      split,
+      dataclasses.replace(full, epochs=early.best_epoch),
+      jax.random.key(3),
+    ).variables,
+  )

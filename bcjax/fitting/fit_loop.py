@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 import jax
 import numpy as np
+from absl import logging
 
 from bcjax.errors import TrainingDivergedError
 from bcjax.fitting.selection import BestEpoch, BestEpochs
@@ -70,8 +71,9 @@ def run_epochs(
   epochs: int,
   first_epoch: int = 1,
   label: str = "",
+  patience: int = 0,
 ) -> tuple[State, float]:
-  """Runs epochs ``first_epoch..epochs`` of one fit.
+  """Runs epochs ``first_epoch..epochs`` of one fit, or stops early.
 
   Args:
     state: the fit's state before ``first_epoch``.
@@ -82,6 +84,10 @@ def run_epochs(
     epochs: the last epoch.
     first_epoch: the first epoch to run (after a restored one).
     label: names the fit in the error raised on divergence.
+    patience: stop after the first evaluation that finds the kept epoch
+      ``patience`` or more epochs old (``selection.stale``); 0 never stops
+      early. A resumed fit that was stale when saved runs no epoch, so a
+      killed early-stopped fit resumes to the same result.
 
   Returns:
     The state after the last epoch, and the mean seconds of a training
@@ -95,6 +101,8 @@ def run_epochs(
   """
   pending = []
   epoch_seconds, timed_epochs = 0.0, 0
+  if first_epoch > 1 and selection.stale(first_epoch - 1, patience):
+    return state, 0.0
   for epoch in range(first_epoch, epochs + 1):
     state, metrics = parts.train(state, epoch)
     pending.append(metrics)
@@ -118,6 +126,11 @@ def run_epochs(
       parts.keep(state, epoch, info, taken)
     if parts.after_evaluation is not None:
       parts.after_evaluation(state, epoch)
+    if selection.stale(epoch, patience):
+      logging.info(
+        "%s stops after epoch %d: no better epoch in %d", label, epoch, patience
+      )
+      break
     segment_start, segment_epochs = time.perf_counter(), 0
   return state, epoch_seconds / timed_epochs if timed_epochs else 0.0
 

@@ -43,6 +43,13 @@ class BestEpoch:
       return True
     return False
 
+  def stale(self, epoch: int, patience: int) -> bool:
+    """Whether ``patience`` epochs (> 0) passed after the kept one by ``epoch``.
+
+    Nothing kept yet (``keep_after`` not passed) is never stale.
+    """
+    return patience > 0 and self.epoch > 0 and epoch - self.epoch >= patience
+
 
 @dataclasses.dataclass
 class BestEpochs:
@@ -69,3 +76,7 @@ class BestEpochs:
     self.scores = np.where(improved, scores, self.scores)
     self.epochs = np.where(improved, epoch, self.epochs)
     return improved
+
+  def stale(self, epoch: int, patience: int) -> bool:
+    """Whether every model's kept epoch is ``patience`` (> 0) epochs old."""
+    return patience > 0 and bool(np.all(epoch - self.epochs >= patience))

@@ -89,6 +89,9 @@ class FitConfig:
     report_split: which validation users choose the kept epoch and which
       its reported Recall@K (see
       :func:`~bcjax.evaluation.recall.version_evaluators`).
+    patience: stop once the kept epoch is this many epochs old at an
+      evaluation (0: train all ``epochs``; see
+      :func:`~bcjax.fitting.fit_loop.run_epochs`).
   """
 
   epochs: int
@@ -100,6 +103,7 @@ class FitConfig:
   eval_chunk_size: int = 512
   layout: str | None = None
   report_split: str = "validation"
+  patience: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -388,6 +392,7 @@ def fit_version(
     epochs=config.epochs,
     first_epoch=first_epoch,
     label=label,
+    patience=config.patience,
   )
   return dataclasses.replace(
     best,

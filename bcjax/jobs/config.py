@@ -176,6 +176,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"config.num_seeds must be a positive integer (embedding seeds, each a "
       f"whole run with its own M_0), got {config.num_seeds!r}"
     )
+  if "patience" in config and (
+    not isinstance(config.patience, int)
+    or isinstance(config.patience, bool)
+    or config.patience < 0
+  ):
+    raise InputError(
+      f"config.patience must be 0 (train every epoch) or a positive number of "
+      f"epochs, got {config.patience!r}"
+    )
   if "learning_rate" in config and not config.learning_rate > 0:
     raise InputError(
       f"config.learning_rate must be positive, got {config.learning_rate!r}"

@@ -132,6 +132,7 @@ class Context:
       eval_chunk_size=c.eval_chunk_size,
       layout=c.get("layout", "") or None,
       report_split=c.get("report_split", "validation"),
+      patience=c.get("patience", 0),
     )
 
   def fit(self, model: PinSAGE, config: FitConfig, **settings) -> FitResult:

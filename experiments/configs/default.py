@@ -51,6 +51,9 @@ def get_config() -> ml_collections.ConfigDict:
   # reaches (ml-100k version 0: Recall@50 0.227 vs 0.248 at dim 32).
   config.epochs = 40
   config.eval_every = 5
+  # Early stopping of the embedding fits: stop at the first evaluation that
+  # finds the kept epoch this many epochs old (0: train every epoch).
+  config.patience = 0
   config.batch_size = 2048
   config.learning_rate = 1e-2
   config.weight_decay = 1e-2
