@@ -9,7 +9,13 @@ Reads the run's config from ``WORKDIR/results.json`` (no ``--config``), its
 versions from ``WORKDIR/checkpoints/``, and writes ``compatibility.json``,
 ``compatibility.md`` and ``compat_*.png`` into the workdir: consumers that
 start at any version, retrieval against an old index, drift along the chain
-(``bcjax/compatibility.py``). Consumers it fits are saved under
+(``bcjax/compatibility/``), and two rows toward the newest version k: blending
+(users with a stored version-j vector query version j's index with
+``slerp(z_j, B(z_k), alpha)``, ``alpha`` chosen by Recall@50 on half of them
+and reported on the other half beside the stored and bridged queries) and
+partial backfilling (Recall@50 of ``M_k``'s users as version j's index moves
+from ``F(z_j)`` to ``z_k``, largest residual first against random, with the
+area under each curve; ``compat_blend.png``, ``compat_backfill.png``). Consumers it fits are saved under
 ``WORKDIR/compatibility/consumers`` and reused by a rerun. Bad input is one
 ``error:`` line and exit status 2.
 """

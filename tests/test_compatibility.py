@@ -276,6 +276,35 @@ def test_compare_writes_the_analytics(compared):
     assert p["new_old"] == p["old_old"] and p["compatible"] is False
 
 
+def test_compare_writes_blending_and_backfilling(compared):
+  workdir, results = compared
+  compat = results["compatibility"]
+  newest = NUM_VERSIONS - 1
+  assert {"compat_blend.png", "compat_backfill.png"} <= set(compat["plots"])
+  table_md = open(os.path.join(workdir, "table.md")).read()
+  assert "## Compatibility: blending toward the newest version" in table_md
+  assert "## Compatibility: partial backfilling to the newest version" in table_md
+  for strategy, rows in compat["backfilling"].items():
+    assert [(r["index_version"], r["query_version"]) for r in rows] == [
+      (j, newest) for j in range(newest)
+    ]
+    retrieval = {
+      (p["index_version"], p["query_version"]): p for p in compat["retrieval"][strategy]
+    }
+    for r in rows:
+      # Fully backfilled, the index is M_k's: retrieval's new query / new index.
+      new_new = retrieval[(r["index_version"], newest)]["new_new"]
+      for order, curve in r["curves"].items():
+        assert curve[-1] == pytest.approx(new_new, abs=1e-12), (strategy, order)
+        assert curve[0] == r["curves"]["random"][0]
+  for strategy, rows in compat["blending"].items():
+    assert [r["index_version"] for r in rows] == list(range(newest))
+    for r in rows:
+      assert "skipped" not in r, (strategy, r)
+      assert r["stored"] == r["test"]["0"] and r["bridged"] == r["test"]["1"]
+      assert r["blended"] == r["test"][f"{r['alpha']:g}"]
+
+
 def test_rerun_refits_no_consumer(compared, monkeypatch):
   workdir, results = compared
 

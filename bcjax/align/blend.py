@@ -188,9 +188,22 @@ def choose_alpha(
       seed=seed,
     )
     scores.append((check_alpha(alpha), score))
+  return AlphaChoice(best_alpha(scores), tuple(scores), k, len(rows))
+
+
+def best_alpha(scores) -> float:
+  """The ``alpha`` of the best validation score, ties to the smaller ``alpha``.
+
+  Ties go to the stored vector's side: moving off it needs evidence.
+
+  Args:
+    scores: ``((alpha, score), ...)``, at least one pair; scores higher-better.
+  """
+  scores = [(check_alpha(a), float(s)) for a, s in scores]
+  if not scores:
+    raise InputError("choosing alpha needs at least one (alpha, score) pair")
   best = max(s for _, s in scores)
-  alpha = min(a for a, s in scores if s == best)
-  return AlphaChoice(alpha, tuple(scores), k, len(rows))
+  return min(a for a, s in scores if s == best)
 
 
 def select_alpha(

@@ -1,7 +1,7 @@
 """Compatibility analytics beyond the paper (DESIGN §5).
 
 The paper measures compatibility one way: consumers trained on version 0 and
-read through the chain at later versions. This module asks three more
+read through the chain at later versions. This module asks five more
 questions of the saved versions of every strategy, read through the public
 registry (:func:`bcjax.registry.open`) and the strategies' checkpoint folders:
 
@@ -20,6 +20,16 @@ registry (:func:`bcjax.registry.open`) and the strategies' checkpoint folders:
 3. **Drift along the chain**: for ``j < k``, the mean L2 distance (users and
    items pooled) between ``B_{j+1..k}(z_k)`` and the saved ``z_j``, over the
    mean norm of ``z_j``'s rows.
+4. **Blending** (SLERP BC): for ``j`` below the newest version ``k``, users
+   with a stored ``z_j`` query the old index with
+   ``slerp(z_j, B_{j+1..k}(z_k), alpha)``, ``alpha`` chosen on half of them
+   by Recall@50 and reported on the other half beside the stored
+   (``alpha = 0``) and bridged (``alpha = 1``) queries.
+5. **Partial backfilling** (FastFill): version ``j``'s item index moves to
+   the newest model row by row, the rest served by a forward map
+   ``F(z_j)``; Recall@50 of ``M_k``'s users as the backfilled fraction goes
+   from 0 to 1, largest residual first against random, and the area under
+   each curve (:mod:`bcjax.compatibility.serving`).
 
 Everything runs on a workdir's saved versions and consumers; consumers that
 start after version 0 are saved under ``workdir/compatibility/consumers`` and
@@ -50,6 +60,15 @@ from bcjax.compatibility.report import (  # noqa: F401
   mean_drift_by_length,
   to_markdown,
   write_outputs,
+)
+from bcjax.compatibility.serving import (  # noqa: F401
+  BACKFILL_ORDERS,
+  backfill_curves,
+  backfilling,
+  blended_queries,
+  blending,
+  blending_recalls,
+  forward_map,
 )
 from bcjax.compatibility.stores import (  # noqa: F401
   KINDS,

@@ -21,6 +21,7 @@ from bcjax.compatibility.measures import (
   summarize_consumers,
 )
 from bcjax.compatibility.report import format_value, write_outputs
+from bcjax.compatibility.serving import backfilling, blending
 from bcjax.compatibility.stores import (
   FrozenModels,
   check_start_versions,
@@ -47,6 +48,8 @@ class AnalyticsConfig:
     consumers: run the consumers that start at any version.
     retrieval: run retrieval against old indexes.
     drift: run drift along the chain.
+    blending: run blending toward the newest version.
+    backfilling: run partial backfilling to the newest version.
     chunk_size: users scored at once in retrieval.
   """
 
@@ -54,6 +57,8 @@ class AnalyticsConfig:
   consumers: bool = True
   retrieval: bool = True
   drift: bool = True
+  blending: bool = True
+  backfilling: bool = True
   chunk_size: int = 512
 
 
@@ -69,7 +74,7 @@ def analyze(
   consumers: Mapping[str, Consumer] | None = None,
   layout: str | None = None,
 ) -> dict:
-  """Runs the three analytics on a workdir's saved strategies.
+  """Runs the analytics on a workdir's saved strategies.
 
   Args:
     workdir: the run's folder (``checkpoints/<strategy>/`` inside).
@@ -87,7 +92,9 @@ def analyze(
   Returns:
     A JSON-ready dict: ``start_versions``, ``consumers`` (strategy ->
     :func:`summarize_consumers` plus ``per_task``), ``retrieval`` (strategy
-    -> list of pairs), ``drift`` (strategy -> list of pairs).
+    -> list of pairs), ``drift`` (strategy -> list of pairs), ``blending``
+    and ``backfilling`` (strategy -> one entry per index version ``j``, the
+    query version the newest; :mod:`bcjax.compatibility.serving`).
 
   Raises:
     InputError: fewer than two versions, a strategy folder without
@@ -108,6 +115,8 @@ def analyze(
     "consumers": {},
     "retrieval": {},
     "drift": {},
+    "blending": {},
+    "backfilling": {},
   }
   cache_dir = os.path.join(workdir, "compatibility", "consumers")
   consumers = dict(consumers or {})
@@ -139,6 +148,17 @@ def analyze(
           for j in range(num_versions - 1)
           for k in range(j + 1, num_versions)
         ]
+      newest = num_versions - 1
+      for name, measure in (("blending", blending), ("backfilling", backfilling)):
+        if getattr(settings, name):
+          out[name][strategy] = [
+            dict(
+              measure(reg, splits, j, newest, settings.chunk_size, seed),
+              index_version=j,
+              query_version=newest,
+            )
+            for j in range(newest)
+          ]
       if settings.consumers:
         rows = {}
         for name in tasks:
@@ -199,6 +219,8 @@ def settings_from_config(config) -> AnalyticsConfig:
     consumers=bool(c.get("consumers", True)),
     retrieval=bool(c.get("retrieval", True)),
     drift=bool(c.get("drift", True)),
+    blending=bool(c.get("blending", True)),
+    backfilling=bool(c.get("backfilling", True)),
     chunk_size=int(config.get("eval_chunk_size", 512)),
   )
 

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from bcjax.compatibility.measures import mean_of_defined
+from bcjax.compatibility.serving import BACKFILL_ORDERS
 from bcjax.compatibility.stores import RETRIEVAL_K
 from bcjax.storage import atomic_files
 
@@ -22,7 +23,7 @@ def mean_drift_by_length(pairs: Sequence[Mapping]) -> dict[int, float]:
 
 
 def to_markdown(result: Mapping) -> str:
-  """The three analytics as Markdown tables.
+  """The analytics as Markdown tables.
 
   Args:
     result: the output of :func:`analyze` (JSON keys are strings).
@@ -118,7 +119,102 @@ def to_markdown(result: Mapping) -> str:
       ],
     )
     lines.append("")
+  lines += _serving_markdown(result)
   return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _serving_markdown(result: Mapping) -> list[str]:
+  """The blending and backfilling sections (:mod:`bcjax.compatibility.serving`)."""
+  lines = []
+
+  def table(header, body):
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines.extend("| " + " | ".join(row) + " |" for row in body)
+
+  blending = result.get("blending") or {}
+  if blending:
+    lines += [
+      "## Compatibility: blending toward the newest version",
+      "",
+      f"Recall@{RETRIEVAL_K} against version j's item index of the newest "
+      "version k's validation users that have a stored version-j vector: the "
+      "stored query z_j (alpha = 0), the bridged one B(z_k) (alpha = 1) and "
+      "slerp(z_j, B(z_k), alpha) at the alpha chosen by Recall@50 on half of "
+      "those users (ties to the smaller alpha), all measured on the other half.",
+      "",
+    ]
+    body = []
+    for s, rows in blending.items():
+      for r in rows:
+        pair = f"{r['index_version']} <- {r['query_version']}"
+        if "skipped" in r:
+          body.append([s, pair, "0", "n/a", "n/a", "n/a", "n/a"])
+          continue
+        body.append(
+          [
+            s,
+            pair,
+            f"{r['validation_users']} / {r['test_users']}",
+            f"{r['alpha']:g}",
+            *(format_value(r[key]) for key in ("stored", "bridged", "blended")),
+          ]
+        )
+    table(
+      [
+        "strategy",
+        "j <- k",
+        "users (choose / test)",
+        "alpha",
+        "stored",
+        "bridged",
+        "blended",
+      ],  # fmt: skip
+      body,
+    )
+    lines.append("")
+  backfilling = result.get("backfilling") or {}
+  if backfilling:
+    lines += [
+      "## Compatibility: partial backfilling to the newest version",
+      "",
+      f"Recall@{RETRIEVAL_K} of the newest version k's validation users "
+      "(M_k's z_k) against version j's item index as it moves to M_k: no "
+      "backfill (f = 0: every item served F(z_j), F linear old -> new), "
+      "full (f = 1: every item's z_k), and the area under the curve over the "
+      "backfilled fraction f in [0, 1] for each order: largest chain "
+      "residual ||B(z_k) - z_j|| first, largest forward residual "
+      "||F(z_j) - z_k|| first, random (the control).",
+      "",
+    ]
+    body = []
+    for s, rows in backfilling.items():
+      for r in rows:
+        curves, areas = r.get("curves"), r.get("area") or {}
+        ends = [None, None]
+        if curves:
+          first = curves[BACKFILL_ORDERS[0]]
+          ends = [first[0], first[-1]]
+        body.append(
+          [
+            s,
+            f"{r['index_version']} <- {r['query_version']}",
+            *(format_value(v) for v in ends),
+            *(format_value(areas.get(o)) for o in BACKFILL_ORDERS),
+          ]
+        )
+    table(
+      [
+        "strategy",
+        "j <- k",
+        "f = 0",
+        "f = 1",
+        *(f"area: {o}" for o in BACKFILL_ORDERS),
+      ],  # fmt: skip
+      body,
+    )
+    lines.append("")
+  return lines
 
 
 def write_outputs(result: dict, outdir: str) -> dict:

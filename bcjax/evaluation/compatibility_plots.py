@@ -73,7 +73,9 @@ def figures(result: Mapping[str, Any], num_versions: int) -> dict[str, Figure]:
     old-index minus old-query / old-index Recall@50 (positive: BCT's
     criterion holds);
   - ``compat_drift.png``: mean relative drift against chain length ``k - j``,
-    one line per strategy.
+    one line per strategy;
+  - ``compat_blend.png`` and ``compat_backfill.png``: per strategy, the
+    blending and backfilling curves (:func:`serving_figures`).
 
   Args:
     result: the output of :func:`bcjax.compatibility.analyze`.
@@ -136,6 +138,86 @@ def figures(result: Mapping[str, Any], num_versions: int) -> dict[str, Figure]:
     ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
     out["compat_drift.png"] = fig
+  out.update(serving_figures(result))
+  return out
+
+
+# Line styles of the backfilling orders; colours are index versions.
+_ORDER_STYLES = {"bridge residual": "-", "forward residual": "--", "random": ":"}
+
+
+def _panels(count: int) -> tuple[Figure, int, int]:
+  cols = min(4, count)
+  rows = -(-count // cols)
+  return _new_figure(4.2 * cols, 3.6 * rows), rows, cols
+
+
+def serving_figures(result: Mapping[str, Any]) -> dict[str, Figure]:
+  """The blending and backfilling figures, a panel per strategy.
+
+  - ``compat_blend.png``: Recall@50 of the test users against ``alpha``, a
+    line per index version ``j`` (the validation users' dashed, the chosen
+    ``alpha`` circled);
+  - ``compat_backfill.png``: Recall@50 against the backfilled fraction, a
+    colour per index version ``j``, a line style per order.
+  """
+  out = {}
+  blending = {
+    s: [r for r in rows if "skipped" not in r]
+    for s, rows in (result.get("blending") or {}).items()
+  }
+  if any(blending.values()):
+    fig, rows, cols = _panels(len(blending))
+    for i, (strategy, entries) in enumerate(blending.items()):
+      ax = fig.add_subplot(rows, cols, i + 1)
+      for n, r in enumerate(entries):
+        color = f"C{n}"
+        for part, style in (("test", "-"), ("validation", "--")):
+          alphas = sorted(r[part], key=float)
+          ax.plot(
+            [float(a) for a in alphas],
+            [r[part][a] for a in alphas],
+            style,
+            color=color,
+            lw=1.5 if part == "test" else 0.8,
+            label=f"j = {r['index_version']}" if part == "test" else None,
+          )
+        ax.plot(r["alpha"], r["blended"], "o", color=color, mfc="none", ms=8)
+      ax.set_xlabel("alpha (0: stored z_j, 1: B(z_k))")
+      ax.set_ylabel("Recall@50")
+      ax.set_title(
+        f"{strategy}: blending toward the newest version\n"
+        "(solid: test users, dashed: choosing users, o: chosen alpha)",
+        fontsize=9,
+      )
+      ax.grid(True, alpha=0.3)
+      ax.legend(fontsize="x-small", loc="best")
+    fig.tight_layout()
+    out["compat_blend.png"] = fig
+  backfilling = {
+    s: [r for r in rows if r.get("curves")]
+    for s, rows in (result.get("backfilling") or {}).items()
+  }
+  if any(backfilling.values()):
+    fig, rows, cols = _panels(len(backfilling))
+    for i, (strategy, entries) in enumerate(backfilling.items()):
+      ax = fig.add_subplot(rows, cols, i + 1)
+      for n, r in enumerate(entries):
+        for order, values in r["curves"].items():
+          ax.plot(
+            r["fractions"],
+            values,
+            _ORDER_STYLES.get(order, "-."),
+            color=f"C{n}",
+            label=f"j = {r['index_version']}, {order}",
+          )
+      ax.set_xlabel("backfilled fraction of version j's items")
+      ax.set_ylabel("Recall@50 (queries z_k)")
+      ax.set_title(f"{strategy}: backfilling to the newest version", fontsize=9)
+      ax.grid(True, alpha=0.3)
+      ax.legend(fontsize="xx-small", loc="best")
+    fig.tight_layout()
+    out["compat_backfill.png"] = fig
   return out
 
 

@@ -75,7 +75,8 @@ def get_config() -> ml_collections.ConfigDict:
   )
   # Compatibility analytics beyond the paper (bcjax/compatibility/):
   # consumers that start at any version, retrieval against an old index,
-  # drift along the chain. start_versions: () = every 0..K-2.
+  # drift along the chain, blending and partial backfilling toward the newest
+  # version. start_versions: () = every 0..K-2.
   config.compatibility = ml_collections.ConfigDict(
     dict(
       enabled=False,
@@ -83,6 +84,8 @@ def get_config() -> ml_collections.ConfigDict:
       consumers=True,
       retrieval=True,
       drift=True,
+      blending=True,
+      backfilling=True,
     )
   )
   config.seed = 0
