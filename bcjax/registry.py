@@ -202,7 +202,11 @@ class EmbeddingRegistry:
     return self._checked[key]
 
   def embeddings(
-    self, version: int | None = None, ids=None, kind: str = "user"
+    self,
+    version: int | None = None,
+    ids=None,
+    kind: str = "user",
+    blend: float | None = None,
   ) -> np.ndarray:
     """The latest embeddings of ``kind``, transformed to ``version``.
 
@@ -210,12 +214,30 @@ class EmbeddingRegistry:
       version: the version ``j`` to serve; the latest when None.
       ids: node ids to serve; all when None.
       kind: ``"user"`` or ``"item"``.
+      blend: None: the chain's output ``B(z_K)``. ``alpha`` in ``[0, 1]``:
+        a node that version ``j`` saved a vector ``z_j`` for is served
+        ``slerp(z_j, B(z_K), alpha)`` (unit rows; SLERP backward
+        compatibility, :func:`bcjax.align.blend.slerp`), a node new since
+        ``j`` its ``B(z_K)``.
 
     Returns:
       ``(len(ids), d_j)`` float32 embeddings.
     """
     version = self.latest_version if version is None else version
-    return self.compatible_embeddings(self.latest_version, version, ids=ids, kind=kind)
+    out = self.compatible_embeddings(self.latest_version, version, ids=ids, kind=kind)
+    if blend is None:
+      return out
+    # Imported here: bcjax.align imports this module (BackwardChain).
+    from bcjax.align.blend import check_alpha, slerp
+
+    alpha = check_alpha(blend)
+    stored = self._saved_embeddings(version)[kind]
+    rows = np.arange(len(out)) if ids is None else np.asarray(ids)
+    has = rows < len(stored)
+    if np.any(has):
+      out = np.array(out)
+      out[has] = slerp(stored[rows[has]], out[has], alpha)
+    return out
 
   def compatible_embeddings(
     self, from_version: int, to_version: int, ids=None, kind: str = "user"

@@ -305,3 +305,34 @@ def test_registry_reports_a_corrupt_checkpoint(run, tmp_path):
     InputError, match="item 'embeddings' of version 2 .* missing or corrupt"
   ):
     reg.embeddings(version=0)
+
+
+def test_registry_blends_saved_rows_toward_the_bridged_ones(run):
+  workdir, _ = run
+  reg = registry.open(_checkpoints(workdir, "joint-linear-mloss"))
+  stored = reg._saved_embeddings(0)["user"]
+  bridged = reg.embeddings(version=0, kind="user")
+  assert len(bridged) > len(stored)  # users new since version 0 exist
+
+  def unit(z):
+    return z / np.linalg.norm(z, axis=1, keepdims=True)
+
+  old = len(stored)
+  # Brute force: the great circle from the stored row's direction to the
+  # bridged one's, a share alpha of the angle along.
+  u, v = unit(stored.astype(np.float64)), unit(bridged[:old].astype(np.float64))
+  theta = np.arccos(np.clip(np.sum(u * v, axis=1, keepdims=True), -1, 1))
+  for alpha in (0.0, 0.3, 1.0):
+    want = (np.sin((1 - alpha) * theta) * u + np.sin(alpha * theta) * v) / np.sin(theta)
+    got = reg.embeddings(version=0, kind="user", blend=alpha)
+    np.testing.assert_allclose(got[:old], want, atol=1e-5)
+    # A user new since version 0 has no stored vector: its bridged row.
+    np.testing.assert_array_equal(got[old:], bridged[old:])
+  ids = np.asarray([old + 1, 2, 0])
+  np.testing.assert_allclose(
+    reg.embeddings(version=0, ids=ids, kind="user", blend=0.3),
+    reg.embeddings(version=0, kind="user", blend=0.3)[ids],
+    atol=1e-6,
+  )
+  with pytest.raises(InputError, match="alpha"):
+    reg.embeddings(version=0, blend=1.5)
