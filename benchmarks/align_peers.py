@@ -1,8 +1,9 @@
-r"""bcjax ``align.fit(family="auto")`` against rebasis's ``auto``, pair by pair.
+r"""bcjax ``align.fit(family="auto")`` against two peers, rebasis and vectormigrate.
 
-Command (bcjax's Python; rebasis runs in the peers' venv, Python >= 3.12,
-``pip install '.[peers]'``; ``--peers_path`` adds folders to its ``sys.path``,
-e.g. one where torch is installed for rebasis's ``residual_mlp``)::
+Command (bcjax's Python; the peers run in their own venv, Python >= 3.12,
+``pip install '.[peers]'`` (rebasis 0.1.0, vectormigrate 1.0.1);
+``--peers_path`` adds folders to the workers' ``sys.path``, e.g. one where
+torch is installed for rebasis's ``residual_mlp``)::
 
   python -m benchmarks.align_peers --peers_python=/work/vpeers/bin/python \
       [--peers_path=/path/to/torch/site] [--seeds=10 --first_seed=10] \
@@ -10,6 +11,9 @@ e.g. one where torch is installed for rebasis's ``residual_mlp``)::
       [--notes=benchmarks/results/align_peers_notes.md]
   # run pairs alone, added to the results already written:
   python -m benchmarks.align_peers --only_run --run_workdir=...
+  # keep the peers' sides --out's .json holds (same seeds), compute the rest
+  # (a peer or a pair added since):
+  python -m benchmarks.align_peers --reuse ...
   # the .md again from the .json, with notes:
   python -m benchmarks.align_peers --markdown_only --notes=...
 
@@ -23,6 +27,8 @@ Pairs of (old, new) item embeddings, one row per item:
   rank-32 truncated SVD of the user-item matrix of the first half of the
   interactions (by time), new = a rank-48 one of all of them (items seen in
   both windows).
+* ``ml100k-svd-32``: the same with a rank-32 new model, so both widths are
+  32: the one real pair vectormigrate's adapters accept.
 * ``<dataset>-<strategy>-v0-v4``: versions 0 and 4 of a bcjax run (each
   version's own item embeddings, written by ``experiments.export``), one
   pair per ``--run_workdir`` (with its ``--run_strategy``).
@@ -31,30 +37,39 @@ For each pair and split seed ``s``: the ids are split as
 ``experiments.align`` splits them (20% test); bcjax fits
 ``align.fit(old[train], new[train], seed=s)`` (``family="auto"``, choosing
 family, hyper-parameters, centring and normalisation on its own validation
-rows); rebasis fits every candidate it can (all six with torch) on the same
-fit rows auto used, each is scored on auto's validation rows (searched among
-auto's validation index) and rebasis picks by its own rule
-(``rebasis.core.selection.select_best``: validation self-retrieval
-Recall@10, scores within 0.005 of the best tie, fewest parameters wins); its
-choice is refitted on all train rows, as auto refits its choice. The pick
-that auto's rule would make among rebasis's candidates (paired
-one-standard-error rule on the mean of self-retrieval and overlap) is
-recorded too, as is every candidate's test score. Both are measured on the
-test rows with :func:`bcjax.align.measures.evaluate` (index: every item's old
-vector, plain cosine search for both: rebasis's CSLS is a re-scoring of the
+rows). Each peer runs in a subprocess (:mod:`benchmarks.rebasis_worker`,
+:mod:`benchmarks.vectormigrate_worker`), fits its candidates on the same fit
+rows auto used and refits them on all train rows, as auto refits its choice;
+each candidate is scored on auto's validation rows (searched among auto's
+validation index).
+
+* rebasis fits every candidate it can (all six with torch) and picks by its
+  own rule (``rebasis.core.selection.select_best``: validation
+  self-retrieval Recall@10, scores within 0.005 of the best tie, fewest
+  parameters wins). The pick that auto's rule would make among them (paired
+  one-standard-error rule on the mean of self-retrieval and overlap) is
+  recorded too.
+* vectormigrate has no rule of its own: its Procrustes, low-rank affine and
+  residual MLP adapters, raw and L2-normalised, are picked by auto's rule
+  (:mod:`benchmarks.align_vectormigrate`). Its adapters refuse pairs whose
+  widths differ; the refusal's message is recorded in place of measures.
+
+Every candidate's test score is recorded. The picks are measured on the test
+rows with :func:`bcjax.align.measures.evaluate` (index: every item's old
+vector, plain cosine search for all: rebasis's CSLS is a re-scoring of the
 index, not part of a bridge): self-retrieval Recall@10 and neighbour
-overlap@10. The table gives each side's mean over seeds and the mean and 95%
-Student-t interval of the per-seed difference (bcjax - rebasis). Writes
+overlap@10. The table (:mod:`benchmarks.align_peers_report`) gives each
+side's mean over seeds and the mean and 95% Student-t interval of the
+per-seed difference (bcjax - peer). Writes
 ``benchmarks/results/align_peers.{json,md}`` (``--notes``'s text at the end).
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import os
+import re
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,8 +79,9 @@ from absl import app, flags
 
 from bcjax import align
 from bcjax.align.protocol import match, split_ids
-from bcjax.evaluation.intervals import mean_interval, paired_difference
 from bcjax.storage.atomic_files import atomic_open, write_json
+from benchmarks import align_vectormigrate as vm
+from benchmarks.align_peers_report import MEASURES, summarize, to_markdown
 
 FLAGS = flags.FLAGS
 
@@ -75,10 +91,10 @@ def define_flags():
   flags.DEFINE_string(
     "peers_python",
     sys.executable,
-    "A Python (>= 3.12) with rebasis installed (pip install -e '.[peers]').",
+    "A Python (>= 3.12) with rebasis and vectormigrate (pip install -e '.[peers]').",
   )
   flags.DEFINE_list(
-    "peers_path", [], "Folders added to the rebasis worker's sys.path (e.g. torch)."
+    "peers_path", [], "Folders added to the peers' workers' sys.path (e.g. torch)."
   )
   flags.DEFINE_integer("seeds", 5, "Split seeds per pair.")
   flags.DEFINE_integer("first_seed", 0, "The first split seed.")
@@ -100,12 +116,15 @@ def define_flags():
   flags.DEFINE_bool(
     "markdown_only", False, "Rewrite --out's .md from its .json (and --notes)."
   )
+  flags.DEFINE_bool(
+    "reuse",
+    False,
+    "Keep the peers' sides of the seeds --out's .json holds; compute the rest.",
+  )
 
 
 K = 10
 TOLERANCE = 0.005  # rebasis.core.selection.select_best's tie band
-MEASURES = ("self_recall", "neighbour_overlap")
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def rotation_pair(seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
@@ -127,18 +146,18 @@ def _svd_items(users, items, shape, rank) -> np.ndarray:
   return (vt[:rank].T * np.sqrt(s[:rank])).astype(np.float32)
 
 
-def ml100k_pair(data_dir: str) -> tuple[np.ndarray, np.ndarray, str]:
-  """``(old, new, note)``: rank-32 SVD of the first half by time vs rank-48 of all."""
+def ml100k_pair(data_dir: str, new_rank=48) -> tuple[np.ndarray, np.ndarray, str]:
+  """``(old, new, note)``: rank-32 SVD of the first half by time vs one of all."""
   table = np.loadtxt(os.path.join(data_dir, "ml-100k.inter"), skiprows=1)
   users, items, when = table[:, 0].astype(int), table[:, 1].astype(int), table[:, 3]
   shape = (users.max() + 1, items.max() + 1)
   early = when <= np.median(when)
   old = _svd_items(users[early], items[early], shape, 32)
-  new = _svd_items(users, items, shape, 48)
+  new = _svd_items(users, items, shape, new_rank)
   both = np.intersect1d(items[early], items)  # seen in both windows
   note = (
     f"{len(both)} items; old: rank-32 SVD of the first half of the interactions "
-    "by time, new: rank-48 SVD of all"
+    f"by time, new: rank-{new_rank} SVD of all"
   )
   return old[both], new[both], note
 
@@ -171,20 +190,7 @@ def run_pair(workdir, strategy, versions) -> tuple[np.ndarray, np.ndarray, str]:
 
 def rebasis_candidates(python: str, split: dict, path=()) -> tuple[dict, dict]:
   """Runs :mod:`benchmarks.rebasis_worker` on ``split``: ``(meta, arrays)``."""
-  with tempfile.TemporaryDirectory() as tmp:
-    source, target = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
-    np.savez(source, **split)
-    done = subprocess.run(
-      [python, "-m", "benchmarks.rebasis_worker", source, target],
-      cwd=HERE,
-      capture_output=True,
-      text=True,
-      env=dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, *path])),
-    )
-    if done.returncode:
-      raise RuntimeError(f"rebasis worker failed:\n{done.stderr[-3000:]}")
-    with np.load(target) as f:
-      return json.loads(str(f["meta"])), {k: f[k] for k in f.files if k != "meta"}
+  return vm.run_worker("benchmarks.rebasis_worker", python, split, path)
 
 
 def rebasis_rule(recall: list[float], n_params: list[int]) -> int:
@@ -194,14 +200,71 @@ def rebasis_rule(recall: list[float], n_params: list[int]) -> int:
   return min(tied, key=lambda i: n_params[i])
 
 
-def one_seed(old, new, seed: int, python: str, path=()) -> dict:
-  """Both tools on one split of one pair: their choices and test measures."""
+def one_seed(old, new, seed: int, python: str, path=(), previous=None) -> dict:
+  """Auto and the peers on one split of one pair: their choices and test measures.
+
+  ``previous``: this seed's entry of an earlier run on the same pair; its
+  peers' sides are kept (the split and the rows each peer is given depend on
+  the seed alone) and only the missing ones are computed. Auto is fitted
+  again, since its rows say what the peers are given; ``reused`` records
+  whether its test measures came out as before.
+  """
   train, test = split_ids(len(old), 0.2, seed)
   old_train, new_train = old[train], new[train]
   tick = time.perf_counter()
   bridge = align.fit(old_train, new_train, seed=seed)
   bcjax_seconds = time.perf_counter() - tick
   sel = bridge.selection
+
+  def measure(bridged):
+    m = align.measures.evaluate(old, new, bridged, test, k=K, seed=seed)
+    return {key: m[key] for key in MEASURES}
+
+  out = {
+    "seed": seed,
+    "rows": {
+      "fit": len(sel.fit_rows),
+      "validation": len(sel.validation_rows),
+      "test": len(test),
+    },
+    "bcjax": {
+      "family": bridge.family,
+      "hparams": str(bridge.hparams),
+      "center": bridge.center,
+      "normalize": bridge.normalize,
+      "validation": sel.choice.score,
+      "candidates": len(sel.candidates),
+      "seconds": bcjax_seconds,
+      **measure(bridge.apply(new[test])),
+    },
+  }
+  kept = {}
+  if previous is not None:
+    if previous["seed"] != seed or previous["rows"] != out["rows"]:
+      raise ValueError(f"seed {seed}: the earlier run split the rows otherwise")
+    kept = {
+      key: value
+      for key, value in previous.items()
+      if key.startswith(("rebasis", "vectormigrate"))
+    }
+    before = {key: previous["bcjax"][key] for key in MEASURES}
+    same = before == {key: out["bcjax"][key] for key in MEASURES}
+    out["reused"] = {
+      "sides": sorted({key.split("_")[0] for key in kept}),
+      "bcjax_reproduced": same,
+      **({} if same else {"bcjax_before": before}),
+    }
+  if "rebasis" not in kept:
+    kept.update(
+      rebasis_side(old_train, new_train, new[test], sel, measure, python, path)
+    )
+  if "vectormigrate" not in kept:
+    kept.update(vm.side(old, new, train, test, sel, seed, python, measure, K, path))
+  return {**out, **kept}
+
+
+def rebasis_side(old_train, new_train, new_test, sel, measure, python, path) -> dict:
+  """rebasis's candidates on one split: its pick, auto's rule's, every candidate."""
   held = len(sel.validation_rows)
   tick = time.perf_counter()
   meta, arrays = rebasis_candidates(
@@ -212,7 +275,7 @@ def one_seed(old, new, seed: int, python: str, path=()) -> dict:
       "new_val": new_train[sel.validation_rows],
       "new_train": new_train,
       "old_train": old_train,
-      "new_test": new[test],
+      "new_test": new_test,
     },
     path,
   )
@@ -231,25 +294,8 @@ def one_seed(old, new, seed: int, python: str, path=()) -> dict:
   by_auto_rule, _ = align.choose(
     [(h + o) / 2 for h, o in zip(hits, overlaps, strict=True)], n_params
   )
-
-  def measure(bridged):
-    m = align.measures.evaluate(old, new, bridged, test, k=K, seed=seed)
-    return {key: m[key] for key in MEASURES}
-
   tests = [measure(arrays[f"refit_test_{i}"]) for i in range(len(names))]
   return {
-    "seed": seed,
-    "rows": {"fit": len(sel.fit_rows), "validation": held, "test": len(test)},
-    "bcjax": {
-      "family": bridge.family,
-      "hparams": str(bridge.hparams),
-      "center": bridge.center,
-      "normalize": bridge.normalize,
-      "validation": sel.choice.score,
-      "candidates": len(sel.candidates),
-      "seconds": bcjax_seconds,
-      **measure(bridge.apply(new[test])),
-    },
     "rebasis": {
       "method": names[chosen],
       "validation": float(hits[chosen].mean()),
@@ -273,108 +319,6 @@ def one_seed(old, new, seed: int, python: str, path=()) -> dict:
   }
 
 
-def summarize(seeds: list[dict]) -> dict:
-  """Per measure: each side's mean interval and the paired differences'.
-
-  ``difference``: bcjax auto - rebasis's pick; ``difference_auto_rule``:
-  bcjax auto - the rebasis candidate auto's rule picks (when recorded).
-  """
-  out = {}
-  for key in MEASURES:
-    a = [s["bcjax"][key] for s in seeds]
-    b = [s["rebasis"][key] for s in seeds]
-    out[key] = {
-      "bcjax": _interval(mean_interval(a)),
-      "rebasis": _interval(mean_interval(b)),
-      "difference": _interval(paired_difference(a, b)),
-    }
-    if all("rebasis_auto_rule" in s for s in seeds):
-      c = [s["rebasis_auto_rule"][key] for s in seeds]
-      out[key]["rebasis_auto_rule"] = _interval(mean_interval(c))
-      out[key]["difference_auto_rule"] = _interval(paired_difference(a, c))
-  return out
-
-
-def _interval(i) -> dict:
-  return {"mean": i.mean, "low": i.low, "high": i.high, "n": i.n}
-
-
-def _cell(i: dict) -> str:
-  if i["low"] is None:
-    return f"{i['mean']:+.4f}"
-  return f"{i['mean']:+.4f} [{i['low']:+.4f}, {i['high']:+.4f}]"
-
-
-def _bcjax_choice(s: dict) -> str:
-  """``family`` with ``+centre``/``+L2`` for the preprocessing auto chose."""
-  marks = ("+centre" if s.get("center") else "") + ("+L2" if s.get("normalize") else "")
-  return s["family"] + marks
-
-
-def _counts(names) -> str:
-  counted = collections.Counter(names).most_common()
-  return ", ".join(f"{name} ({n})" for name, n in counted) or "-"
-
-
-def to_markdown(results: dict) -> str:
-  """The per-pair table and each side's choices, as Markdown."""
-  seeds = results.get("seed_list")
-  lines = [
-    "### bcjax align auto vs rebasis auto (test rows; mean over "
-    f"{len(seeds) if seeds else results.get('seeds', '?')} split seeds"
-    + (f" {seeds[0]}..{seeds[-1]}" if seeds else "")
-    + "; differences: mean and 95% Student-t interval of the per-seed difference)",
-    "",
-    "| pair | measure | bcjax auto | rebasis | auto - rebasis | "
-    "rebasis by auto's rule | auto - that |",
-    "|---|---|---|---|---|---|---|",
-  ]
-  names = {"self_recall": f"self-retrieval@{K}", "neighbour_overlap": f"overlap@{K}"}
-  for name, pair in results["pairs"].items():
-    for key in MEASURES:
-      s = pair["summary"][key]
-      other = s.get("rebasis_auto_rule")
-      lines.append(
-        f"| {name} | {names[key]} | {s['bcjax']['mean']:.4f} | "
-        f"{s['rebasis']['mean']:.4f} | {_cell(s['difference'])} | "
-        f"{'-' if other is None else format(other['mean'], '.4f')} | "
-        f"{'-' if other is None else _cell(s['difference_auto_rule'])} |"
-      )
-  lines += [
-    "",
-    "| pair | rows | auto's choices (seeds) | rebasis's choices | "
-    "rebasis by auto's rule |",
-    "|---|---|---|---|---|",
-  ]
-  for name, pair in results["pairs"].items():
-    seeds_ = pair["seeds"]
-    lines.append(
-      f"| {name} | {pair['note']} | "
-      f"{_counts(_bcjax_choice(s['bcjax']) for s in seeds_)} | "
-      f"{_counts(s['rebasis']['method'] for s in seeds_)} | "
-      f"{_counts(s['rebasis_auto_rule']['method'] for s in seeds_ if 'rebasis_auto_rule' in s)} |"
-    )
-  run = results.get("run")
-  if run:
-    lines += [
-      "",
-      f"rebasis {run['rebasis_version']}: candidates fitted: "
-      f"{', '.join(run['rebasis_candidates'])}; skipped: "
-      f"{', '.join(run['rebasis_skipped']) or 'none'} (torch "
-      f"{'installed' if run['rebasis_torch'] else 'not installed'}). "
-      f"Seconds per split (mean): bcjax auto {run['bcjax_seconds']:.1f} "
-      f"(in-process, {run['bcjax_candidates']} candidates), rebasis "
-      f"{run['rebasis_seconds']:.1f} (a subprocess, both fits).",
-      "",
-      f"Command: `{run['command']}`",
-    ]
-  if results.get("skipped"):
-    lines += ["", f"Not run: {results['skipped']}"]
-  if results.get("notes"):
-    lines += ["", results["notes"].rstrip()]
-  return "\n".join(lines) + "\n"
-
-
 def _run_summary(results: dict, command: str) -> dict:
   every = [s for pair in results["pairs"].values() for s in pair["seeds"]]
   first = every[0]
@@ -387,6 +331,25 @@ def _run_summary(results: dict, command: str) -> dict:
     "bcjax_seconds": float(np.mean([s["bcjax"]["seconds"] for s in every])),
     "bcjax_candidates": first["bcjax"].get("candidates", 0),
     "rebasis_seconds": float(np.mean([s["rebasis"]["seconds"] for s in every])),
+    **_vectormigrate_summary(every),
+  }
+
+
+def _vectormigrate_summary(every: list[dict]) -> dict:
+  ran = [s for s in every if "vectormigrate" in s]
+  if not ran:
+    return {}
+  fitted = [s for s in ran if "vectormigrate_candidates" in s]
+  names = list(fitted[0]["vectormigrate_candidates"]) if fitted else []
+  return {
+    "vectormigrate_version": ran[0]["vectormigrate_version"],
+    # Ranks differ by width: low_rank_affine_r4, _r16, _r32 -> low_rank_affine.
+    "vectormigrate_candidates": list(
+      dict.fromkeys(re.sub(r"_r\d+$", "", n) for n in names if "+L2" not in n)
+    ),
+    "vectormigrate_seconds": float(
+      np.mean([s["vectormigrate"]["seconds"] for s in ran])
+    ),
   }
 
 
@@ -404,13 +367,21 @@ def main(argv):
   if not FLAGS.only_run:
     pairs["rotation"] = rotation_pair()
     pairs["ml100k-svd"] = ml100k_pair(FLAGS.data_dir)
+    # Equal widths: the one real pair vectormigrate's adapters accept.
+    pairs["ml100k-svd-32"] = ml100k_pair(FLAGS.data_dir, new_rank=32)
   seed_list = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
   results = {"k": K, "seed_list": seed_list, "pairs": {}, "skipped": None}
-  if FLAGS.only_run and os.path.exists(FLAGS.out + ".json"):
-    # Adds the runs' pairs to a finished run of the others (same seeds, K).
+  earlier = {}
+  if (FLAGS.only_run or FLAGS.reuse) and os.path.exists(FLAGS.out + ".json"):
     with open(FLAGS.out + ".json") as f:
-      results = json.load(f)
-    command = results.get("run", {}).get("command", "") + "; " + command
+      before = json.load(f)
+    if FLAGS.reuse:
+      if (before["k"], before["seed_list"]) != (K, seed_list):
+        raise app.UsageError(f"--reuse: {FLAGS.out}.json ran other seeds or K")
+      earlier = before["pairs"]
+    if FLAGS.only_run:  # adds the runs' pairs to a finished run of the others
+      results = before
+    command = before.get("run", {}).get("command", "") + "; " + command
   strategies = FLAGS.run_strategy * (
     len(FLAGS.run_workdir) if len(FLAGS.run_strategy) == 1 else 1
   )
@@ -424,8 +395,13 @@ def main(argv):
     None if FLAGS.run_workdir else "a bcjax run's versions (no --run_workdir)"
   )
   for name, (old, new, note) in pairs.items():
+    kept = earlier.get(name, {"note": note, "seeds": []})
+    if kept["note"] != note:
+      raise ValueError(f"--reuse: {name} was made otherwise: {kept['note']}")
+    kept = {s["seed"]: s for s in kept["seeds"]}
     seeds = [
-      one_seed(old, new, s, FLAGS.peers_python, FLAGS.peers_path) for s in seed_list
+      one_seed(old, new, s, FLAGS.peers_python, FLAGS.peers_path, kept.get(s))
+      for s in seed_list
     ]
     results["pairs"][name] = {"note": note, "seeds": seeds, "summary": summarize(seeds)}
     print(f"{name}: {json.dumps(results['pairs'][name]['summary'])}", flush=True)
