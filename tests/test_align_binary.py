@@ -294,6 +294,13 @@ def test_consumers_and_the_answer_with_labels_one_line_without(files):
   assert f"answer: **{d['answer']}**: " in table
   assert "| logistic regression | " in table and "| mlp | " in table
   assert "s per million rows" in table
+  consumer_curves = results["backfill"]["consumers"]
+  assert set(consumer_curves) == set(align.consumers.CONSUMERS)
+  for name, row in c.items():
+    # All re-embedded: the consumer retrained on new vectors, on new vectors.
+    for values in consumer_curves[name]["curves"].values():
+      assert values[-1] == pytest.approx(row["accuracy_retrained"])
+  assert "| logistic regression, random | " in table
 
   bare = binary.run(str(tmp / "bare"), *args, family="linear", seed=3)
   assert bare["decision"] == {"skipped": align.decision.NO_LABELS}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bcjax import align
-from bcjax.align import consumers, decision
+from bcjax.align import backfill, consumers, decision
 from bcjax.errors import InputError
 
 # Student-t 97.5% quantile with 4 degrees of freedom, from the tables.
@@ -158,3 +158,26 @@ def test_replicate_refits_the_family_on_each_split():
     assert rep["bridged"] == pytest.approx(classes(x, refit.apply(new[test])), abs=0.01)
     assert rep["upgrade_gain"] == pytest.approx(rep["reindexed"] / rep["old"])
     assert rep["retention"] == pytest.approx(rep["bridged"] / rep["reindexed"])
+
+
+def test_backfill_curves_mix_forwarded_and_new_rows_as_the_order_goes():
+  x, y = _clusters(n=300, seed=8)
+  rng = np.random.default_rng(9)
+  new = x @ rng.normal(size=(8, 8)).astype(np.float32)
+  forwarded = rng.normal(size=new.shape).astype(np.float32)  # a useless F
+  labels = np.asarray([f"c{v}" for v in y])
+  train, test = np.arange(200), np.arange(200, 300)
+  orders = {"given": rng.permutation(300), "reversed": np.arange(300)[::-1]}
+  small = {"lr": consumers.ConsumerHP(steps=200)}
+  fractions = (0.0, 0.5, 1.0)
+  got = consumers.backfill_curves(
+    new, forwarded, labels, train, test, orders, fractions, consumers=small
+  )["lr"]
+  classes, codes = np.unique(labels, return_inverse=True)
+  model = consumers.train(new[train], codes[train], len(classes), small["lr"], 0)
+  for name, order in orders.items():
+    for f, value in zip(fractions, got[name], strict=True):
+      mixed = backfill.gallery_at(new, forwarded, order, f)[test]
+      assert value == pytest.approx(np.mean(model.predict(mixed) == codes[test]))
+  # The reversed order backfills the test rows (the last 100) first.
+  assert got["reversed"][1] == got["reversed"][2] > got["reversed"][0]

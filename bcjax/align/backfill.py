@@ -43,6 +43,7 @@ import dataclasses
 import numpy as np
 
 from bcjax.align.bridge import Bridge, check_rows
+from bcjax.align.consumers import backfill_curves
 from bcjax.align.fitting import fit
 from bcjax.align.measures import (
   MAX_QUERIES,
@@ -201,6 +202,7 @@ def backfill_results(
   k: int = 10,
   max_queries: int = MAX_QUERIES,
   seed: int = 0,
+  consumers: bool = True,
   **fit_kwargs,
 ) -> dict:
   """The forward map fitted on ``train``, measured on ``test``, and the curves.
@@ -214,6 +216,8 @@ def backfill_results(
     bridge: the served bridge ``B``, for the bridge-residual order.
     reindexed: class retrieval re-indexed (new vs new), for retention.
     fractions, k, max_queries, seed: see :func:`curve`.
+    consumers: with labels, also the consumers' curves
+      (:func:`bcjax.align.consumers.backfill_curves`).
     **fit_kwargs: for :func:`fit_forward` (``family``, ``center``, ...).
 
   Returns:
@@ -221,7 +225,8 @@ def backfill_results(
     of ``F(z_old)`` against ``z_new``; self-retrieval and, with labels, class
     retrieval and retention of forward-mapped old test queries against the
     new index). ``backfill``: the measure, ``fractions``, each order's curve
-    and area.
+    and area, and with labels and ``consumers`` under ``consumers``: consumer
+    name -> ``curves`` (order -> accuracy per fraction) and ``area``.
   """
   old, new = np.asarray(old), np.asarray(new)
   train, test = np.asarray(train), np.asarray(test)
@@ -252,6 +257,24 @@ def backfill_results(
     )
     for name, order in orders.items()
   }
+  backfill = {
+    "measure": "self_recall" if labels is None else "class_retrieval",
+    "k": k,
+    "fractions": [float(f) for f in fractions],
+    "curves": {name: c.tolist() for name, c in curves.items()},
+    "area": {name: area(fractions, c) for name, c in curves.items()},
+  }
+  if labels is not None and consumers:
+    accuracy = backfill_curves(
+      new, forwarded, labels, train, test, orders, fractions, seed=seed
+    )
+    backfill["consumers"] = {
+      name: {
+        "curves": per_order,
+        "area": {order: area(fractions, c) for order, c in per_order.items()},
+      }
+      for name, per_order in accuracy.items()
+    }
   return {
     "forward": {
       "family": forward.family,
@@ -259,11 +282,5 @@ def backfill_results(
       "num_params": forward.num_params,
       "measures": measures,
     },
-    "backfill": {
-      "measure": "self_recall" if labels is None else "class_retrieval",
-      "k": k,
-      "fractions": [float(f) for f in fractions],
-      "curves": {name: c.tolist() for name, c in curves.items()},
-      "area": {name: area(fractions, c) for name, c in curves.items()},
-    },
+    "backfill": backfill,
   }

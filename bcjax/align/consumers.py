@@ -245,6 +245,65 @@ def consumer_results(
   return out
 
 
+def backfill_curves(
+  new,
+  forwarded,
+  labels,
+  train_rows,
+  test_rows,
+  orders: dict[str, np.ndarray],
+  fractions,
+  *,
+  seed: int = 0,
+  consumers: dict[str, ConsumerHP] | None = None,
+) -> dict:
+  """Consumers of the new model reading a backfilling index's test rows.
+
+  Each consumer is trained on the training rows' new vectors (where
+  backfilling is headed); at a backfilled fraction ``f`` a test row holds its
+  new vector if the order has reached it, else its forward-mapped old one
+  (as :func:`bcjax.align.backfill.gallery_at` mixes them), and the curve is
+  the consumer's accuracy on those rows.
+
+  Args:
+    new: ``(N, d_new)`` every row's new vector.
+    forwarded: ``(N, d_new)`` every row's ``F(z_old)``.
+    labels: ``(N,)`` a label per row.
+    train_rows: ``(n_train,)`` rows the consumers are trained on.
+    test_rows: ``(n_test,)`` rows they are scored on.
+    orders: order name -> ``(N,)`` backfilling order (a permutation).
+    fractions: the backfilled fractions, increasing in ``[0, 1]``.
+    seed: seeds every consumer's training.
+    consumers: name -> hyper-parameters (None: :data:`CONSUMERS`).
+
+  Returns:
+    consumer name -> order name -> ``(len(fractions),)`` accuracies.
+  """
+  classes, y = np.unique(np.asarray(labels), return_inverse=True)
+  train_rows, test_rows = np.asarray(train_rows), np.asarray(test_rows)
+  new, forwarded = np.asarray(new), np.asarray(forwarded)
+  truth = y[test_rows]
+  out = {}
+  for name, hp in (consumers or CONSUMERS).items():
+    model = train(new[train_rows], y[train_rows], len(classes), hp, seed)
+    right_new = model.predict(new[test_rows]) == truth
+    right_old = model.predict(forwarded[test_rows]) == truth
+    out[name] = {}
+    for order_name, order in orders.items():
+      # A test row is backfilled at f once round(f N) rows of the order are.
+      position = np.empty(len(new), np.int64)
+      position[np.asarray(order)] = np.arange(len(new))
+      out[name][order_name] = [
+        float(
+          np.mean(
+            np.where(position[test_rows] < round(f * len(new)), right_new, right_old)
+          )
+        )
+        for f in fractions
+      ]
+  return out
+
+
 def _f32(x) -> np.ndarray:
   x = np.asarray(x, np.float32)
   if x.ndim != 2:

@@ -210,6 +210,7 @@ def fit_step(
       family=family,
       center=center,
       normalize=normalize,
+      consumers=consumers,
     )
   judged = {"decision": {"skipped": decision.NO_LABELS}}
   if labels is not None:

@@ -238,12 +238,26 @@ def backfill_lines(backfill: dict) -> list[str]:
   ]
   fractions = backfill["fractions"]
   half = fractions.index(0.5) if 0.5 in fractions else None
-  for name, values in backfill["curves"].items():
+
+  def row(name, values, area):
     middle = "" if half is None else f"{values[half]:.4f}"
-    lines.append(
-      f"| {name} | {values[0]:.4f} | {middle} | {values[-1]:.4f} | "
-      f"{backfill['area'][name]:.4f} |"
-    )
+    return f"| {name} | {values[0]:.4f} | {middle} | {values[-1]:.4f} | {area:.4f} |"
+
+  for name, values in backfill["curves"].items():
+    lines.append(row(name, values, backfill["area"][name]))
+  if backfill.get("consumers"):
+    lines += [
+      "",
+      "Consumers of the new model (trained on the training rows' new vectors) "
+      "reading the test rows as the index holds them: accuracy as the "
+      "re-embedded share goes from 0 to 1",
+      "",
+      "| consumer, order | at 0 | at 0.5 | at 1 | area under the curve |",
+      "|---|---|---|---|---|",
+    ]
+    for consumer, c in backfill["consumers"].items():
+      for name, values in c["curves"].items():
+        lines.append(row(f"{consumer}, {name}", values, c["area"][name]))
   return lines
 
 
@@ -258,9 +272,10 @@ def plot_backfill(path: str, backfill: dict, title: str = "Backfilling") -> str:
   Returns:
     ``path``.
   """
-  fig = Figure(figsize=(6.5, 4.5))
+  consumers = backfill.get("consumers") or {}
+  fig = Figure(figsize=(6.5 * (1 + bool(consumers)), 4.5))
   FigureCanvasAgg(fig)
-  ax = fig.add_subplot()
+  ax = fig.add_subplot(1, 1 + bool(consumers), 1)
   for name, values in backfill["curves"].items():
     area = backfill["area"][name]
     style = "--" if name == "random" else "-"
@@ -277,6 +292,23 @@ def plot_backfill(path: str, backfill: dict, title: str = "Backfilling") -> str:
   ax.set_title(title)
   ax.grid(True, alpha=0.3)
   ax.legend(fontsize="small", loc="best")
+  if consumers:
+    right = fig.add_subplot(1, 2, 2)
+    for consumer, c in consumers.items():
+      for name, values in c["curves"].items():
+        right.plot(
+          backfill["fractions"],
+          values,
+          "--" if name == "random" else "-",
+          marker="o",
+          label=f"{consumer}, {name} (area {c['area'][name]:.4f})",
+        )
+    right.set_xlabel("share of the index re-embedded")
+    right.set_ylabel("consumer accuracy (new-model consumers)")
+    right.set_xlim(0, 1)
+    right.set_title("Consumers reading the index")
+    right.grid(True, alpha=0.3)
+    right.legend(fontsize="x-small", loc="best")
   fig.tight_layout()
   with atomic_open(path, "wb") as f:
     fig.savefig(f, format="png", dpi=100)
