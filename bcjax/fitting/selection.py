@@ -48,24 +48,33 @@ class BestEpoch:
 class BestEpochs:
   """The best epoch of each of ``n`` models trained side by side.
 
-  Every epoch is eligible; a score that is NaN (a model whose outputs are
-  not finite) never beats a kept one.
+  Each model's rule is :class:`BestEpoch`'s: only epochs after
+  ``keep_after`` may be kept, unless nothing was kept by ``last_epoch``
+  (both 0, the consumers' grid: every epoch is eligible). A score that is
+  NaN (a model whose outputs are not finite) never beats a kept one.
 
   Attributes:
     scores: ``(n,)`` the kept epochs' scores (-inf: none yet).
     epochs: ``(n,)`` the kept epochs (0: none yet).
+    keep_after: only epochs after this one may be kept ...
+    last_epoch: ... unless nothing was kept by this one.
   """
 
   scores: np.ndarray
   epochs: np.ndarray
+  keep_after: int = 0
+  last_epoch: int = 0
 
   @classmethod
-  def start(cls, n: int) -> BestEpochs:
-    return cls(np.full(n, -np.inf), np.zeros(n, np.int64))
+  def start(cls, n: int, keep_after: int = 0, last_epoch: int = 0) -> BestEpochs:
+    return cls(np.full(n, -np.inf), np.zeros(n, np.int64), keep_after, last_epoch)
 
   def offer(self, epoch: int, scores: np.ndarray) -> np.ndarray:
     """Keeps ``epoch`` for the models it improves; ``(n,)`` which those are."""
-    improved = scores > self.scores
+    eligible = (epoch > self.keep_after) | (
+      (epoch == self.last_epoch) & (self.epochs == 0)
+    )
+    improved = eligible & (scores > self.scores)
     self.scores = np.where(improved, scores, self.scores)
     self.epochs = np.where(improved, epoch, self.epochs)
     return improved
