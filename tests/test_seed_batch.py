@@ -23,7 +23,13 @@ from bcjax.components.transforms import get_transform
 from bcjax.data.split import split_version
 from bcjax.errors import InputError, TrainingDivergedError
 from bcjax.evaluation.recall import RecallEvaluator
-from bcjax.fitting.seed_batch import fit_versions_batched, make_batched_epoch, stack
+from bcjax.fitting.posthoc import PosthocConfig, fit_posthoc
+from bcjax.fitting.seed_batch import (
+  fit_posthoc_batched,
+  fit_versions_batched,
+  make_batched_epoch,
+  stack,
+)
 from bcjax.fitting.selection import BestEpoch, BestEpochs
 from bcjax.fitting.train import (
   Alignment,
@@ -226,3 +232,57 @@ def test_best_epochs_follows_best_epoch_per_model():
   assert list(batch.epochs) == [r.epoch for r in rules]
   assert batch.epochs[3] == 0  # -inf never beats -inf, alone or batched
   assert len(set(batch.epochs)) > 1
+
+
+@pytest.mark.parametrize(
+  "config",
+  [
+    # Checked every 2 epochs after epoch 2, at a rate that makes the error
+    # wander: the seeds keep different epochs.
+    PosthocConfig(
+      epochs=12, keep_after=2, eval_every=2, batch_size=64, learning_rate=0.3
+    ),
+    # No multiple of eval_every after keep_after: only the last is checked.
+    PosthocConfig(epochs=10, keep_after=8, eval_every=4, batch_size=64),
+  ],
+)
+def test_each_seed_of_a_posthoc_batch_is_that_seed_alone(split, config):
+  graph = BipartiteGraph.from_split(split)
+  transform = get_transform("linear")
+  rng = np.random.default_rng(0)
+  n = 3
+
+  def table(rows, dim):
+    return rng.normal(size=(rows, dim)).astype(np.float32)
+
+  current = [(table(split.num_users, 6), table(split.num_items, 6)) for _ in range(n)]
+  previous = [(table(split.num_users, 4), table(split.num_items, 4)) for _ in range(n)]
+  params = [transform.init(jax.random.key(10 + i), 6, 4) for i in range(n)]
+  seed_keys = [jax.random.key(20 + i) for i in range(n)]
+  alone = [
+    fit_posthoc(
+      transform, p, c, q, graph, config, k, loss=get_loss("sloss"), label=f"s{i}"
+    )
+    for i, (p, c, q, k) in enumerate(zip(params, current, previous, seed_keys))
+  ]
+  batched = fit_posthoc_batched(
+    transform,
+    params,
+    current,
+    previous,
+    graph,
+    config,
+    seed_keys,
+    loss=get_loss("sloss"),
+  )
+  for a, b in zip(alone, batched, strict=True):
+    assert b.best_epoch == a.best_epoch and b.steps_per_epoch == a.steps_per_epoch
+    assert [e for e, _ in b.checked] == [e for e, _ in a.checked]
+    np.testing.assert_allclose(
+      [err for _, err in b.checked], [err for _, err in a.checked], rtol=RTOL
+    )
+    assert b.error == pytest.approx(a.error, rel=RTOL)
+    close = lambda x, y: np.testing.assert_allclose(x, y, rtol=0, atol=ATOL)  # noqa: E731
+    jax.tree.map(close, a.params, b.params)
+  if config.keep_after == 2:
+    assert len({f.best_epoch for f in batched}) > 1, "seeds keep different epochs"
