@@ -151,10 +151,24 @@ def test_patience_waits_for_a_kept_epoch_and_a_stale_resume_runs_nothing():
   assert (state, seconds, log) == (10, 0.0, [])
 
 
-def test_best_epochs_are_stale_only_when_every_model_is():
-  best = BestEpochs.start(2)
-  best.offer(2, np.array([0.5, 0.5]))
-  best.offer(4, np.array([0.4, 0.6]))
+def test_best_epochs_stop_each_model_once_stale_and_end_when_all_have():
+  def two():
+    best = BestEpochs.start(2)
+    best.offer(2, np.array([0.5, 0.5]))
+    best.offer(4, np.array([0.4, 0.6]))
+    return best
+
   # Model 0 kept epoch 2, model 1 epoch 4: at 6 only model 0's is 3 old.
-  assert not best.stale(6, 3) and best.stale(7, 3)
-  assert not best.stale(7, 4) and best.stale(8, 4) and not best.stale(8, 0)
+  best = two()
+  assert not best.stale(6, 3) and best.running().tolist() == [False, True]
+  # Stopped, model 0 is offered nothing more: its better 0.9 is not kept.
+  assert best.offer(6, np.array([0.9, 0.7])).tolist() == [False, True]
+  assert best.epochs.tolist() == [2, 6] and best.scores.tolist() == [0.5, 0.7]
+  assert not best.stale(8, 3) and best.stale(9, 3)
+  best = two()
+  assert not best.stale(7, 4) and best.stale(8, 4)
+  assert not two().stale(100, 0) and two().running().all()
+  # A model with nothing kept (keep_after) never stops.
+  late = BestEpochs.start(2, keep_after=5)
+  late.offer(2, np.array([0.5, 0.5]))
+  assert not late.stale(9, 3) and late.running().all()

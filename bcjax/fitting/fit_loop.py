@@ -70,7 +70,7 @@ def run_epochs(
   *,
   epochs: int,
   first_epoch: int = 1,
-  label: str = "",
+  label: str | Sequence[str] = "",
   patience: int = 0,
 ) -> tuple[State, float]:
   """Runs epochs ``first_epoch..epochs`` of one fit, or stops early.
@@ -83,7 +83,9 @@ def run_epochs(
       one per model.
     epochs: the last epoch.
     first_epoch: the first epoch to run (after a restored one).
-    label: names the fit in the error raised on divergence.
+    label: names the fit in the error raised on divergence; a sequence
+      names each vmapped model (losses one per model), and the error the
+      first model that diverged.
     patience: stop after the first evaluation that finds the kept epoch
       ``patience`` or more epochs old (``selection.stale``); 0 never stops
       early. A resumed fit that was stale when saved runs no epoch, so a
@@ -135,10 +137,17 @@ def run_epochs(
   return state, epoch_seconds / timed_epochs if timed_epochs else 0.0
 
 
-def _check_losses(fetched: Sequence[Mapping[str, Any]], epoch: int, label: str):
+def _check_losses(
+  fetched: Sequence[Mapping[str, Any]], epoch: int, label: str | Sequence[str]
+):
+  # (epochs,) for one model, (epochs, models) for vmapped ones.
   losses = np.array([m["loss"] for m in fetched])
-  if not np.all(np.isfinite(losses)):
-    raise TrainingDivergedError(
-      f"{label}: the training loss became {losses[~np.isfinite(losses)][0]} by "
-      f"epoch {epoch}; training stopped, and nothing of this version was saved"
-    )
+  if np.all(np.isfinite(losses)):
+    return
+  bad = np.argwhere(~np.isfinite(losses))[0]
+  if not isinstance(label, str):
+    label = label[int(bad[1])] if losses.ndim > 1 else label[0]
+  raise TrainingDivergedError(
+    f"{label}: the training loss became {losses[tuple(bad)]} by "
+    f"epoch {epoch}; training stopped, and nothing of this version was saved"
+  )

@@ -14,6 +14,7 @@ nodes), checked every ``eval_every`` epochs after epoch 50.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -104,6 +105,45 @@ def epoch_triples(
   return jax.tree.map(lambda a: a.reshape(num_steps, batch_size), triples)
 
 
+def posthoc_epoch_body(
+  transform: BackwardTransform,
+  loss: AlignmentLoss,
+  tx: optax.GradientTransformation,
+  num_steps: int,
+  batch_size: int,
+) -> Callable[..., tuple[Any, Any, jax.Array]]:
+  """One post-hoc epoch, not jitted (:func:`fit_posthoc` jits it,
+  :mod:`bcjax.fitting.seed_batch` vmaps it over seeds first).
+
+  Returns:
+    ``epoch(p, opt_state, key, graph, current, previous, old_params) -> (p,
+    opt_state, mean loss)``. The embeddings and the graph are arguments, not
+    closed-over constants, so that large graphs are not baked into the
+    compiled program.
+  """
+
+  def loss_fn(p, batch, current, previous, old_params):
+    users, pos, neg = batch
+    prev = (previous[0][users], previous[1][pos], previous[1][neg])
+    cur = (current[0][users], current[1][pos], current[1][neg])
+    return loss(transform, p, old_params, prev, cur)
+
+  def train_epoch(p, opt_state, key, graph, current, previous, old_params):
+    batches = epoch_triples(graph, key, num_steps, batch_size)
+
+    def step(carry, batch):
+      p, opt_state = carry
+      grad_fn = jax.value_and_grad(loss_fn)
+      loss, grads = grad_fn(p, batch, current, previous, old_params)
+      updates, opt_state = tx.update(grads, opt_state, p)
+      return (optax.apply_updates(p, updates), opt_state), loss
+
+    (p, opt_state), losses = jax.lax.scan(step, (p, opt_state), batches)
+    return p, opt_state, jnp.mean(losses)
+
+  return train_epoch
+
+
 def fit_posthoc(
   transform: BackwardTransform,
   params: Any,
@@ -147,28 +187,9 @@ def fit_posthoc(
   """
   num_steps = steps_per_epoch(graph.num_interactions, config.batch_size)
   tx = optax.adam(config.learning_rate)
-
-  # The embeddings and the graph are arguments, not closed-over constants, so
-  # that large graphs are not baked into the compiled program.
-  def loss_fn(p, batch, current, previous, old_params):
-    users, pos, neg = batch
-    prev = (previous[0][users], previous[1][pos], previous[1][neg])
-    cur = (current[0][users], current[1][pos], current[1][neg])
-    return loss(transform, p, old_params, prev, cur)
-
-  @jax.jit
-  def train_epoch(p, opt_state, key, graph, current, previous, old_params):
-    batches = epoch_triples(graph, key, num_steps, config.batch_size)
-
-    def step(carry, batch):
-      p, opt_state = carry
-      grad_fn = jax.value_and_grad(loss_fn)
-      loss, grads = grad_fn(p, batch, current, previous, old_params)
-      updates, opt_state = tx.update(grads, opt_state, p)
-      return (optax.apply_updates(p, updates), opt_state), loss
-
-    (p, opt_state), losses = jax.lax.scan(step, (p, opt_state), batches)
-    return p, opt_state, jnp.mean(losses)
+  train_epoch = jax.jit(
+    posthoc_epoch_body(transform, loss, tx, num_steps, config.batch_size)
+  )
 
   def train(state, epoch):
     params, opt_state = state

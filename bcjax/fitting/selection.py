@@ -55,28 +55,57 @@ class BestEpoch:
 class BestEpochs:
   """The best epoch of each of ``n`` models trained side by side.
 
-  Every epoch is eligible; a score that is NaN (a model whose outputs are
-  not finite) never beats a kept one.
+  Each model's rule is :class:`BestEpoch`'s: only epochs after
+  ``keep_after`` may be kept, unless nothing was kept by ``last_epoch``
+  (both 0, the consumers' grid: every epoch is eligible). A score that is
+  NaN (a model whose outputs are not finite) never beats a kept one.
+
+  With patience (:meth:`stale`), a model whose kept epoch grew stale stops
+  there: later epochs are not offered to it, as if it had stopped training
+  alone, and the side-by-side training ends when every model has stopped.
 
   Attributes:
     scores: ``(n,)`` the kept epochs' scores (-inf: none yet).
     epochs: ``(n,)`` the kept epochs (0: none yet).
+    keep_after: only epochs after this one may be kept ...
+    last_epoch: ... unless nothing was kept by this one.
+    stopped: ``(n,)`` which models have stopped (None: none yet).
   """
 
   scores: np.ndarray
   epochs: np.ndarray
+  keep_after: int = 0
+  last_epoch: int = 0
+  stopped: np.ndarray | None = None
 
   @classmethod
-  def start(cls, n: int) -> BestEpochs:
-    return cls(np.full(n, -np.inf), np.zeros(n, np.int64))
+  def start(cls, n: int, keep_after: int = 0, last_epoch: int = 0) -> BestEpochs:
+    return cls(np.full(n, -np.inf), np.zeros(n, np.int64), keep_after, last_epoch)
+
+  def running(self) -> np.ndarray:
+    """``(n,)`` which models have not stopped."""
+    if self.stopped is None:
+      return np.ones(len(self.epochs), bool)
+    return ~self.stopped
 
   def offer(self, epoch: int, scores: np.ndarray) -> np.ndarray:
     """Keeps ``epoch`` for the models it improves; ``(n,)`` which those are."""
-    improved = scores > self.scores
+    eligible = (epoch > self.keep_after) | (
+      (epoch == self.last_epoch) & (self.epochs == 0)
+    )
+    improved = eligible & (scores > self.scores) & self.running()
     self.scores = np.where(improved, scores, self.scores)
     self.epochs = np.where(improved, epoch, self.epochs)
     return improved
 
   def stale(self, epoch: int, patience: int) -> bool:
-    """Whether every model's kept epoch is ``patience`` (> 0) epochs old."""
-    return patience > 0 and bool(np.all(epoch - self.epochs >= patience))
+    """Stops the models whose kept epoch is ``patience`` (> 0) epochs old.
+
+    A model with nothing kept yet does not stop. Returns whether every
+    model has stopped.
+    """
+    if patience <= 0:
+      return False
+    now = (self.epochs > 0) & (epoch - self.epochs >= patience)
+    self.stopped = now | ~self.running()
+    return bool(np.all(self.stopped))

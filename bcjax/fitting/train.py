@@ -166,7 +166,24 @@ def make_train_epoch(
   alignment: Alignment | None = None,
   mesh: Mesh | None = None,
 ) -> Callable[..., tuple[TrainState, dict]]:
-  """Builds the jitted ``train_epoch(state, graph, key, target)``.
+  """The jitted :func:`epoch_body`; ``state`` is donated."""
+  body = epoch_body(model, num_steps, batch_size, weight_decay, alignment, mesh)
+  return jax.jit(body, donate_argnums=0)
+
+
+def epoch_body(
+  model: PinSAGE,
+  num_steps: int,
+  batch_size: int,
+  weight_decay: float,
+  alignment: Alignment | None = None,
+  mesh: Mesh | None = None,
+) -> Callable[..., tuple[TrainState, dict]]:
+  """One training epoch ``(state, graph, key, target)``, not jitted.
+
+  :func:`make_train_epoch` jits it for one model;
+  :mod:`bcjax.fitting.seed_batch` vmaps it over embedding seeds first, so
+  both train with the same step.
 
   Args:
     model: the embedding model.
@@ -179,9 +196,9 @@ def make_train_epoch(
       state, graph and target are expected replicated on it.
 
   Returns:
-    The jitted epoch function ``(state, graph, key, target) -> (state,
-    metrics)``; ``state`` is donated. ``metrics`` holds the epoch means of
-    ``loss``, ``bpr``, ``reg`` (and ``align``).
+    The epoch function ``(state, graph, key, target) -> (state, metrics)``;
+    ``metrics`` holds the epoch means of ``loss``, ``bpr``, ``reg`` (and
+    ``align``).
   """
 
   def train_step(graph, target, state: TrainState, batch):
@@ -215,7 +232,6 @@ def make_train_epoch(
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     return state, dict(parts, loss=loss)
 
-  @functools.partial(jax.jit, donate_argnums=0)
   def train_epoch(state: TrainState, graph: BipartiteGraph, key: jax.Array, target):
     triples = sample_bpr_triples(graph, key, num_steps * batch_size)
     batches = jax.tree.map(lambda a: a.reshape(num_steps, batch_size), triples)

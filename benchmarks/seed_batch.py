@@ -1,0 +1,146 @@
+r"""Embedding seeds per hour: S seeds of one version sequentially vs batched.
+
+Trains version ``--version`` of nobc for S embedding seeds (the keys the
+runner draws for seeds 0..S-1) on the default config's sizes (its dims,
+layers, batch size, learning rate, taus; ``--epochs`` instead of its 40, a
+measurement, not a run), once as today's runner does (one
+:func:`~bcjax.fitting.train.fit_version` per seed, each compiling its
+epoch) and once as :func:`~bcjax.fitting.seed_batch.fit_versions_batched`
+(one program, vmapped over the seeds), and reports wall seconds, seeds per
+hour and their ratio, with the mean epoch time (compilation and evaluations
+left out) to show where the time goes.
+
+Usage::
+
+  nice -n 10 python -m benchmarks.seed_batch \
+      --data_dir=../shared/data/ml-100k --seeds=1,4,10 --epochs=10 \
+      --json=benchmarks/results/cpu2_seed_batch_ml100k.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+
+import jax
+from absl import app, flags
+
+from bcjax import keys
+from bcjax.data.datasets import load_dataset
+from bcjax.data.split import split_version
+from bcjax.fitting.seed_batch import fit_versions_batched
+from bcjax.fitting.train import FitConfig, fit_version
+from bcjax.models.device_graph import BipartiteGraph
+from bcjax.models.pinsage import PinSAGE
+from experiments.configs import default
+
+flags.DEFINE_string("dataset", "ml-100k", "Dataset name (see bcjax.data).")
+flags.DEFINE_string(
+  "data_dir",
+  os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ml-100k"),
+  "Folder of the dataset's files.",
+)
+flags.DEFINE_integer("version", 0, "The version trained (its dims and layers).")
+flags.DEFINE_list("seeds", ["1", "4", "10"], "Seed counts S to time.")
+flags.DEFINE_integer("epochs", 10, "Epochs of every fit (default config: 40).")
+flags.DEFINE_string("json", "", "Also write the numbers to this file.")
+FLAGS = flags.FLAGS
+
+
+def _time(fn):
+  start = time.perf_counter()
+  fits = fn()
+  jax.block_until_ready([f.variables for f in fits])
+  return time.perf_counter() - start, fits
+
+
+def main(argv):
+  del argv
+  config = default.get_config()
+  graph = load_dataset(FLAGS.dataset, FLAGS.data_dir)
+  k = FLAGS.version
+  split = split_version(graph, k, config.taus)
+  model = PinSAGE(dim=config.dims[k], num_layers=config.layers[k])
+  fit_config = FitConfig(
+    epochs=FLAGS.epochs,
+    eval_every=config.eval_every,
+    batch_size=config.batch_size,
+    learning_rate=config.learning_rate,
+    weight_decay=config.weight_decay,
+    eval_chunk_size=config.eval_chunk_size,
+  )
+  # As the runner builds it once per version and passes it to every fit.
+  device_graph = BipartiteGraph.from_split(split)
+  print(
+    f"{FLAGS.dataset} v{k}: {split.num_users} users, {split.num_items} items, "
+    f"{split.num_train} training interactions; d={model.dim}, "
+    f"{model.num_layers} layers, {FLAGS.epochs} epochs, eval every "
+    f"{fit_config.eval_every}"
+  )
+  rows = []
+  for s in [int(v) for v in FLAGS.seeds]:
+    seed_keys = [keys.version_key(config.seed, "nobc", k, i) for i in range(s)]
+    seq_s, seq = _time(
+      lambda seed_keys=seed_keys: [
+        fit_version(model, split, fit_config, key, graph=device_graph)
+        for key in seed_keys
+      ]
+    )
+    bat_s, bat = _time(
+      lambda seed_keys=seed_keys: fit_versions_batched(
+        model, split, fit_config, seed_keys, graph=device_graph
+      )
+    )
+    row = {
+      "seeds": s,
+      "sequential_seconds": seq_s,
+      "batched_seconds": bat_s,
+      "sequential_seeds_per_hour": s * 3600 / seq_s,
+      "batched_seeds_per_hour": s * 3600 / bat_s,
+      "ratio": seq_s / bat_s,
+      # Mean epoch without compilation and evaluations: one seed's, and the
+      # whole batch's (all S seeds).
+      "sequential_epoch_seconds": sum(f.seconds_per_epoch for f in seq) / s,
+      "batched_epoch_seconds": bat[0].seconds_per_epoch,
+      "recall50_sequential": [f.recall[50] for f in seq],
+      "recall50_batched": [f.recall[50] for f in bat],
+    }
+    rows.append(row)
+    print(
+      f"S={s:3d}  sequential {seq_s:8.1f} s ({row['sequential_seeds_per_hour']:7.1f}"
+      f" seeds/h, epoch {row['sequential_epoch_seconds']:.3f} s/seed)  batched "
+      f"{bat_s:8.1f} s ({row['batched_seeds_per_hour']:7.1f} seeds/h, epoch "
+      f"{row['batched_epoch_seconds']:.3f} s for all)  ratio {row['ratio']:.2f}x",
+      flush=True,
+    )
+  if FLAGS.json:
+    commit = subprocess.run(
+      ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    record = {
+      "dataset": FLAGS.dataset,
+      "version": k,
+      "num_users": split.num_users,
+      "num_items": split.num_items,
+      "num_train": split.num_train,
+      "dim": model.dim,
+      "layers": model.num_layers,
+      "epochs": FLAGS.epochs,
+      "eval_every": fit_config.eval_every,
+      "batch_size": fit_config.batch_size,
+      "backend": jax.default_backend(),
+      "cpu_count": os.cpu_count(),
+      "machine": platform.machine(),
+      "jax": jax.__version__,
+      "commit": commit,
+      "rows": rows,
+    }
+    with open(FLAGS.json, "w") as f:
+      json.dump(record, f, indent=2)
+
+
+if __name__ == "__main__":
+  app.run(main)
