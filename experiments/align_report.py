@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 
+from experiments.provenance import code_drift, demoted, provenance
+
 NAME = "align_ml100k"
 TITLE = "MovieLens-100K, versions 0 and 4 of a nobc run (item genres as labels)"
 COMMANDS = """\
@@ -83,14 +85,12 @@ def _value(results: dict, keys: tuple[str, ...]) -> float | None:
   return results
 
 
-def section(results_dir: str, page_dir: str, provenance, drift, demoted) -> str:
+def section(results_dir: str, page_dir: str) -> str:
   """The docs page's block.
 
   Args:
     results_dir: the committed runs.
     page_dir: the page's folder, which the plot's link is relative to.
-    provenance, drift, demoted: :mod:`experiments.report`'s renderers of a
-      run's environment, code drift warning and ``table.md``.
   """
   folder = os.path.join(results_dir, NAME)
   parts = [BEGIN, "", f"## {TITLE}", ""]
@@ -101,7 +101,7 @@ def section(results_dir: str, page_dir: str, provenance, drift, demoted) -> str:
   with open(os.path.join(folder, "table.md")) as f:
     table = f.read().strip()
   commit = (results.get("environment") or {}).get("git_commit")
-  warning = drift(commit)
+  warning = code_drift(commit)
   plot = os.path.join(folder, "backfill_1.png")
   parts += [
     "```bash",

@@ -14,7 +14,7 @@ from bcjax.evaluation.table_records import (
   SeedTable,
   read_table,
 )
-from experiments import report
+from experiments import provenance, report, verdicts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,7 +50,7 @@ def _cell(mean, low, high):
   ],
 )
 def test_verdict_judges_the_interval_against_the_anchor(cell, anchor, want):
-  assert report._verdict(cell, anchor).startswith(want)
+  assert verdicts.verdict(cell, anchor).startswith(want)
 
 
 def _results(totals, paired_lows):
@@ -68,14 +68,14 @@ def _results(totals, paired_lows):
       SeedRow(strategy, means, intervals, {c: [v] * 3 for c, v in means.items()})
     )
   paired = PairedComparison(
-    report.BC_ALIGNER,
+    verdicts.BC_ALIGNER,
     "total",
     0.95,
     tuple(
       PairedRow(
         s,
         [1.0, 2.0, 3.0],
-        _cell(totals[report.BC_ALIGNER] - totals[s], low, low + 5.0),
+        _cell(totals[verdicts.BC_ALIGNER] - totals[s], low, low + 5.0),
       )
       for s, low in paired_lows.items()
     ),
@@ -104,7 +104,7 @@ def _write(folder, results):
 
 
 def test_section_states_the_ranking_and_provenance(tmp_path):
-  aligner = report.BC_ALIGNER
+  aligner = verdicts.BC_ALIGNER
   _write(
     tmp_path / report.RUNS[0].name,
     _results(
@@ -147,19 +147,19 @@ def test_replaced_needs_both_markers():
 
 
 def test_summary_row_compares_bc_aligner_with_the_best_other_strategy():
-  aligner = report.BC_ALIGNER
-  ahead = report.summary_row(
+  aligner = verdicts.BC_ALIGNER
+  ahead = verdicts.summary_row(
     _results({aligner: -1.0, "nobc": -20.0, "fix-m0": -25.0}, {"nobc": 3.0})
   )
   assert ahead == ["3", "-1.00 ± 1.00", "nobc: -20.00 ± 1.00", ahead[3]]
   assert ahead[3] == "19.00 [3.00, 8.00]: BC-Aligner ahead"
-  behind = report.summary_row(
+  behind = verdicts.summary_row(
     _results(
       {aligner: -9.0, "posthoc-linear-sloss": -4.0}, {"posthoc-linear-sloss": -8.0}
     )
   )
   assert behind[3] == "-5.00 [-8.00, -3.00]: posthoc-linear-sloss ahead"
-  assert report.summary_row(_results({"nobc": -2.0}, {}))[1] == "not run"
+  assert verdicts.summary_row(_results({"nobc": -2.0}, {}))[1] == "not run"
 
 
 def _page(path, begin, end):
@@ -170,7 +170,7 @@ def _page(path, begin, end):
 
 def test_update_writes_every_page_and_check_finds_a_stale_one(tmp_path):
   results = tmp_path / "experiments" / "results"
-  aligner = report.BC_ALIGNER
+  aligner = verdicts.BC_ALIGNER
   _write(
     results / report.RUNS[0].name,
     _results({aligner: -1.0, "nobc": -20.0}, {"nobc": 3.0}),
@@ -235,12 +235,12 @@ def test_generated_pages_match_the_committed_runs():
 
 def test_a_lead_whose_paired_interval_contains_zero_is_not_resolved():
   results = _results(
-    {report.BC_ALIGNER: -4.0, "posthoc-linear-sloss": -1.0},
+    {verdicts.BC_ALIGNER: -4.0, "posthoc-linear-sloss": -1.0},
     {"posthoc-linear-sloss": -6.0},
   )
   results["table"]["paired"]["rows"][0]["interval"].update(low=-6.0, high=1.0)
   table = read_table(results["table"])
-  text = report._ranking(table, report._cells(table))
+  text = verdicts.ranking(table, verdicts.cells(table))
   assert text.endswith(
     "95% interval [-6.00, 1.00]); the interval contains 0, so this ranking "
     "is not resolved."
@@ -265,12 +265,12 @@ def test_last_epoch_counts_fits_after_version_0_over_seeds():
     "strategies": seed,
     "per_seed": [{"strategies": seed}, {"strategies": other}],
   }
-  assert report.last_epoch_counts(results) == {"nobc": (2, 4), "fix-m0": (0, 0)}
-  assert report.last_epoch_counts({"strategies": seed}) == {
+  assert verdicts.last_epoch_counts(results) == {"nobc": (2, 4), "fix-m0": (0, 0)}
+  assert verdicts.last_epoch_counts({"strategies": seed}) == {
     "nobc": (1, 2),
     "fix-m0": (0, 0),
   }
-  assert report.last_epoch_line(results).endswith(": nobc 2/4.")
+  assert verdicts.last_epoch_line(results).endswith(": nobc 2/4.")
 
 
 def test_code_drift_names_the_changed_files_or_says_why_it_cannot():
@@ -279,10 +279,10 @@ def test_code_drift_names_the_changed_files_or_says_why_it_cannot():
   )
   if head.returncode == 0:
     # HEAD against itself: no change, no warning.
-    assert report.code_drift(head.stdout.strip(), ROOT) is None
-  unknown = report.code_drift("0" * 40, ROOT)
-  assert unknown.startswith(report.DRIFT) and "not in this checkout" in unknown
-  assert "recorded no commit" in report.code_drift(None, ROOT)
+    assert provenance.code_drift(head.stdout.strip(), ROOT) is None
+  unknown = provenance.code_drift("0" * 40, ROOT)
+  assert unknown.startswith(provenance.DRIFT) and "not in this checkout" in unknown
+  assert "recorded no commit" in provenance.code_drift(None, ROOT)
 
 
 def test_a_drift_line_alone_does_not_make_a_page_stale(tmp_path):
@@ -303,7 +303,13 @@ def test_a_drift_line_alone_does_not_make_a_page_stale(tmp_path):
   with open(pages["results.md"]) as f:
     text = f.read()
   with open(pages["results.md"], "w") as f:
-    f.write(text.replace(report.END, f"{report.DRIFT} 3 files differ.\n{report.END}"))
+    f.write(
+      text.replace(report.END, f"{provenance.DRIFT} 3 files differ.\n{report.END}")
+    )
+  assert report.update(*args, pages["compatibility.md"], check=True) == 0
+  # A warning and the blank line after it, as pages are written, also pass.
+  with open(pages["results.md"], "w") as f:
+    f.write(text.replace(report.END, f"{provenance.DRIFT} 3 files.\n\n{report.END}"))
   assert report.update(*args, pages["compatibility.md"], check=True) == 0
   with open(pages["results.md"], "w") as f:
     f.write(text.replace(report.END, f"a changed line\n{report.END}"))
