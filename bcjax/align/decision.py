@@ -74,6 +74,7 @@ def replicate(
   *,
   k: int = 10,
   max_queries: int = MAX_QUERIES,
+  seeds: Sequence[int] | None = None,
 ) -> list[dict]:
   """Class retrieval and its ratios on each split's test rows.
 
@@ -86,6 +87,8 @@ def replicate(
     splits: ``(train_rows, test_rows)`` per split.
     k: neighbours looked at.
     max_queries: test queries sampled at most.
+    seeds: per split, the seed of its refit and query sample (None: the
+      split's position).
 
   Returns:
     Per split: ``old``, ``reindexed`` and ``bridged`` class retrieval@k
@@ -93,8 +96,9 @@ def replicate(
     ``retention`` (bridged / reindexed).
   """
   old, new, labels = np.asarray(old), np.asarray(new), np.asarray(labels)
+  seeds = range(len(splits)) if seeds is None else seeds
   out = []
-  for seed, (train, test) in enumerate(splits):
+  for seed, (train, test) in zip(seeds, splits, strict=True):
     refit = fit(
       old[train],
       new[train],

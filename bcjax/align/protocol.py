@@ -276,11 +276,10 @@ def labelled_results(
   """
   if decision_splits < 1:
     raise InputError(f"--decision_splits must be 1 or more, got {decision_splits}")
-  splits = [
-    split_ids(len(old), test_fraction, s) for s in range(seed, seed + decision_splits)
-  ]
+  seeds = range(seed, seed + decision_splits)
+  splits = [split_ids(len(old), test_fraction, s) for s in seeds]
   replicates = decision.replicate(
-    old, new, labels, bridge, splits, k=k, max_queries=max_queries
+    old, new, labels, bridge, splits, k=k, max_queries=max_queries, seeds=seeds
   )
   out = {
     "decision": {**decision.decide(replicates, thresholds), "per_split": replicates}
