@@ -19,7 +19,7 @@ from bcjax import compatibility, registry
 from bcjax.data.split import split_version
 from bcjax.errors import InputError
 from bcjax.fitting.consumers import ConsumerConfig, fit_consumer
-from bcjax.fitting.tasks import build_task
+from bcjax.fitting.tasks import CORE_TASKS, build_task
 from bcjax.jobs.config import validate
 from bcjax.storage.checkpoints import VersionStore
 from experiments.configs import test as test_config
@@ -297,6 +297,30 @@ def test_compare_writes_blending_and_backfilling(compared):
       for order, curve in r["curves"].items():
         assert curve[-1] == pytest.approx(new_new, abs=1e-12), (strategy, order)
         assert curve[0] == r["curves"]["random"][0]
+      # The newest version's consumers read the same index; the activity
+      # tasks select on version k + 1 and are skipped.
+      tasks = r["consumers"]["tasks"]
+      assert set(tasks) == set(CORE_TASKS)
+      for name in ("user-activity", "user-positive-activity"):
+        assert "needs >= 4 versions" in tasks[name]["skipped"], tasks[name]
+      edge = tasks["binary-edge-rating"]
+      assert edge["index_examples"] > 0
+      for curve in edge["curves"].values():
+        assert len(curve) == len(r["consumers"]["fractions"])
+        assert curve[0] == edge["curves"]["random"][0]
+        assert curve[-1] == edge["curves"]["random"][-1]
+  # nobc and its post-hoc strategy share z_j and z_k, hence F, the consumers
+  # (one fit) and the orders that do not read B_k.
+  for r, p in zip(
+    compat["backfilling"]["nobc"],
+    compat["backfilling"]["posthoc-linear-mloss"],
+    strict=True,
+  ):
+    for name in ("binary-edge-rating", "binary-item-rating-avg"):
+      a, b = r["consumers"]["tasks"][name], p["consumers"]["tasks"][name]
+      assert a["curves"]["forward residual"] == b["curves"]["forward residual"]
+      assert a["curves"]["random"] == b["curves"]["random"]
+  assert "index version 0:" in table_md
   for strategy, rows in compat["blending"].items():
     assert [r["index_version"] for r in rows] == list(range(newest))
     for r in rows:

@@ -1,9 +1,13 @@
 """Blending and partial backfilling in the compatibility analytics, on
-hand-made chains, cross-checked against brute-force NumPy recall.
+hand-made chains, cross-checked against brute-force NumPy recall and, for
+the consumers' backfilling curves, against the consumers evaluated by hand on
+tables mixed in NumPy.
 
 The stores are real Orbax checkpoints (``tests.test_compatibility._store``),
 served by the registry as a trained run is.
 """
+
+import os
 
 import numpy as np
 import pytest
@@ -13,7 +17,10 @@ from bcjax.align.blend import ALPHAS
 from bcjax.compatibility.analysis import settings_from_config
 from bcjax.data.split import split_version
 from bcjax.errors import InputError
+from bcjax.evaluation.compatibility_plots import serving_figures
 from bcjax.evaluation.recall import held_out_halves
+from bcjax.fitting.consumers import ConsumerConfig
+from bcjax.fitting.tasks import CORE_TASKS
 from experiments.configs import test as test_config
 from tests.test_compatibility import NUM_VERSIONS, _store
 
@@ -211,7 +218,14 @@ def test_markdown_and_plots_of_the_serving_rows(tmp_path):
       "s": [
         {"index_version": 0, "query_version": 2, "fractions": fractions,
          "curves": {o: fractions for o in compatibility.BACKFILL_ORDERS},
-         "area": {o: 0.5 for o in compatibility.BACKFILL_ORDERS}},
+         "area": {o: 0.5 for o in compatibility.BACKFILL_ORDERS},
+         "consumers": {"fractions": fractions, "tasks": {
+           "binary-edge-rating": {
+             "metric": "rocauc", "examples": 9, "index_examples": 7,
+             "curves": {o: [0.6] * 10 + [0.8]
+                        for o in compatibility.BACKFILL_ORDERS},
+             "area": {o: 0.61 for o in compatibility.BACKFILL_ORDERS}},
+           "user-activity": {"skipped": "needs version 3"}}}},
       ]
     },
   }  # fmt: skip
@@ -232,7 +246,116 @@ def test_markdown_and_plots_of_the_serving_rows(tmp_path):
   assert lines[backfill + 6] == (
     "| s | 0 <- 2 | 0.0000 | 1.0000 | 0.5000 | 0.5000 | 0.5000 |"
   )
+  consumers = next(i for i, x in enumerate(lines) if x.startswith("Consumers of"))
+  assert consumers > backfill + 6
+  assert lines[consumers + 2 : consumers + 8] == [
+    "s, index version 0:",
+    "",
+    "| task | order | f = 0 | f = 0.5 | f = 1 | area |",
+    "|---|---|---|---|---|---|",
+    "| binary-edge-rating | bridge residual | 0.6000 | 0.6000 | 0.8000 | 0.6100 |",
+    "| binary-edge-rating | forward residual | 0.6000 | 0.6000 | 0.8000 | 0.6100 |",
+  ]
+  assert lines[consumers + 10] == "Skipped: user-activity (needs version 3)."
   written = compatibility.write_outputs(result, str(tmp_path))
   assert {"compat_blend.png", "compat_backfill.png"} <= set(written["plots"])
+  # The consumers' panels below the Recall@50 ones: twice the height.
+  both = serving_figures(result)["compat_backfill.png"]
+  del result["backfilling"]["s"][0]["consumers"]
+  recall_only = serving_figures(result)["compat_backfill.png"]
+  assert len(both.axes) == 2 * len(recall_only.axes) == 2
+  assert both.get_figheight() == 2 * recall_only.get_figheight()
   for name in written["plots"]:
     assert (tmp_path / name).stat().st_size > 0
+
+
+# -- the consumers' backfilling curves ---------------------------------------------
+
+TINY_CONSUMERS = ConsumerConfig(hidden_sizes=(8,), dropouts=(0.0,), seeds=1, epochs=2)
+
+
+def brute_forward(tables, j, k):
+  """``F(z_j)`` of version j's items by ``numpy.linalg.lstsq`` on its nodes."""
+  (old_users, old_items), (new_users, new_items) = tables[j], tables[k]
+  old = np.concatenate([old_users, old_items]).astype(np.float64)
+  new = np.concatenate([new_users[: len(old_users)], new_items[: len(old_items)]])
+  forward, *_ = np.linalg.lstsq(old, new.astype(np.float64), rcond=None)
+  return (old_items @ forward).astype(np.float32)
+
+
+def test_consumer_backfill_ends_and_midpoint_match_by_hand(
+  random_chain, splits, small_graph, tmp_path
+):
+  reg, tables, kernels = random_chain
+  j, k = 0, 2
+  tasks = compatibility.newest_tasks(
+    (*CORE_TASKS, "user-segment"), small_graph, splits, seed=0
+  )
+  for name in ("user-activity", "user-positive-activity"):
+    assert tasks[name] == (
+      f"cannot start at the newest version {k}: task {name!r} selects on "
+      f"version {k + 1} and needs >= {k + 2} versions"
+    )
+  assert tasks["user-segment"] == compatibility.USER_ONLY
+  fitted = [n for n, t in tasks.items() if not isinstance(t, str)]
+  assert fitted == ["binary-edge-rating", *CORE_TASKS[3:]]
+  consumers = compatibility.newest_consumers(
+    reg, tasks, TINY_CONSUMERS, 0, str(tmp_path)
+  )
+  row = compatibility.consumer_backfilling(reg, consumers, tasks, j, k, seed=5)
+  assert row["fractions"] == pytest.approx([i / 10 for i in range(11)])
+  for name in ("user-activity", "user-positive-activity", "user-segment"):
+    assert row["tasks"][name] == {"skipped": tasks[name]}
+
+  new_users, new_items = tables[k]
+  n = len(tables[j][1])
+  forwarded = brute_forward(tables, j, k)
+  bridged = new_items[:n].astype(np.float64) @ kernels[1] @ kernels[0]
+  worst = np.argsort(-np.linalg.norm(bridged - tables[j][1], axis=1), kind="stable")
+  moved = 0
+  for name in fitted:
+    consumer, task, out = consumers[name], tasks[name], row["tasks"][name]
+    examples = task.evaluation[k]
+    assert task.selection_version == k
+    assert (out["examples"], out["index_examples"]) == (
+      len(examples),
+      int(np.sum(examples.item < n)),
+    )
+    unfilled = new_items.copy()
+    unfilled[:n] = forwarded
+    none = consumer.evaluate((new_users, unfilled), examples)
+    full = consumer.evaluate((new_users, new_items), examples)
+    moved += none != full
+    assert set(out["curves"]) == set(compatibility.BACKFILL_ORDERS)
+    for order, curve in out["curves"].items():
+      assert curve[0] == pytest.approx(none, abs=1e-6), (name, order)
+      # Fully backfilled, the tables are the pure z_k ones: exactly.
+      assert curve[-1] == full, (name, order)
+      trapezoids = sum((curve[i] + curve[i + 1]) / 20 for i in range(10))
+      assert out["area"][order] == pytest.approx(trapezoids, abs=1e-12)
+    half = unfilled.copy()
+    half[worst[: round(n / 2)]] = new_items[worst[: round(n / 2)]]
+    assert out["curves"]["bridge residual"][5] == pytest.approx(
+      consumer.evaluate((new_users, half), examples), abs=1e-6
+    ), name
+  assert moved  # backfilling changes some consumer's score: not vacuous
+
+
+def test_consumer_backfill_is_off_with_the_consumers(tmp_path, splits, small_graph):
+  tables, _ = _random_store(str(tmp_path / "checkpoints" / "s"), splits, 8)
+  off = dict(consumers=False, retrieval=False, drift=False, blending=False)
+  result = compatibility.analyze(
+    str(tmp_path),
+    ["s"],
+    small_graph,
+    splits,
+    TINY_CONSUMERS,
+    0,
+    compatibility.AnalyticsConfig(**off),
+  )
+  rows = result["backfilling"]["s"]
+  assert [r["index_version"] for r in rows] == [0, 1]
+  assert all(r["curves"] and "consumers" not in r for r in rows)
+  assert not os.path.exists(tmp_path / "compatibility" / "consumers")
+  lines = compatibility.to_markdown(result).splitlines()
+  assert not any(line.startswith("Consumers of the newest") for line in lines)

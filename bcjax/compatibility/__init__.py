@@ -29,7 +29,9 @@ registry (:func:`bcjax.registry.open`) and the strategies' checkpoint folders:
    the newest model row by row, the rest served by a forward map
    ``F(z_j)``; Recall@50 of ``M_k``'s users as the backfilled fraction goes
    from 0 to 1, largest residual first against random, and the area under
-   each curve (:mod:`bcjax.compatibility.serving`).
+   each curve (:mod:`bcjax.compatibility.serving`); with consumers, each
+   task's consumers of the newest version reading the backfilling index
+   along the same orders (:mod:`bcjax.compatibility.backfill_consumers`).
 
 Everything runs on a workdir's saved versions and consumers; consumers that
 start after version 0 are saved under ``workdir/compatibility/consumers`` and
@@ -44,6 +46,13 @@ from bcjax.compatibility.analysis import (  # noqa: F401
   enabled,
   run_in_workdir,
   settings_from_config,
+)
+from bcjax.compatibility.backfill_consumers import (  # noqa: F401
+  USER_ONLY,
+  consumer_backfill_curves,
+  consumer_backfilling,
+  newest_consumers,
+  newest_tasks,
 )
 from bcjax.compatibility.measures import (  # noqa: F401
   chain_drift,
@@ -64,6 +73,7 @@ from bcjax.compatibility.report import (  # noqa: F401
 from bcjax.compatibility.serving import (  # noqa: F401
   BACKFILL_ORDERS,
   backfill_curves,
+  backfill_index,
   backfilling,
   blended_queries,
   blending,

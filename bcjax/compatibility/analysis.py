@@ -13,6 +13,11 @@ import numpy as np
 from absl import logging
 
 from bcjax import registry
+from bcjax.compatibility.backfill_consumers import (
+  consumer_backfilling,
+  newest_consumers,
+  newest_tasks,
+)
 from bcjax.compatibility.measures import (
   chain_drift,
   consumer_row,
@@ -49,7 +54,8 @@ class AnalyticsConfig:
     retrieval: run retrieval against old indexes.
     drift: run drift along the chain.
     blending: run blending toward the newest version.
-    backfilling: run partial backfilling to the newest version.
+    backfilling: run partial backfilling to the newest version (read by
+      the newest version's consumers too when ``consumers`` is on).
     chunk_size: users scored at once in retrieval.
   """
 
@@ -94,7 +100,9 @@ def analyze(
     :func:`summarize_consumers` plus ``per_task``), ``retrieval`` (strategy
     -> list of pairs), ``drift`` (strategy -> list of pairs), ``blending``
     and ``backfilling`` (strategy -> one entry per index version ``j``, the
-    query version the newest; :mod:`bcjax.compatibility.serving`).
+    query version the newest; :mod:`bcjax.compatibility.serving`; with
+    consumers, each backfilling entry has ``consumers``:
+    :mod:`bcjax.compatibility.backfill_consumers`).
 
   Raises:
     InputError: fewer than two versions, a strategy folder without
@@ -125,6 +133,10 @@ def analyze(
     for name in tasks:
       for j in starts:
         built[(name, j)] = build_task(name, graph, splits, seed=seed, start=j)
+  newest = num_versions - 1
+  backfill_consumers = settings.backfilling and settings.consumers
+  if backfill_consumers:
+    at_newest = newest_tasks(tasks, graph, splits, seed)
   for strategy, path in paths.items():
     reg = registry.open(path)
     try:
@@ -148,7 +160,6 @@ def analyze(
           for j in range(num_versions - 1)
           for k in range(j + 1, num_versions)
         ]
-      newest = num_versions - 1
       for name, measure in (("blending", blending), ("backfilling", backfilling)):
         if getattr(settings, name):
           out[name][strategy] = [
@@ -159,6 +170,12 @@ def analyze(
             )
             for j in range(newest)
           ]
+      if backfill_consumers:
+        fitted = newest_consumers(reg, at_newest, consumer_config, seed, cache_dir)
+        for row in out["backfilling"][strategy]:
+          row["consumers"] = consumer_backfilling(
+            reg, fitted, at_newest, row["index_version"], newest, seed
+          )
       if settings.consumers:
         rows = {}
         for name in tasks:

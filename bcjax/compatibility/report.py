@@ -214,7 +214,65 @@ def _serving_markdown(result: Mapping) -> list[str]:
       body,
     )
     lines.append("")
+    lines += _consumer_backfill_markdown(backfilling)
   return lines
+
+
+def _consumer_backfill_markdown(backfilling: Mapping) -> list[str]:
+  """The consumers' backfilling tables, one per strategy and index version.
+
+  Args:
+    backfilling: strategy -> backfilling rows, those with ``consumers``
+      (:mod:`bcjax.compatibility.backfill_consumers`) shown.
+  """
+  rows = [(s, r) for s, rs in backfilling.items() for r in rs if r.get("consumers")]
+  if not rows:
+    return []
+  lines = [
+    "Consumers of the newest version k reading the same backfilling index "
+    "(users z_k; items z_k once backfilled, F(z_j) before): each task's "
+    "consumers trained on z_k and scored on their own selection examples at "
+    "version k (they chose its epoch and grid point, so the level is "
+    "optimistic; every order and fraction is scored on the same examples). "
+    "The task metric at f = 0, 0.5 and 1, and the area under the curve.",
+    "",
+  ]
+  skipped = {
+    t: c["skipped"] for t, c in rows[0][1]["consumers"]["tasks"].items()
+    if "skipped" in c
+  }  # fmt: skip
+  for s, r in rows:
+    fractions = r["consumers"]["fractions"]
+    points = [fractions.index(f) if f in fractions else None for f in (0, 0.5, 1)]
+    lines += [f"{s}, index version {r['index_version']}:", ""]
+    body = []
+    for t, c in r["consumers"]["tasks"].items():
+      if "skipped" in c:
+        continue
+      for o, curve in c["curves"].items():
+        body.append(
+          [
+            t,
+            o,
+            *(format_value(None if i is None else curve[i]) for i in points),
+            format_value(c["area"][o]),
+          ]
+        )
+    _table(lines, ["task", "order", "f = 0", "f = 0.5", "f = 1", "area"], body)
+    lines.append("")
+  if skipped:
+    lines += [
+      "Skipped: " + "; ".join(f"{t} ({why})" for t, why in skipped.items()) + ".",
+      "",
+    ]
+  return lines
+
+
+def _table(lines: list[str], header: Sequence[str], body) -> None:
+  """Appends a Markdown table to ``lines``."""
+  lines.append("| " + " | ".join(header) + " |")
+  lines.append("|" + "|".join("---" for _ in header) + "|")
+  lines.extend("| " + " | ".join(row) + " |" for row in body)
 
 
 def write_outputs(result: dict, outdir: str) -> dict:

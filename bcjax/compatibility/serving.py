@@ -37,9 +37,9 @@ first) and ``random`` (seeded, the control). At ``f = 1`` every order gives
 retrieval's new query / new index; the area under each curve
 (:func:`bcjax.align.backfill.area`) is in Recall@50's units.
 
-Not measured here: curves or an ``alpha`` by the consumers' scores (the
-unintended tasks), which :mod:`bcjax.compatibility.analysis` could add from
-the consumers it fits.
+The consumers' scores along the same orders (the unintended tasks, read by
+consumers of the newest version) are :mod:`bcjax.compatibility.backfill_consumers`;
+an ``alpha`` chosen by the consumers' scores is not measured.
 """
 
 from __future__ import annotations
@@ -246,18 +246,21 @@ def forward_map(reg: registry.EmbeddingRegistry, j: int, k: int):
   )
 
 
-def backfilling(
-  reg: registry.EmbeddingRegistry,
-  splits: Sequence[VersionSplit],
-  j: int,
-  k: int,
-  chunk_size: int = 512,
-  seed: int = 0,
-  top: int = RETRIEVAL_K,
-) -> dict:
-  """:func:`backfill_curves` of one strategy's index version ``j < k``.
+def backfill_index(
+  reg: registry.EmbeddingRegistry, j: int, k: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+  """Version ``j``'s item index on its way to version ``k``.
 
-  The orders are those of the package docstring; ``seed`` seeds ``random``.
+  Args:
+    reg: the strategy's registry.
+    j: the index version.
+    k: the newest version.
+    seed: seeds the ``random`` order.
+
+  Returns:
+    ``new_index`` ``(n_j, d_k)`` the index items' ``z_k``, ``forwarded``
+    ``(n_j, d_k)`` their ``F(z_j)``, and the orders of the package
+    docstring (name -> ``(n_j,)`` permutation, backfilled first to last).
   """
   old_index = reg.compatible_embeddings(j, j, kind="item")
   ids = np.arange(len(old_index))
@@ -269,8 +272,26 @@ def backfilling(
     "forward residual": residual_order(residuals(forwarded, new_index)),
     "random": random_order(len(ids), seed),
   }
+  return new_index, forwarded, orders
+
+
+def backfilling(
+  reg: registry.EmbeddingRegistry,
+  splits: Sequence[VersionSplit],
+  j: int,
+  k: int,
+  chunk_size: int = 512,
+  seed: int = 0,
+  top: int = RETRIEVAL_K,
+) -> dict:
+  """:func:`backfill_curves` of one strategy's index version ``j < k``.
+
+  The orders are those of the package docstring (:func:`backfill_index`);
+  ``seed`` seeds ``random``.
+  """
+  new_index, forwarded, orders = backfill_index(reg, j, k, seed)
   return backfill_curves(
-    index_split(splits[k], len(old_index)),
+    index_split(splits[k], len(new_index)),
     queries=reg.compatible_embeddings(k, k, kind="user"),
     new_index=new_index,
     forwarded=forwarded,

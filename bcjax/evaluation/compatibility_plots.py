@@ -146,10 +146,30 @@ def figures(result: Mapping[str, Any], num_versions: int) -> dict[str, Figure]:
 _ORDER_STYLES = {"bridge residual": "-", "forward residual": "--", "random": ":"}
 
 
-def _panels(count: int) -> tuple[Figure, int, int]:
+def _panels(count: int, blocks: int = 1) -> tuple[Figure, int, int]:
+  """A figure for ``count`` panels in up to 4 columns, ``blocks`` times over."""
   cols = min(4, count)
   rows = -(-count // cols)
-  return _new_figure(4.2 * cols, 3.6 * rows), rows, cols
+  return _new_figure(4.2 * cols, 3.6 * rows * blocks), rows, cols
+
+
+def _consumer_mean(row: Mapping[str, Any]) -> dict[str, list[float]] | None:
+  """Order -> the mean curve over the tasks defined at every fraction.
+
+  None without consumers' curves (:mod:`bcjax.compatibility.backfill_consumers`).
+  """
+  tasks = [
+    c["curves"]
+    for c in ((row.get("consumers") or {}).get("tasks") or {}).values()
+    if "skipped" not in c
+  ]
+  orders = tasks[0] if tasks else {}
+  out = {}
+  for order in orders:
+    defined = [t[order] for t in tasks if None not in t[order]]
+    if defined:
+      out[order] = np.mean(np.asarray(defined, np.float64), axis=0).tolist()
+  return out or None
 
 
 def serving_figures(result: Mapping[str, Any]) -> dict[str, Figure]:
@@ -159,7 +179,11 @@ def serving_figures(result: Mapping[str, Any]) -> dict[str, Figure]:
     line per index version ``j`` (the validation users' dashed, the chosen
     ``alpha`` circled);
   - ``compat_backfill.png``: Recall@50 against the backfilled fraction, a
-    colour per index version ``j``, a line style per order.
+    colour per index version ``j``, a line style per order; with the
+    consumers' curves, a second row of panels below: the newest version's
+    consumers' task metric on their selection examples, averaged over the
+    tasks defined at every fraction (each task's curves are in
+    ``compatibility.md``).
   """
   out = {}
   blending = {
@@ -199,9 +223,30 @@ def serving_figures(result: Mapping[str, Any]) -> dict[str, Figure]:
     for s, rows in (result.get("backfilling") or {}).items()
   }
   if any(backfilling.values()):
-    fig, rows, cols = _panels(len(backfilling))
+    means = {s: [_consumer_mean(r) for r in rows] for s, rows in backfilling.items()}
+    with_consumers = any(m for ms in means.values() for m in ms)
+    fig, rows, cols = _panels(len(backfilling), 2 if with_consumers else 1)
     for i, (strategy, entries) in enumerate(backfilling.items()):
-      ax = fig.add_subplot(rows, cols, i + 1)
+      if with_consumers:
+        ax = fig.add_subplot(2 * rows, cols, rows * cols + i + 1)
+        for n, (r, mean) in enumerate(zip(entries, means[strategy], strict=True)):
+          for order, values in (mean or {}).items():
+            ax.plot(
+              r["consumers"]["fractions"],
+              values,
+              _ORDER_STYLES.get(order, "-."),
+              color=f"C{n}",
+              label=f"j = {r['index_version']}, {order}",
+            )
+        ax.set_xlabel("backfilled fraction of version j's items")
+        ax.set_ylabel("task metric, mean over tasks")
+        ax.set_title(
+          f"{strategy}: consumers of the newest version\n(selection examples)",
+          fontsize=9,
+        )
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="xx-small", loc="best")
+      ax = fig.add_subplot(rows * (2 if with_consumers else 1), cols, i + 1)
       for n, r in enumerate(entries):
         for order, values in r["curves"].items():
           ax.plot(
