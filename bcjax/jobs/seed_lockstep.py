@@ -182,6 +182,10 @@ class Lockstep:
       self._pass_baton()
       self._cond.wait_for(lambda: self._turn == i)
       result = self._results.pop(i)
+      if self._errors:
+        # Another seed failed meanwhile: stop here, as a sequential job
+        # would never have gone on.
+        raise _Aborted
     if isinstance(result, BaseException):
       raise result
     return result
