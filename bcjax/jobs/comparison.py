@@ -15,11 +15,12 @@ registry, and writes under ``workdir``:
 
 With ``config.num_seeds = n > 1`` all of this runs once per embedding seed,
 each with its own M_0 (seed 0 in ``workdir``, seed ``i`` in
-``workdir/seeds/<i>/`` with its own ``results.json``; ``config.seed_batch``
-seeds at a time train their fits together, :mod:`bcjax.jobs.seed_lockstep`); the table's cells are
+``workdir/seeds/<i>/`` with its own ``results.json``); the table's cells are
 means over seeds with Student-t 95% intervals, computed paired by seed
 (:mod:`bcjax.evaluation.seed_table`), and ``results.json`` holds every
 seed's numbers under ``per_seed``. Finished seeds are reused by a rerun.
+``config.seed_batch`` seeds at a time train their fits together
+(:mod:`bcjax.jobs.seed_lockstep`).
 
 Run as several JAX processes (several hosts, the binaries' ``--distributed``),
 every process trains every version on the global mesh and takes part in its
