@@ -128,15 +128,17 @@ def test_fields_that_cannot_change_a_number_are_not_fingerprinted(tmp_path):
   (tmp_path / "results.json").write_text("{}")
   check_config(str(tmp_path), _fields(config))
   # The same data in another folder, more seeds, other strategies and tasks,
-  # the analytics switched on: the workdir's numbers stay valid.
+  # the analytics switched on, seeds batched: the workdir's numbers stay valid.
   config.data_dir = "/elsewhere"
   config.num_seeds = 2
+  config.seed_batch = 2
   config.strategy = "nobc"
   config.tasks = "binary-edge-rating"
   config.compatibility.enabled = True
   assert set(UNFINGERPRINTED_FIELDS) == {
     "data_dir",
     "num_seeds",
+    "seed_batch",
     "strategy",
     "tasks",
     "compatibility",

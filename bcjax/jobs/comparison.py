@@ -19,6 +19,8 @@ each with its own M_0 (seed 0 in ``workdir``, seed ``i`` in
 means over seeds with Student-t 95% intervals, computed paired by seed
 (:mod:`bcjax.evaluation.seed_table`), and ``results.json`` holds every
 seed's numbers under ``per_seed``. Finished seeds are reused by a rerun.
+``config.seed_batch`` seeds at a time train their fits together
+(:mod:`bcjax.jobs.seed_lockstep`).
 
 Run as several JAX processes (several hosts, the binaries' ``--distributed``),
 every process trains every version on the global mesh and takes part in its
@@ -58,7 +60,7 @@ from bcjax.fitting.consumers import (
 )
 from bcjax.fitting.tasks import Task, available_tasks, build_task
 from bcjax.jobs import config as config_lib
-from bcjax.jobs import processes, runner
+from bcjax.jobs import processes, runner, seed_lockstep
 from bcjax.jobs.metric_writer import MetricWriter
 from bcjax.jobs.run_data import RunData
 from bcjax.storage import atomic_files
@@ -112,31 +114,35 @@ def _run(config, data: RunData, strategies, writer: MetricWriter, started) -> di
     build_task(name, data.graph, data.splits, seed=config.seed)
     for name in task_names(config, data.graph)
   ]
-  runs = []
-  for i in range(runner.num_seeds(config)):
-    seed_data = data if i == 0 else data.for_seed(i)
-    run = _run_seed(config, seed_data, strategies, tasks, writer)
-    if run is not None:
-      runs.append(run)
+  per_seed = seed_lockstep.run_seeds(
+    data,
+    runner.num_seeds(config),
+    seed_lockstep.seed_batch(config),
+    lambda seed_data, fits: _run_seed(
+      config, seed_data, strategies, tasks, writer, fits
+    ),
+  )
+  runs = [run for run in per_seed if run is not None]
   if not processes.is_primary():
     return None
   return _write_outputs(workdir, runs, writer, started)
 
 
 def _run_seed(
-  config, data, strategies, tasks, writer: MetricWriter
+  config, data, strategies, tasks, writer: MetricWriter, fits=None
 ) -> tuple[dict, ComparisonTable] | None:
   """One embedding seed: its versions, consumers and table, in its folder.
 
   Training is every process's; the consumer stage and the outputs are
-  process 0's alone (see :func:`_host_tables`).
+  process 0's alone (see :func:`_host_tables`). ``fits``: where its fits go
+  when seeds train together (:mod:`bcjax.jobs.seed_lockstep`).
 
   Returns:
     The seed's results (as a one-seed run's, with its ``table`` as JSON;
     written to the seed's ``results.json``) and its table; None on processes
     other than 0.
   """
-  job = runner.Runner(data, writer, tuple(strategies))
+  job = runner.Runner(data, writer, tuple(strategies), fits)
   suffix = runner.seed_suffix(data.embedding_seed)
   grid_epochs = len(config.consumer.hidden_sizes) * config.consumer.epochs
   for task in tasks:

@@ -176,6 +176,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"config.num_seeds must be a positive integer (embedding seeds, each a "
       f"whole run with its own M_0), got {config.num_seeds!r}"
     )
+  if "seed_batch" in config and (
+    not isinstance(config.seed_batch, int)
+    or isinstance(config.seed_batch, bool)
+    or config.seed_batch < 1
+  ):
+    raise InputError(
+      f"config.seed_batch must be a positive integer (embedding seeds whose "
+      f"fits train as one program; 1: seed after seed), got "
+      f"{config.seed_batch!r}"
+    )
   if "patience" in config and (
     not isinstance(config.patience, int)
     or isinstance(config.patience, bool)
@@ -205,6 +215,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise InputError(
       f"config.num_devices must be 0 (all devices) or a positive integer, got "
       f"{config.num_devices!r}"
+    )
+  if config.get("seed_batch", 1) > 1 and config.get("num_devices", 1) != 1:
+    raise InputError(
+      f"config.seed_batch={config.seed_batch} trains a group of seeds on one "
+      f"device, but config.num_devices={config.num_devices}; expected "
+      "config.seed_batch=1 or config.num_devices=1"
     )
   # The one check across a method's section and the run's fields.
   joint = (config.get("method") or {}).get("joint") or {}

@@ -30,10 +30,11 @@ from bcjax.errors import InputError
 from bcjax.evaluation.alignment import version_alignment
 from bcjax.evaluation.recall import most_popular_recall
 from bcjax.jobs import config as config_lib
-from bcjax.jobs import processes
+from bcjax.jobs import processes, seed_lockstep
 from bcjax.jobs.job_clock import JobClock
 from bcjax.jobs.metric_writer import MetricWriter
 from bcjax.jobs.run_data import RunData
+from bcjax.jobs.seed_lockstep import SeedFits
 from bcjax.methods import M0_METHOD, Context, Version
 from bcjax.models.pinsage import PinSAGE, embed
 from bcjax.storage import atomic_files
@@ -76,6 +77,8 @@ class Runner:
       job clock plans their epochs, and progress lines say "strategy i/N".
       Any other strategy a method reads (``ctx.version_of``) is resolved
       once, with the run's config.
+    fits: where its methods' fits go when seeds train together
+      (:mod:`bcjax.jobs.seed_lockstep`); None: each fitted alone.
   """
 
   def __init__(
@@ -83,8 +86,10 @@ class Runner:
     data: RunData,
     writer: MetricWriter | None = None,
     strategies: tuple[ResolvedStrategy, ...] = (),
+    fits: SeedFits | None = None,
   ):
     self.data = data
+    self.fits = fits
     self.fingerprint = config_fingerprint(data.fields)
     self.data_fingerprint = data.fields[DATASET_KEY]
     self._versions: dict[tuple[str, int], Version] = {}
@@ -212,6 +217,7 @@ class Runner:
       progress=self.data.progress(strategy.name, k),
       version_of=lambda name, j: self.version(self.strategy(name), j),
       report=functools.partial(self._report, strategy, k),
+      fits=self.fits,
     )
 
   def _save(self, store, strategy, k, version, earlier):
@@ -276,7 +282,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (or reuses) every version of every strategy in ``config``.
 
   One run per embedding seed (``config.num_seeds``): seed 0 in ``workdir``,
-  seed ``i`` in ``workdir/seeds/<i>/``, each with its own ``results.json``.
+  seed ``i`` in ``workdir/seeds/<i>/``, each with its own ``results.json``;
+  ``config.seed_batch`` seeds at a time train their fits together
+  (:mod:`bcjax.jobs.seed_lockstep`).
 
   Args:
     config: an experiment config (see ``experiments/configs/default.py``);
@@ -290,13 +298,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config_lib.validate(config)
   strategies = config_lib.strategies(config)
   with job_context(workdir, config) as (writer, data):
-    per_seed = [
-      run_strategies(
-        Runner(data if i == 0 else data.for_seed(i), writer, tuple(strategies)),
-        strategies,
-      )
-      for i in range(num_seeds(config))
-    ]
+    per_seed = seed_lockstep.run_seeds(
+      data,
+      num_seeds(config),
+      seed_lockstep.seed_batch(config),
+      lambda seed_data, fits: run_strategies(
+        Runner(seed_data, writer, tuple(strategies), fits), strategies
+      ),
+    )
     return per_seed[0]
 
 

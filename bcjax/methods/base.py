@@ -29,6 +29,7 @@ from bcjax.components.losses import AlignmentLoss
 from bcjax.components.transforms import BackwardTransform
 from bcjax.data.split import VersionSplit
 from bcjax.errors import InputError, unknown_name
+from bcjax.fitting.posthoc import PosthocConfig, PosthocFit, fit_posthoc
 from bcjax.fitting.train import FitConfig, FitResult, fit_version
 from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, embed
@@ -37,6 +38,7 @@ from bcjax.storage.results import VersionResult
 
 if TYPE_CHECKING:
   from bcjax.components.strategies import ResolvedStrategy
+  from bcjax.jobs.seed_lockstep import SeedFits
 
 # The method whose versions are shared by the run: its version 0 is M_0, the
 # version 0 of every strategy, and post-hoc methods reuse its M_k.
@@ -78,6 +80,9 @@ class Context:
       (once per run) or restored.
     report: what a fit calls at every evaluation (``fit_version``'s
       ``report``): the run's curves and ETA.
+    fits: where the fits go when embedding seeds train together
+      (``config.seed_batch > 1``, :mod:`bcjax.jobs.seed_lockstep`); None:
+      fitted here, alone.
   """
 
   strategy: ResolvedStrategy
@@ -89,6 +94,7 @@ class Context:
   progress: FitProgress
   version_of: Callable[[str, int], Version]
   report: Callable[[dict], str] | None = None
+  fits: SeedFits | None = None
 
   @property
   def label(self) -> str:
@@ -142,11 +148,11 @@ class Context:
     and reported are the context's; ``settings`` are the fit's own
     (``variables``, ``transform_params``, ``alignment``, ``target``).
     """
-    return fit_version(
-      model,
-      self.split,
-      config,
-      self.key,
+    call = dict(
+      model=model,
+      split=self.split,
+      config=config,
+      key=self.key,
       progress=self.progress,
       report=self.report,
       mesh=self.mesh,
@@ -154,6 +160,40 @@ class Context:
       graph=self.graph,
       **settings,
     )
+    if self.fits is not None:
+      return self.fits.fit_version(**call)
+    return fit_version(**call)
+
+  def fit_posthoc(
+    self,
+    params: Any,
+    current: tuple[jax.Array, jax.Array],
+    previous: tuple[jax.Array, jax.Array],
+    config: PosthocConfig,
+    key: jax.Array,
+    *,
+    old_params: tuple = (),
+  ) -> PosthocFit:
+    """:func:`~bcjax.fitting.posthoc.fit_posthoc` of B_k on version k's graph.
+
+    The transform family, the loss, the graph and the label are the
+    context's; the rest is the fit's own (see ``fit_posthoc``).
+    """
+    call = dict(
+      transform=self.transform,
+      params=params,
+      current=current,
+      previous=previous,
+      graph=self.graph,
+      config=config,
+      key=key,
+      loss=self.loss,
+      old_params=old_params,
+      label=self.label,
+    )
+    if self.fits is not None:
+      return self.fits.fit_posthoc(**call)
+    return fit_posthoc(**call)
 
   def embed(self, version: Version) -> tuple[jax.Array, jax.Array]:
     """``version``'s model on version k's graph: ``(user, item)`` embeddings."""

@@ -24,7 +24,7 @@ import time
 from absl import logging
 
 from bcjax import keys
-from bcjax.fitting.posthoc import PosthocConfig, PosthocFit, fit_posthoc
+from bcjax.fitting.posthoc import PosthocConfig, PosthocFit
 from bcjax.fitting.train import Alignment, AlignmentTarget
 from bcjax.methods.base import Context, Version
 
@@ -115,19 +115,15 @@ def fit_transform_posthoc(
   k = ctx.split.version
   params = ctx.transform.init(ctx.transform_key, current.model.dim, previous.model.dim)
   tick = time.perf_counter()
-  fit = fit_posthoc(
-    ctx.transform,
+  fit = ctx.fit_posthoc(
     params,
     ctx.embed(current),
     ctx.embed(previous),
-    ctx.graph,
     posthoc_config(
       ctx, epochs=epochs, keep_after=keep_after, learning_rate=learning_rate
     ),
     keys.stream(ctx.key, "posthoc"),
-    loss=ctx.loss,
     old_params=old_params(earlier),
-    label=ctx.label,
   )
   seconds = time.perf_counter() - tick
   logging.info(

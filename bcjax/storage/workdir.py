@@ -60,6 +60,12 @@ UNFINGERPRINTED_FIELDS = (
   # not on the count (keys.version_key), and live in their own folder
   # (seed_workdir); the count has its own check: it may grow, never shrink.
   "num_seeds",
+  # How many embedding seeds train per program (bcjax.jobs.seed_lockstep).
+  # Seed i gets its keys, data and folder whatever the grouping, so a job
+  # may change it between runs (a rerun reuses what any grouping saved); a
+  # batched fit is the seed's fit alone up to float rounding
+  # (bcjax.fitting.seed_batch), and results.json records the value used.
+  "seed_batch",
   # Which strategies run. Each one's versions live in checkpoints/<name> and
   # depend on its name and the fingerprinted fields, not on which others run,
   # so adding one to a finished workdir reuses the others.

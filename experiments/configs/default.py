@@ -92,6 +92,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Embedding seeds: the whole pipeline once per seed, each with its own M_0;
   # table cells are means over seeds with 95% Student-t intervals.
   config.num_seeds = 1
+  # Embedding seeds trained per program (1: seed after seed). With S > 1,
+  # groups of S seeds run in lockstep and their like fits train as one
+  # vmapped program (bcjax.jobs.seed_lockstep): more seeds per hour, each
+  # seed its own run alone up to float rounding; one device only.
+  config.seed_batch = 1
   # Devices to train data-parallel on (1: one device, 0: all visible ones).
   config.num_devices = 1
   # Sums of rows in a step: "pallas" (a Triton kernel, GPU), "mosaic" (its
