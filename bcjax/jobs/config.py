@@ -167,34 +167,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = config[field]
     if not isinstance(value, int) or value < 1:
       raise InputError(f"config.{field} must be a positive integer, got {value!r}")
-  if "num_seeds" in config and (
-    not isinstance(config.num_seeds, int)
-    or isinstance(config.num_seeds, bool)
-    or config.num_seeds < 1
+  # Optional integer fields: (least value, what it is, for the message).
+  for field, least, meaning in (
+    (
+      "num_seeds",
+      1,
+      "a positive integer (embedding seeds, each a whole run with its own M_0)",
+    ),
+    (
+      "seed_batch",
+      1,
+      "a positive integer (embedding seeds whose fits train "
+      "as one program; 1: seed after seed)",
+    ),
+    ("patience", 0, "0 (train every epoch) or a positive number of epochs"),
   ):
-    raise InputError(
-      f"config.num_seeds must be a positive integer (embedding seeds, each a "
-      f"whole run with its own M_0), got {config.num_seeds!r}"
-    )
-  if "seed_batch" in config and (
-    not isinstance(config.seed_batch, int)
-    or isinstance(config.seed_batch, bool)
-    or config.seed_batch < 1
-  ):
-    raise InputError(
-      f"config.seed_batch must be a positive integer (embedding seeds whose "
-      f"fits train as one program; 1: seed after seed), got "
-      f"{config.seed_batch!r}"
-    )
-  if "patience" in config and (
-    not isinstance(config.patience, int)
-    or isinstance(config.patience, bool)
-    or config.patience < 0
-  ):
-    raise InputError(
-      f"config.patience must be 0 (train every epoch) or a positive number of "
-      f"epochs, got {config.patience!r}"
-    )
+    value = config.get(field, least)
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+      raise InputError(f"config.{field} must be {meaning}, got {value!r}")
   if "learning_rate" in config and not config.learning_rate > 0:
     raise InputError(
       f"config.learning_rate must be positive, got {config.learning_rate!r}"
