@@ -31,14 +31,15 @@ from bcjax import environment, extensions, sharding
 from bcjax.errors import InputError, exit_on_user_error
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-SHIPPED_CONFIGS = ("default", "paper", "test")
+SHIPPED_CONFIGS = ("default", "converged", "paper", "test")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for results and checkpoints.")
 config_flags.DEFINE_config_file(
   "config",
   os.path.join(CONFIG_DIR, "default.py"),
-  "Experiment config: a shipped one by name (default, paper, test) or a "
+  "Experiment config: a shipped one by name (default, converged, paper, test) "
+  "or a "
   "config file's path; override fields with --config.<field>=value.",
 )
 flags.DEFINE_bool(

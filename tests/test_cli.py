@@ -75,6 +75,11 @@ def test_a_config_file_path_still_works(tmp_path):
   path = os.path.join(ROOT, "experiments", "configs", "test.py")
   assert cli.config_path(path) == path
   assert cli.config_path("paper").endswith(os.path.join("configs", "paper.py"))
+  converged = cli.load_config(cli.config_path("converged"))
+  assert (
+    converged.patience > 0
+    and converged.dims == cli.load_config(cli.config_path("default")).dims
+  )
   assert cli.load_config(path).num_versions == 2
 
 

@@ -4,10 +4,11 @@ import pytest
 
 from bcjax.errors import InputError
 from bcjax.jobs import config as config_lib
-from experiments.configs import default, paper, test
+from experiments import cli
+from experiments.configs import converged, default, paper, test
 
 
-@pytest.mark.parametrize("module", [default, paper, test])
+@pytest.mark.parametrize("module", [default, converged, paper, test])
 def test_shipped_configs_are_valid(module):
   config_lib.validate(module.get_config())
 
@@ -87,3 +88,20 @@ def test_shrinking_dims_are_fine_without_truncating_strategies():
   config.strategy = "fix-m0,joint-linear-mloss"
   config.dims = (24, 16)
   config_lib.validate(config)
+
+
+def test_converged_differs_from_default_only_in_the_epochs_it_may_take():
+  changed = {
+    name
+    for name in cli.field_names(default.get_config())
+    if _field(default.get_config(), name) != _field(converged.get_config(), name)
+  }
+  assert changed == {"epochs", "patience", "method.finetune_m0.epochs"}
+  config = converged.get_config()
+  assert config.patience > 0 and config.patience % config.eval_every == 0
+
+
+def _field(config, dotted: str):
+  for part in dotted.split("."):
+    config = config[part]
+  return config
