@@ -58,14 +58,46 @@ def last_epoch_counts(results: dict) -> dict[str, tuple[int, int]]:
   return counts
 
 
+def transform_last_epoch_counts(results: dict) -> dict[str, tuple[int, int]]:
+  """Per post-hoc strategy, ``(B_k fits that kept their last epoch, fits)``.
+
+  A post-hoc strategy's entries carry nobc's embedding fit (``best_epoch``,
+  ``history``) and its own ``B_k`` fit's kept epoch
+  (``transform_best_epoch``), whose last epoch is the config's post-hoc
+  epochs (``method.posthoc.epochs``; ``posthoc_epochs`` in older runs).
+  """
+  config = results.get("config") or {}
+  last = ((config.get("method") or {}).get("posthoc") or {}).get(
+    "epochs", config.get("posthoc_epochs")
+  )
+  runs = [s.get("strategies") or {} for s in results.get("per_seed") or []] or [
+    results.get("strategies") or {}
+  ]
+  counts = {}
+  for strategies in runs:
+    for name, entries in strategies.items():
+      for entry in entries:
+        # Closed-form B_k (epoch 0) trained no epochs.
+        if last is not None and (entry.get("transform_best_epoch") or 0) > 0:
+          kept, fits = counts.get(name, (0, 0))
+          counts[name] = (kept + (entry["transform_best_epoch"] == last), fits + 1)
+  return counts
+
+
 def last_epoch_line(results: dict) -> str:
-  """The per-strategy counts of :func:`last_epoch_counts`, as one sentence."""
+  """The counts of :func:`last_epoch_counts` (and of post-hoc B_k fits)."""
   counts = {s: c for s, c in last_epoch_counts(results).items() if c[1]}
   if not counts:
     return "No fit after version 0 recorded its epochs."
-  return "Fits that kept their last epoch (still improving when they stopped): " + (
+  line = "Fits that kept their last epoch (still improving when they stopped): " + (
     ", ".join(f"{s} {kept}/{fits}" for s, (kept, fits) in counts.items()) + "."
   )
+  transforms = transform_last_epoch_counts(results)
+  if transforms:
+    line += " Post-hoc B_k fits that kept their last epoch: " + (
+      ", ".join(f"{s} {kept}/{fits}" for s, (kept, fits) in transforms.items()) + "."
+    )
+  return line
 
 
 def verdict(cell: dict | None, anchor: float) -> str:

@@ -50,8 +50,8 @@ def test_an_unknown_config_is_one_error_line(tmp_path):
   proc = run_binary("experiments.compare", "--workdir=w", "--config=nope", cwd=tmp_path)
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines() == [
-    "error: --config='nope' is neither a shipped config ('default', 'paper', "
-    "'test') nor a file"
+    "error: --config='nope' is neither a shipped config ('default', "
+    "'converged', 'paper', 'test') nor a file"
   ]
 
 

@@ -273,6 +273,22 @@ def test_last_epoch_counts_fits_after_version_0_over_seeds():
   assert verdicts.last_epoch_line(results).endswith(": nobc 2/4.")
 
 
+def test_post_hoc_transform_fits_are_counted_against_the_post_hoc_epochs():
+  def posthoc(version, kept):
+    return {**_entry(version, 30, 40), "transform_best_epoch": kept}
+
+  seed = {"posthoc-linear-sloss": [posthoc(1, 100), posthoc(2, 60)]}
+  for config in ({"method": {"posthoc": {"epochs": 100}}}, {"posthoc_epochs": 100}):
+    results = {"strategies": seed, "config": config}
+    assert verdicts.transform_last_epoch_counts(results) == {
+      "posthoc-linear-sloss": (1, 2)
+    }
+    assert verdicts.last_epoch_line(results).endswith(
+      "Post-hoc B_k fits that kept their last epoch: posthoc-linear-sloss 1/2."
+    )
+  assert verdicts.transform_last_epoch_counts({"strategies": seed}) == {}
+
+
 def test_code_drift_names_the_changed_files_or_says_why_it_cannot():
   head = subprocess.run(
     ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
