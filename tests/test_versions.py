@@ -224,14 +224,13 @@ def test_restored_parameters_reproduce_saved_embeddings(run):
 
 def test_rerun_reuses_every_saved_version(run, monkeypatch):
   workdir, results = run
-  from bcjax.methods import building_blocks
 
   def fail(*args, **kwargs):
     raise AssertionError("a saved version was retrained")
 
-  # Every method fits through Context.fit.
+  # Every method fits through Context.fit and Context.fit_posthoc.
   monkeypatch.setattr(methods_base, "fit_version", fail)
-  monkeypatch.setattr(building_blocks, "fit_posthoc", fail)
+  monkeypatch.setattr(methods_base, "fit_posthoc", fail)
   again = runner.run(_config(), workdir)
   assert again["strategies"] == results["strategies"]
 
