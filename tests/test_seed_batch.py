@@ -7,10 +7,13 @@ results then differ in their last bits and the gap grows a little with every
 Adam step. Measured on these fits (6 epochs, PinSAGE d=16, 2 layers, lr
 1e-2): at most 8.3e-7 absolute on any parameter or batch-norm statistic
 (BPR and joint fits alike, S=1 included: 4.2e-7), losses equal to ~1e-7
-relative, and identical kept epochs and Recall@K. The tests allow 1e-5
-absolute on variables (~12x the measured gap, and 1000x below one Adam step
-at lr 1e-2, which is what a real bug such as a wrong key or a state shared
-between seeds moves parameters by) and 1e-5 relative on losses.
+relative, and identical kept epochs and Recall@K. On jax 0.12 (Python 3.12)
+the joint fit's epoch-mean loss differed by 1.7e-5 relative (0.4524399
+against 0.4524324), its variables still within 1e-5. The tests allow 1e-5
+absolute on variables (~12x the gap measured on jax 0.10, and 1000x below
+one Adam step at lr 1e-2, which is what a real bug such as a wrong key or a
+state shared between seeds moves parameters by) and 1e-4 relative on losses
+(~6x the gap measured on jax 0.12).
 """
 
 import dataclasses
@@ -45,7 +48,7 @@ from bcjax.models.pinsage import PinSAGE, embed, init_variables
 from bcjax.storage.progress import FitProgress
 
 ATOL = 1e-5  # on variables; see the module docstring
-RTOL = 1e-5  # on losses
+RTOL = 1e-4  # on losses
 
 MODEL = PinSAGE(dim=16, num_layers=2)
 CONFIG = FitConfig(epochs=6, eval_every=2, batch_size=256, learning_rate=1e-2)
