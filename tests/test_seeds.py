@@ -17,7 +17,7 @@ import pytest
 import bcjax.jobs.comparison as comparison
 from bcjax import keys
 from bcjax.errors import InputError
-from bcjax.jobs import runner
+from bcjax.jobs import runner, seed_lockstep
 from experiments.configs import test as test_config
 
 STRATEGIES = ("nobc", "fix-m0", "joint-linear-mloss")
@@ -135,3 +135,44 @@ def test_a_workdir_of_the_old_schema_is_refused(tmp_path):
   message = str(error.value)
   assert "results schema 2, this bcjax writes 3" in message
   assert "table formula" in message and "B init differ" in message
+
+
+def _assert_close(a, b, atol, path=""):
+  """JSON ``a == b``, floats within ``atol``, timings aside."""
+  if isinstance(a, dict):
+    assert sorted(a) == sorted(b), path
+    for k in a:
+      if "seconds" not in k:
+        _assert_close(a[k], b[k], atol, f"{path}/{k}")
+  elif isinstance(a, list):
+    assert len(a) == len(b), path
+    for j, (x, y) in enumerate(zip(a, b)):
+      _assert_close(x, y, atol, f"{path}[{j}]")
+  elif isinstance(a, float):
+    assert abs(a - b) <= atol, f"{path}: {a} vs {b}"
+  else:
+    assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+def test_seeds_in_lockstep_fit_their_consumers_together(seeded, tmp_path):
+  _, _, two, *_ = seeded
+  calls = []
+  real = seed_lockstep.fit_consumers
+
+  def spy(task, train_tables, *args, **kwargs):
+    calls.append((task.name, len(train_tables)))
+    return real(task, train_tables, *args, **kwargs)
+
+  config = small_config(2)
+  config.seed_batch = 2
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(seed_lockstep, "fit_consumers", spy)
+    batched = comparison.run(config, str(tmp_path))
+  # One program for both seeds' consumers of the one task.
+  assert calls == [("binary-edge-rating", 2)]
+  # The seeds' models are fitted together too (parameters within 1e-5 of
+  # alone, tests/test_seed_batch_runner.py) and so are their consumers
+  # (logits within 2e-3, tests/test_consumers.py): the consumers' choices are
+  # the same, their metrics agree to 5e-3 (2.1e-4 seen).
+  for alone, together in zip(two["per_seed"], batched["per_seed"], strict=True):
+    _assert_close(alone["unintended"], together["unintended"], atol=5e-3)

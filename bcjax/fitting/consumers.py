@@ -1,8 +1,7 @@
 """Consumer models: the unintended-task MLPs trained once on version 0.
 
-The model is the paper's: Linear -> BatchNorm -> ReLU -> Dropout, Linear ->
-BatchNorm -> Dropout, then a Linear output of logits; Adam, batch 2048, the
-epoch with the best selection metric kept. Hidden size and dropout are chosen
+The model is the paper's (:class:`~bcjax.fitting.consumer_model.ConsumerMLP`),
+trained with Adam, batch 2048, the epoch with the best selection metric kept. Hidden size and dropout are chosen
 on the selection examples from a grid, averaging the selection metric over
 the seeds, and the chosen grid point's seeds are the consumers.
 
@@ -11,6 +10,12 @@ For one hidden size, every (dropout, seed) pair trains at once under
 once per hidden size and task, and the epoch is one jitted ``lax.scan``.
 Inputs are gathered on device from the embedding tables, so edge tasks never
 materialise their ``(num_edges, 2 * dim)`` features on the host.
+
+:func:`fit_consumers` trains the consumers of several embedding seeds (one
+table per seed, the same examples and consumer keys) as one program: a
+second ``jax.vmap`` over the seeds' tables, one compilation for all of them.
+Each seed selects its own epochs and grid point. One seed takes the
+unbatched path, so a one-seed run is exactly :func:`fit_consumer`'s.
 """
 
 from __future__ import annotations
@@ -20,16 +25,21 @@ import functools
 import itertools
 from collections.abc import Callable, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from bcjax import keys
-from bcjax.errors import TrainingDivergedError
 from bcjax.evaluation.metrics import evaluate_metric
-from bcjax.evaluation.unintended import mean_over_seeds
+from bcjax.fitting.consumer_model import (
+  Consumer,
+  ConsumerMLP,
+  example_ids,
+  gather_inputs,
+  predict,
+  predict_stacked,
+)
 from bcjax.fitting.fit_loop import EpochParts, run_epochs
 from bcjax.fitting.selection import BestEpochs
 from bcjax.fitting.tasks import Task, TaskExamples
@@ -69,51 +79,6 @@ class ConsumerConfig:
     )
 
 
-class ConsumerMLP(nn.Module):
-  """The paper's consumer MLP.
-
-  Attributes:
-    hidden: hidden width.
-    num_outputs: logits per example.
-  """
-
-  hidden: int
-  num_outputs: int
-
-  @nn.compact
-  def __call__(self, x: jax.Array, dropout: jax.Array, *, train: bool) -> jax.Array:
-    """Logits ``(n, num_outputs)`` of inputs ``(n, d)``.
-
-    Args:
-      x: the input embeddings.
-      dropout: the dropout rate, a traced scalar (so it can be vmapped).
-      train: batch statistics and dropout (else running averages, no drop).
-    """
-
-    def drop(h):
-      if not train:
-        return h
-      keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - dropout, h.shape)
-      return jnp.where(keep, h / (1.0 - dropout), 0.0)
-
-    def norm(h):
-      return nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
-
-    x = drop(nn.relu(norm(nn.Dense(self.hidden)(x))))
-    x = drop(norm(nn.Dense(self.hidden)(x)))
-    return nn.Dense(self.num_outputs)(x)
-
-
-def gather_inputs(task_input: str, tables, user, item) -> jax.Array:
-  """The consumer inputs of examples: user, item or user || item embeddings."""
-  user_emb, item_emb = tables
-  if task_input == "user":
-    return user_emb[user]
-  if task_input == "item":
-    return item_emb[item]
-  return jnp.concatenate([user_emb[user], item_emb[item]], axis=-1)
-
-
 def _loss(kind: str, logits, labels):
   if kind == "binary":
     return optax.sigmoid_binary_cross_entropy(logits[:, 0], labels).mean()
@@ -122,31 +87,39 @@ def _loss(kind: str, logits, labels):
   return optax.sigmoid_binary_cross_entropy(logits, labels).mean()
 
 
-def _ids(examples: TaskExamples):
-  zeros = np.zeros(len(examples), np.int32)
-  user = zeros if examples.user is None else examples.user
-  item = zeros if examples.item is None else examples.item
-  return jnp.asarray(user), jnp.asarray(item)
-
-
 def _labels(task: Task, examples: TaskExamples):
   dtype = jnp.int32 if task.kind == "multiclass" else jnp.float32
   return jnp.asarray(examples.labels, dtype)
 
 
 class _Trainer:
-  """Vmapped training of one hidden size over (dropout, seed) pairs."""
+  """Vmapped training of one hidden size over (dropout, seed) pairs.
 
-  def __init__(self, task: Task, hidden: int, config: ConsumerConfig, num_train: int):
+  With ``stacked``, a leading axis of embedding seeds on the state and the
+  tables (the keys, dropouts and examples are shared).
+  """
+
+  def __init__(
+    self,
+    task: Task,
+    hidden: int,
+    config: ConsumerConfig,
+    num_train: int,
+    stacked: bool = False,
+  ):
     self.task = task
     self.model = ConsumerMLP(hidden, task.num_outputs)
     self.tx = optax.adam(config.learning_rate)
     self.batch_size = min(config.batch_size, num_train)
     self.num_steps = -(-num_train // self.batch_size)
-    self.epoch = jax.jit(jax.vmap(self._epoch, in_axes=(0, 0, 0, None, None, None)))
-    self.predict = functools.partial(
-      predict, task_input=task.input, hidden=hidden, num_outputs=task.num_outputs
-    )
+    epoch = jax.vmap(self._epoch, in_axes=(0, 0, 0, None, None, None))
+    static = dict(task_input=task.input, hidden=hidden, num_outputs=task.num_outputs)
+    if stacked:
+      epoch = jax.vmap(epoch, in_axes=(0, None, None, 0, None, None))
+      self.predict = functools.partial(predict_stacked, **static)
+    else:
+      self.predict = functools.partial(predict, **static)
+    self.epoch = jax.jit(epoch)
 
   def init(self, key, dim):
     variables = self.model.init(key, jnp.zeros((2, dim)), 0.0, train=False)
@@ -197,77 +170,16 @@ class _Trainer:
     return state, losses.mean()
 
 
-@functools.partial(jax.jit, static_argnames=("task_input", "hidden", "num_outputs"))
-def predict(variables, tables, ids, *, task_input, hidden, num_outputs):
-  """Logits ``(models, n, num_outputs)`` of models stacked on a leading axis.
-
-  Module-level and keyed by static settings, so every evaluation of a task's
-  consumers at one size of inputs shares one compilation.
-  """
-  model = ConsumerMLP(hidden, num_outputs)
-  x = gather_inputs(task_input, tables, ids[0], ids[1])
-  return jax.vmap(lambda v: model.apply(v, x, 0.0, train=False))(variables)
-
-
 @functools.partial(jax.jit, donate_argnums=0)
 def _keep_improved(best, current, improved):
+  """``current`` where ``improved`` (the leading axes' mask), else ``best``."""
+
   def pick(b, c):
-    return jnp.where(improved.reshape((-1,) + (1,) * (b.ndim - 1)), c, b)
+    return jnp.where(
+      improved.reshape(improved.shape + (1,) * (b.ndim - improved.ndim)), c, b
+    )
 
   return jax.tree.map(pick, best, current)
-
-
-@dataclasses.dataclass
-class Consumer:
-  """The trained consumers of one task (one per seed).
-
-  Attributes:
-    task: the task.
-    hidden: the chosen hidden width.
-    dropout: the chosen dropout rate.
-    variables: ``{"params", "batch_stats"}`` with a leading seed axis.
-    selection: per seed, the best selection metric.
-    best_epochs: per seed, the epoch kept.
-    grid: per ``"hidden/dropout"``, the mean selection metric over seeds.
-  """
-
-  task: Task
-  hidden: int
-  dropout: float
-  variables: dict
-  selection: list[float]
-  best_epochs: list[int]
-  grid: dict[str, float]
-
-  def outputs(self, tables, examples: TaskExamples) -> np.ndarray:
-    """Logits ``(seeds, n, num_outputs)`` of every seed's model."""
-    out = predict(
-      self.variables,
-      tables,
-      _ids(examples),
-      task_input=self.task.input,
-      hidden=self.hidden,
-      num_outputs=self.task.num_outputs,
-    )
-    return np.asarray(out)
-
-  def scores(self, tables, examples: TaskExamples) -> list[float | None]:
-    """The task metric of every consumer seed; None where it is undefined.
-
-    Raises:
-      TrainingDivergedError: when a consumer's outputs are not finite.
-    """
-    outputs = self.outputs(tables, examples)
-    if not np.all(np.isfinite(outputs)):
-      raise TrainingDivergedError(
-        f"the consumers of task {self.task.name} give non-finite outputs at "
-        f"version {examples.version}"
-      )
-    return [evaluate_metric(self.task.metric, examples.labels, out) for out in outputs]
-
-  def evaluate(self, tables, examples: TaskExamples) -> float | None:
-    """The task metric averaged over seeds; None where any is undefined."""
-    return mean_over_seeds(self.scores(tables, examples))
 
 
 @dataclasses.dataclass
@@ -305,33 +217,83 @@ def fit_consumer(
   Returns:
     The :class:`Consumer` of the best grid point.
   """
+  return fit_consumers(
+    task, [train_tables], [selection_tables], config, key, reports=[report]
+  )[0]
+
+
+def fit_consumers(
+  task: Task,
+  train_tables: Sequence,
+  selection_tables: Sequence,
+  config: ConsumerConfig,
+  key: jax.Array,
+  reports: Sequence[Callable[[int, int, dict], None] | None] | None = None,
+) -> list[Consumer]:
+  """:func:`fit_consumer` of several embedding seeds, trained as one program.
+
+  Every seed's consumers read their own tables and get the same keys (the
+  consumer seeds do not depend on the embedding seed); each seed keeps its
+  own epochs and grid point, so seed ``i``'s result is ``fit_consumer`` of
+  its tables alone up to rounding (batched matmuls may sum in another
+  order; one seed takes the unbatched path and is exactly it).
+
+  Args:
+    task: the task, shared by the seeds.
+    train_tables: per seed, its ``(user_emb, item_emb)`` training tables; all
+      of one shape.
+    selection_tables: per seed, its selection tables.
+    config: grid, seeds and optimiser settings.
+    key: PRNG key, shared.
+    reports: per seed, its ``report`` (see :func:`fit_consumer`) or None.
+
+  Returns:
+    Per seed, its :class:`Consumer`.
+  """
+  num = len(train_tables)
+  reports = list(reports) if reports is not None else [None] * num
+  if len(selection_tables) != num or len(reports) != num:
+    raise ValueError(
+      f"fit_consumers got {num} training tables, {len(selection_tables)} "
+      f"selection tables and {len(reports)} reports; expected one of each per seed"
+    )
+  stacked = num > 1
+  if stacked:
+    train_input = jax.tree.map(lambda *a: jnp.stack(a), *train_tables)
+    selection_input = jax.tree.map(lambda *a: jnp.stack(a), *selection_tables)
+  else:
+    train_input, selection_input = train_tables[0], selection_tables[0]
   train, selection = task.train, task.evaluation[task.selection_version]
-  train_ids, train_labels = _ids(train), _labels(task, train)
-  selection_ids = _ids(selection)
+  train_ids, train_labels = example_ids(train), _labels(task, train)
+  selection_ids = example_ids(selection)
   dim = gather_inputs(
-    task.input, train_tables, train_ids[0][:1], train_ids[1][:1]
+    task.input, train_tables[0], train_ids[0][:1], train_ids[1][:1]
   ).shape[-1]
   pairs = list(itertools.product(config.dropouts, range(config.seeds)))
   dropouts = jnp.asarray([p[0] for p in pairs], jnp.float32)
-  best = None
-  grid = {}
+  best: list[_GridPoint | None] = [None] * num
+  grids: list[dict] = [{} for _ in range(num)]
   for hidden in config.hidden_sizes:
-    trainer = _Trainer(task, hidden, config, len(train))
+    trainer = _Trainer(task, hidden, config, len(train), stacked=stacked)
     model_keys = [keys.consumer_model_key(key, hidden, seed) for _, seed in pairs]
     state = jax.vmap(trainer.init, in_axes=(0, None))(jnp.stack(model_keys), dim)
+    if stacked:
+      # The same initial models for every embedding seed.
+      state = jax.tree.map(lambda a: jnp.broadcast_to(a, (num, *a.shape)), state)
     kept = {"params": state["params"], "batch_stats": state["batch_stats"]}
     kept = jax.tree.map(jnp.copy, kept)
 
     def train_epoch(state, epoch, trainer=trainer, model_keys=model_keys):
       epoch_keys = jnp.stack([keys.epoch_key(k, epoch) for k in model_keys])
       state, losses = trainer.epoch(
-        state, epoch_keys, dropouts, train_tables, train_ids, train_labels
+        state, epoch_keys, dropouts, train_input, train_ids, train_labels
       )
       return state, {"loss": losses}
 
     def evaluate(state, epoch, fetched, trainer=trainer, hidden=hidden):
       current = {"params": state["params"], "batch_stats": state["batch_stats"]}
-      outputs = np.asarray(trainer.predict(current, selection_tables, selection_ids))
+      outputs = np.asarray(trainer.predict(current, selection_input, selection_ids))
+      outputs = outputs.reshape(num * len(pairs), *outputs.shape[-2:])
       # A model whose outputs are not finite has no selection metric.
       metric = np.array(
         [
@@ -341,21 +303,25 @@ def fit_consumer(
           for o in outputs
         ]
       )
-      if report is not None:
+      losses = np.asarray(fetched[-1]["loss"]).reshape(num, len(pairs))
+      for i, report in enumerate(reports):
+        if report is None:
+          continue
+        seed_metric = metric[i * len(pairs) : (i + 1) * len(pairs)]
         curves = {
           f"selection/d{rate:g}_s{seed}": m
-          for (rate, seed), m in zip(pairs, metric, strict=True)
+          for (rate, seed), m in zip(pairs, seed_metric, strict=True)
           if np.isfinite(m)
         }
-        loss = float(np.mean(fetched[-1]["loss"]))
-        report(hidden, epoch, {"train_loss": loss, **curves})
+        report(hidden, epoch, {"train_loss": float(np.mean(losses[i])), **curves})
       return metric, current
 
     def keep(state, epoch, current, taken):
       nonlocal kept
+      taken = np.asarray(taken).reshape((num, len(pairs)) if stacked else (-1,))
       kept = _keep_improved(kept, current, jnp.asarray(taken))
 
-    best_epochs = BestEpochs.start(len(pairs))
+    best_epochs = BestEpochs.start(num * len(pairs))
     run_epochs(
       state,
       EpochParts(
@@ -364,29 +330,54 @@ def fit_consumer(
       best_epochs,
       epochs=config.epochs,
     )
-    scores, epochs = best_epochs.scores, best_epochs.epochs
-    for rate in config.dropouts:
-      rows = np.array([i for i, p in enumerate(pairs) if p[0] == rate])
-      mean = float(np.mean(scores[rows]))
-      grid[f"{hidden}/{rate}"] = mean if np.isfinite(mean) else None
-      if best is None or mean > best.mean:
-        best = _GridPoint(
-          mean=mean,
-          hidden=hidden,
-          dropout=float(rate),
-          variables=jax.tree.map(lambda a, rows=rows: np.asarray(a[rows]), kept),
-          scores=scores[rows],
-          epochs=epochs[rows],
-        )
-  return Consumer(
-    task=task,
-    hidden=best.hidden,
-    dropout=best.dropout,
-    variables=best.variables,
-    selection=[float(s) if np.isfinite(s) else None for s in best.scores],
-    best_epochs=[int(e) for e in best.epochs],
-    grid=grid,
-  )
+    scores = best_epochs.scores.reshape(num, len(pairs))
+    epochs = best_epochs.epochs.reshape(num, len(pairs))
+    for i in range(num):
+      seed_kept = jax.tree.map(lambda a, i=i: a[i], kept) if stacked else kept
+      best[i] = _best_of_hidden(
+        best[i], grids[i], hidden, config, pairs, seed_kept, scores[i], epochs[i]
+      )
+  return [
+    Consumer(
+      task=task,
+      hidden=point.hidden,
+      dropout=point.dropout,
+      variables=point.variables,
+      selection=[float(s) if np.isfinite(s) else None for s in point.scores],
+      best_epochs=[int(e) for e in point.epochs],
+      grid=grid,
+    )
+    for point, grid in zip(best, grids, strict=True)
+  ]
+
+
+def _best_of_hidden(best, grid, hidden, config, pairs, kept, scores, epochs):
+  """The best grid point so far after hidden size ``hidden`` (``grid`` filled).
+
+  Args:
+    best: the best :class:`_GridPoint` of the hidden sizes before, or None.
+    grid: ``"hidden/dropout" -> mean selection metric``, added to here.
+    hidden: the hidden size just trained.
+    config: the consumers' settings.
+    pairs: the ``(dropout, seed)`` of each model.
+    kept: the models' kept variables, ``(len(pairs), ...)``.
+    scores: ``(len(pairs),)`` their selection metrics.
+    epochs: ``(len(pairs),)`` their kept epochs.
+  """
+  for rate in config.dropouts:
+    rows = np.array([i for i, p in enumerate(pairs) if p[0] == rate])
+    mean = float(np.mean(scores[rows]))
+    grid[f"{hidden}/{rate}"] = mean if np.isfinite(mean) else None
+    if best is None or mean > best.mean:
+      best = _GridPoint(
+        mean=mean,
+        hidden=hidden,
+        dropout=float(rate),
+        variables=jax.tree.map(lambda a, rows=rows: np.asarray(a[rows]), kept),
+        scores=scores[rows],
+        epochs=epochs[rows],
+      )
+  return best
 
 
 def _or_nan(value):

@@ -198,13 +198,15 @@ def _consumers(
     consumer = load_consumer(path, task, fingerprint)
     stage = f"consumers/{task.name}"
     if consumer is None:
-      consumer = fit_consumer(
-        task,
-        train_tables,
-        selection_tables[task.name],
-        ConsumerConfig.from_config(config),
+      # Seeds in lockstep train their consumers together.
+      fit = fit_consumer if job.fits is None else job.fits.fit_consumer
+      consumer = fit(
+        task=task,
+        train_tables=train_tables,
+        selection_tables=selection_tables[task.name],
+        config=ConsumerConfig.from_config(config),
         # The same consumer seeds for every embedding seed.
-        keys.consumer_key(config.seed, task.name),
+        key=keys.consumer_key(config.seed, task.name),
         report=functools.partial(
           _report_consumer, writer, job, task.name, suffix, t, len(tasks)
         ),

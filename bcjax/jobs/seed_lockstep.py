@@ -8,15 +8,17 @@ in a thread of its own, and only one of them at a time (a baton passed from
 thread to thread), so the workdir, the metric writer and Orbax see the
 seeds' saves one after the other as in a sequential run. A method's fit
 (:meth:`bcjax.methods.Context.fit` and :meth:`~bcjax.methods.Context.fit_posthoc`)
-does not run in its thread: it is submitted here and the thread passes the
+and a task's consumers (:func:`~bcjax.fitting.consumers.fit_consumer`) do
+not run in its thread: it is submitted here and the thread passes the
 baton on. When no thread of the group can run (every live one waits on a
 fit; the others are done), the pending fits are grouped by what
 :func:`~bcjax.fitting.seed_batch.fit_versions_batched` (and
 :func:`~bcjax.fitting.seed_batch.fit_posthoc_batched`) need shared (the
 model, its settings, the split and graph, the alignment; the post-hoc
-transform, loss and settings) and each group is fitted as one program, a
-group of one by the plain ``fit_version`` / ``fit_posthoc`` call of a seed
-alone; then each thread gets its result. A seed that restores a saved
+transform, loss and settings; the task, consumer settings and key) and each
+group is fitted as one program (:func:`~bcjax.fitting.consumers.fit_consumers`
+for consumers), a group of one by the plain ``fit_version`` /
+``fit_posthoc`` / ``fit_consumer`` call of a seed alone; then each thread gets its result. A seed that restores a saved
 version never submits it, which is why the rule is "every live thread
 waits" and not a fixed count: a rerun mixes seeds that restore with seeds
 that train without deadlock. Who runs next is always the lowest seed that
@@ -35,9 +37,12 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
+import numpy as np
 from absl import logging
 
 from bcjax.errors import InputError
+from bcjax.fitting.consumers import fit_consumer, fit_consumers
 from bcjax.fitting.posthoc import fit_posthoc
 from bcjax.fitting.seed_batch import fit_posthoc_batched, fit_versions_batched
 from bcjax.fitting.train import fit_version
@@ -48,8 +53,13 @@ from bcjax.fitting.train import fit_version
 SHARED = {
   "version": ("model", "config", "alignment", "mesh"),
   "posthoc": ("transform", "config", "loss"),
+  "consumer": ("config", "key"),
 }
-SAME_OBJECT = {"version": ("split", "graph"), "posthoc": ("graph",)}
+SAME_OBJECT = {
+  "version": ("split", "graph"),
+  "posthoc": ("graph",),
+  "consumer": ("task",),
+}
 # The baton's holder when no seed thread can run: the coordinator, which fits.
 _COORDINATOR = -1
 
@@ -110,6 +120,10 @@ class SeedFits:
   def fit_posthoc(self, **call) -> Any:
     """``fit_posthoc(**call)``, fitted with the group's like fits."""
     return self._lockstep.submit(self.index, ("posthoc", call))
+
+  def fit_consumer(self, **call) -> Any:
+    """``fit_consumer(**call)``, fitted with the group's like fits."""
+    return self._lockstep.submit(self.index, ("consumer", call))
 
 
 class Lockstep:
@@ -220,12 +234,9 @@ class Lockstep:
       kind = requests[members[0]][0]
       calls = [requests[m][1] for m in members]
       if len(calls) == 1:
-        fit = fit_version if kind == "version" else fit_posthoc
-        fitted = [fit(**calls[0])]
-      elif kind == "version":
-        fitted = _fit_versions(calls)
+        fitted = [_ALONE[kind](**calls[0])]
       else:
-        fitted = _fit_posthoc(calls)
+        fitted = _BATCHED[kind](calls)
       for m, result in zip(members, fitted, strict=True):
         results[m] = result
     return results
@@ -237,9 +248,18 @@ def _signature(kind: str, call: dict) -> tuple:
   return (
     kind,
     given,
-    tuple(call.get(name) for name in SHARED[kind]),
+    tuple(_comparable(call.get(name)) for name in SHARED[kind]),
     tuple(id(call.get(name)) for name in SAME_OBJECT[kind]),
   )
+
+
+def _comparable(value):
+  """``value`` as ``==`` can compare it: a PRNG key by its bits."""
+  if isinstance(value, jax.Array) and jax.dtypes.issubdtype(
+    value.dtype, jax.dtypes.prng_key
+  ):
+    return np.asarray(jax.random.key_data(value)).tobytes()
+  return value
 
 
 def _groups(requests: list[tuple[str, dict]]) -> list[list[int]]:
@@ -293,3 +313,23 @@ def _fit_posthoc(calls: list[dict]) -> list:
     old_params=[c.get("old_params", ()) for c in calls],
     labels=[c.get("label", "") for c in calls],
   )
+
+
+def _fit_consumers(calls: list[dict]) -> list:
+  first = calls[0]
+  return fit_consumers(
+    first["task"],
+    [c["train_tables"] for c in calls],
+    [c["selection_tables"] for c in calls],
+    first["config"],
+    first["key"],
+    reports=[c.get("report") for c in calls],
+  )
+
+
+_ALONE = {"version": fit_version, "posthoc": fit_posthoc, "consumer": fit_consumer}
+_BATCHED = {
+  "version": _fit_versions,
+  "posthoc": _fit_posthoc,
+  "consumer": _fit_consumers,
+}
