@@ -80,7 +80,12 @@ def test_seeds_batched_are_each_seed_alone():
   for i, t in enumerate(tables):
     alone_reported = []
     alone = fit_consumer(
-      task, t, t, config, key, report=lambda h, e, s: alone_reported.append((h, e, s))
+      task,
+      t,
+      t,
+      config,
+      key,
+      report=lambda h, e, s, out=alone_reported: out.append((h, e, s)),
     )
     got = batched[i]
     # The seed's own selection: same grid point and kept epochs as alone.
