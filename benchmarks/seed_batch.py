@@ -10,6 +10,13 @@ epoch) and once as :func:`~bcjax.fitting.seed_batch.fit_versions_batched`
 hour and their ratio, with the mean epoch time (compilation and evaluations
 left out) to show where the time goes.
 
+Then the consumers of the same S seeds (each seed's M_0 embeddings from the
+batched fits): every task of the dataset with the default config's consumer
+grid, once per seed with :func:`~bcjax.fitting.consumers.fit_consumer` and
+once for all seeds with :func:`~bcjax.fitting.consumers.fit_consumers`, as
+the comparison job trains them with ``config.seed_batch`` 1 and S. Each row
+also gives the seeds per hour of model and consumers together.
+
 Usage::
 
   nice -n 10 python -m benchmarks.seed_batch \
@@ -31,10 +38,12 @@ from absl import app, flags
 from bcjax import keys
 from bcjax.data.datasets import load_dataset
 from bcjax.data.split import split_version
+from bcjax.fitting.consumers import ConsumerConfig, fit_consumer, fit_consumers
 from bcjax.fitting.seed_batch import fit_versions_batched
+from bcjax.fitting.tasks import available_tasks, build_task
 from bcjax.fitting.train import FitConfig, fit_version
 from bcjax.models.device_graph import BipartiteGraph
-from bcjax.models.pinsage import PinSAGE
+from bcjax.models.pinsage import PinSAGE, embed
 from experiments.configs import default
 
 flags.DEFINE_string("dataset", "ml-100k", "Dataset name (see bcjax.data).")
@@ -46,6 +55,7 @@ flags.DEFINE_string(
 flags.DEFINE_integer("version", 0, "The version trained (its dims and layers).")
 flags.DEFINE_list("seeds", ["1", "4", "10"], "Seed counts S to time.")
 flags.DEFINE_integer("epochs", 10, "Epochs of every fit (default config: 40).")
+flags.DEFINE_bool("consumers", True, "Also time the seeds' consumers.")
 flags.DEFINE_string("json", "", "Also write the numbers to this file.")
 FLAGS = flags.FLAGS
 
@@ -55,6 +65,39 @@ def _time(fn):
   fits = fn()
   jax.block_until_ready([f.variables for f in fits])
   return time.perf_counter() - start, fits
+
+
+def _time_consumers(config, graph, model, fits):
+  """Seconds of every task's consumers of the seeds: one by one, and batched.
+
+  Args:
+    config: the default config (taus, seed, consumer grid).
+    graph: the dataset.
+    model: the version-0 model of ``fits``.
+    fits: one :class:`~bcjax.fitting.train.FitResult` of M_0 per seed.
+  """
+  splits = [split_version(graph, j, config.taus) for j in range(len(config.taus) - 1)]
+  tasks = [
+    build_task(name, graph, splits, seed=config.seed) for name in available_tasks(graph)
+  ]
+  consumer = ConsumerConfig.from_config(config)
+  tables = {}
+  for j in {0} | {t.selection_version for t in tasks}:
+    device_graph = BipartiteGraph.from_split(splits[j])
+    tables[j] = [jax.device_get(embed(model, f.variables, device_graph)) for f in fits]
+  sequential = batched = 0.0
+  for task in tasks:
+    key = keys.consumer_key(config.seed, task.name)
+    train, selection = tables[0], tables[task.selection_version]
+    start = time.perf_counter()
+    for t, s in zip(train, selection, strict=True):
+      jax.block_until_ready(fit_consumer(task, t, s, consumer, key).variables)
+    sequential += time.perf_counter() - start
+    start = time.perf_counter()
+    out = fit_consumers(task, train, selection, consumer, key)
+    jax.block_until_ready([c.variables for c in out])
+    batched += time.perf_counter() - start
+  return [t.name for t in tasks], sequential, batched
 
 
 def main(argv):
@@ -108,6 +151,23 @@ def main(argv):
       "recall50_sequential": [f.recall[50] for f in seq],
       "recall50_batched": [f.recall[50] for f in bat],
     }
+    if FLAGS.consumers:
+      tasks, c_seq, c_bat = _time_consumers(config, graph, model, bat)
+      row.update(
+        consumer_tasks=tasks,
+        consumer_sequential_seconds=c_seq,
+        consumer_batched_seconds=c_bat,
+        consumer_ratio=c_seq / c_bat,
+        total_ratio=(seq_s + c_seq) / (bat_s + c_bat),
+        total_sequential_seeds_per_hour=s * 3600 / (seq_s + c_seq),
+        total_batched_seeds_per_hour=s * 3600 / (bat_s + c_bat),
+      )
+      print(
+        f"       consumers of {len(tasks)} tasks: sequential {c_seq:8.1f} s  "
+        f"batched {c_bat:8.1f} s  ratio {row['consumer_ratio']:.2f}x; model and "
+        f"consumers {row['total_ratio']:.2f}x",
+        flush=True,
+      )
     rows.append(row)
     print(
       f"S={s:3d}  sequential {seq_s:8.1f} s ({row['sequential_seeds_per_hour']:7.1f}"
