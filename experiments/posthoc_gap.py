@@ -15,11 +15,18 @@ config's own settings (``--transform_init`` overrides the linear start,
 ``config.transform.linear.init``). M_k (nobc) does not depend on the
 post-hoc code, so
 runs of two versions of bcjax compare fits on the same embeddings.
+``--base=converged`` takes the post-hoc settings of
+``experiments/configs/converged.py`` instead of the default's; the
+embedding models are the same, so two runs on one workdir compare the two
+fits of B_k on the same M_k.
 
 Usage::
 
   python -m experiments.posthoc_gap --workdir=/tmp/posthoc_gap \
       --data_dir=/work/shared/data/ml-100k --output=gap.json
+  python -m experiments.posthoc_gap --workdir=/tmp/posthoc_gap_converged \
+      --data_dir=/work/shared/data/ml-100k --output=gap_converged.json \
+      --base=converged
 """
 
 import json
@@ -37,7 +44,7 @@ from bcjax.jobs import runner
 from bcjax.jobs.run_data import RunData
 from bcjax.methods.base import M0_METHOD
 from bcjax.models.pinsage import embed
-from experiments.configs import default
+from experiments.configs import converged, default
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for the run's checkpoints.")
@@ -49,6 +56,12 @@ flags.DEFINE_string(
   None,
   "config.transform.linear.init (unset: the config's own).",
 )
+flags.DEFINE_enum(
+  "base",
+  "default",
+  ["default", "converged"],
+  "The config whose post-hoc settings (config.method.posthoc) fit B_k.",
+)
 flags.mark_flags_as_required(["workdir", "output"])
 
 STRATEGY = "posthoc-linear-sloss"
@@ -57,6 +70,8 @@ STRATEGY = "posthoc-linear-sloss"
 def main(argv):
   del argv
   config = default.get_config()
+  if FLAGS.base == "converged":
+    config.method.posthoc = converged.get_config().method.posthoc
   config.dataset = "ml-100k"
   config.data_dir = FLAGS.data_dir
   config.epochs = FLAGS.epochs
@@ -102,6 +117,7 @@ def main(argv):
     "dataset": config.dataset,
     "strategy": STRATEGY,
     "embedding_epochs": config.epochs,
+    "base": FLAGS.base,
     "posthoc_config": {
       **config.method.posthoc.to_dict(),
       **{f: config.get(f) for f in ("eval_every", "batch_size", "learning_rate")},

@@ -58,6 +58,14 @@ def test_shipped_configs_are_valid(module):
       "^config.method.posthoc.learning_rate must be positive, got 0.0$",
     ),
     (
+      lambda c: setattr(c.method.posthoc, "min_delta", 1.5),
+      r"^config.method.posthoc.min_delta must be a fraction in \[0, 1\), got 1.5$",
+    ),
+    (
+      lambda c: setattr(c.method.posthoc, "patience", -1),
+      "^config.method.posthoc.patience must be an integer >= 0, got -1$",
+    ),
+    (
       lambda c: setattr(c.method.finetune_m0, "epochs", 0),
       "^config.method.finetune_m0.epochs must be a positive integer, got 0$",
     ),

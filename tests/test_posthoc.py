@@ -121,6 +121,32 @@ def test_criterion_checked_every_eval_every_epochs_after_keep_after(version):
   assert (fit.best_epoch, fit.error) == (best_epoch, best_error)
 
 
+def test_with_patience_and_min_delta_a_fit_stops_on_its_plateau(version):
+  settings = dict(epochs=200, keep_after=0, eval_every=2, batch_size=3)
+  settings.update(learning_rate=0.05)
+  whole = _fit(version, PosthocConfig(**settings), init="uniform")
+  stopped = _fit(
+    version,
+    PosthocConfig(**settings, patience=6, min_delta=0.01),
+    init="uniform",
+  )
+  checks = [e for e, _ in stopped.checked]
+  # Kept: the first check whose error no later one beat by 1%.
+  errors = dict(whole.checked)
+  kept, kept_error = 0, np.inf
+  for epoch in sorted(errors):
+    if epoch > checks[-1]:
+      break
+    if errors[epoch] < kept_error * 0.99:
+      kept, kept_error = epoch, errors[epoch]
+  assert stopped.best_epoch == kept
+  # It stopped at the first check 6 epochs past the kept one, long before
+  # the last epoch, and up to there it is the whole fit, check by check.
+  assert checks[-1] == kept + 6 < 100
+  assert stopped.checked == whole.checked[: len(checks)]
+  assert stopped.error == pytest.approx(kept_error)
+
+
 def test_last_epoch_checked_when_no_multiple_follows_keep_after(version):
   config = PosthocConfig(
     epochs=5, keep_after=4, eval_every=3, batch_size=3, learning_rate=0.05

@@ -249,6 +249,36 @@ def test_best_epochs_follows_best_epoch_per_model():
   assert len(set(batch.epochs)) > 1
 
 
+def test_min_delta_keeps_only_epochs_that_beat_the_kept_by_the_margin():
+  """BestEpoch and BestEpochs with min_delta against a brute-force rule."""
+  rng = np.random.default_rng(1)
+  # Errors (scores are minus them) that fall, then creep down by 0-0.2% an
+  # epoch: below the margin of 0.3% mostly, above it over a few epochs.
+  errors = np.cumprod(1 - rng.uniform(0.0, 0.002, size=(30, 4)), axis=0)
+  errors[:5] *= np.linspace(3, 1.2, 5)[:, None]
+  min_delta = 0.003
+  rules = [
+    BestEpoch(keep_after=0, last_epoch=30, min_delta=min_delta) for _ in range(4)
+  ]
+  batch = BestEpochs.start(4, 0, 30, min_delta=min_delta)
+  for epoch in range(1, 31):
+    taken = batch.offer(epoch, -errors[epoch - 1])
+    assert list(taken) == [r.offer(epoch, -e) for r, e in zip(rules, errors[epoch - 1])]
+  for m in range(4):
+    # Brute force: an epoch is kept when its error is below the kept one's
+    # by more than min_delta of it.
+    kept, kept_error = 0, np.inf
+    for epoch, e in enumerate(errors[:, m], 1):
+      if e < kept_error * (1 - min_delta):
+        kept, kept_error = epoch, e
+    assert batch.epochs[m] == rules[m].epoch == kept
+    assert -batch.scores[m] == pytest.approx(kept_error)
+    # Within the margin of the best error seen.
+    assert kept_error * (1 - min_delta) <= errors[:, m].min() <= kept_error
+  # The margin matters: some model keeps an epoch before its lowest error.
+  assert np.any(batch.epochs != np.argmin(errors, axis=0) + 1)
+
+
 @pytest.mark.parametrize(
   "config",
   [
@@ -259,7 +289,18 @@ def test_best_epochs_follows_best_epoch_per_model():
     ),
     # No multiple of eval_every after keep_after: only the last is checked.
     PosthocConfig(epochs=10, keep_after=8, eval_every=4, batch_size=64),
+    # Stopped on a plateau: each seed stops at its own check, as alone.
+    PosthocConfig(
+      epochs=40,
+      keep_after=2,
+      eval_every=2,
+      batch_size=64,
+      learning_rate=0.3,
+      patience=4,
+      min_delta=0.01,
+    ),
   ],
+  ids=["wandering", "last-only", "patience"],
 )
 def test_each_seed_of_a_posthoc_batch_is_that_seed_alone(split, config):
   graph = BipartiteGraph.from_split(split)
@@ -301,3 +342,7 @@ def test_each_seed_of_a_posthoc_batch_is_that_seed_alone(split, config):
     jax.tree.map(close, a.params, b.params)
   if config.keep_after == 2:
     assert len({f.best_epoch for f in batched}) > 1, "seeds keep different epochs"
+  if config.patience:
+    # Every seed stopped before the last epoch, not all at the same check.
+    stops = [f.checked[-1][0] for f in batched]
+    assert max(stops) < config.epochs and len(set(stops)) > 1, stops

@@ -64,6 +64,11 @@ class PosthocConfig:
       of this (paper: 10, the reference's ``log_every``).
     batch_size: BPR triples per step.
     learning_rate: Adam learning rate (reference: 1e-3, whatever the models').
+    patience: stop at the first check that finds the kept epoch this many
+      epochs old; 0 trains every epoch (the reference).
+    min_delta: a check's error must be below the kept one by more than this
+      fraction of it to be kept (:mod:`bcjax.fitting.selection`); 0 keeps
+      any lower error (the reference).
   """
 
   epochs: int = 200
@@ -71,6 +76,8 @@ class PosthocConfig:
   eval_every: int = 10
   batch_size: int = 2048
   learning_rate: float = 1e-3
+  patience: int = 0
+  min_delta: float = 0.0
 
   def checks(self, epoch: int, best: BestEpoch) -> bool:
     """Whether the selection criterion is evaluated after ``epoch``.
@@ -220,7 +227,7 @@ def fit_posthoc(
     best_params = state[0]  # optax returns new arrays: nothing is donated
 
   best_params = params
-  best = BestEpoch(config.keep_after, config.epochs)
+  best = BestEpoch(config.keep_after, config.epochs, min_delta=config.min_delta)
   checked = []
   run_epochs(
     (params, tx.init(params)),
@@ -228,5 +235,6 @@ def fit_posthoc(
     best,
     epochs=config.epochs,
     label=label,
+    patience=config.patience,
   )
   return PosthocFit(best_params, best.epoch, -best.score, num_steps, tuple(checked))

@@ -379,16 +379,19 @@ def fit_posthoc_batched(
   train_epoch = jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, None, None, 0, 0, 0)))
   stacked = {name: stack(value) for name, value in given.items()}
   epoch_keys = jnp.stack(list(seed_keys))
-  best = BestEpochs.start(n, config.keep_after, config.epochs)
+  best = BestEpochs.start(
+    n, config.keep_after, config.epochs, min_delta=config.min_delta
+  )
   best_params = list(params)
   checked: list[list] = [[] for _ in range(n)]
 
   def checks(epoch):
-    # PosthocConfig.checks of each seed's own BestEpoch, before the offer.
+    # PosthocConfig.checks of each seed's own BestEpoch, before the offer;
+    # a seed stopped by patience is checked no more, as alone.
     regular = epoch % config.eval_every == 0
     last = (epoch == config.epochs) & (best.epochs == 0)
     eligible = (epoch > best.keep_after) | last
-    return eligible & (regular | last)
+    return eligible & (regular | last) & best.running()
 
   def train(state, epoch):
     p, opt_state, loss_ = train_epoch(
@@ -425,6 +428,7 @@ def fit_posthoc_batched(
     best,
     epochs=config.epochs,
     label=labels,
+    patience=config.patience,
   )
   return [
     PosthocFit(

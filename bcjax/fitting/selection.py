@@ -6,6 +6,13 @@ error). Both only keep epochs after ``keep_after``, except that the last
 epoch is kept when nothing else was (:class:`BestEpoch`). The consumers'
 grid keeps, for each of its vmapped models, the epoch with the best
 selection metric, from the first epoch on (:class:`BestEpochs`).
+
+With ``min_delta > 0`` an epoch is kept only when it beats the kept score
+by more than ``min_delta`` times the kept score's magnitude: a fit whose
+score creeps by less (a post-hoc B_k on a plateau of its error) keeps the
+epoch it reached the plateau at, goes stale, and stops there with
+patience. The kept model is then within that tolerance of the best one
+seen.
 """
 
 from __future__ import annotations
@@ -25,12 +32,14 @@ class BestEpoch:
     last_epoch: ... unless nothing was kept by this one.
     epoch: the kept epoch (0: none yet).
     score: its score (-inf: none yet).
+    min_delta: the relative margin a score must beat the kept one by.
   """
 
   keep_after: int
   last_epoch: int
   epoch: int = 0
   score: float = -math.inf
+  min_delta: float = 0.0
 
   def eligible(self, epoch: int) -> bool:
     """Whether ``epoch`` may be kept (worth evaluating for selection)."""
@@ -38,7 +47,7 @@ class BestEpoch:
 
   def offer(self, epoch: int, score: float) -> bool:
     """Keeps ``epoch`` if it is eligible and beats the kept one; says if so."""
-    if self.eligible(epoch) and score > self.score:
+    if self.eligible(epoch) and score > _bar(self.score, self.min_delta):
       self.epoch, self.score = epoch, score
       return True
     return False
@@ -70,6 +79,7 @@ class BestEpochs:
     keep_after: only epochs after this one may be kept ...
     last_epoch: ... unless nothing was kept by this one.
     stopped: ``(n,)`` which models have stopped (None: none yet).
+    min_delta: the relative margin a score must beat the kept one by.
   """
 
   scores: np.ndarray
@@ -77,10 +87,19 @@ class BestEpochs:
   keep_after: int = 0
   last_epoch: int = 0
   stopped: np.ndarray | None = None
+  min_delta: float = 0.0
 
   @classmethod
-  def start(cls, n: int, keep_after: int = 0, last_epoch: int = 0) -> BestEpochs:
-    return cls(np.full(n, -np.inf), np.zeros(n, np.int64), keep_after, last_epoch)
+  def start(
+    cls, n: int, keep_after: int = 0, last_epoch: int = 0, min_delta: float = 0.0
+  ) -> BestEpochs:
+    return cls(
+      np.full(n, -np.inf),
+      np.zeros(n, np.int64),
+      keep_after,
+      last_epoch,
+      min_delta=min_delta,
+    )
 
   def running(self) -> np.ndarray:
     """``(n,)`` which models have not stopped."""
@@ -93,7 +112,7 @@ class BestEpochs:
     eligible = (epoch > self.keep_after) | (
       (epoch == self.last_epoch) & (self.epochs == 0)
     )
-    improved = eligible & (scores > self.scores) & self.running()
+    improved = eligible & (scores > _bar(self.scores, self.min_delta)) & self.running()
     self.scores = np.where(improved, scores, self.scores)
     self.epochs = np.where(improved, epoch, self.epochs)
     return improved
@@ -109,3 +128,14 @@ class BestEpochs:
     now = (self.epochs > 0) & (epoch - self.epochs >= patience)
     self.stopped = now | ~self.running()
     return bool(np.all(self.stopped))
+
+
+def _bar(kept, min_delta: float):
+  """The score to beat: ``kept`` raised by ``min_delta`` of its magnitude.
+
+  ``-inf`` (nothing kept) stays ``-inf``; 0 keeps the plain comparison.
+  """
+  if min_delta == 0:
+    return kept
+  with np.errstate(invalid="ignore"):
+    return np.where(np.isfinite(kept), kept + min_delta * np.abs(kept), kept)

@@ -63,24 +63,18 @@ def with_transform(
   return Version(current.model, current.variables, params, result)
 
 
-def posthoc_config(
-  ctx: Context, *, epochs: int, keep_after: int, learning_rate: float = 1e-3
-) -> PosthocConfig:
+def posthoc_config(ctx: Context, **settings) -> PosthocConfig:
   """A post-hoc fit's settings: these, with the run's batch size and cadence.
 
   Args:
     ctx: version k's context (``config.eval_every``, ``config.batch_size``).
-    epochs: training epochs of B_k.
-    keep_after: only epochs after this one may be kept.
-    learning_rate: Adam's rate (the reference fits B_k at 1e-3 whatever the
-      models' rate).
+    **settings: the other :class:`~bcjax.fitting.posthoc.PosthocConfig`
+      fields: ``epochs`` and ``keep_after``, and where given
+      ``learning_rate`` (the reference fits B_k at 1e-3 whatever the models'
+      rate), ``patience`` and ``min_delta``.
   """
   return PosthocConfig(
-    epochs=epochs,
-    keep_after=keep_after,
-    eval_every=ctx.config.eval_every,
-    batch_size=ctx.config.batch_size,
-    learning_rate=learning_rate,
+    eval_every=ctx.config.eval_every, batch_size=ctx.config.batch_size, **settings
   )
 
 
@@ -88,10 +82,7 @@ def fit_transform_posthoc(
   ctx: Context,
   current: Version,
   earlier: list[Version],
-  *,
-  epochs: int,
-  keep_after: int,
-  learning_rate: float = 1e-3,
+  **settings,
 ) -> tuple[PosthocFit, float]:
   """B_k fitted by SGD on ``current``'s frozen embeddings to the previous version.
 
@@ -104,9 +95,7 @@ def fit_transform_posthoc(
     current: the version whose M_k is frozen (another strategy's, or this
       method's own first stage).
     earlier: the strategy's versions ``0..k-1``.
-    epochs: training epochs of B_k.
-    keep_after: only epochs after this one may be kept.
-    learning_rate: Adam's rate.
+    **settings: :func:`posthoc_config`'s (``epochs``, ``keep_after``, ...).
 
   Returns:
     The fit and the seconds it took.
@@ -119,9 +108,7 @@ def fit_transform_posthoc(
     params,
     ctx.embed(current),
     ctx.embed(previous),
-    posthoc_config(
-      ctx, epochs=epochs, keep_after=keep_after, learning_rate=learning_rate
-    ),
+    posthoc_config(ctx, **settings),
     keys.stream(ctx.key, "posthoc"),
     old_params=old_params(earlier),
   )

@@ -49,16 +49,30 @@ class PosthocHparams:
     keep_after: only epochs after this one may be kept (paper: 50).
     learning_rate: Adam's rate for B_k (the reference's fixed 1e-3, whatever
       the models' rate).
+    patience: stop B_k's fit at the first check that finds its kept epoch
+      this many epochs old; 0 trains every epoch (the reference).
+    min_delta: keep a check only when its alignment error is below the kept
+      one by more than this fraction of it; 0 keeps any lower error (the
+      reference). With patience, a fit on a plateau stops there.
   """
 
   epochs: int = 200
   keep_after: int = 50
   learning_rate: float = 1e-3
+  patience: int = 0
+  min_delta: float = 0.0
 
   def __post_init__(self):
     _positive(self, "epochs")
     _non_negative(self, "keep_after")
+    _non_negative(self, "patience")
     require(self.learning_rate > 0, "learning_rate", "positive", self.learning_rate)
+    require(
+      isinstance(self.min_delta, (int, float)) and 0 <= self.min_delta < 1,
+      "min_delta",
+      "a fraction in [0, 1)",
+      self.min_delta,
+    )
     require(
       self.keep_after < self.epochs,
       "keep_after",
@@ -162,6 +176,8 @@ def posthoc(ctx: Context, k: int, earlier: list[Version]) -> Version:
     epochs=hp.epochs,
     keep_after=hp.keep_after,
     learning_rate=hp.learning_rate,
+    patience=hp.patience,
+    min_delta=hp.min_delta,
   )
   return with_transform(ctx, current, fit.params, fit.best_epoch, seconds)
 
