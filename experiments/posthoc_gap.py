@@ -120,7 +120,8 @@ def main(argv):
     "base": FLAGS.base,
     "posthoc_config": {
       **config.method.posthoc.to_dict(),
-      **{f: config.get(f) for f in ("eval_every", "batch_size", "learning_rate")},
+      # The run's cadence and batch; B_k's rate is the section's own.
+      **{f: config.get(f) for f in ("eval_every", "batch_size")},
       "transform_init": config.transform.linear.init,
     },
     "seconds": time.perf_counter() - tick,
