@@ -17,6 +17,10 @@ once for all seeds with :func:`~bcjax.fitting.consumers.fit_consumers`, as
 the comparison job trains them with ``config.seed_batch`` 1 and S. Each row
 also gives the seeds per hour of model and consumers together.
 
+The first row (S=1) runs both paths' code alike (one seed takes the plain
+path): its ratio is the order's warm-up advantage to the batched run, the
+noise floor of the other rows.
+
 Usage::
 
   nice -n 10 python -m benchmarks.seed_batch \

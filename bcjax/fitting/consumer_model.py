@@ -25,6 +25,9 @@ from bcjax.fitting.tasks import Task, TaskExamples
 class ConsumerMLP(nn.Module):
   """The paper's consumer MLP.
 
+  Linear -> BatchNorm -> ReLU -> Dropout, Linear -> BatchNorm -> Dropout,
+  then a Linear output of logits.
+
   Attributes:
     hidden: hidden width.
     num_outputs: logits per example.
@@ -67,7 +70,8 @@ def gather_inputs(task_input: str, tables, user, item) -> jax.Array:
   return jnp.concatenate([user_emb[user], item_emb[item]], axis=-1)
 
 
-def example_ids(examples: TaskExamples):
+def example_ids(examples: TaskExamples) -> tuple[jax.Array, jax.Array]:
+  """``(user, item)`` ids of examples, ``(n,)`` each; zeros for a missing side."""
   zeros = np.zeros(len(examples), np.int32)
   user = zeros if examples.user is None else examples.user
   item = zeros if examples.item is None else examples.item

@@ -1,9 +1,10 @@
 """Consumer models: the unintended-task MLPs trained once on version 0.
 
 The model is the paper's (:class:`~bcjax.fitting.consumer_model.ConsumerMLP`),
-trained with Adam, batch 2048, the epoch with the best selection metric kept. Hidden size and dropout are chosen
-on the selection examples from a grid, averaging the selection metric over
-the seeds, and the chosen grid point's seeds are the consumers.
+trained with Adam, batch 2048, the epoch with the best selection metric
+kept. Hidden size and dropout are chosen on the selection examples from a
+grid, averaging the selection metric over the seeds, and the chosen grid
+point's seeds are the consumers.
 
 For one hidden size, every (dropout, seed) pair trains at once under
 ``jax.vmap``: dropout is applied with a traced rate, so the grid compiles
