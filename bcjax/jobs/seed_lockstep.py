@@ -6,22 +6,22 @@ may be smaller). The seeds of a group run as today, each its own
 :class:`~bcjax.jobs.runner.Runner` in its own folder, but in lockstep: each
 in a thread of its own, and only one of them at a time (a baton passed from
 thread to thread), so the workdir, the metric writer and Orbax see the
-seeds' saves one after the other as in a sequential run. A method's fit
+seeds' saves one after the other as in a sequential run. A method's fits
 (:meth:`bcjax.methods.Context.fit` and :meth:`~bcjax.methods.Context.fit_posthoc`)
 and a task's consumers (:func:`~bcjax.fitting.consumers.fit_consumer`) do
-not run in its thread: it is submitted here and the thread passes the
-baton on. When no thread of the group can run (every live one waits on a
-fit; the others are done), the pending fits are grouped by what
-:func:`~bcjax.fitting.seed_batch.fit_versions_batched` (and
-:func:`~bcjax.fitting.seed_batch.fit_posthoc_batched`) need shared (the
-model, its settings, the split and graph, the alignment; the post-hoc
-transform, loss and settings; the task, consumer settings and key) and each
-group is fitted as one program (:func:`~bcjax.fitting.consumers.fit_consumers`
-for consumers), a group of one by the plain ``fit_version`` /
-``fit_posthoc`` / ``fit_consumer`` call of a seed alone; then each thread gets its result. A seed that restores a saved
-version never submits it, which is why the rule is "every live thread
-waits" and not a fixed count: a rerun mixes seeds that restore with seeds
-that train without deadlock. Who runs next is always the lowest seed that
+not run in the seed's thread: they are submitted here and the thread passes
+the baton on. When no thread of the group can run (every live one waits on
+a fit; the others are done), the pending fits are grouped by what
+:func:`~bcjax.fitting.seed_batch.fit_versions_batched`,
+:func:`~bcjax.fitting.seed_batch.fit_posthoc_batched` and
+:func:`~bcjax.fitting.consumers.fit_consumers` need shared (the model, its
+settings, the split and graph, the alignment; the post-hoc transform, loss
+and settings; the task, consumer settings and key) and each group is fitted
+as one program, a group of one by the plain ``fit_version`` /
+``fit_posthoc`` / ``fit_consumer`` call of a seed alone; then each thread
+gets its result. A seed that restores a saved version never submits it,
+which is why the rule is "every live thread waits" and not a fixed count: a
+rerun mixes seeds that restore with seeds that train without deadlock. Who runs next is always the lowest seed that
 can, so a batched run is deterministic.
 
 Each seed's fit gets the key, progress, report and label its context gives
