@@ -17,6 +17,9 @@
 #   4. The scatter layout under XLA's deterministic-ops flag (a few steps).
 #   5. Larger sizes without PyTorch; then run_intended twice with the
 #      scatter layout (the control: atomics should make them differ).
+#   6. Embedding seeds as a batch (benchmarks.seed_batch): 1 and 10 seeds of
+#      M_0 and their consumers at Musical-Instruments size, one by one and
+#      as one program (target: 10 batched in <= 2x one).
 # The GPU machine lacks ml_collections and tensorboardX (the main job's
 # needs, and protobuf, tensorboardX's): fetch their wheels into .whl/ here
 # (pip download --no-deps ml_collections tensorboardX protobuf), carry it,
@@ -95,9 +98,11 @@ if [ "${SMOKE:-0}" = 1 ]; then
   candidates+=,pallas-w4-b512-p64-n2,pallas-w4-b256-p64-n2
   probe=(--users=300 --items=200 --interactions=6000 --dim=32 --layers=2
     --repeats=2 --timed_steps=2 --candidates=$candidates)
+  seeds=(--synthetic=300,200,6000 --dim=32 --layers=2 --seeds=1,2 --epochs=2)
 else
   probe=(--size=musical-instruments --dim=512 --layers=3 ${PROBE_FLAGS:-})
   big=()
+  seeds=(--size=musical-instruments --dim=512 --layers=3 --seeds=1,10 --epochs=5)
 fi
 strategies=--config.strategy=nobc,bc-aligner
 
@@ -139,6 +144,19 @@ else
     --serve_host_rows=1000000
 fi
 same_seed same-seed-scatter 120 "$strategies" --config.layout=scatter
+
+if wanted seed-batch; then  # S seeds one by one and as one program
+  echo "== seed-batch ($(date +%T))"
+  timeout "${SEED_BATCH_LIMIT:-300}" python3 -m benchmarks.seed_batch "${seeds[@]}" \
+    --json="$logs/seed-batch.json" > "$logs/seed-batch.txt" 2> "$logs/seed-batch.log"
+  echo "exit $?"
+  cat "$logs/seed-batch.txt"
+  [ -s "$logs/seed-batch.json" ] || grep -v '^[IW][0-9]' "$logs/seed-batch.log" | tail -5
+  if [ -s "$logs/seed-batch.json" ]; then
+    python3 -c "import json, sys; print(json.dumps(dict(json.load(open(sys.argv[1])), \
+section='seed-batch')))" "$logs/seed-batch.json" >> "$out/results.jsonl"
+  fi
+fi
 
 echo
 echo "==================== all tables ===================="

@@ -8,7 +8,10 @@ measurement, not a run), once as today's runner does (one
 epoch) and once as :func:`~bcjax.fitting.seed_batch.fit_versions_batched`
 (one program, vmapped over the seeds), and reports wall seconds, seeds per
 hour and their ratio, with the mean epoch time (compilation and evaluations
-left out) to show where the time goes.
+left out) to show where the time goes. ``--size`` (or ``--synthetic``) trains
+on a synthetic graph of that size instead of ``--dataset``, and ``--dim`` /
+``--layers`` replace the config's model (``benchmarks/gpu.sh`` runs it at
+Musical-Instruments size, 512 by 3).
 
 Then the consumers of the same S seeds (each seed's M_0 embeddings from the
 batched fits): every task of the dataset with the default config's consumer
@@ -48,6 +51,7 @@ from bcjax.fitting.tasks import available_tasks, build_task
 from bcjax.fitting.train import FitConfig, fit_version
 from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, embed
+from benchmarks.workloads import SIZES
 from experiments.configs import default
 
 flags.DEFINE_string("dataset", "ml-100k", "Dataset name (see bcjax.data).")
@@ -56,7 +60,15 @@ flags.DEFINE_string(
   os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ml-100k"),
   "Folder of the dataset's files.",
 )
+flags.DEFINE_enum(
+  "size", None, list(SIZES), "A synthetic graph of this named size instead."
+)
+flags.DEFINE_list(
+  "synthetic", [], "users,items,interactions of a synthetic graph instead."
+)
 flags.DEFINE_integer("version", 0, "The version trained (its dims and layers).")
+flags.DEFINE_integer("dim", 0, "Embedding width (0: the default config's).")
+flags.DEFINE_integer("layers", 0, "Layers (0: the default config's).")
 flags.DEFINE_list("seeds", ["1", "4", "10"], "Seed counts S to time.")
 flags.DEFINE_integer("epochs", 10, "Epochs of every fit (default config: 40).")
 flags.DEFINE_bool("consumers", True, "Also time the seeds' consumers.")
@@ -107,10 +119,18 @@ def _time_consumers(config, graph, model, fits):
 def main(argv):
   del argv
   config = default.get_config()
-  graph = load_dataset(FLAGS.dataset, FLAGS.data_dir)
+  sizes = SIZES[FLAGS.size] if FLAGS.size else [int(v) for v in FLAGS.synthetic]
+  if sizes:
+    spec = dict(zip(("num_users", "num_items", "num_interactions"), sizes, strict=True))
+    graph = load_dataset("synthetic", None, spec)
+  else:
+    graph = load_dataset(FLAGS.dataset, FLAGS.data_dir)
+  name = FLAGS.size or ("synthetic" if sizes else FLAGS.dataset)
   k = FLAGS.version
   split = split_version(graph, k, config.taus)
-  model = PinSAGE(dim=config.dims[k], num_layers=config.layers[k])
+  model = PinSAGE(
+    dim=FLAGS.dim or config.dims[k], num_layers=FLAGS.layers or config.layers[k]
+  )
   fit_config = FitConfig(
     epochs=FLAGS.epochs,
     eval_every=config.eval_every,
@@ -122,7 +142,7 @@ def main(argv):
   # As the runner builds it once per version and passes it to every fit.
   device_graph = BipartiteGraph.from_split(split)
   print(
-    f"{FLAGS.dataset} v{k}: {split.num_users} users, {split.num_items} items, "
+    f"{name} v{k}: {split.num_users} users, {split.num_items} items, "
     f"{split.num_train} training interactions; d={model.dim}, "
     f"{model.num_layers} layers, {FLAGS.epochs} epochs, eval every "
     f"{fit_config.eval_every}"
@@ -155,6 +175,13 @@ def main(argv):
       "recall50_sequential": [f.recall[50] for f in seq],
       "recall50_batched": [f.recall[50] for f in bat],
     }
+    print(
+      f"S={s:3d}  sequential {seq_s:8.1f} s ({row['sequential_seeds_per_hour']:7.1f}"
+      f" seeds/h, epoch {row['sequential_epoch_seconds']:.3f} s/seed)  batched "
+      f"{bat_s:8.1f} s ({row['batched_seeds_per_hour']:7.1f} seeds/h, epoch "
+      f"{row['batched_epoch_seconds']:.3f} s for all)  ratio {row['ratio']:.2f}x",
+      flush=True,
+    )
     if FLAGS.consumers:
       tasks, c_seq, c_bat = _time_consumers(config, graph, model, bat)
       row.update(
@@ -173,19 +200,12 @@ def main(argv):
         flush=True,
       )
     rows.append(row)
-    print(
-      f"S={s:3d}  sequential {seq_s:8.1f} s ({row['sequential_seeds_per_hour']:7.1f}"
-      f" seeds/h, epoch {row['sequential_epoch_seconds']:.3f} s/seed)  batched "
-      f"{bat_s:8.1f} s ({row['batched_seeds_per_hour']:7.1f} seeds/h, epoch "
-      f"{row['batched_epoch_seconds']:.3f} s for all)  ratio {row['ratio']:.2f}x",
-      flush=True,
-    )
   if FLAGS.json:
     commit = subprocess.run(
       ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     record = {
-      "dataset": FLAGS.dataset,
+      "dataset": name,
       "version": k,
       "num_users": split.num_users,
       "num_items": split.num_items,
