@@ -98,15 +98,27 @@ def test_shrinking_dims_are_fine_without_truncating_strategies():
   config_lib.validate(config)
 
 
-def test_converged_differs_from_default_only_in_the_epochs_it_may_take():
+def test_converged_differs_from_default_only_in_how_its_fits_train_and_stop():
   changed = {
     name
     for name in cli.field_names(default.get_config())
     if _field(default.get_config(), name) != _field(converged.get_config(), name)
   }
-  assert changed == {"epochs", "patience", "method.finetune_m0.epochs"}
+  assert changed == {
+    "epochs",
+    "patience",
+    "method.finetune_m0.epochs",
+    "method.posthoc.epochs",
+    "method.posthoc.learning_rate",
+    "method.posthoc.patience",
+    "method.posthoc.min_delta",
+  }
   config = converged.get_config()
+  # Patience is whole checks of the fits' cadence.
   assert config.patience > 0 and config.patience % config.eval_every == 0
+  posthoc = config.method.posthoc
+  assert posthoc.patience > 0 and posthoc.patience % config.eval_every == 0
+  assert 0 < posthoc.min_delta < 0.01
 
 
 def _field(config, dotted: str):
