@@ -98,6 +98,29 @@ def lower_for_cuda(fun, *args):
   return lowered.as_text()
 
 
+def assert_json_close(a, b, path="", *, atol=0.0, rtol=0.0):
+  """Asserts JSON ``a == b``, timings (keys naming ``seconds``) aside.
+
+  Floats agree within ``atol + rtol * |b|`` (exactly when both are 0; NaN
+  matches NaN);
+  everything else (keys, lengths, ints, strings, None) exactly. ``path``
+  names the first entry that differs.
+  """
+  if isinstance(a, dict):
+    assert sorted(a) == sorted(b), path
+    for k in a:
+      if "seconds" not in k:
+        assert_json_close(a[k], b[k], f"{path}/{k}", atol=atol, rtol=rtol)
+  elif isinstance(a, list):
+    assert len(a) == len(b), path
+    for j, (x, y) in enumerate(zip(a, b)):
+      assert_json_close(x, y, f"{path}[{j}]", atol=atol, rtol=rtol)
+  elif isinstance(a, float) and (atol or rtol):
+    assert np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True), f"{path}: {a} vs {b}"
+  else:
+    assert a == b, f"{path}: {a!r} != {b!r}"
+
+
 def graph_from_rows(rows, name="hand-made"):
   """A DynamicGraph from ``(user, item, timestamp, rating)`` rows of raw keys.
 

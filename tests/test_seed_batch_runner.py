@@ -21,6 +21,7 @@ from bcjax.jobs import runner, seed_lockstep
 from bcjax.storage.checkpoints import VersionStore
 from bcjax.storage.progress import FitProgress
 from experiments.configs import test as test_config
+from tests.conftest import assert_json_close
 
 # The core's tolerance (tests/test_seed_batch.py): on parameters, absolute.
 ATOL = 1e-5
@@ -56,23 +57,6 @@ def _results(workdir, i):
     return json.load(f)
 
 
-def _compare(a, b, path, rtol):
-  """Asserts JSON ``a == b``: floats within ``rtol``, timings aside."""
-  if isinstance(a, dict):
-    assert sorted(a) == sorted(b), path
-    for k in a:
-      if "seconds" not in k:
-        _compare(a[k], b[k], f"{path}/{k}", rtol)
-  elif isinstance(a, list):
-    assert len(a) == len(b), path
-    for j, (x, y) in enumerate(zip(a, b)):
-      _compare(x, y, f"{path}[{j}]", rtol)
-  elif isinstance(a, float) and rtol:
-    np.testing.assert_allclose(a, b, rtol=rtol, err_msg=path)
-  else:
-    assert a == b, f"{path}: {a!r} != {b!r}"
-
-
 def _kept_epochs(results):
   return {
     name: [(v["best_epoch"], v.get("transform_best_epoch")) for v in versions]
@@ -86,7 +70,7 @@ def _compare_runs(a, b, num_seeds, strategies, atol=ATOL, rtol=RTOL):
     ra, rb = _results(a, i), _results(b, i)
     assert ra["embedding_seed"] == rb["embedding_seed"] == i
     assert _kept_epochs(ra) == _kept_epochs(rb)
-    _compare(ra["strategies"], rb["strategies"], f"seed {i}", rtol)
+    assert_json_close(ra["strategies"], rb["strategies"], f"seed {i}", rtol=rtol)
     for name in strategies.split(","):
       path = os.path.join(_seed_dir(a, i), "checkpoints", name)
       with VersionStore(path) as sa, VersionStore(path.replace(a, b, 1)) as sb:
@@ -130,7 +114,7 @@ def test_one_seed_is_the_run_without_the_field(tmp_path):
   a, b = _results(without, 0), _results(batched, 0)
   assert b["config"].pop("seed_batch") == 4
   a.pop("environment"), b.pop("environment")
-  _compare(a, b, "seed 0", rtol=0)
+  assert_json_close(a, b, "seed 0")
   _compare_runs(without, batched, 1, "nobc", atol=0, rtol=0)
 
 
@@ -173,7 +157,7 @@ def test_seed_alone_in_its_group_is_bit_identical_to_sequential(
 ):
   sequential, batched, _ = sequential_and_batched
   a, b = _results(sequential, 2), _results(batched, 2)
-  _compare(a["strategies"], b["strategies"], "seed 2", rtol=0)
+  assert_json_close(a["strategies"], b["strategies"], "seed 2")
 
 
 SMALL = "nobc,joint-linear-sloss"

@@ -19,6 +19,7 @@ from bcjax import keys
 from bcjax.errors import InputError
 from bcjax.jobs import runner, seed_lockstep
 from experiments.configs import test as test_config
+from tests.conftest import assert_json_close
 
 STRATEGIES = ("nobc", "fix-m0", "joint-linear-mloss")
 
@@ -137,23 +138,6 @@ def test_a_workdir_of_the_old_schema_is_refused(tmp_path):
   assert "table formula" in message and "B init differ" in message
 
 
-def _assert_close(a, b, atol, path=""):
-  """JSON ``a == b``, floats within ``atol``, timings aside."""
-  if isinstance(a, dict):
-    assert sorted(a) == sorted(b), path
-    for k in a:
-      if "seconds" not in k:
-        _assert_close(a[k], b[k], atol, f"{path}/{k}")
-  elif isinstance(a, list):
-    assert len(a) == len(b), path
-    for j, (x, y) in enumerate(zip(a, b)):
-      _assert_close(x, y, atol, f"{path}[{j}]")
-  elif isinstance(a, float):
-    assert abs(a - b) <= atol, f"{path}: {a} vs {b}"
-  else:
-    assert a == b, f"{path}: {a!r} != {b!r}"
-
-
 def test_seeds_in_lockstep_fit_their_consumers_together(seeded, tmp_path):
   _, _, two, *_ = seeded
   calls = []
@@ -175,4 +159,4 @@ def test_seeds_in_lockstep_fit_their_consumers_together(seeded, tmp_path):
   # (logits within 2e-3, tests/test_consumers.py): the consumers' choices are
   # the same, their metrics agree to 5e-3 (2.1e-4 seen).
   for alone, together in zip(two["per_seed"], batched["per_seed"], strict=True):
-    _assert_close(alone["unintended"], together["unintended"], atol=5e-3)
+    assert_json_close(alone["unintended"], together["unintended"], atol=5e-3)
