@@ -117,6 +117,56 @@ def test_neighbour_lists_sum_any_relation_like_numpy(growth):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("seeds,chunk", [(1, 64), (3, 64), (10, 96), (5, 0)])
+def test_scatter_sum_over_seeds_is_each_seed_alone(seeds, chunk):
+  # Seeds in lockstep vmap one relation over their rows; the chunked sum
+  # folds them into its columns (aggregation._edge_sum_batched), which must
+  # add every column in the same edge order as each seed alone: forward and
+  # gradient bit-identical, and like NumPy.
+  rng = np.random.default_rng(seeds + chunk)
+  num_senders, num_receivers, dim = 50, 40, 6
+  senders = rng.integers(0, num_senders, size=700)
+  receivers = np.minimum(rng.zipf(1.5, size=700), num_receivers - 3) - 1
+  relation = Relation.build(
+    senders, receivers, num_senders, num_receivers, "scatter", chunk
+  )
+  x = jnp.asarray(rng.normal(size=(seeds, num_senders, dim)), jnp.float32)
+
+  def loss(rows):
+    return jnp.sum(jnp.sin(relation_sum(rows, relation)))
+
+  summed = jax.jit(jax.vmap(lambda rows: relation_sum(rows, relation)))(x)
+  grads = jax.jit(jax.vmap(jax.grad(loss)))(x)
+  for i in range(seeds):
+    np.testing.assert_array_equal(summed[i], jax.jit(relation_sum)(x[i], relation))
+    np.testing.assert_array_equal(grads[i], jax.jit(jax.grad(loss))(x[i]))
+    want = np.zeros((num_receivers, dim))
+    np.add.at(want, receivers, np.asarray(x[i], np.float64)[senders])
+    np.testing.assert_allclose(summed[i], want, rtol=1e-5, atol=1e-5)
+  # A second mapped axis (seeds x something) folds twice, to the same sums.
+  twice = jax.vmap(jax.vmap(lambda rows: relation_sum(rows, relation)))(
+    jnp.stack([x, 2 * x])
+  )
+  np.testing.assert_array_equal(twice[0], summed)
+  np.testing.assert_allclose(twice[1], 2 * summed, rtol=1e-6, atol=1e-6)
+
+
+def test_scatter_sum_over_a_batch_of_relations_is_each_alone():
+  # A mapped relation (not what seeds share, but allowed) is vmapped plainly.
+  rng = np.random.default_rng(0)
+  built = [
+    Relation.build(
+      rng.integers(0, 9, size=30), rng.integers(0, 7, size=30), 9, 7, "scatter", 8
+    )
+    for _ in range(3)
+  ]
+  relations = jax.tree.map(lambda *leaves: jnp.stack(leaves), *built)
+  x = jnp.asarray(rng.normal(size=(9, 4)), jnp.float32)
+  summed = jax.vmap(relation_sum, in_axes=(None, 0))(x, relations)
+  for i, relation in enumerate(built):
+    np.testing.assert_allclose(summed[i], relation_sum(x, relation), rtol=1e-6)
+
+
 @pytest.mark.parametrize("layout", ["sorted", "pallas"])
 def test_deterministic_layouts_do_not_depend_on_edge_order(layout):
   # Both add each receiver's senders in ascending order, so a shuffled edge
