@@ -120,7 +120,7 @@ def test_neighbour_lists_sum_any_relation_like_numpy(growth):
 @pytest.mark.parametrize("seeds,chunk", [(1, 64), (3, 64), (10, 96), (5, 0)])
 def test_scatter_sum_over_seeds_is_each_seed_alone(seeds, chunk):
   # Seeds in lockstep vmap one relation over their rows; the chunked sum
-  # folds them into its columns (aggregation._edge_sum_batched), which must
+  # folds them into its columns (EdgeList.sum_mapped), which must
   # add every column in the same edge order as each seed alone: forward and
   # gradient bit-identical, and like NumPy.
   rng = np.random.default_rng(seeds + chunk)
@@ -143,6 +143,13 @@ def test_scatter_sum_over_seeds_is_each_seed_alone(seeds, chunk):
     want = np.zeros((num_receivers, dim))
     np.add.at(want, receivers, np.asarray(x[i], np.float64)[senders])
     np.testing.assert_allclose(summed[i], want, rtol=1e-5, atol=1e-5)
+  # The layout's own sum stays differentiable (relation_sum's custom VJP
+  # holds the folding, which has no autodiff rule).
+  lists = relation.forward
+  np.testing.assert_allclose(
+    jax.grad(lambda rows: jnp.sum(lists.sum(rows)))(x[0]),
+    np.bincount(senders, minlength=num_senders)[:, None] * np.ones((1, dim)),
+  )
   # A second mapped axis (seeds x something) folds twice, to the same sums.
   twice = jax.vmap(jax.vmap(lambda rows: relation_sum(rows, relation)))(
     jnp.stack([x, 2 * x])

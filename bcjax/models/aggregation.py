@@ -28,6 +28,9 @@ relation "receiver ``r`` sums the rows of its senders":
 A :class:`Relation` carries both directions, so that the gradient of a sum
 is the sum over the transposed relation in the same layout: autodiff would
 otherwise turn the forward's gather into a scatter-add in sender order.
+Mapped over embedding seeds (which share the graph), :func:`relation_sum`
+asks the layout for its own ``sum_mapped`` where it has one
+(:meth:`EdgeList.sum_mapped` folds the seeds into its columns).
 """
 
 from __future__ import annotations
@@ -149,14 +152,7 @@ class EdgeList:
     )
 
   def sum(self, x: jax.Array) -> jax.Array:
-    """``(num_receivers, dim)`` sums of the senders' rows of ``x``.
-
-    Under ``jax.vmap`` over ``x`` alone (seeds in lockstep share a graph),
-    the chunked sum folds the mapped axis into the rows (:func:`_edge_sum`).
-    """
-    return _edge_sum(self, x)
-
-  def _sum(self, x: jax.Array) -> jax.Array:
+    """``(num_receivers, dim)`` sums of the senders' rows of ``x``."""
     n = self.num_receivers
     if not self.chunk:
       return jax.ops.segment_sum(
@@ -176,43 +172,29 @@ class EdgeList:
     summed, _ = jax.lax.scan(add_chunk, jnp.zeros((n, x.shape[1]), x.dtype), chunks)
     return summed
 
+  def sum_mapped(self, x: jax.Array) -> jax.Array:
+    """:meth:`sum` of each of ``x``'s ``(S, num_senders, ...)``, as one sum.
 
-@jax.custom_batching.custom_vmap
-def _edge_sum(lists: EdgeList, x: jax.Array) -> jax.Array:
-  return lists._sum(x)
-
-
-@_edge_sum.def_vmap
-def _edge_sum_batched(axis_size, in_batched, lists, x):
-  """``x``'s ``(S, num_senders, ...)`` summed as one ``(num_senders, S * ...)``.
-
-  XLA's CPU scatter-add of a vmapped ``(S, rows, dim)`` operand falls off a
-  cliff at some widths: at the default config's dims, an epoch of ten
-  ml-100k seeds took 2.5x (dim 40) and 3.5x (dim 56) as long as the ten
-  seeds one by one. With the seeds folded into the columns every scatter
-  adds contiguous rows of ``S * dim``, in the same edge order as each seed
-  alone (so the sums are bit-identical to it), and the chunks shrink by the
-  next power of two >= S so that a chunk's gathered rows hold no more
-  numbers than the unbatched chunk's (they stay in cache). Only the chunked
-  (CPU) sum is folded, where this was measured; a one-pass sum (the GPU
-  default), a batched relation or an unbatched ``x`` keep ``jax.vmap``.
-  """
-  lists_batched, x_batched = in_batched
-  if not x_batched or not lists.chunk or any(jax.tree.leaves(lists_batched)):
-    axes = (
-      jax.tree.map(lambda b: 0 if b else None, lists_batched),
-      0 if x_batched else None,
-    )
-    return jax.vmap(EdgeList._sum, in_axes=axes)(lists, x), True
-  shrink = 1 << max(axis_size - 1, 0).bit_length()
-  chunk = max(lists.chunk // shrink, 1)
-  while lists.chunk % chunk:  # the slots are whole chunks of the old size
-    chunk -= 1
-  folded = lists.replace(chunk=chunk)
-  rows = jnp.moveaxis(x, 0, 1)
-  summed = _edge_sum(folded, rows.reshape(rows.shape[0], -1))
-  summed = summed.reshape(summed.shape[0], *rows.shape[1:])
-  return jnp.moveaxis(summed, 1, 0), True
+    Seeds in lockstep map one relation over their rows. XLA's CPU
+    scatter-add of a vmapped ``(S, rows, dim)`` array falls off a cliff at
+    some widths: an epoch of ten ml-100k seeds at the default config's dims
+    took 2.5x (dim 40) and 3.5x (dim 56) the time of the ten seeds one by
+    one. Here the seeds are folded into the columns, so every scatter adds
+    contiguous rows of ``S * dim`` in the same edge order as each seed alone
+    (the sums are bit-identical to it), in chunks smaller by the next power
+    of two >= S, so that a chunk's gathered rows hold no more numbers than
+    the unbatched chunk's and stay in cache. Only the chunked (CPU) sum
+    folds, where this was measured; a one-pass sum (the GPU default) maps.
+    """
+    if not self.chunk:
+      return jax.vmap(self.sum)(x)
+    shrink = 1 << max(x.shape[0] - 1, 0).bit_length()
+    chunk = max(self.chunk // shrink, 1)
+    while self.chunk % chunk:  # the slots are whole chunks of the old size
+      chunk -= 1
+    rows = jnp.moveaxis(x, 0, 1)
+    summed = _sum(self.replace(chunk=chunk), rows.reshape(rows.shape[0], -1))
+    return jnp.moveaxis(summed.reshape(summed.shape[0], *rows.shape[1:]), 1, 0)
 
 
 @struct.dataclass
@@ -410,7 +392,7 @@ def relation_sum(x: jax.Array, relation: Relation) -> jax.Array:
       on a GPU a row past the end is read unchecked).
   """
   _check_rows(x, relation)
-  return relation.forward.sum(x)
+  return _sum(relation.forward, x)
 
 
 def _check_rows(x, relation):
@@ -423,13 +405,35 @@ def _check_rows(x, relation):
 
 def _relation_sum_fwd(x, relation):
   _check_rows(x, relation)
-  return relation.forward.sum(x), relation
+  return _sum(relation.forward, x), relation
 
 
 def _relation_sum_bwd(relation, cotangent):
   # The adjoint of summing over the relation is summing over its transpose,
   # in the same (deterministic, receiver-ordered) layout.
-  return relation.transpose.sum(cotangent), None
+  return _sum(relation.transpose, cotangent), None
 
 
 relation_sum.defvjp(_relation_sum_fwd, _relation_sum_bwd)
+
+
+# custom_vmap has no autodiff rule: it sits inside relation_sum's custom VJP,
+# whose forward and backward are never differentiated.
+@jax.custom_batching.custom_vmap
+def _sum(lists, x: jax.Array) -> jax.Array:
+  """``lists.sum(x)``; mapped over ``x`` alone, ``lists.sum_mapped`` if any."""
+  return lists.sum(x)
+
+
+@_sum.def_vmap
+def _sum_vmap(axis_size, in_batched, lists, x):
+  del axis_size
+  lists_batched, x_batched = in_batched
+  mapped = getattr(lists, "sum_mapped", None)
+  if x_batched and mapped is not None and not any(jax.tree.leaves(lists_batched)):
+    return mapped(x), True
+  axes = (
+    jax.tree.map(lambda batched: 0 if batched else None, lists_batched),
+    0 if x_batched else None,
+  )
+  return jax.vmap(type(lists).sum, in_axes=axes)(lists, x), True
