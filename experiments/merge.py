@@ -1,0 +1,253 @@
+r"""One run from parts: ``experiments.compare`` runs of one setting, split by strategy.
+
+A 10-seed run of every strategy on MovieLens-100K takes longer on 2 CPU
+cores than one working session, and a workdir's checkpoints do not outlive
+it. So the committed runs are made in parts: each part is an
+``experiments.compare`` run of some of the strategies (nobc and the
+post-hoc strategies that reuse its versions in one, the joint models in
+another), on the same data, seeds and config, and commits its
+``results.json``. This command merges the parts' per-seed records and
+recomputes every seed's table (:func:`bcjax.evaluation.table.comparison_table`)
+and the table over seeds from them, as one run of every strategy would.
+
+What makes it one run is checked, not assumed:
+
+* the parts' configs are equal but for ``strategy`` and the fields given by
+  ``--differ`` (a sweep's own field, e.g. ``method.joint.align_weight``);
+* they have the same seeds, data, most-popular baseline and consumers (each
+  task's consumer choice and selection scores);
+* a strategy that two parts ran (fix-m0, the unintended reference, runs in
+  each) has the same records in both, bit for bit, timings aside: the same
+  M_0 and the same consumers scored it;
+* their ``bcjax/`` and ``experiments/configs/`` are the same code (the same
+  commit, or commits that ``git diff`` finds equal there).
+
+A part is a folder holding a ``results.json``; ``PATH:NAME,NAME`` takes only
+those strategies of it. The merged run's config is the first part's, with
+the merged strategies; its ``environment`` is the first part's with every
+part's under ``parts``.
+
+Usage::
+
+  python -m experiments.merge --out=experiments/results/ml-100k_converged \
+      experiments/results/parts/ml-100k_converged/nobc \
+      experiments/results/parts/ml-100k_converged/joint
+
+Writes ``results.json``, ``table.md``, ``table.csv`` and the plots into
+``--out``. Bad input is one ``error:`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+
+from absl import app, flags
+
+from bcjax.errors import InputError, exit_on_user_error
+from bcjax.evaluation import recall_table, seed_table
+from bcjax.evaluation.plots import write_plots
+from bcjax.evaluation.table import comparison_table
+from bcjax.evaluation.table_text import to_csv, to_markdown
+
+# Private, but a public alias would change bcjax/, which the committed runs'
+# code must equal (experiments.provenance).
+from bcjax.jobs.comparison import _report_split_note
+from bcjax.storage import atomic_files
+from experiments.provenance import CODE_PATHS
+
+flags.DEFINE_string("out", None, "The merged run's folder.")
+flags.DEFINE_list(
+  "differ", [], "Config fields (dotted) that may differ between the parts."
+)
+flags.mark_flags_as_required(["out"])
+FLAGS = flags.FLAGS
+
+
+def read_part(spec: str) -> tuple[str, dict, list[str]]:
+  """``PATH[:NAME,NAME]`` -> (path, its results, the strategies taken)."""
+  path, _, names = spec.partition(":")
+  file = os.path.join(path, "results.json")
+  if not os.path.exists(file):
+    raise InputError(f"part {path!r} has no results.json; expected a run's folder")
+  with open(file) as f:
+    results = json.load(f)
+  ran = list(results.get("strategies") or {})
+  taken = [n.strip() for n in names.split(",") if n.strip()] or ran
+  if missing := [n for n in taken if n not in ran]:
+    raise InputError(
+      f"part {path!r} did not run {', '.join(missing)}; it ran {', '.join(ran)}"
+    )
+  return path, results, taken
+
+
+def seeds_of(results: dict) -> list[dict]:
+  """Each embedding seed's ``strategies`` and ``unintended``, seed 0 first."""
+  if results.get("per_seed"):
+    return results["per_seed"]
+  return [{"embedding_seed": 0, **results}]
+
+
+def _timeless(record):
+  """A record without its timings, which differ between identical runs."""
+  if isinstance(record, dict):
+    return {k: _timeless(v) for k, v in record.items() if "seconds" not in k}
+  if isinstance(record, list):
+    return [_timeless(v) for v in record]
+  return record
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, dict):
+      out |= _flat(value, f"{prefix}{key}.")
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def _check_same(parts, what: str, read) -> None:
+  first_path, first, _ = parts[0]
+  for path, results, _ in parts[1:]:
+    if read(results) != read(first):
+      raise InputError(f"parts {first_path!r} and {path!r} differ in {what}")
+
+
+def _check_code(parts, root: str) -> None:
+  commits = {(r.get("environment") or {}).get("git_commit") for _, r, _ in parts}
+  if None in commits:
+    raise InputError("a part recorded no git commit; its code cannot be checked")
+  first, *others = sorted(commits)
+  for other in others:
+    diff = subprocess.run(
+      ["git", "diff", "--quiet", first, other, "--", *CODE_PATHS],
+      cwd=root,
+      capture_output=True,
+    )
+    if diff.returncode != 0:
+      raise InputError(
+        f"the parts' code differs: commits {first[:7]} and {other[:7]} differ in "
+        f"{' or '.join(CODE_PATHS)} (or are not in this checkout)"
+      )
+
+
+def check_parts(parts, differ=(), root: str = ".") -> None:
+  """Raises InputError unless the parts are pieces of one run (module doc)."""
+  allowed = {"strategy", *differ}
+  _check_same(
+    parts,
+    "config (beyond strategy and --differ)",
+    lambda r: {k: v for k, v in _flat(r["config"]).items() if k not in allowed},
+  )
+  _check_same(parts, "dataset", lambda r: r.get("dataset"))
+  _check_same(parts, "baselines", lambda r: r.get("baselines"))
+  _check_same(parts, "embedding seeds", lambda r: len(seeds_of(r)))
+  _check_same(
+    parts,
+    "consumers",
+    lambda r: [
+      {
+        t: {k: v for k, v in spec.items() if k != "per_strategy"}
+        for t, spec in (s.get("unintended") or {}).items()
+      }
+      for s in seeds_of(r)
+    ],
+  )
+  _check_code(parts, root)
+
+
+def merged_seed(parts, i: int) -> dict:
+  """Seed ``i``'s ``strategies`` and ``unintended``, over every part."""
+  strategies, unintended, source = {}, {}, {}
+  for path, results, taken in parts:
+    seed = seeds_of(results)[i]
+    for name in taken:
+      entries = _timeless(seed["strategies"][name])
+      scores = {
+        t: spec["per_strategy"].get(name) for t, spec in seed["unintended"].items()
+      }
+      if name in source:
+        if (entries, scores) != source[name][1]:
+          raise InputError(
+            f"parts {source[name][0]!r} and {path!r} both ran {name} and differ "
+            f"at embedding seed {i}: they are not the same run"
+          )
+        continue
+      source[name] = (path, (entries, scores))
+      strategies[name] = seed["strategies"][name]
+      for t, spec in seed["unintended"].items():
+        task = unintended.setdefault(t, {**spec, "per_strategy": {}})
+        if scores[t] is not None:
+          task["per_strategy"][name] = scores[t]
+  return {"strategies": strategies, "unintended": unintended}
+
+
+def merge(specs, differ=(), root: str = ".") -> tuple[dict, list]:
+  """The merged results and, per seed, ``(results, table)`` for the plots."""
+  parts = [read_part(spec) for spec in specs]
+  if not parts:
+    raise InputError("no part given; expected one or more run folders")
+  check_parts(parts, differ, root)
+  first = parts[0][1]
+  runs = []
+  for i in range(len(seeds_of(first))):
+    seed = merged_seed(parts, i)
+    runs.append((seed, comparison_table(seed)))
+  results = copy.deepcopy(first)
+  results.pop("per_seed", None)
+  results.update(runs[0][0])
+  results["config"]["strategy"] = ",".join(runs[0][0]["strategies"])
+  table = seed_table.seed_table([t for _, t in runs])
+  results["table"] = table.to_json()
+  if len(runs) > 1:
+    results["per_seed"] = [
+      {
+        "embedding_seed": i,
+        "workdir": seeds_of(first)[i].get("workdir"),
+        "table": t.to_json(),
+        **r,
+      }
+      for i, (r, t) in enumerate(runs)
+    ]
+  results["environment"] = dict(first.get("environment") or {})
+  results["environment"]["parts"] = [
+    {"path": path, "strategies": taken, "environment": r.get("environment")}
+    for path, r, taken in parts
+  ]
+  return results, runs
+
+
+def write(out: str, results: dict, runs: list) -> None:
+  """The merged run's files, as ``experiments.compare`` writes its own."""
+  os.makedirs(out, exist_ok=True)
+  table = seed_table.seed_table([t for _, t in runs])
+  if len(runs) == 1:
+    markdown = to_markdown(table) + "\n"
+  else:
+    markdown = (
+      seed_table.to_markdown(table) + "\nEmbedding seed 0 (every seed's numbers "
+      "are in results.json's per_seed):\n\n"
+    )
+  markdown = (
+    _report_split_note(results["config"]) + markdown + recall_table.to_markdown(results)
+  )
+  with atomic_files.atomic_open(os.path.join(out, "table.md")) as f:
+    f.write(markdown)
+  with atomic_files.atomic_open(os.path.join(out, "table.csv")) as f:
+    f.write(to_csv(table) if len(runs) == 1 else seed_table.to_csv(table))
+  results["plots"] = [os.path.basename(p) for p in write_plots(runs, out)]
+  atomic_files.write_json(os.path.join(out, "results.json"), results)
+
+
+def main(argv):
+  with exit_on_user_error():
+    results, runs = merge(argv[1:], FLAGS.differ)
+    write(FLAGS.out, results, runs)
+  print(f"merged {len(argv) - 1} parts into {FLAGS.out}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,155 @@
+"""A run merged from parts equals the run of every strategy at once.
+
+One module fixture runs the tiny test config with two seeds (in lockstep) on
+four strategies, then two parts of it on copies of its workdir (the versions
+reused, the consumers and tables made anew): nobc's family, and fix-m0 with
+BC-Aligner.
+"""
+
+import json
+import os
+import shutil
+
+import pytest
+
+import bcjax.jobs.comparison as comparison
+from bcjax.errors import InputError
+from experiments import merge
+from experiments.configs import test as test_config
+from tests.conftest import assert_json_close, run_module
+
+ALL = "nobc,fix-m0,posthoc-linear-sloss,joint-linear-mloss"
+PARTS = ("nobc,fix-m0,posthoc-linear-sloss", "fix-m0,joint-linear-mloss")
+
+
+def config(strategy):
+  config = test_config.get_config()
+  config.strategy = strategy
+  config.tasks = "binary-edge-rating,user-activity"
+  config.num_seeds = 2
+  config.seed_batch = 2
+  return config
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """The whole run's folder and results, and the two parts' folders."""
+  root = tmp_path_factory.mktemp("merge")
+  whole = str(root / "whole")
+  results = comparison.run(config(ALL), whole)
+  parts = []
+  for i, strategy in enumerate(PARTS):
+    part = str(root / f"part{i}")
+    shutil.copytree(whole, part)
+    comparison.run(config(strategy), part)
+    parts.append(part)
+  return whole, results, parts
+
+
+def _outcome(results):
+  return {k: v for k, v in results.items() if k not in ("environment", "plots")}
+
+
+def test_merged_parts_are_the_whole_run(runs, tmp_path):
+  whole, results, parts = runs
+  merged, seeds = merge.merge(parts)
+  assert list(merged["strategies"]) == ALL.split(",")
+  assert merged["config"]["strategy"] == ALL
+  # Every seed's table, recomputed from the parts' records, and the table
+  # over seeds are the whole run's, number for number.
+  assert_json_close(_outcome(merged), _outcome(results))
+  merge.write(str(tmp_path), merged, seeds)
+  with open(tmp_path / "table.md") as f, open(os.path.join(whole, "table.md")) as g:
+    assert f.read() == g.read()
+  with open(tmp_path / "table.csv") as f, open(os.path.join(whole, "table.csv")) as g:
+    assert f.read() == g.read()
+  assert "tradeoff.png" in os.listdir(tmp_path)
+  env = merged["environment"]["parts"]
+  assert [p["strategies"] for p in env] == [s.split(",") for s in PARTS]
+
+
+def test_a_part_can_give_some_of_its_strategies(runs):
+  _, results, parts = runs
+  merged, _ = merge.merge([f"{parts[0]}:nobc,fix-m0", parts[1]])
+  assert list(merged["strategies"]) == ["nobc", "fix-m0", "joint-linear-mloss"]
+  for seed in merged["per_seed"]:
+    for task in seed["unintended"].values():
+      assert set(task["per_strategy"]) == {"nobc", "fix-m0", "joint-linear-mloss"}
+
+
+def _tampered(tmp_path, part, edit):
+  """A copy of ``part``'s results.json, edited."""
+  with open(os.path.join(part, "results.json")) as f:
+    results = json.load(f)
+  edit(results)
+  folder = tmp_path / "tampered"
+  folder.mkdir()
+  with open(folder / "results.json", "w") as f:
+    json.dump(results, f)
+  return str(folder)
+
+
+def test_parts_whose_shared_strategy_differs_are_refused(runs, tmp_path):
+  _, _, parts = runs
+
+  def edit(results):
+    results["per_seed"][1]["strategies"]["fix-m0"][1]["recall"]["50"] += 1e-7
+
+  with pytest.raises(
+    InputError, match="both ran fix-m0 and differ at embedding seed 1"
+  ):
+    merge.merge([parts[0], _tampered(tmp_path, parts[1], edit)])
+
+
+def test_parts_of_another_setting_are_refused_unless_allowed(runs, tmp_path):
+  _, _, parts = runs
+
+  def edit(results):
+    results["config"]["method"]["joint"]["align_weight"] = 4.0
+
+  weighted = _tampered(tmp_path, parts[1], edit)
+  with pytest.raises(InputError, match="differ in config"):
+    merge.merge([parts[0], weighted])
+  merged, _ = merge.merge(
+    [weighted, f"{parts[0]}:nobc"], differ=["method.joint.align_weight"]
+  )
+  # The first part's config is the merged run's.
+  assert merged["config"]["method"]["joint"]["align_weight"] == 4.0
+  assert list(merged["strategies"]) == ["fix-m0", "joint-linear-mloss", "nobc"]
+
+
+def test_parts_of_other_consumers_are_refused(runs, tmp_path):
+  _, _, parts = runs
+
+  def edit(results):
+    consumer = results["per_seed"][0]["unintended"]["user-activity"]["consumer"]
+    consumer["hidden"] += 1
+
+  with pytest.raises(InputError, match="differ in consumers"):
+    merge.merge([parts[0], _tampered(tmp_path, parts[1], edit)])
+
+
+def test_parts_of_other_code_are_refused(runs, tmp_path):
+  _, _, parts = runs
+
+  def edit(results):
+    results["environment"]["git_commit"] = "0" * 40
+
+  with pytest.raises(InputError, match="the parts' code differs"):
+    merge.merge([parts[0], _tampered(tmp_path, parts[1], edit)])
+
+
+def test_the_binary_names_what_is_wrong(runs, tmp_path):
+  _, _, parts = runs
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = run_module(
+    "experiments.merge",
+    f"--out={tmp_path / 'out'}",
+    f"{parts[0]}:finetune-m0",
+    cwd=repo,
+  )
+  assert out.returncode == 2
+  assert "did not run finetune-m0; it ran nobc, fix-m0, posthoc-linear-sloss" in (
+    out.stderr
+  )
+  assert not os.path.exists(tmp_path / "out")
