@@ -23,7 +23,7 @@ What makes it one run is checked, not assumed:
   commit, or commits that ``git diff`` finds equal there).
 
 A part is a folder holding a ``results.json``; ``PATH:NAME,NAME`` takes only
-those strategies of it. The merged run's config is the first part's, with
+those strategies of it, and ``--strategy`` orders the merged run's. The merged run's config is the first part's, with
 the merged strategies; its ``environment`` is the first part's with every
 part's under ``parts``.
 
@@ -61,6 +61,9 @@ from experiments.provenance import CODE_PATHS
 flags.DEFINE_string("out", None, "The merged run's folder.")
 flags.DEFINE_list(
   "differ", [], "Config fields (dotted) that may differ between the parts."
+)
+flags.DEFINE_list(
+  "strategy", [], "The merged run's strategies, in this order (default: all)."
 )
 flags.mark_flags_as_required(["out"])
 FLAGS = flags.FLAGS
@@ -185,8 +188,37 @@ def merged_seed(parts, i: int) -> dict:
   return {"strategies": strategies, "unintended": unintended}
 
 
-def merge(specs, differ=(), root: str = ".") -> tuple[dict, list]:
-  """The merged results and, per seed, ``(results, table)`` for the plots."""
+def _ordered(seed: dict, order) -> dict:
+  """Seed records with their strategies in ``order`` (only those)."""
+  if missing := [s for s in order if s not in seed["strategies"]]:
+    raise InputError(
+      f"no part ran {', '.join(missing)}; they ran {', '.join(seed['strategies'])}"
+    )
+  unintended = {
+    t: {
+      **spec,
+      "per_strategy": {
+        s: spec["per_strategy"][s] for s in order if s in spec["per_strategy"]
+      },
+    }
+    for t, spec in seed["unintended"].items()
+  }
+  return {
+    "strategies": {s: seed["strategies"][s] for s in order},
+    "unintended": unintended,
+  }
+
+
+def merge(specs, differ=(), root: str = ".", order=()) -> tuple[dict, list]:
+  """The merged results and, per seed, ``(results, table)`` for the plots.
+
+  Args:
+    specs: the parts, ``PATH[:NAME,NAME]`` each.
+    differ: config fields (dotted) that may differ between the parts.
+    root: the repository, whose git compares the parts' code.
+    order: the merged run's strategies, in order (empty: every one, in the
+      parts' order).
+  """
   parts = [read_part(spec) for spec in specs]
   if not parts:
     raise InputError("no part given; expected one or more run folders")
@@ -195,6 +227,8 @@ def merge(specs, differ=(), root: str = ".") -> tuple[dict, list]:
   runs = []
   for i in range(len(seeds_of(first))):
     seed = merged_seed(parts, i)
+    if order:
+      seed = _ordered(seed, order)
     runs.append((seed, comparison_table(seed)))
   results = copy.deepcopy(first)
   results.pop("per_seed", None)
@@ -244,7 +278,7 @@ def write(out: str, results: dict, runs: list) -> None:
 
 def main(argv):
   with exit_on_user_error():
-    results, runs = merge(argv[1:], FLAGS.differ)
+    results, runs = merge(argv[1:], FLAGS.differ, order=FLAGS.strategy)
     write(FLAGS.out, results, runs)
   print(f"merged {len(argv) - 1} parts into {FLAGS.out}")
 

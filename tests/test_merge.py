@@ -77,6 +77,17 @@ def test_a_part_can_give_some_of_its_strategies(runs):
       assert set(task["per_strategy"]) == {"nobc", "fix-m0", "joint-linear-mloss"}
 
 
+def test_the_merged_run_keeps_the_order_asked(runs):
+  _, _, parts = runs
+  order = ["fix-m0", "joint-linear-mloss", "nobc"]
+  merged, seeds = merge.merge(parts, order=order)
+  assert list(merged["strategies"]) == order
+  assert [row["strategy"] for row in merged["table"]["rows"]] == order
+  assert list(merged["per_seed"][1]["strategies"]) == order
+  with pytest.raises(InputError, match="no part ran finetune-m0"):
+    merge.merge(parts, order=["nobc", "finetune-m0"])
+
+
 def _tampered(tmp_path, part, edit):
   """A copy of ``part``'s results.json, edited."""
   with open(os.path.join(part, "results.json")) as f:
