@@ -12,8 +12,10 @@ and the table over seeds from them, as one run of every strategy would.
 
 What makes it one run is checked, not assumed:
 
-* the parts' configs are equal but for ``strategy`` and the fields given by
-  ``--differ`` (a sweep's own field, e.g. ``method.joint.align_weight``);
+* the parts' configs are equal but for the fields no stored number depends
+  on (:data:`bcjax.storage.workdir.UNFINGERPRINTED_FIELDS`: the strategies,
+  the data's folder, the seed batch) and those given by ``--differ`` (a
+  sweep's own field, e.g. ``method.joint.align_weight``);
 * they have the same seeds, data, most-popular baseline and consumers (each
   task's consumer choice and selection scores);
 * a strategy that two parts ran (fix-m0, the unintended reference, runs in
@@ -56,6 +58,7 @@ from bcjax.evaluation.table_text import to_csv, to_markdown
 # code must equal (experiments.provenance).
 from bcjax.jobs.comparison import _report_split_note
 from bcjax.storage import atomic_files
+from bcjax.storage.workdir import UNFINGERPRINTED_FIELDS
 from experiments.provenance import CODE_PATHS
 
 flags.DEFINE_string("out", None, "The merged run's folder.")
@@ -139,10 +142,10 @@ def _check_code(parts, root: str) -> None:
 
 def check_parts(parts, differ=(), root: str = ".") -> None:
   """Raises InputError unless the parts are pieces of one run (module doc)."""
-  allowed = {"strategy", *differ}
+  allowed = {*UNFINGERPRINTED_FIELDS, *differ}
   _check_same(
     parts,
-    "config (beyond strategy and --differ)",
+    "config (beyond the unfingerprinted fields and --differ)",
     lambda r: {k: v for k, v in _flat(r["config"]).items() if k not in allowed},
   )
   _check_same(parts, "dataset", lambda r: r.get("dataset"))

@@ -88,12 +88,12 @@ def test_the_merged_run_keeps_the_order_asked(runs):
     merge.merge(parts, order=["nobc", "finetune-m0"])
 
 
-def _tampered(tmp_path, part, edit):
+def _tampered(tmp_path, part, edit, name="tampered"):
   """A copy of ``part``'s results.json, edited."""
   with open(os.path.join(part, "results.json")) as f:
     results = json.load(f)
   edit(results)
-  folder = tmp_path / "tampered"
+  folder = tmp_path / name
   folder.mkdir()
   with open(folder / "results.json", "w") as f:
     json.dump(results, f)
@@ -127,6 +127,13 @@ def test_parts_of_another_setting_are_refused_unless_allowed(runs, tmp_path):
   # The first part's config is the merged run's.
   assert merged["config"]["method"]["joint"]["align_weight"] == 4.0
   assert list(merged["strategies"]) == ["fix-m0", "joint-linear-mloss", "nobc"]
+
+  def moved(results):
+    # Fields no stored number depends on (the data's folder) may differ.
+    results["config"]["data_dir"] = "/elsewhere"
+    results["config"]["seed_batch"] = 1
+
+  merge.merge([parts[0], _tampered(tmp_path, parts[1], moved, "moved")])
 
 
 def test_parts_of_other_consumers_are_refused(runs, tmp_path):

@@ -1,0 +1,293 @@
+r"""The committed runs: what each is, the parts it is made of, their commands.
+
+A 10-seed run of every strategy outlasts a working session on 2 CPU cores,
+and its workdir's checkpoints do not outlive the session; so each run of
+:data:`RUNS` is made of parts (:class:`Part`: one ``experiments.compare``
+run of some strategies, its ``results.json`` committed under
+``experiments/results/parts/``) and merged by ``experiments.merge`` into
+``experiments/results/<run>/``, which the report reads. A part that reuses
+another's versions runs in that part's workdir (``after``).
+
+  python -m experiments.runs           # the parts still to make, and how
+  python -m experiments.runs --all     # every part's and run's command
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from absl import app, flags
+
+flags.DEFINE_bool("all", False, "Every part and run, made or not.")
+FLAGS = flags.FLAGS
+
+PARTS_DIR = "experiments/results/parts"
+ML100K = ("--config.dataset=ml-100k", "--config.data_dir=../shared/data/ml-100k")
+SYNTHETIC = ()
+# The paper's eight, then bcjax's own: the order of the merged tables.
+ORDER = (
+  "fix-m0",
+  "finetune-m0",
+  "nobc",
+  "posthoc-linear-sloss",
+  "posthoc-linear-mloss",
+  "joint-notrans-sloss",
+  "joint-linear-sloss",
+  "joint-linear-mloss",
+  "closedform-linear-sloss",
+  "closedform-orthogonal-sloss",
+  "posthoc-orthogonal-sloss",
+  "posthoc-mlp-sloss",
+  "joint-orthogonal-mloss",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+  """One ``experiments.compare`` run of some strategies of a setting.
+
+  Attributes:
+    folder: its folder under :data:`PARTS_DIR` (and its workdir's name).
+    data: the data's ``--config`` flags.
+    strategies: its ``--config.strategy``; fix-m0, the unintended
+      reference and free to run, is in each, so that ``experiments.merge``
+      can check the parts share M_0 and the consumers.
+    overrides: its other ``--config`` flags (a sweep's weight).
+    after: the part whose workdir it runs in, reusing that part's versions
+      (its wall time is then its own strategies' alone).
+  """
+
+  folder: str
+  data: tuple[str, ...]
+  strategies: tuple[str, ...]
+  overrides: tuple[str, ...] = ()
+  after: str | None = None
+
+  @property
+  def workdir(self) -> str:
+    return f"/tmp/bcjax_parts/{self.after or self.folder}"
+
+  @property
+  def path(self) -> str:
+    return f"{PARTS_DIR}/{self.folder}"
+
+  def command(self, config: str = "converged", seeds: int = 10) -> str:
+    flags_ = [
+      f"--workdir={self.workdir}",
+      f"--config={config}",
+      *self.data,
+      f"--config.num_seeds={seeds}",
+      f"--config.seed_batch={seeds}",
+      f"--config.strategy={','.join(self.strategies)}",
+      *self.overrides,
+    ]
+    return (
+      "python -m experiments.compare " + " \\\n    ".join(flags_) + "\n"
+      f"mkdir -p {self.path} && cp {self.workdir}/results.json {self.path}/"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One committed run of the results page.
+
+  Attributes:
+    name: its folder under ``experiments/results``.
+    title: its heading on the results page.
+    about: what it is, in a sentence.
+    parts: ``(part, strategies taken from it)``, the merge's order; an
+      empty tuple takes every strategy of the part. No parts: a run made
+      in one go, by ``command``.
+    differ: config fields its parts may differ in (``experiments.merge``).
+    anchored: whether it runs the paper's strategies, checked against the
+      paper's anchor (else only BC-Aligner's ranking is stated).
+    command: a run made in one go: how to rerun it.
+  """
+
+  name: str
+  title: str
+  about: str
+  parts: tuple[tuple[Part, tuple[str, ...]], ...] = ()
+  differ: tuple[str, ...] = ()
+  anchored: bool = True
+  command: str = ""
+
+  def strategies(self, parts=None) -> tuple[str, ...]:
+    """The strategies ``parts`` (default: every part) give, in table order."""
+    parts = self.parts if parts is None else parts
+    taken = {s for part, names in parts for s in names or part.strategies}
+    return tuple(s for s in ORDER if s in taken)
+
+  def made(self, root: str = ".") -> tuple[tuple[Part, tuple[str, ...]], ...]:
+    """The parts whose ``results.json`` is committed."""
+    return tuple((p, n) for p, n in self.parts if _made(p, root))
+
+  def merge_command(self, parts=None) -> str:
+    """``experiments.merge`` of ``parts`` (default: every part)."""
+    parts = self.parts if parts is None else parts
+    specs = [
+      part.path + (":" + ",".join(names) if names else "") for part, names in parts
+    ]
+    flags_ = [
+      f"--out=experiments/results/{self.name}",
+      f"--strategy={','.join(self.strategies(parts))}",
+      *([f"--differ={','.join(self.differ)}"] if self.differ else []),
+      *specs,
+    ]
+    return "python -m experiments.merge " + " \\\n    ".join(flags_)
+
+
+def _made(part: Part, root: str) -> bool:
+  return os.path.exists(os.path.join(root, part.path, "results.json"))
+
+
+def _parts(data, prefix):
+  """A dataset's parts: nobc's family, the joint models, two weights."""
+  nobc = Part(
+    f"{prefix}/nobc",
+    data,
+    ("nobc", "fix-m0", "posthoc-linear-sloss", "joint-linear-mloss"),
+  )
+  posthoc = Part(
+    f"{prefix}/posthoc",
+    data,
+    (
+      "fix-m0",
+      "posthoc-linear-mloss",
+      "closedform-linear-sloss",
+      "closedform-orthogonal-sloss",
+      "posthoc-orthogonal-sloss",
+      "posthoc-mlp-sloss",
+    ),
+    after=nobc.folder,
+  )
+  joint = Part(
+    f"{prefix}/joint", data, ("fix-m0", "finetune-m0", "joint-notrans-sloss")
+  )
+  joint_linear = Part(
+    f"{prefix}/joint-linear",
+    data,
+    ("fix-m0", "joint-linear-sloss", "joint-orthogonal-mloss"),
+  )
+  weights = {
+    w: Part(
+      f"{prefix}/lambda{w}",
+      data,
+      ("fix-m0", "joint-linear-mloss"),
+      overrides=(f"--config.method.joint.align_weight={w}",),
+    )
+    for w in (4, 1)
+  }
+  return nobc, posthoc, joint, joint_linear, weights
+
+
+def _dataset_runs(name, title, data):
+  nobc, posthoc, joint, joint_linear, weights = _parts(data, name)
+  main = Run(
+    f"{name}_converged",
+    f"{title}, converged config, 10 seeds",
+    "The paper's eight strategies and bcjax's own, every fit trained until it "
+    "stops improving (`experiments/configs/converged.py`), over 10 embedding "
+    "seeds.",
+    parts=((nobc, ()), (posthoc, ()), (joint, ()), (joint_linear, ())),
+  )
+  sweep = {16: main.name}
+  runs = [main]
+  for w, part in weights.items():
+    runs.append(
+      Run(
+        f"{name}_converged_lambda{w}",
+        f"{title}, converged config, 10 seeds: BC-Aligner at lambda {w}",
+        f"BC-Aligner with `align_weight` {w} (the config's is 16) against nobc "
+        "and posthoc-linear-sloss of the main run's seeds.",
+        parts=((part, ()), (nobc, ("nobc", "posthoc-linear-sloss"))),
+        differ=("method.joint.align_weight",),
+        anchored=False,
+      )
+    )
+    sweep[w] = runs[-1].name
+  return runs, dict(sorted(sweep.items()))
+
+
+_ML100K_RUNS, ML100K_SWEEP = _dataset_runs("ml-100k", "MovieLens-100K", ML100K)
+_SYNTHETIC_RUNS, SYNTHETIC_SWEEP = _dataset_runs("synthetic", "Synthetic", SYNTHETIC)
+
+# Earlier runs: the default config (whose joint fits stop before they
+# converge), 3 seeds, made in one go by older code.
+EARLIER_RUNS = (
+  Run(
+    "ml-100k_default",
+    "MovieLens-100K, default config, 3 seeds",
+    "The first committed run: the default config on MovieLens-100K.",
+    command="python -m experiments.compare --workdir=/tmp/bcjax_ml100k \\\n"
+    "    --config=experiments/configs/default.py --config.dataset=ml-100k \\\n"
+    "    --config.data_dir=../shared/data/ml-100k --config.num_seeds=3 \\\n"
+    "    --config.strategy=paper",
+  ),
+  Run(
+    "synthetic_default",
+    "Synthetic (the embedded default), default config, 3 seeds",
+    "The README's main command with three seeds.",
+    command="python -m experiments.compare --workdir=/tmp/bcjax_synthetic \\\n"
+    "    --config=experiments/configs/default.py --config.num_seeds=3 \\\n"
+    "    --config.strategy=paper",
+  ),
+  Run(
+    "ml-100k_new_strategies",
+    "MovieLens-100K, default config, 3 seeds: bcjax's own strategies",
+    "bcjax's own strategies beside the references and BC-Aligner, with the "
+    "seeds of the first run.",
+    anchored=False,
+    command="python -m experiments.compare --workdir=/tmp/bcjax_ml100k_new \\\n"
+    "    --config=experiments/configs/default.py --config.dataset=ml-100k \\\n"
+    "    --config.data_dir=../shared/data/ml-100k --config.num_seeds=3 \\\n"
+    "    --config.strategy=nobc,fix-m0,joint-linear-mloss,closedform-linear-sloss,\\\n"
+    "closedform-orthogonal-sloss,posthoc-orthogonal-sloss,joint-orthogonal-sloss,\\\n"
+    "joint-orthogonal-mloss",
+  ),
+)
+
+# The main runs first, then the weight sweeps; the README's summary and the
+# results page list them in this order.
+RUNS = (
+  _ML100K_RUNS[0],
+  _SYNTHETIC_RUNS[0],
+  *_ML100K_RUNS[1:],
+  *_SYNTHETIC_RUNS[1:],
+)
+# BC-Aligner's align_weight -> the run that holds it, per dataset title.
+WEIGHT_SWEEPS = {"MovieLens-100K": ML100K_SWEEP, "Synthetic": SYNTHETIC_SWEEP}
+
+
+def every_part() -> list[Part]:
+  """Each part of :data:`RUNS` once, in the order to make them."""
+  return list({p.folder: p for run in RUNS for p, _ in run.parts}.values())
+
+
+def plan(root: str = ".", everything: bool = False) -> str:
+  """The commands of the parts still to make (every part with
+  ``everything``), then each run's merge of its parts made so far."""
+  lines = []
+  for part in every_part():
+    if everything or not _made(part, root):
+      lines += [f"# part {part.folder}", part.command(), ""]
+  for run in RUNS:
+    made = run.parts if everything else run.made(root)
+    if made:
+      lines += [
+        f"# run {run.name}: {len(run.made(root))} of {len(run.parts)} parts made",
+        run.merge_command(made),
+        "",
+      ]
+  return "\n".join(lines) or "No part is made and none is to make."
+
+
+def main(argv):
+  del argv
+  sys.stdout.write(plan(everything=FLAGS.all) + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main)
