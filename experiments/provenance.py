@@ -1,7 +1,8 @@
 """What ran and whether today's code still makes it: a committed run's provenance.
 
 * :func:`provenance`: one line naming a run's commit, bcjax and JAX versions,
-  device and wall time, from its ``results.json``'s ``environment``;
+  device and wall time (of each part, for a run merged from parts), from
+  its ``results.json``'s ``environment``;
 * :func:`code_drift`: a warning line (starting :data:`DRIFT`) when the code
   that makes the numbers changed since the run's commit;
 * :func:`demoted`: a run's ``table.md`` under a page's heading.
@@ -13,23 +14,52 @@ import datetime
 import subprocess
 
 
-def wall_time(environment: dict) -> str:
+def _minutes(environment: dict) -> float | None:
   started, finished = environment.get("started"), environment.get("finished")
   if not started or not finished:
-    return "wall time not recorded"
+    return None
   seconds = (
     datetime.datetime.fromisoformat(finished) - datetime.datetime.fromisoformat(started)
   ).total_seconds()
-  return f"{seconds / 60:.0f} min wall time"
+  return seconds / 60
+
+
+def wall_time(environment: dict) -> str:
+  minutes = _minutes(environment)
+  if minutes is None:
+    return "wall time not recorded"
+  return f"{minutes:.0f} min wall time"
+
+
+def _parts(parts: list[dict]) -> str:
+  """A merged run's parts (``experiments.merge``): each one's wall time."""
+  each = []
+  for part in parts:
+    minutes = _minutes(part.get("environment") or {})
+    took = "time not recorded" if minutes is None else f"{minutes:.0f} min"
+    each.append(f"`{part['path'].rsplit('/', 1)[-1]}` {took}")
+  commits = sorted(
+    {((p.get("environment") or {}).get("git_commit") or "?")[:7] for p in parts}
+  )
+  return (
+    f"Made in {len(parts)} parts ({', '.join(each)}) at commit "
+    f"{', '.join(f'`{c}`' for c in commits)}"
+  )
 
 
 def provenance(results: dict) -> str:
   env = results.get("environment") or {}
   packages = env.get("packages") or {}
+  made = (
+    _parts(env["parts"])
+    if env.get("parts")
+    else f"Commit `{(env.get('git_commit') or '?')[:7]}`"
+  )
+  time = "" if env.get("parts") else f", {wall_time(env)}"
   return (
-    f"Commit `{(env.get('git_commit') or '?')[:7]}`, bcjax {env.get('bcjax', '?')}, "
+    f"{made}, bcjax {env.get('bcjax', '?')}, "
     f"JAX {packages.get('jax', '?')} on {env.get('device_kind', '?')} "
-    f"({env.get('device_count', '?')} device(s)), {wall_time(env)}."
+    f"({env.get('device_count', '?')} device(s)){time}."
   )
 
 

@@ -275,7 +275,9 @@ def plan(root: str = ".", everything: bool = False) -> str:
       lines += [f"# part {part.folder}", part.command(), ""]
   for run in RUNS:
     made = run.parts if everything else run.made(root)
-    if made:
+    # A run's first part is its own (a sweep's weight, the main run's
+    # nobc): without it a merge has nothing to show.
+    if made and made[0] == run.parts[0]:
       lines += [
         f"# run {run.name}: {len(run.made(root))} of {len(run.parts)} parts made",
         run.merge_command(made),

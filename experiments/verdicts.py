@@ -7,7 +7,9 @@
 * :func:`ranking` and :func:`summary_row`: BC-Aligner's total against the
   best other strategy's, resolved only when the paired interval excludes 0;
 * :func:`last_epoch_counts`: how many fits per strategy kept their last
-  epoch (still improving when they stopped).
+  epoch (still improving when they stopped);
+* :func:`anchor_words` and :func:`weight_row`: the README's verdict grid and
+  the results page's row of BC-Aligner at one ``align_weight``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ PAPER_ANCHOR = {
   "joint-linear-mloss": (-3.0, -0.65),
 }
 BC_ALIGNER = "joint-linear-mloss"
+POSTHOC = "posthoc-linear-sloss"
 
 
 def last_epoch_counts(results: dict) -> dict[str, tuple[int, int]]:
@@ -244,3 +247,34 @@ def summary_row(results: dict) -> list[str]:
     f"{other}: {with_interval(totals[other])}",
     difference,
   ]
+
+
+def anchor_words(results: dict) -> dict[str, str]:
+  """Per anchor strategy, its two verdicts' first words: "holds / unresolved"."""
+  _, cells = table_and_cells(results)
+  out = {}
+  for strategy, anchors in PAPER_ANCHOR.items():
+    row = cells.get(strategy)
+    words = [
+      verdict(row and row[column], anchor).split(";")[0].split(":")[0]
+      for column, anchor in zip(("intended", "unintended"), anchors)
+    ]
+    out[strategy] = " / ".join(words)
+  return out
+
+
+def weight_row(results: dict) -> list[str]:
+  """BC-Aligner's intended, unintended and total cells, and its paired
+  difference with posthoc-linear-sloss (the paper's post-hoc baseline)."""
+  table, cells = table_and_cells(results)
+  if BC_ALIGNER not in cells:
+    return ["not run", "", "", ""]
+  mine = [
+    with_interval(cells[BC_ALIGNER][c]) for c in ("intended", "unintended", "total")
+  ]
+  paired = table.paired if isinstance(table, SeedTable) else None
+  paired = {row.strategy: row.interval for row in paired.rows} if paired else {}
+  diff = paired.get(POSTHOC)
+  if diff is None:
+    return [*mine, "not run" if POSTHOC not in cells else "one seed"]
+  return [*mine, f"{diff['mean']:.2f} [{diff['low']:.2f}, {diff['high']:.2f}]"]

@@ -14,7 +14,7 @@ from bcjax.evaluation.table_records import (
   SeedTable,
   read_table,
 )
-from experiments import provenance, report, verdicts
+from experiments import provenance, report, results_page, runs, verdicts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -106,13 +106,13 @@ def _write(folder, results):
 def test_section_states_the_ranking_and_provenance(tmp_path):
   aligner = verdicts.BC_ALIGNER
   _write(
-    tmp_path / report.RUNS[0].name,
+    tmp_path / runs.RUNS[0].name,
     _results(
       {aligner: -1.0, "nobc": -20.0, "fix-m0": -25.0}, {"nobc": 3.0, "fix-m0": -0.5}
     ),
   )
   _write(
-    tmp_path / report.RUNS[1].name,
+    tmp_path / runs.RUNS[1].name,
     _results(
       {aligner: -9.0, "posthoc-linear-sloss": -4.0}, {"posthoc-linear-sloss": -8.0}
     ),
@@ -122,7 +122,7 @@ def test_section_states_the_ranking_and_provenance(tmp_path):
   assert (
     "Commit `abc1234`, bcjax 0.1.0, JAX 0.10.2 on cpu (1 device(s)), 42 min" in text
   )
-  assert f"\n## {report.RUNS[0].title}\n" in text
+  assert f"\n## {runs.RUNS[0].title}\n" in text
   assert "\n### Comparison" in text  # table.md's headings under the run's
   assert (
     "BC-Aligner's total (-1.00) is the best; the paired 95% interval of its "
@@ -172,10 +172,10 @@ def test_update_writes_every_page_and_check_finds_a_stale_one(tmp_path):
   results = tmp_path / "experiments" / "results"
   aligner = verdicts.BC_ALIGNER
   _write(
-    results / report.RUNS[0].name,
+    results / runs.RUNS[0].name,
     _results({aligner: -1.0, "nobc": -20.0}, {"nobc": 3.0}),
   )
-  (results / report.RUNS[0].name / "tradeoff.png").write_bytes(b"png")
+  (results / runs.RUNS[0].name / "tradeoff.png").write_bytes(b"png")
   paths = {
     "readme": str(tmp_path / "README.md"),
     "results_page": str(tmp_path / "docs" / "results.md"),
@@ -195,11 +195,14 @@ def test_update_writes_every_page_and_check_finds_a_stale_one(tmp_path):
       texts[name] = f.read()
     assert "stale" not in texts[name] and texts[name].endswith("\n\ntail\n")
   # Links are relative to the page that holds them.
-  title = report.RUNS[0].title
-  assert f"[{title}](docs/results.md#{report._anchor(title)})" in texts["readme"]
+  title = runs.RUNS[0].title
+  assert (
+    f"[{title}](docs/results.md#{results_page.heading_fragment(title)})"
+    in texts["readme"]
+  )
   assert "19.00 [3.00, 8.00]: BC-Aligner ahead" in texts["readme"]
   assert "[docs/compatibility.md](docs/compatibility.md)" in texts["readme"]
-  png = f"(../experiments/results/{report.RUNS[0].name}/tradeoff.png)"
+  png = f"(../experiments/results/{runs.RUNS[0].name}/tradeoff.png)"
   assert png in texts["results_page"]
   assert "Not yet committed" in texts["compatibility_page"]
   # One stale page is enough to fail the check.
@@ -210,7 +213,9 @@ def test_update_writes_every_page_and_check_finds_a_stale_one(tmp_path):
 
 def test_anchor_is_githubs_heading_fragment():
   assert (
-    report._anchor("MovieLens-100K, default config, 3 seeds: bcjax's own strategies")
+    results_page.heading_fragment(
+      "MovieLens-100K, default config, 3 seeds: bcjax's own strategies"
+    )
     == "movielens-100k-default-config-3-seeds-bcjaxs-own-strategies"
   )
 
@@ -330,3 +335,74 @@ def test_a_drift_line_alone_does_not_make_a_page_stale(tmp_path):
   with open(pages["results.md"], "w") as f:
     f.write(text.replace(report.END, f"a changed line\n{report.END}"))
   assert report.update(*args, pages["compatibility.md"], check=True) == 1
+
+
+def _merged(results, paths):
+  """``results`` as experiments.merge writes a run of ``paths``."""
+  env = results["environment"]
+  results["environment"] = {
+    **env,
+    "parts": [
+      {"path": p, "strategies": [], "environment": dict(env, finished=f)}
+      for p, f in zip(paths, ("2026-11-26T11:30:00+00:00", "2026-11-26T10:12:00+00:00"))
+    ],
+  }
+  results["strategies"] = {s: [] for s in ("nobc", "fix-m0", verdicts.BC_ALIGNER)}
+  return results
+
+
+def test_a_run_in_parts_names_them_and_what_is_still_to_run(tmp_path):
+  run = runs.RUNS[0]
+  made = [part.path for part, _ in run.parts[:2]]
+  results = _merged(
+    _results({verdicts.BC_ALIGNER: -1.0, "nobc": -20.0}, {"nobc": 3.0}), made
+  )
+  _write(tmp_path / run.name, results)
+  text = results_page.section(str(tmp_path))
+  assert "Made in 2 parts (`nobc` 90 min, `posthoc` 12 min) at commit `abc1234`" in (
+    text
+  )
+  assert f"Merged so far: `{made[0]}`, `{made[1]}`." in text
+  still = [s for s in run.strategies() if s not in results["strategies"]]
+  assert "finetune-m0" in still
+  assert (
+    f"**Still to run** (2 of {len(run.parts)} parts merged): " + ", ".join(still)
+    in text
+  )
+
+
+def test_bc_aligners_weights_are_tabled_from_their_runs(tmp_path):
+  aligner = verdicts.BC_ALIGNER
+  sweep = runs.WEIGHT_SWEEPS["MovieLens-100K"]
+  _write(
+    tmp_path / sweep[4],
+    _results(
+      {aligner: -3.0, "posthoc-linear-sloss": -1.0, "nobc": -20.0},
+      {"posthoc-linear-sloss": -4.0, "nobc": 2.0},
+    ),
+  )
+  lines = results_page.weight_lines(str(tmp_path))
+  row = next(line for line in lines if line.startswith("| MovieLens-100K | 4 |"))
+  # BC-Aligner's cells with their half-widths, and the paired difference
+  # with posthoc-linear-sloss: -3 - -1 = -2 on [-4, 1].
+  assert row == (
+    "| MovieLens-100K | 4 | -2.00 ± 1.00 | -1.00 ± 1.00 | -3.00 ± 1.00 | "
+    f"-2.00 [-4.00, 1.00] | `{sweep[4]}` |"
+  )
+  assert f"| MovieLens-100K | 1 | not yet committed |  |  |  | `{sweep[1]}` |" in lines
+
+
+def test_the_readme_judges_the_papers_claims_per_run(tmp_path):
+  aligner = verdicts.BC_ALIGNER
+  _write(
+    tmp_path / runs.RUNS[0].name,
+    _results({aligner: -1.0, "nobc": -20.0, "fix-m0": -25.0}, {"nobc": 3.0}),
+  )
+  text = results_page.summary(str(tmp_path), "docs/results.md", "docs/c.md")
+  # Intended -2 +- 1 for every strategy; unintended total + 2 +- 1, so
+  # BC-Aligner's [0, 2] is unresolved; nobc's intended is 0 by construction,
+  # and finetune-m0 did not run.
+  assert f"| {aligner} | -3 / -0.65 | holds / unresolved |" in text
+  assert "| nobc | 0 / -26.5 | 0 by construction / holds |" in text
+  assert "| finetune-m0 | -7.7 / -7.5 | not run / not run |" in text
+  assert f"| [{runs.RUNS[1].title}]" in text and "not yet committed" in text

@@ -1,0 +1,62 @@
+"""The committed runs' parts and the commands that make and merge them."""
+
+import os
+
+from absl.testing import flagsaver
+
+from experiments import merge, runs
+
+
+def test_every_part_runs_fix_m0_so_the_merge_can_check_it():
+  folders = [part.folder for part in runs.every_part()]
+  assert len(folders) == len(set(folders))
+  for part in runs.every_part():
+    assert "fix-m0" in part.strategies, part.folder
+
+
+def test_a_main_run_covers_the_papers_eight_and_bcjaxs_own():
+  for run in runs.RUNS:
+    if run.anchored:
+      assert run.strategies() == runs.ORDER
+      assert not run.differ
+
+
+def test_post_hoc_parts_run_in_nobcs_workdir():
+  parts = {part.folder: part for part in runs.every_part()}
+  for prefix in ("ml-100k", "synthetic"):
+    posthoc, nobc = parts[f"{prefix}/posthoc"], parts[f"{prefix}/nobc"]
+    assert posthoc.workdir == nobc.workdir
+    assert f"cp {nobc.workdir}/results.json {posthoc.path}/" in posthoc.command()
+
+
+def test_the_plan_lists_the_parts_to_make_and_merges_the_made(tmp_path):
+  made = runs.every_part()[0]
+  assert made.folder == "ml-100k/nobc"
+  os.makedirs(tmp_path / made.path)
+  (tmp_path / made.path / "results.json").write_text("{}")
+  plan = runs.plan(str(tmp_path))
+  assert f"# part {made.folder}\n" not in plan
+  assert "# part ml-100k/posthoc\n" in plan and "# part synthetic/nobc\n" in plan
+  assert "# run ml-100k_converged: 1 of 4 parts made\n" in plan
+  assert (
+    "--strategy=fix-m0,nobc,posthoc-linear-sloss,joint-linear-mloss \\\n"
+    f"    {made.path}\n"
+  ) in plan
+  # A sweep whose weight's part is not made is not merged from nobc's alone.
+  assert "# run ml-100k_converged_lambda4" not in plan
+  everything = runs.plan(str(tmp_path), everything=True)
+  assert f"# part {made.folder}\n" in everything
+
+
+def test_merge_commands_are_the_merge_binarys_flags():
+  for run in runs.RUNS:
+    argv = run.merge_command().replace("\\\n", " ").split()
+    assert argv[:3] == ["python", "-m", "experiments.merge"]
+    with flagsaver.flagsaver():
+      specs = merge.FLAGS(["merge", *argv[3:]])[1:]
+      assert merge.FLAGS.out == f"experiments/results/{run.name}"
+      assert merge.FLAGS.strategy == list(run.strategies())
+      assert merge.FLAGS.differ == list(run.differ)
+    assert specs == [
+      part.path + (":" + ",".join(names) if names else "") for part, names in run.parts
+    ]
