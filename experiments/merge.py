@@ -13,21 +13,25 @@ and the table over seeds from them, as one run of every strategy would.
 What makes it one run is checked, not assumed:
 
 * the parts' configs are equal but for the fields no stored number depends
-  on (:data:`bcjax.storage.workdir.UNFINGERPRINTED_FIELDS`: the strategies,
-  the data's folder, the seed batch) and those given by ``--differ`` (a
+  on (:data:`bcjax.storage.workdir.UNFINGERPRINTED_FIELDS`, such as the
+  strategies and the data's folder) and those given by ``--differ`` (a
   sweep's own field, e.g. ``method.joint.align_weight``);
 * they have the same seeds, data, most-popular baseline and consumers (each
   task's consumer choice and selection scores);
-* a strategy that two parts ran (fix-m0, the unintended reference, runs in
-  each) has the same records in both, bit for bit, timings aside: the same
-  M_0 and the same consumers scored it;
-* their ``bcjax/`` and ``experiments/configs/`` are the same code (the same
-  commit, or commits that ``git diff`` finds equal there).
+* every part ran fix-m0 (the unintended reference, free to run), and its
+  records are the same in each, bit for bit, timings aside: the same M_0
+  and the same consumers scored it; so are those of any strategy taken
+  from two parts;
+* each part adds a strategy the earlier ones did not give (a part copied
+  from a failed run adds none);
+* their ``bcjax/`` and ``experiments/configs/`` are the same code: the same
+  commit, or commits that ``git diff`` finds equal there, none with
+  uncommitted changes.
 
 A part is a folder holding a ``results.json``; ``PATH:NAME,NAME`` takes only
-those strategies of it, and ``--strategy`` orders the merged run's. The merged run's config is the first part's, with
-the merged strategies; its ``environment`` is the first part's with every
-part's under ``parts``.
+those strategies of it, and ``--strategy`` orders the merged run's. The
+merged run's config is the first part's, with the merged strategies; its
+``environment`` is the first part's with every part's under ``parts``.
 
 Usage::
 
@@ -51,7 +55,9 @@ from absl import app, flags
 from bcjax.errors import InputError, exit_on_user_error
 from bcjax.evaluation import recall_table, seed_table
 from bcjax.evaluation.plots import write_plots
+from bcjax.evaluation.table import UNINTENDED_REFERENCE as REFERENCE
 from bcjax.evaluation.table import comparison_table
+from bcjax.evaluation.table_records import read_table
 from bcjax.evaluation.table_text import to_csv, to_markdown
 
 # Private, but a public alias would change bcjax/, which the committed runs'
@@ -85,6 +91,11 @@ def read_part(spec: str) -> tuple[str, dict, list[str]]:
   if missing := [n for n in taken if n not in ran]:
     raise InputError(
       f"part {path!r} did not run {', '.join(missing)}; it ran {', '.join(ran)}"
+    )
+  if REFERENCE not in ran:
+    raise InputError(
+      f"part {path!r} did not run {REFERENCE}; every part runs it, so that the "
+      "merge can check the parts share M_0 and the consumers"
     )
   return path, results, taken
 
@@ -126,6 +137,11 @@ def _check_code(parts, root: str) -> None:
   commits = {(r.get("environment") or {}).get("git_commit") for _, r, _ in parts}
   if None in commits:
     raise InputError("a part recorded no git commit; its code cannot be checked")
+  if dirty := sorted(c for c in commits if c.endswith("+dirty")):
+    raise InputError(
+      f"a part was made from a checkout with uncommitted changes ({dirty[0]}); "
+      "its code cannot be checked: expected parts made from commits"
+    )
   first, *others = sorted(commits)
   for other in others:
     diff = subprocess.run(
@@ -142,11 +158,16 @@ def _check_code(parts, root: str) -> None:
 
 def check_parts(parts, differ=(), root: str = ".") -> None:
   """Raises InputError unless the parts are pieces of one run (module doc)."""
-  allowed = {*UNFINGERPRINTED_FIELDS, *differ}
+  allowed = (*UNFINGERPRINTED_FIELDS, *differ)
+
+  def compared(key: str) -> bool:
+    # A field, or a section whose fields all may differ.
+    return not any(key == a or key.startswith(a + ".") for a in allowed)
+
   _check_same(
     parts,
     "config (beyond the unfingerprinted fields and --differ)",
-    lambda r: {k: v for k, v in _flat(r["config"]).items() if k not in allowed},
+    lambda r: {k: v for k, v in _flat(r["config"]).items() if compared(k)},
   )
   _check_same(parts, "dataset", lambda r: r.get("dataset"))
   _check_same(parts, "baselines", lambda r: r.get("baselines"))
@@ -165,29 +186,38 @@ def check_parts(parts, differ=(), root: str = ".") -> None:
   _check_code(parts, root)
 
 
+def _record(seed: dict, name: str):
+  """A strategy's records of one seed, timings aside: versions and scores."""
+  scores = {t: spec["per_strategy"].get(name) for t, spec in seed["unintended"].items()}
+  return _timeless(seed["strategies"][name]), scores
+
+
 def merged_seed(parts, i: int) -> dict:
-  """Seed ``i``'s ``strategies`` and ``unintended``, over every part."""
+  """Seed ``i``'s ``strategies`` and ``unintended``, over every part.
+
+  fix-m0 (every part's) and every strategy taken from two parts must have
+  the same records in each.
+  """
   strategies, unintended, source = {}, {}, {}
   for path, results, taken in parts:
     seed = seeds_of(results)[i]
-    for name in taken:
-      entries = _timeless(seed["strategies"][name])
-      scores = {
-        t: spec["per_strategy"].get(name) for t, spec in seed["unintended"].items()
-      }
+    for name in dict.fromkeys([*taken, REFERENCE]):
+      record = _record(seed, name)
       if name in source:
-        if (entries, scores) != source[name][1]:
+        if record != source[name][1]:
           raise InputError(
             f"parts {source[name][0]!r} and {path!r} both ran {name} and differ "
             f"at embedding seed {i}: they are not the same run"
           )
         continue
-      source[name] = (path, (entries, scores))
+      source[name] = (path, record)
+      if name not in taken:
+        continue
       strategies[name] = seed["strategies"][name]
       for t, spec in seed["unintended"].items():
         task = unintended.setdefault(t, {**spec, "per_strategy": {}})
-        if scores[t] is not None:
-          task["per_strategy"][name] = scores[t]
+        if record[1][t] is not None:
+          task["per_strategy"][name] = record[1][t]
   return {"strategies": strategies, "unintended": unintended}
 
 
@@ -225,6 +255,14 @@ def merge(specs, differ=(), root: str = ".", order=()) -> tuple[dict, list]:
   parts = [read_part(spec) for spec in specs]
   if not parts:
     raise InputError("no part given; expected one or more run folders")
+  given = set()
+  for path, _, taken in parts:
+    if not set(taken) - given:
+      raise InputError(
+        f"part {path!r} gives no strategy that an earlier part did not "
+        f"({', '.join(taken)}): expected each part to add its own"
+      )
+    given |= set(taken)
   check_parts(parts, differ, root)
   first = parts[0][1]
   runs = []
@@ -234,7 +272,9 @@ def merge(specs, differ=(), root: str = ".", order=()) -> tuple[dict, list]:
       seed = _ordered(seed, order)
     runs.append((seed, comparison_table(seed)))
   results = copy.deepcopy(first)
-  results.pop("per_seed", None)
+  # The first part's analytics cover its strategies alone.
+  for key in ("per_seed", "compatibility", "plots"):
+    results.pop(key, None)
   results.update(runs[0][0])
   results["config"]["strategy"] = ",".join(runs[0][0]["strategies"])
   table = seed_table.seed_table([t for _, t in runs])
@@ -258,9 +298,10 @@ def merge(specs, differ=(), root: str = ".", order=()) -> tuple[dict, list]:
 
 
 def write(out: str, results: dict, runs: list) -> None:
-  """The merged run's files, as ``experiments.compare`` writes its own."""
+  """The merged run's files, as ``experiments.compare`` writes its own
+  (``bcjax.jobs.comparison._write_outputs``, whose layout this follows)."""
   os.makedirs(out, exist_ok=True)
-  table = seed_table.seed_table([t for _, t in runs])
+  table = read_table(results["table"])
   if len(runs) == 1:
     markdown = to_markdown(table) + "\n"
   else:

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -76,16 +77,30 @@ def _figure(folder: str, run: Run, page_dir: str | None) -> list[str]:
   return ["", f"![intended against unintended, {run.title}]({link})"]
 
 
+def _missing(run: Run, results: dict) -> list[str]:
+  """The run's strategies its merged parts do not give yet."""
+  return [s for s in run.strategies() if s not in results.get("strategies", {})]
+
+
+def _so_far(run: Run, results: dict) -> str:
+  """ " (2 of 4 parts)" after a run's name while parts are missing."""
+  if not _missing(run, results):
+    return ""
+  merged = (results.get("environment") or {}).get("parts") or []
+  return f" ({len(merged)} of {len(run.parts)} parts)"
+
+
 def _how_made(run: Run, results: dict) -> list[str]:
   """The commands that made the run: its own, or its parts' and their merge."""
   if not run.parts:
     return ["```bash", run.command, "```"]
   merged = (results.get("environment") or {}).get("parts") or []
-  missing = [s for s in run.strategies() if s not in results.get("strategies", {})]
+  missing = _missing(run, results)
   lines = [
     "Made in parts, each an `experiments.compare` run of some strategies "
     "(10 seeds in lockstep), merged by `experiments.merge`; "
-    "`python -m experiments.runs --all` prints every command. Merged so far: "
+    "`python -m experiments.runs --all` prints every command. Merged"
+    + (" so far: " if missing else ": ")
     + ", ".join(f"`{p['path']}`" for p in merged)
     + "."
   ]
@@ -99,10 +114,12 @@ def _how_made(run: Run, results: dict) -> list[str]:
   return lines
 
 
-def _run_parts(run: Run, results_dir: str, page_dir: str | None) -> list[str]:
-  """One run's part of the results page."""
+def _run_parts(
+  run: Run, results_dir: str, page_dir: str | None, level: int = 2
+) -> list[str]:
+  """One run's part of the results page, under a heading of ``level``."""
   folder = os.path.join(results_dir, run.name)
-  parts = ["", f"## {run.title}", "", run.about, ""]
+  parts = ["", f"{'#' * level} {run.title}", "", run.about, ""]
   if not os.path.exists(os.path.join(folder, "results.json")):
     how = " Its parts: `python -m experiments.runs`." if run.parts else ""
     return [*parts, f"Not yet committed (`experiments/results/{run.name}/`).{how}"]
@@ -118,7 +135,7 @@ def _run_parts(run: Run, results_dir: str, page_dir: str | None) -> list[str]:
     provenance(results) + f" Files: `experiments/results/{run.name}/`.",
     "",
     *([drift, ""] if drift else []),
-    demoted(table),
+    functools.reduce(lambda text, _: demoted(text), range(level - 1), table),
     "",
     last_epoch_line(results),
     *_figure(folder, run, page_dir),
@@ -199,7 +216,7 @@ def section(results_dir: str, page_dir: str | None = None) -> str:
     "3 seeds, made by older code; kept for comparison.",
   ]
   for run in _earlier():
-    parts += _run_parts(run, results_dir, page_dir)
+    parts += _run_parts(run, results_dir, page_dir, level=3)
   parts += ["", END]
   return "\n".join(parts)
 
@@ -251,7 +268,9 @@ def _verdict_grid(results_dir: str) -> list[str]:
     "The paper's claims (DESIGN §5: its intended / unintended cells), judged "
     "by each run's 95% intervals:",
     "",
-    "| strategy | paper | " + " | ".join(run.title for run, _ in runs) + " |",
+    "| strategy | paper | "
+    + " | ".join(run.title + _so_far(run, results) for run, results in runs)
+    + " |",
     "|---|---|" + "---|" * len(runs),
   ]
   for strategy, (intended, unintended) in PAPER_ANCHOR.items():
@@ -282,6 +301,7 @@ def summary(results_dir: str, results_link: str, compatibility_link: str) -> str
     if results is None:
       lines.append(f"| {name} | not yet committed | | | |")
       continue
+    name += _so_far(run, results)
     lines.append("| " + " | ".join([name, *summary_row(results)]) + " |")
   return "\n".join(
     [

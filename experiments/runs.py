@@ -83,9 +83,11 @@ class Part:
       f"--config.strategy={','.join(self.strategies)}",
       *self.overrides,
     ]
+    # Copied only when the run succeeds: a failed one may leave an earlier
+    # results.json in the workdir.
     return (
-      "python -m experiments.compare " + " \\\n    ".join(flags_) + "\n"
-      f"mkdir -p {self.path} && cp {self.workdir}/results.json {self.path}/"
+      "python -m experiments.compare " + " \\\n    ".join(flags_) + " \\\n"
+      f"  && mkdir -p {self.path} && cp {self.workdir}/results.json {self.path}/"
     )
 
 

@@ -169,14 +169,29 @@ def anchor_lines(results: dict) -> list[str]:
   return [*lines, "", ranking(table, cells)]
 
 
+def paired_intervals(table: ComparisonTable | SeedTable) -> dict[str, dict]:
+  """BC-Aligner's total minus each strategy's over seeds: ``{strategy:
+  {"mean", "low", "high"}}``, for the strategies with an interval (none for
+  one seed; none where fewer than two seeds define the difference)."""
+  paired = table.paired if isinstance(table, SeedTable) else None
+  if not paired:
+    return {}
+  return {
+    row.strategy: row.interval
+    for row in paired.rows
+    if row.interval
+    and row.interval.get("low") is not None
+    and row.interval.get("high") is not None
+  }
+
+
 def ranking(table: ComparisonTable | SeedTable, cells: dict) -> str:
   """The paper's claim that BC-Aligner's total is the best, checked."""
   if BC_ALIGNER not in cells:
     return "BC-Aligner was not run."
   totals = {s: c["total"]["mean"] for s, c in cells.items()}
   best = max(totals, key=totals.get)
-  paired = table.paired if isinstance(table, SeedTable) else None
-  paired = {row.strategy: row.interval for row in paired.rows} if paired else {}
+  paired = paired_intervals(table)
   mine = totals[BC_ALIGNER]
   if best == BC_ALIGNER:
     text = f"BC-Aligner's total ({mine:.2f}) is the best"
@@ -225,12 +240,12 @@ def summary_row(results: dict) -> list[str]:
   if not totals:
     return [seeds, with_interval(cells[BC_ALIGNER]["total"]), "", ""]
   other = max(totals, key=lambda s: totals[s]["mean"])
-  paired = table.paired if isinstance(table, SeedTable) else None
-  paired = {row.strategy: row.interval for row in paired.rows} if paired else {}
+  paired = paired_intervals(table)
   diff = paired.get(other)
   if diff is None:
+    why = "one seed" if not isinstance(table, SeedTable) else "no paired interval"
     difference = (
-      f"{cells[BC_ALIGNER]['total']['mean'] - totals[other]['mean']:.2f} (one seed)"
+      f"{cells[BC_ALIGNER]['total']['mean'] - totals[other]['mean']:.2f} ({why})"
     )
   else:
     verdict = (
@@ -272,9 +287,8 @@ def weight_row(results: dict) -> list[str]:
   mine = [
     with_interval(cells[BC_ALIGNER][c]) for c in ("intended", "unintended", "total")
   ]
-  paired = table.paired if isinstance(table, SeedTable) else None
-  paired = {row.strategy: row.interval for row in paired.rows} if paired else {}
+  paired = paired_intervals(table)
   diff = paired.get(POSTHOC)
   if diff is None:
-    return [*mine, "not run" if POSTHOC not in cells else "one seed"]
+    return [*mine, "not run" if POSTHOC not in cells else "no paired interval"]
   return [*mine, f"{diff['mean']:.2f} [{diff['low']:.2f}, {diff['high']:.2f}]"]

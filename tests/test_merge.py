@@ -1,14 +1,16 @@
 """A run merged from parts equals the run of every strategy at once.
 
 One module fixture runs the tiny test config with two seeds (in lockstep) on
-four strategies, then two parts of it on copies of its workdir (the versions
-reused, the consumers and tables made anew): nobc's family, and fix-m0 with
-BC-Aligner.
+four strategies, then two parts of it on copies of its workdir (versions and
+consumers reused, the parts' records and tables made anew): nobc's family,
+and fix-m0 with BC-Aligner. That separately trained parts agree bit for bit
+rests on bit-identical reruns (tests/test_seed_batch_runner.py).
 """
 
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -18,6 +20,7 @@ from experiments import merge
 from experiments.configs import test as test_config
 from tests.conftest import assert_json_close, run_module
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALL = "nobc,fix-m0,posthoc-linear-sloss,joint-linear-mloss"
 PARTS = ("nobc,fix-m0,posthoc-linear-sloss", "fix-m0,joint-linear-mloss")
 
@@ -37,11 +40,17 @@ def runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("merge")
   whole = str(root / "whole")
   results = comparison.run(config(ALL), whole)
+  # Made from this checkout's commit, whatever its uncommitted changes (the
+  # merge refuses those).
+  head = _git(ROOT, "rev-parse", "HEAD")
   parts = []
   for i, strategy in enumerate(PARTS):
     part = str(root / f"part{i}")
     shutil.copytree(whole, part)
-    comparison.run(config(strategy), part)
+    made = comparison.run(config(strategy), part)
+    made["environment"]["git_commit"] = head
+    with open(os.path.join(part, "results.json"), "w") as f:
+      json.dump(made, f)
     parts.append(part)
   return whole, results, parts
 
@@ -147,24 +156,85 @@ def test_parts_of_other_consumers_are_refused(runs, tmp_path):
     merge.merge([parts[0], _tampered(tmp_path, parts[1], edit)])
 
 
+def _git(repo, *args):
+  return subprocess.run(
+    ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+  ).stdout.strip()
+
+
+def _commit(repo, path, text):
+  (repo / path).parent.mkdir(parents=True, exist_ok=True)
+  (repo / path).write_text(text)
+  _git(repo, "add", "-A")
+  _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", path)
+  return _git(repo, "rev-parse", "HEAD")
+
+
 def test_parts_of_other_code_are_refused(runs, tmp_path):
+  _, _, parts = runs
+  repo = tmp_path / "repo"
+  repo.mkdir()
+  _git(repo, "init", "-q")
+  first = _commit(repo, "bcjax/model.py", "a = 1\n")
+  docs = _commit(repo, "docs/page.md", "words\n")
+  code = _commit(repo, "experiments/configs/default.py", "epochs = 2\n")
+
+  def at(commit, name):
+    def edit(results):
+      results["environment"]["git_commit"] = commit
+
+    return _tampered(tmp_path, parts[1], edit, name)
+
+  def first_at(commit, name):
+    def edit(results):
+      results["environment"]["git_commit"] = commit
+
+    return _tampered(tmp_path, parts[0], edit, name)
+
+  base = first_at(first, "base")
+  # A commit that changed only docs has the same code.
+  merge.merge([base, at(docs, "docs")], root=str(repo))
+  with pytest.raises(InputError, match="the parts' code differs: commits"):
+    merge.merge([base, at(code, "code")], root=str(repo))
+  with pytest.raises(InputError, match="uncommitted changes"):
+    merge.merge([first_at(first + "+dirty", "dirty"), at(first + "+dirty", "d2")])
+
+
+def test_a_part_that_adds_nothing_is_refused(runs, tmp_path):
+  _, _, parts = runs
+  # A failed part run copied nobc's results.json: every strategy a repeat.
+  with pytest.raises(InputError, match="gives no strategy that an earlier part"):
+    merge.merge([parts[0], f"{parts[0]}:fix-m0,nobc"])
+
+
+def test_fix_m0_is_compared_even_when_not_taken(runs, tmp_path):
   _, _, parts = runs
 
   def edit(results):
-    results["environment"]["git_commit"] = "0" * 40
+    results["per_seed"][0]["strategies"]["fix-m0"][1]["recall"]["50"] += 1e-7
 
-  with pytest.raises(InputError, match="the parts' code differs"):
-    merge.merge([parts[0], _tampered(tmp_path, parts[1], edit)])
+  tampered = _tampered(tmp_path, parts[1], edit)
+  with pytest.raises(
+    InputError, match="both ran fix-m0 and differ at embedding seed 0"
+  ):
+    merge.merge([f"{parts[0]}:nobc", f"{tampered}:joint-linear-mloss"])
+
+  def forget(results):
+    for seed in results["per_seed"]:
+      del seed["strategies"]["fix-m0"]
+    del results["strategies"]["fix-m0"]
+
+  with pytest.raises(InputError, match="did not run fix-m0; every part runs it"):
+    merge.merge([parts[0], _tampered(tmp_path, parts[1], forget, "forgot")])
 
 
 def test_the_binary_names_what_is_wrong(runs, tmp_path):
   _, _, parts = runs
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   out = run_module(
     "experiments.merge",
     f"--out={tmp_path / 'out'}",
     f"{parts[0]}:finetune-m0",
-    cwd=repo,
+    cwd=ROOT,
   )
   assert out.returncode == 2
   assert "did not run finetune-m0; it ran nobc, fix-m0, posthoc-linear-sloss" in (

@@ -406,3 +406,28 @@ def test_the_readme_judges_the_papers_claims_per_run(tmp_path):
   assert "| nobc | 0 / -26.5 | 0 by construction / holds |" in text
   assert "| finetune-m0 | -7.7 / -7.5 | not run / not run |" in text
   assert f"| [{runs.RUNS[1].title}]" in text and "not yet committed" in text
+
+
+def test_a_partly_merged_run_says_so_in_the_readme(tmp_path):
+  run = runs.RUNS[0]
+  made = [part.path for part, _ in run.parts[:2]]
+  results = _merged(
+    _results({verdicts.BC_ALIGNER: -1.0, "nobc": -20.0}, {"nobc": 3.0}), made
+  )
+  _write(tmp_path / run.name, results)
+  text = results_page.summary(str(tmp_path), "docs/results.md", "docs/c.md")
+  assert f"{run.title}](docs/results.md#" in text
+  assert f") (2 of {len(run.parts)} parts) | 3 |" in text
+  assert f"| {run.title} (2 of {len(run.parts)} parts) |" in text
+
+
+def test_a_paired_difference_without_bounds_is_said_not_formatted():
+  aligner = verdicts.BC_ALIGNER
+  results = _results(
+    {aligner: -3.0, "posthoc-linear-sloss": -1.0}, {"posthoc-linear-sloss": -4.0}
+  )
+  # Fewer than two seeds defined the difference: no bounds.
+  for row in results["table"]["paired"]["rows"]:
+    row["interval"].update(low=None, high=None)
+  assert verdicts.weight_row(results)[3] == "no paired interval"
+  assert verdicts.summary_row(results)[3] == "-2.00 (no paired interval)"
