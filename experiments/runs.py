@@ -20,6 +20,8 @@ import sys
 
 from absl import app, flags
 
+from bcjax.components.strategies import PAPER_STRATEGIES
+
 flags.DEFINE_bool("all", False, "Every part and run, made or not.")
 FLAGS = flags.FLAGS
 
@@ -28,14 +30,7 @@ ML100K = ("--config.dataset=ml-100k", "--config.data_dir=../shared/data/ml-100k"
 SYNTHETIC = ()
 # The paper's eight, then bcjax's own: the order of the merged tables.
 ORDER = (
-  "fix-m0",
-  "finetune-m0",
-  "nobc",
-  "posthoc-linear-sloss",
-  "posthoc-linear-mloss",
-  "joint-notrans-sloss",
-  "joint-linear-sloss",
-  "joint-linear-mloss",
+  *PAPER_STRATEGIES,
   "closedform-linear-sloss",
   "closedform-orthogonal-sloss",
   "posthoc-orthogonal-sloss",
