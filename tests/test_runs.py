@@ -37,7 +37,7 @@ def test_the_plan_lists_the_parts_to_make_and_merges_the_made(tmp_path):
   plan = runs.plan(str(tmp_path))
   assert f"# part {made.folder}\n" not in plan
   assert "# part ml-100k/posthoc\n" in plan and "# part synthetic/nobc\n" in plan
-  assert "# run ml-100k_converged: 1 of 4 parts made\n" in plan
+  assert "# run ml-100k_converged: 1 of 5 parts made\n" in plan
   assert (
     "--strategy=fix-m0,nobc,posthoc-linear-sloss,joint-linear-mloss \\\n"
     f"    {made.path}\n"
