@@ -5,8 +5,8 @@ and its workdir's checkpoints do not outlive the session; so each run of
 :data:`RUNS` is made of parts (:class:`Part`: one ``experiments.compare``
 run of some strategies, its ``results.json`` committed under
 ``experiments/results/parts/``) and merged by ``experiments.merge`` into
-``experiments/results/<run>/``, which the report reads. A part that reuses
-another's versions runs in that part's workdir (``after``).
+``experiments/results/<run>/``, which the report reads. Each part trains
+what it needs (nobc again for the post-hoc ones: bit-identical, not taken).
 
   python -m experiments.runs           # the parts still to make, and how
   python -m experiments.runs --all     # every part's and run's command
@@ -50,19 +50,16 @@ class Part:
       reference and free to run, is in each, so that ``experiments.merge``
       can check the parts share M_0 and the consumers.
     overrides: its other ``--config`` flags (a sweep's weight).
-    after: the part whose workdir it runs in, reusing that part's versions
-      (its wall time is then its own strategies' alone).
   """
 
   folder: str
   data: tuple[str, ...]
   strategies: tuple[str, ...]
   overrides: tuple[str, ...] = ()
-  after: str | None = None
 
   @property
   def workdir(self) -> str:
-    return f"/tmp/bcjax_parts/{self.after or self.folder}"
+    return f"/tmp/bcjax_parts/{self.folder}"
 
   @property
   def path(self) -> str:
@@ -147,19 +144,19 @@ def _parts(data, prefix):
     data,
     ("nobc", "fix-m0", "posthoc-linear-sloss", "joint-linear-mloss"),
   )
+  # The post-hoc strategies train nobc again (bit-identical, not taken):
+  # a part must fit a session and its workdir does not outlive it.
   posthoc = Part(
     f"{prefix}/posthoc",
     data,
     (
+      "nobc",
       "fix-m0",
       "posthoc-linear-mloss",
       "closedform-linear-sloss",
       "closedform-orthogonal-sloss",
     ),
-    after=nobc.folder,
   )
-  # Trained B_k of bcjax's own, about 12 minutes a strategy on ml-100k: a
-  # part of its own, which trains nobc again (bit-identical; not taken).
   posthoc_own = Part(
     f"{prefix}/posthoc-own",
     data,
@@ -195,7 +192,14 @@ def _dataset_runs(name, title, data):
     "seeds.",
     parts=(
       (nobc, ()),
-      (posthoc, ()),
+      (
+        posthoc,
+        (
+          "posthoc-linear-mloss",
+          "closedform-linear-sloss",
+          "closedform-orthogonal-sloss",
+        ),
+      ),
       (posthoc_own, ("posthoc-orthogonal-sloss", "posthoc-mlp-sloss")),
       (joint, ()),
       (joint_linear, ()),
