@@ -103,8 +103,9 @@ def code_drift(commit: str | None, root: str = ".") -> str | None:
   )
 
 
-def demoted(markdown: str) -> str:
-  """``table.md`` under a page's ``##`` heading: its headings one deeper."""
+def demoted(markdown: str, levels: int = 1) -> str:
+  """``table.md`` under a page's heading: its headings ``levels`` deeper."""
   return "\n".join(
-    "#" + line if line.startswith("#") else line for line in markdown.splitlines()
+    "#" * levels + line if line.startswith("#") else line
+    for line in markdown.splitlines()
   )

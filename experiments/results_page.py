@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import re
@@ -120,11 +119,10 @@ def _run_parts(
   """One run's part of the results page, under a heading of ``level``."""
   folder = os.path.join(results_dir, run.name)
   parts = ["", f"{'#' * level} {run.title}", "", run.about, ""]
-  if not os.path.exists(os.path.join(folder, "results.json")):
+  results = _read(results_dir, run.name)
+  if results is None:
     how = " Its parts: `python -m experiments.runs`." if run.parts else ""
     return [*parts, f"Not yet committed (`experiments/results/{run.name}/`).{how}"]
-  with open(os.path.join(folder, "results.json")) as f:
-    results = json.load(f)
   with open(os.path.join(folder, "table.md")) as f:
     table = f.read().strip()
   drift = code_drift((results.get("environment") or {}).get("git_commit"))
@@ -135,7 +133,7 @@ def _run_parts(
     provenance(results) + f" Files: `experiments/results/{run.name}/`.",
     "",
     *([drift, ""] if drift else []),
-    functools.reduce(lambda text, _: demoted(text), range(level - 1), table),
+    demoted(table, level - 1),
     "",
     last_epoch_line(results),
     *_figure(folder, run, page_dir),
