@@ -359,9 +359,8 @@ def test_a_run_in_parts_names_them_and_what_is_still_to_run(tmp_path):
   )
   _write(tmp_path / run.name, results)
   text = results_page.section(str(tmp_path))
-  assert "Made in 2 parts (`nobc` 90 min, `posthoc` 12 min) at commit `abc1234`" in (
-    text
-  )
+  assert "Made in 2 parts (`nobc` 90 min, `posthoc` 12 min: wall time" in text
+  assert "in its workdir) at commit `abc1234`" in text
   assert f"Merged so far: `{made[0]}`, `{made[1]}`." in text
   still = [s for s in run.strategies() if s not in results["strategies"]]
   assert "finetune-m0" in still
