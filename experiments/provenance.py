@@ -41,8 +41,6 @@ def _parts(parts: list[dict]) -> str:
   commits = sorted(
     {((p.get("environment") or {}).get("git_commit") or "?")[:7] for p in parts}
   )
-  # A part's command reuses every version already in its workdir (fingerprint
-  # checked), so its wall time leaves out fits an earlier, stopped command made.
   return (
     f"Made in {len(parts)} parts ({', '.join(each)}: wall time of the command "
     "that finished each, which reuses the versions already in its workdir) at commit "
