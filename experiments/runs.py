@@ -192,15 +192,9 @@ def _dataset_runs(name, title, data):
     "seeds.",
     parts=(
       (nobc, ()),
-      (
-        posthoc,
-        (
-          "posthoc-linear-mloss",
-          "closedform-linear-sloss",
-          "closedform-orthogonal-sloss",
-        ),
-      ),
-      (posthoc_own, ("posthoc-orthogonal-sloss", "posthoc-mlp-sloss")),
+      # The post-hoc parts' nobc and fix-m0 are the nobc part's: not taken.
+      (posthoc, posthoc.strategies[2:]),
+      (posthoc_own, posthoc_own.strategies[2:]),
       (joint, ()),
       (joint_linear, ()),
     ),
