@@ -158,14 +158,17 @@ def weight_lines(results_dir: str) -> list[str]:
   """BC-Aligner per ``align_weight`` (lambda), per dataset, from the runs."""
   lines = [
     "| data | lambda | BC-Aligner intended | unintended | total | "
-    "BC-Aligner - posthoc-linear-sloss, paired 95% interval | run |",
-    "|---|---|---|---|---|---|---|",
+    "BC-Aligner - posthoc-linear-sloss, paired 95% interval | "
+    "BC-Aligner - closedform-linear-sloss, paired 95% interval | run |",
+    "|---|---|---|---|---|---|---|---|",
   ]
   for data, sweep in WEIGHT_SWEEPS.items():
     for weight, name in sweep.items():
       results = _read(results_dir, name)
       cells = (
-        ["not yet committed", "", "", ""] if results is None else (weight_row(results))
+        ["not yet committed", "", "", "", ""]
+        if results is None
+        else (weight_row(results))
       )
       lines.append(f"| {data} | {weight:g} | " + " | ".join(cells) + f" | `{name}` |")
   return lines
@@ -199,8 +202,8 @@ def section(results_dir: str, page_dir: str | None = None) -> str:
     "## BC-Aligner's weight",
     "",
     "BC-Aligner (`joint-linear-mloss`) at `align_weight` 1, 4 and 16 (the "
-    "config's), each against nobc and posthoc-linear-sloss of the same "
-    "seeds:",
+    "config's), each against nobc, posthoc-linear-sloss and its least-squares "
+    "optimum closedform-linear-sloss of the same seeds:",
     "",
     *weight_lines(results_dir),
   ]

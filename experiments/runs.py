@@ -206,9 +206,16 @@ def _dataset_runs(name, title, data):
       Run(
         f"{name}_converged_lambda{w}",
         f"{title}, converged config, 10 seeds: BC-Aligner at lambda {w}",
-        f"BC-Aligner with `align_weight` {w} (the config's is 16) against nobc "
-        "and posthoc-linear-sloss of the main run's seeds.",
-        parts=((part, ()), (nobc, ("nobc", "posthoc-linear-sloss"))),
+        f"BC-Aligner with `align_weight` {w} (the config's is 16) against nobc, "
+        "posthoc-linear-sloss and closedform-linear-sloss of the main run's "
+        "seeds.",
+        parts=(
+          (part, ()),
+          (nobc, ("nobc", "posthoc-linear-sloss")),
+          # posthoc-linear-sloss's least-squares optimum: the post-hoc
+          # baseline a weight has to beat.
+          (posthoc, ("closedform-linear-sloss",)),
+        ),
         differ=("method.joint.align_weight",),
         anchored=False,
       )

@@ -35,6 +35,9 @@ PAPER_ANCHOR = {
 }
 BC_ALIGNER = "joint-linear-mloss"
 POSTHOC = "posthoc-linear-sloss"
+# The least-squares optimum of post-hoc's linear sloss fit: by construction
+# the strongest post-hoc linear B_k, so the baseline a weight must beat.
+CLOSED_FORM = "closedform-linear-sloss"
 
 
 def last_epoch_counts(results: dict) -> dict[str, tuple[int, int]]:
@@ -280,15 +283,20 @@ def anchor_words(results: dict) -> dict[str, str]:
 
 def weight_row(results: dict) -> list[str]:
   """BC-Aligner's intended, unintended and total cells, and its paired
-  difference with posthoc-linear-sloss (the paper's post-hoc baseline)."""
+  differences with posthoc-linear-sloss (the paper's post-hoc baseline) and
+  closedform-linear-sloss (its least-squares optimum)."""
   table, cells = table_and_cells(results)
   if BC_ALIGNER not in cells:
-    return ["not run", "", "", ""]
+    return ["not run", "", "", "", ""]
   mine = [
     with_interval(cells[BC_ALIGNER][c]) for c in ("intended", "unintended", "total")
   ]
   paired = paired_intervals(table)
-  diff = paired.get(POSTHOC)
-  if diff is None:
-    return [*mine, "not run" if POSTHOC not in cells else "no paired interval"]
-  return [*mine, f"{diff['mean']:.2f} [{diff['low']:.2f}, {diff['high']:.2f}]"]
+  differences = []
+  for other in (POSTHOC, CLOSED_FORM):
+    diff = paired.get(other)
+    if diff is None:
+      differences.append("not run" if other not in cells else "no paired interval")
+    else:
+      differences.append(f"{diff['mean']:.2f} [{diff['low']:.2f}, {diff['high']:.2f}]")
+  return [*mine, *differences]

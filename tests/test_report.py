@@ -380,19 +380,36 @@ def test_bc_aligners_weights_are_tabled_from_their_runs(tmp_path):
   _write(
     tmp_path / sweep[4],
     _results(
-      {aligner: -3.0, "posthoc-linear-sloss": -1.0, "nobc": -20.0},
-      {"posthoc-linear-sloss": -4.0, "nobc": 2.0},
+      {
+        aligner: -3.0,
+        "posthoc-linear-sloss": -1.0,
+        "closedform-linear-sloss": -0.5,
+        "nobc": -20.0,
+      },
+      {"posthoc-linear-sloss": -4.0, "closedform-linear-sloss": -6.0, "nobc": 2.0},
     ),
+  )
+  _write(
+    tmp_path / sweep[1],
+    _results({aligner: -3.0, "posthoc-linear-sloss": -1.0}, {}),
   )
   lines = results_page.weight_lines(str(tmp_path))
   row = next(line for line in lines if line.startswith("| MovieLens-100K | 4 |"))
-  # BC-Aligner's cells with their half-widths, and the paired difference
-  # with posthoc-linear-sloss: -3 - -1 = -2 on [-4, 1].
+  # BC-Aligner's cells with their half-widths, and the paired differences
+  # with posthoc-linear-sloss (-3 - -1 = -2 on [-4, 1]) and its closed form
+  # (-3 - -0.5 = -2.5 on [-6, -1]).
   assert row == (
     "| MovieLens-100K | 4 | -2.00 ± 1.00 | -1.00 ± 1.00 | -3.00 ± 1.00 | "
-    f"-2.00 [-4.00, 1.00] | `{sweep[4]}` |"
+    f"-2.00 [-4.00, 1.00] | -2.50 [-6.00, -1.00] | `{sweep[4]}` |"
   )
-  assert f"| MovieLens-100K | 1 | not yet committed |  |  |  | `{sweep[1]}` |" in lines
+  # A strategy in the table without a paired row, and one not run at all.
+  row = next(line for line in lines if line.startswith("| MovieLens-100K | 1 |"))
+  assert row.endswith(" | no paired interval | not run | `" + sweep[1] + "` |")
+  assert (
+    f"| Synthetic | 4 | not yet committed |  |  |  |  | `{runs.WEIGHT_SWEEPS['Synthetic'][4]}` |"
+    in lines
+  )
+  assert all(line.count("|") == lines[0].count("|") for line in lines)
 
 
 def test_the_readme_judges_the_papers_claims_per_run(tmp_path):
@@ -419,5 +436,5 @@ def test_a_paired_difference_without_bounds_is_said_not_formatted():
   # Fewer than two seeds defined the difference: no bounds.
   for row in results["table"]["paired"]["rows"]:
     row["interval"].update(low=None, high=None)
-  assert verdicts.weight_row(results)[3] == "no paired interval"
+  assert verdicts.weight_row(results)[3:] == ["no paired interval", "not run"]
   assert verdicts.summary_row(results)[3] == "-2.00 (no paired interval)"
