@@ -3,8 +3,9 @@
 # files come back in $OUT, appended to as each section ends, so that a
 # cut-off call still returns what it measured: results.jsonl (one benchmark
 # JSON per line) and output.txt (everything printed; the tables are printed
-# again at the end). Logs stay in /tmp/bcjax_logs; a failed section prints
-# the end of its log. `python -m benchmarks.report output.txt` summarises.
+# again at the end); at the end, logs.tgz holds every section's log. Logs
+# stay in /tmp/bcjax_logs; a failed section prints the end of its log.
+# `python -m benchmarks.report output.txt` summarises.
 #   0. The aggregation probe (layouts, row-lookup gradients, Recall@K chunk
 #      sizes, the step with each layout, a profiler trace).
 #   1. Musical-Instruments size, dim 512, 3 layers, TF32: the deterministic
@@ -17,7 +18,16 @@
 #   4. The scatter layout under XLA's deterministic-ops flag (a few steps).
 #   5. Larger sizes without PyTorch; then run_intended twice with the
 #      scatter layout (the control: atomics should make them differ).
-#   6. Embedding seeds as a batch (benchmarks.seed_batch): 1 and 10 seeds of
+#   6. The paper's config (experiments/configs/paper.py) on MovieLens-100K,
+#      3 embedding seeds as one batch, in stages that each reuse the last
+#      one's fits from one workdir: paper-a (nobc, fix-m0,
+#      posthoc-linear-sloss, BC-Aligner), then section 7, then paper-b (the
+#      paper's eight) and paper-c (with bcjax's own). Each finished stage's
+#      results.json comes back as $OUT/<stage>.json; a stage gets what is
+#      left of BUDGET seconds (default 540) from the script's start. The
+#      first stage alone outlasted a 15-minute lease (h200_6b6a1cb): the
+#      whole run needs a device for about an hour.
+#   7. Embedding seeds as a batch (benchmarks.seed_batch): 1 and 10 seeds of
 #      M_0 and their consumers at Musical-Instruments size, one by one and
 #      as one program (target: 10 batched in <= 2x one).
 # The GPU machine lacks ml_collections and tensorboardX (the main job's
@@ -32,6 +42,9 @@
 #   bash benchmarks/gpu.sh            # on the GPU machine
 #   ONLY="probe mi-sorted-tf32" bash benchmarks/gpu.sh   # chosen sections
 #   SMOKE=1 bash benchmarks/gpu.sh    # tiny sizes, to check the script on CPU
+# The paper stages read MovieLens-100K from PAPER_DATA (default
+# ../shared/data/ml-100k, which does not travel to the GPU machine: copy it
+# into an ignored folder, carry it and point PAPER_DATA at it).
 set -u
 export PYTHONUNBUFFERED=1
 out="${OUT:-/tmp/bcjax_bench}"
@@ -41,6 +54,7 @@ mkdir -p "$out" "$logs"
 exec > >(tee -a "$out/output.txt") 2>&1
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-/tmp/bcjax_jax_cache}"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
+end=$(( $(date +%s) + ${BUDGET:-540} ))
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
 python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', \
 flax.__version__, 'optax', optax.__version__, jax.devices())"
@@ -85,7 +99,33 @@ same_seed() {  # name, seconds allowed per run, then config overrides
     "/tmp/$name-b/results.json" | tee "$logs/$name.txt"
 }
 
+paper_stage() {  # name, longest seconds, strategies: see section 6
+  local name=$1 cap=$2 limit
+  wanted "$name" || return 0
+  limit=$(( end - $(date +%s) - 5 ))
+  (( limit > cap )) && limit=$cap
+  echo "== $name ($(date +%T), ${limit} s allowed)"
+  (( limit > 30 )) || { echo "skipped: no time left"; return 0; }
+  timeout "$limit" python3 -m experiments.compare --workdir=/tmp/bcjax_paper \
+    --config=experiments/configs/paper.py --config.dataset=ml-100k \
+    --config.data_dir="${PAPER_DATA:-../shared/data/ml-100k}" \
+    --config.num_seeds=3 --config.seed_batch=3 --config.strategy="$3" \
+    "${paper[@]}" 2> "$logs/$name.log"
+  local code=$?
+  echo "exit $code"
+  # Each fit's last epoch and the last line (where a stopped stage got to)
+  # say where the time went.
+  { grep -E 'epoch ([0-9]+)/\1 .*seed 1/|B_[0-9]: best' "$logs/$name.log"
+    grep 'seed 1/' "$logs/$name.log" | tail -1; } \
+    | sed 's/^[IW][0-9]* [0-9:.]* *[0-9]* //' | tail -60
+  [ $code = 0 ] || grep -v '^[IW][0-9]' "$logs/$name.log" | tail -5
+  [ -s /tmp/bcjax_paper/results.json ] && [ $code = 0 ] \
+    && cp /tmp/bcjax_paper/results.json "$out/$name.json"
+  rm -f /tmp/bcjax_paper/results.json
+}
+
 mi=(--size=musical-instruments --dim=512 --layers=3)
+paper=()
 if [ "${SMOKE:-0}" = 1 ]; then
   mi=(--users=300 --items=200 --interactions=6000 --dim=32 --layers=2
     --serve_rows=4096 --serve_host_rows=1024 --repeats=2 --timed_steps=2
@@ -99,6 +139,11 @@ if [ "${SMOKE:-0}" = 1 ]; then
   probe=(--users=300 --items=200 --interactions=6000 --dim=32 --layers=2
     --repeats=2 --timed_steps=2 --candidates=$candidates)
   seeds=(--synthetic=300,200,6000 --dim=32 --layers=2 --seeds=1,2 --epochs=2)
+  paper=('--config.dims=(16,16,24,24,32)' --config.epochs=2 --config.eval_every=1 --config.method.joint.keep_after=0
+    --config.method.posthoc.epochs=2 --config.method.posthoc.keep_after=0
+    --config.method.finetune_m0.epochs=2 --config.consumer.epochs=2
+    --config.consumer.seeds=2 '--config.consumer.hidden_sizes=(8,)'
+    '--config.consumer.dropouts=(0.0,)')
 else
   probe=(--size=musical-instruments --dim=512 --layers=3 ${PROBE_FLAGS:-})
   big=()
@@ -144,10 +189,13 @@ else
     --serve_host_rows=1000000
 fi
 same_seed same-seed-scatter 120 "$strategies" --config.layout=scatter
+paper_stage paper-a 300 nobc,fix-m0,posthoc-linear-sloss,joint-linear-mloss
 
 if wanted seed-batch; then  # S seeds one by one and as one program
-  echo "== seed-batch ($(date +%T))"
-  timeout "${SEED_BATCH_LIMIT:-300}" python3 -m benchmarks.seed_batch "${seeds[@]}" \
+  limit=$(( end - $(date +%s) - 5 ))
+  (( limit > ${SEED_BATCH_LIMIT:-300} )) && limit=${SEED_BATCH_LIMIT:-300}
+  echo "== seed-batch ($(date +%T), ${limit} s allowed)"
+  timeout "$limit" python3 -m benchmarks.seed_batch "${seeds[@]}" \
     --json="$logs/seed-batch.json" > "$logs/seed-batch.txt" 2> "$logs/seed-batch.log"
   echo "exit $?"
   cat "$logs/seed-batch.txt"
@@ -158,9 +206,15 @@ section='seed-batch')))" "$logs/seed-batch.json" >> "$out/results.jsonl"
   fi
 fi
 
+paper_stage paper-b 600 paper
+own=closedform-linear-sloss,closedform-orthogonal-sloss,posthoc-orthogonal-sloss
+own+=,joint-orthogonal-mloss,posthoc-mlp-sloss
+paper_stage paper-c 600 "paper,$own"
+
 echo
 echo "==================== all tables ===================="
 for f in "$logs"/*.txt; do
   echo "-- $(basename "$f" .txt)"
   grep -v '^$' "$f" | grep -v '^PyTorch + PyG: not run' || true
 done
+tar czf "$out/logs.tgz" -C "$logs" . 2>/dev/null

@@ -154,6 +154,51 @@ def test_report_summarises_each_section_of_the_gpu_script_output():
   assert "ignored" not in got
 
 
+def test_report_tables_seed_batches_and_paper_stages():
+  text = "\n".join(
+    [
+      "== seed-batch (10:00:00, 100 s allowed)",
+      "exit 0",
+      "tiny v0: 3 users, 2 items, 5 training interactions; d=8, 1 layers",
+      "S=  1  sequential      4.0 s (  900.0 seeds/h, epoch 0.100 s/seed)  "
+      "batched      2.0 s ( 1800.0 seeds/h, epoch 0.100 s for all)  ratio 2.00x",
+      "       consumers of 2 tasks: sequential     6.0 s  batched      3.0 s  "
+      "ratio 2.00x; model and consumers 2.00x",
+      "S=  4  sequential     12.0 s ( 1200.0 seeds/h, epoch 0.100 s/seed)  "
+      "batched      3.0 s ( 4800.0 seeds/h, epoch 0.250 s for all)  ratio 4.00x",
+      "       consumers of 2 tasks: sequential    20.0 s  batched      4.0 s  "
+      "ratio 5.00x; model and consumers 4.57x",
+      "== paper-a (10:01:00, 50 s allowed)",
+      "exit 124",
+      "seed_batch.py:230] nobc v0 epoch 5/5 loss 1.0 recall@50 0.2 time 3.5s "
+      "[seed 1/3, strategy 1/2, version 0/1, ETA 1m00s]",
+      "seed_batch.py:230] nobc v1 epoch 2/5 loss 1.0 recall@50 0.2 time 1.5s "
+      "[seed 1/3, strategy 1/2, version 1/1, ETA 0m50s]",
+      "== paper-b (10:02:00, 20 s allowed)",
+      "skipped: no time left",
+      "== paper-c (10:03:00, 40 s allowed)",
+      "exit 0",
+    ]
+  )
+  got = report.summary(text)
+  assert "(tiny v0: 3 users, 2 items" in got
+  assert (
+    "| 4 | 12.0 s | 3.0 s | 4.00x | 0.100 s | 0.250 s | 20.0 s | 4.0 s | 5.00x "
+    "| 4.57x |" in got
+  )
+  # The largest batch against the one seed: wall time and epoch.
+  assert "4 seeds as one program: 1.50x one seed's wall time, 2.50x its epoch." in got
+  assert (
+    "- paper-a: stopped (exit 124); fits that ended in the shown log: nobc v0 5 "
+    "epochs in 3.5 s; at the stop: nobc v1 epoch 2/5, the run's estimate of what "
+    "was left 0m50s" in got
+  )
+  assert "- paper-b: skipped (no time left)" in got
+  assert "- paper-c: finished" in got
+  # Neither kind of section is read as a benchmark that did not finish.
+  assert "did not finish" not in got
+
+
 def test_report_shares_device_time_by_kind_of_kernel():
   events = [
     {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/device:GPU:0"}},
