@@ -23,8 +23,9 @@
 #      one's fits from one workdir: paper-a (nobc, fix-m0,
 #      posthoc-linear-sloss, BC-Aligner), then section 7, then paper-b (the
 #      paper's eight) and paper-c (with bcjax's own). Each finished stage's
-#      results.json comes back as $OUT/<stage>.json; a stage gets what is
-#      left of BUDGET seconds (default 540) from the script's start. The
+#      results.json comes back as $OUT/<stage>.json; a stage (and section
+#      7) gets what is left of BUDGET seconds (default 540) from the
+#      script's start, at most its own limit. The
 #      first stage alone outlasted a 15-minute lease (h200_6b6a1cb): the
 #      whole run needs a device for about an hour.
 #   7. Embedding seeds as a batch (benchmarks.seed_batch): 1 and 10 seeds of
@@ -139,7 +140,8 @@ if [ "${SMOKE:-0}" = 1 ]; then
   probe=(--users=300 --items=200 --interactions=6000 --dim=32 --layers=2
     --repeats=2 --timed_steps=2 --candidates=$candidates)
   seeds=(--synthetic=300,200,6000 --dim=32 --layers=2 --seeds=1,2 --epochs=2)
-  paper=('--config.dims=(16,16,24,24,32)' --config.epochs=2 --config.eval_every=1 --config.method.joint.keep_after=0
+  paper=('--config.dims=(16,16,24,24,32)' --config.epochs=2 --config.eval_every=1
+    --config.method.joint.keep_after=0
     --config.method.posthoc.epochs=2 --config.method.posthoc.keep_after=0
     --config.method.finetune_m0.epochs=2 --config.consumer.epochs=2
     --config.consumer.seeds=2 '--config.consumer.hidden_sizes=(8,)'
