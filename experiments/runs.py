@@ -289,8 +289,9 @@ def plan(root: str = ".", everything: bool = False) -> str:
   for run in RUNS:
     made = run.parts if everything else run.made(root)
     # A run's first part is its own (a sweep's weight, the main run's
-    # nobc): without it a merge has nothing to show.
-    if made and made[0] == run.parts[0]:
+    # nobc): without it a merge has nothing to show; without nobc, the
+    # reference of every cell, it has no numbers.
+    if made and made[0] == run.parts[0] and "nobc" in run.strategies(made):
       lines += [
         f"# run {run.name}: {len(run.made(root))} of {len(run.parts)} parts made",
         run.merge_command(made),

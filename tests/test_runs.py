@@ -44,6 +44,16 @@ def test_the_plan_lists_the_parts_to_make_and_merges_the_made(tmp_path):
   ) in plan
   # A sweep whose weight's part is not made is not merged from nobc's alone.
   assert "# run ml-100k_converged_lambda4" not in plan
+  # Nor is a weight's part merged without nobc's, the cells' reference.
+  (weight,) = [p for p in runs.every_part() if p.folder == "synthetic/lambda4"]
+  os.makedirs(tmp_path / weight.path)
+  (tmp_path / weight.path / "results.json").write_text("{}")
+  assert "# run synthetic_converged_lambda4" not in runs.plan(str(tmp_path))
+  (tmp_path / "experiments/results/parts/synthetic/nobc").mkdir(parents=True)
+  (tmp_path / "experiments/results/parts/synthetic/nobc/results.json").write_text("{}")
+  assert "# run synthetic_converged_lambda4: 2 of 3 parts made\n" in runs.plan(
+    str(tmp_path)
+  )
   everything = runs.plan(str(tmp_path), everything=True)
   assert f"# part {made.folder}\n" in everything
 
