@@ -18,6 +18,7 @@ import difflib
 import importlib.util
 import logging as std_logging
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -32,6 +33,16 @@ from bcjax.errors import InputError, exit_on_user_error
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 SHIPPED_CONFIGS = ("default", "converged", "paper", "test")
+
+# jaxlib's batched LAPACK kernels on CPU (seen hanging in 0.10.2, fixed by
+# 0.12.0) split their batch over the intra-op pool the executable's thunks
+# already run on, then block until it is done. When as many of them run at
+# once as the pool has threads (two on a 2-core machine: seeds vmapped through
+# two QR gradients in joint-orthogonal-mloss from version 2 on), nothing is
+# left to run their work and the process waits forever, idle. XLA sizes that
+# pool from NPROC when it is set; a wider pool leaves threads to do the work.
+CPU_POOL_FIXED_JAXLIB = (0, 12, 0)
+CPU_POOL_THREADS = 16
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for results and checkpoints.")
@@ -230,6 +241,7 @@ def main_for(run: Callable) -> Callable:
     logging.set_verbosity(logging.INFO)
     # ABSLHandler forwards records to its python_handler without filtering.
     logging.get_absl_handler().python_handler.addFilter(_not_library_chatter)
+    widen_cpu_pool(jaxlib.__version__, os.environ)
     with exit_on_user_error():
       start_distributed()
       warning = environment.slow_scatter_warning(
@@ -240,6 +252,27 @@ def main_for(run: Callable) -> Callable:
       run(FLAGS.config, FLAGS.workdir)
 
   return main
+
+
+def widen_cpu_pool(jaxlib_version: str, environ: dict) -> bool:
+  """Sizes XLA's CPU intra-op pool past the batched-LAPACK hang, if needed.
+
+  Only before the backend exists: XLA reads NPROC when it creates the CPU
+  client. A value the caller set is kept.
+
+  Args:
+    jaxlib_version: ``jaxlib.__version__``.
+    environ: the process environment (``os.environ``), set in place.
+
+  Returns:
+    Whether NPROC was set.
+  """
+  release = re.match(r"(\d+)\.(\d+)\.(\d+)", jaxlib_version)
+  fixed = release and tuple(map(int, release.groups())) >= CPU_POOL_FIXED_JAXLIB
+  if fixed or "NPROC" in environ:
+    return False
+  environ["NPROC"] = str(max(CPU_POOL_THREADS, os.cpu_count() or 1))
+  return True
 
 
 def start_distributed() -> None:

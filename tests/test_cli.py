@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -126,3 +128,68 @@ def test_bad_device_or_cluster_input_is_one_error_line(tmp_path, args, env, expe
     **env,
   )
   assert expected in _one_error_line(proc)
+
+
+# An absl binary through cli.run_binary whose run() takes gradients of QRs on
+# vmapped seeds: jaxlib 0.10.2's batched LAPACK kernels hang on a pool of two
+# threads here (three independent QRs, 10 seeds, 64 x 64).
+QR_BINARY = """
+import jax
+import jax.numpy as jnp
+from experiments import cli
+
+def orthonormal(v):
+  q, r = jnp.linalg.qr(v)
+  return q * jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0)
+
+def loss(params, x, y):
+  a = x @ orthonormal(params[0])
+  b = a @ orthonormal(params[1])
+  c = x @ orthonormal(params[2])
+  return jnp.mean((a - y) ** 2) + jnp.mean((b - y) ** 2) + jnp.mean((c - y) ** 2)
+
+def run(config, workdir):
+  keys = jax.random.split(jax.random.key(0), 5)
+  params = [jax.random.normal(k, (10, 64, 64)) for k in keys[:3]]
+  x, y = (jax.random.normal(k, (10, 2000, 64)) for k in keys[3:])
+  step = jax.jit(jax.vmap(jax.grad(loss)))
+  for _ in range(3):
+    params = [p - 0.01 * g for p, g in zip(params, step(params, x, y))]
+  jax.block_until_ready(params)
+  print("finished")
+
+cli.run_binary(run)
+"""
+
+
+def test_a_binary_finishes_batched_qr_gradients_on_a_two_thread_cpu(tmp_path):
+  proc = subprocess.run(
+    [sys.executable, "-c", QR_BINARY, f"--workdir={tmp_path}", "--config=test"],
+    cwd=tmp_path,
+    env=dict(os.environ, PYTHONPATH=ROOT),
+    capture_output=True,
+    text=True,
+    timeout=300,  # seconds when it works; forever when the pool is too small
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "finished" in proc.stdout
+
+
+WIDE = str(max(cli.CPU_POOL_THREADS, os.cpu_count()))
+
+
+@pytest.mark.parametrize(
+  "version,environ,nproc,widened",
+  [
+    ("0.10.2", {}, WIDE, True),
+    ("0.11.1.dev20260101", {}, WIDE, True),
+    ("0.12.0", {}, None, False),
+    ("0.12.0.1", {}, None, False),
+    ("0.10.2", {"NPROC": "3"}, "3", False),  # the caller's choice stands
+  ],
+)
+def test_the_cpu_pool_is_widened_only_on_jaxlibs_that_hang(
+  version, environ, nproc, widened
+):
+  assert cli.widen_cpu_pool(version, environ) == widened
+  assert environ.get("NPROC") == nproc
