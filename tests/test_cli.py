@@ -164,7 +164,14 @@ cli.run_binary(run)
 
 def test_a_binary_finishes_batched_qr_gradients_on_a_two_thread_cpu(tmp_path):
   proc = subprocess.run(
-    [sys.executable, "-c", QR_BINARY, f"--workdir={tmp_path}", "--config=test"],
+    [
+      sys.executable,
+      "-c",
+      QR_BINARY,
+      f"--workdir={tmp_path}",
+      "--config=test",
+      "--config.seed_batch=2",
+    ],
     cwd=tmp_path,
     env=dict(os.environ, PYTHONPATH=ROOT),
     capture_output=True,
@@ -179,17 +186,18 @@ WIDE = str(max(cli.CPU_POOL_THREADS, os.cpu_count()))
 
 
 @pytest.mark.parametrize(
-  "version,environ,nproc,widened",
+  "version,seed_batch,environ,nproc,widened",
   [
-    ("0.10.2", {}, WIDE, True),
-    ("0.11.1.dev20260101", {}, WIDE, True),
-    ("0.12.0", {}, None, False),
-    ("0.12.0.1", {}, None, False),
-    ("0.10.2", {"NPROC": "3"}, "3", False),  # the caller's choice stands
+    ("0.10.2", 10, {}, WIDE, True),
+    ("0.11.1.dev20260101", 2, {}, WIDE, True),
+    ("0.10.2", 1, {}, None, False),  # unbatched kernels do not split
+    ("0.12.0", 10, {}, None, False),
+    ("0.12.0.1", 10, {}, None, False),
+    ("0.10.2", 10, {"NPROC": "3"}, "3", False),  # the caller's choice stands
   ],
 )
-def test_the_cpu_pool_is_widened_only_on_jaxlibs_that_hang(
-  version, environ, nproc, widened
+def test_the_cpu_pool_is_widened_only_for_batched_seeds_on_jaxlibs_that_hang(
+  version, seed_batch, environ, nproc, widened
 ):
-  assert cli.widen_cpu_pool(version, environ) == widened
+  assert cli.widen_cpu_pool(version, seed_batch, environ) == widened
   assert environ.get("NPROC") == nproc
