@@ -34,9 +34,9 @@ from bcjax.errors import InputError, exit_on_user_error
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 SHIPPED_CONFIGS = ("default", "converged", "paper", "test")
 
-# jaxlib's batched LAPACK kernels on CPU (seen hanging in 0.10.2, fixed by
-# 0.12.0) split their batch over the intra-op pool the executable's thunks
-# already run on, then block until it is done. When as many of them run at
+# jaxlib's batched LAPACK kernels on CPU (hanging in 0.10.2, not in 0.12.0.1)
+# split their batch over the intra-op pool the executable's thunks already
+# run on, then block until it is done. When as many of them run at
 # once as the pool has threads (two on a 2-core machine: seeds vmapped through
 # two QR gradients in joint-orthogonal-mloss from version 2 on), nothing is
 # left to run their work and the process waits forever, idle. XLA sizes that
