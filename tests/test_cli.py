@@ -182,6 +182,52 @@ def test_a_binary_finishes_batched_qr_gradients_on_a_two_thread_cpu(tmp_path):
   assert "finished" in proc.stdout
 
 
+BLAS_BINARY = """
+import ctypes
+
+import jax
+import jax.numpy as jnp
+
+from experiments import cli
+
+
+def scipy_blas_threads():
+  paths = sorted({l.split()[-1] for l in open("/proc/self/maps") if "openblas" in l})
+  for path in paths:
+    library = ctypes.CDLL(path)
+    if hasattr(library, "scipy_openblas_get_num_threads"):  # scipy's, not numpy's
+      return library.scipy_openblas_get_num_threads()
+  raise SystemExit(f"no scipy OpenBLAS loaded, only {paths}")
+
+
+def run(config, workdir):
+  jax.block_until_ready(jnp.linalg.qr(jnp.eye(8) + 1.0))  # loads scipy's OpenBLAS
+  print("blas threads", scipy_blas_threads())
+
+cli.run_binary(run)
+"""
+
+
+@pytest.mark.parametrize("caller_set,threads", [(None, "1"), ("2", "2")])
+def test_jaxlibs_lapack_runs_one_blas_thread_per_caller_in_a_binary(
+  tmp_path, caller_set, threads
+):
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  env.pop(cli.BLAS_THREADS_VARIABLE, None)
+  if caller_set:
+    env[cli.BLAS_THREADS_VARIABLE] = caller_set  # the caller's choice stands
+  proc = subprocess.run(
+    [sys.executable, "-c", BLAS_BINARY, f"--workdir={tmp_path}", "--config=test"],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f"blas threads {threads}" in proc.stdout
+
+
 WIDE = str(max(cli.CPU_POOL_THREADS, os.cpu_count()))
 
 
