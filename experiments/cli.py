@@ -43,6 +43,9 @@ SHIPPED_CONFIGS = ("default", "converged", "paper", "test")
 # pool from NPROC when it is set; a wider pool leaves threads to do the work.
 # Only for seeds in a batch: unbatched kernels do not split, and the wider
 # pool costs a 2-core machine 10-25% of a nobc epoch (ml-100k, 20 epochs).
+# The pool's size also decides how XLA splits float sums (a vmapped MLP
+# gradient differed by 2e-5 between NPROC 2 and 16), so a run and its resume
+# are bit-identical only under one NPROC.
 CPU_POOL_FIXED_JAXLIB = (0, 12, 0)
 CPU_POOL_THREADS = 16
 
