@@ -162,24 +162,23 @@ cli.run_binary(run)
 """
 
 
-def test_a_binary_finishes_batched_qr_gradients_on_a_two_thread_cpu(tmp_path):
+def run_source_binary(source, tmp_path, *flags, env=None):
+  """Runs a binary given as source on the test config; returns its stdout."""
   proc = subprocess.run(
-    [
-      sys.executable,
-      "-c",
-      QR_BINARY,
-      f"--workdir={tmp_path}",
-      "--config=test",
-      "--config.seed_batch=2",
-    ],
+    [sys.executable, "-c", source, f"--workdir={tmp_path}", "--config=test", *flags],
     cwd=tmp_path,
-    env=dict(os.environ, PYTHONPATH=ROOT),
+    env=dict(env or os.environ, PYTHONPATH=ROOT),
     capture_output=True,
     text=True,
-    timeout=300,  # seconds when it works; forever when the pool is too small
+    timeout=300,  # seconds when it works; forever if a thread pool deadlocks
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "finished" in proc.stdout
+  return proc.stdout
+
+
+def test_a_binary_finishes_batched_qr_gradients_on_a_two_thread_cpu(tmp_path):
+  stdout = run_source_binary(QR_BINARY, tmp_path, "--config.seed_batch=2")
+  assert "finished" in stdout
 
 
 BLAS_BINARY = """
@@ -212,20 +211,12 @@ cli.run_binary(run)
 def test_jaxlibs_lapack_runs_one_blas_thread_per_caller_in_a_binary(
   tmp_path, caller_set, threads
 ):
-  env = dict(os.environ, PYTHONPATH=ROOT)
+  env = dict(os.environ)
   env.pop(cli.BLAS_THREADS_VARIABLE, None)
   if caller_set:
     env[cli.BLAS_THREADS_VARIABLE] = caller_set  # the caller's choice stands
-  proc = subprocess.run(
-    [sys.executable, "-c", BLAS_BINARY, f"--workdir={tmp_path}", "--config=test"],
-    cwd=tmp_path,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert f"blas threads {threads}" in proc.stdout
+  stdout = run_source_binary(BLAS_BINARY, tmp_path, env=env)
+  assert f"blas threads {threads}" in stdout
 
 
 WIDE = str(max(cli.CPU_POOL_THREADS, os.cpu_count()))
