@@ -55,9 +55,10 @@ CPU_POOL_THREADS = 16
 # QR gradient (10 seeds, three 64x64 QRs, 100 steps) took 17-47 s against
 # 1.1-1.6 s with one BLAS thread per caller (jaxlib 0.10.2 and 0.12.0.1,
 # bit-identical results; timed while a run shared the cores), and
-# joint-orthogonal-mloss v3 on ml-100k 20.6 against 10.5 s an epoch. scipy loads that library at the first LAPACK call, so the
-# variable still counts when a binary's main sets it; numpy's own copy, loaded
-# at import, keeps its threads for host-side work.
+# joint-orthogonal-mloss v3 on ml-100k 20.6 against 10.5 s an epoch. scipy
+# loads that library at the first LAPACK call, so the variable still counts
+# when a binary's main sets it; numpy's own copy, loaded at import, keeps its
+# threads for host-side work.
 BLAS_THREADS_VARIABLE = "OPENBLAS_NUM_THREADS"
 
 FLAGS = flags.FLAGS
