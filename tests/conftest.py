@@ -12,9 +12,29 @@ import subprocess
 import sys
 import tempfile
 
+from tests import deprecations
+from tests.deprecations import (  # noqa: F401 (pytest's hooks, found by name)
+  pytest_terminal_summary,
+  pytest_warning_recorded,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 # Before anything imports jax, and in os.environ so that the processes tests
 # start (compare, resume, sharding) inherit it.
 os.environ["JAX_PLATFORMS"] = os.environ.get("BCJAX_TEST_PLATFORMS", "cpu")
+# Every Python process a test starts imports the repository and follows the
+# suite's deprecation rule (tests/deprecations.py): subprocess_site holds the
+# sitecustomize that installs it, and the third-party deprecations those
+# processes see come back through one log into the end-of-run summary.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+  [os.path.join(ROOT, "tests", "subprocess_site"), ROOT]
+  + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+)
+if deprecations.LOG_VARIABLE not in os.environ:
+  _log_dir = tempfile.mkdtemp(prefix="bcjax-tests-deprecations-")
+  atexit.register(shutil.rmtree, _log_dir, ignore_errors=True)
+  os.environ[deprecations.LOG_VARIABLE] = os.path.join(_log_dir, "log.jsonl")
 # Many tests run the same small jobs, here and in the processes they start,
 # and most of a small job's time is compilation: one JAX compilation cache
 # for the session compiles each program once (a test-config comparison
@@ -44,8 +64,6 @@ from bcjax.data.graph import DynamicGraph, RaggedAttribute, from_raw_log  # noqa
 from bcjax.data.synthetic import SyntheticSpec, generate  # noqa: E402
 from bcjax.models import mosaic_kernel  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 # The mosaic layout off a GPU runs in Mosaic GPU's interpreter, which JAX
 # has from 0.10 on; older supported JAX (the floor is 0.8) cannot run it.
 needs_mosaic_interpreter = pytest.mark.skipif(
@@ -67,7 +85,7 @@ def run_module(module, *args, cwd, **env):
   return subprocess.run(
     [sys.executable, "-m", module, *args],
     cwd=cwd,
-    env=dict(os.environ, PYTHONPATH=ROOT, **env),
+    env=dict(os.environ, **env),
     capture_output=True,
     text=True,
     timeout=600,

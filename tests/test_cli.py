@@ -167,7 +167,7 @@ def run_source_binary(source, tmp_path, *flags, env=None):
   proc = subprocess.run(
     [sys.executable, "-c", source, f"--workdir={tmp_path}", "--config=test", *flags],
     cwd=tmp_path,
-    env=dict(env or os.environ, PYTHONPATH=ROOT),
+    env=env or os.environ,
     capture_output=True,
     text=True,
     timeout=300,  # seconds when it works; forever if a thread pool deadlocks

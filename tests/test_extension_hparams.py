@@ -26,7 +26,6 @@ from bcjax.errors import InputError
 from bcjax.jobs import config as config_lib
 from bcjax.methods import base
 from bcjax.storage.checkpoints import VersionStore
-from tests.conftest import ROOT
 
 MODULE = "bcjax_ext_lowrank"
 STRATEGY = "twostage-lowrank-cosloss"
@@ -147,7 +146,10 @@ def python(*args, cwd, path=()):
   return subprocess.run(
     [sys.executable, *args],
     cwd=cwd,
-    env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, *map(str, path)])),
+    env=dict(
+      os.environ,
+      PYTHONPATH=os.pathsep.join([*map(str, path), os.environ["PYTHONPATH"]]),
+    ),
     capture_output=True,
     text=True,
     timeout=600,

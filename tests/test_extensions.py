@@ -142,7 +142,6 @@ def test_binary_loads_config_imports_and_reports_bad_ones(tmp_path):
       capture_output=True,
       text=True,
       timeout=300,
-      env=dict(os.environ, PYTHONPATH=ROOT),
     )
 
   # A bad strategy after the extension loaded: the message lists its names.

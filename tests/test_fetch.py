@@ -356,7 +356,6 @@ def _fetch_command(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     capture_output=True,
     text=True,
     cwd=cwd,
-    env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
     timeout=120,
     check=False,
   )

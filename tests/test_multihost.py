@@ -110,7 +110,7 @@ COMPARE = (
 
 
 def _start_compare(workdir, *args):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("JAX_NUM_CPU_DEVICES", None)  # one device per process
   return subprocess.Popen(
     [sys.executable, *COMPARE, f"--workdir={workdir}", *args],
