@@ -21,7 +21,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -30,11 +29,10 @@ import numpy as np
 from jax.sharding import Mesh
 
 from bcjax import extensions, sharding
-from bcjax.components.chains import collapse_linear
+from bcjax.components.chains import BackwardChain, collapse_linear
 from bcjax.errors import InputError
 from bcjax.storage.checkpoints import VersionStore
 
-_SERVE_CHUNK = 1 << 16
 KINDS = ("user", "item")
 
 
@@ -52,7 +50,7 @@ def open(path: str, mesh: Mesh | None = None):  # noqa: A001
   Returns:
     An :class:`EmbeddingRegistry`, or an ``AlignRegistry`` for an align store.
   """
-  # Imported here: bcjax.align imports this module (BackwardChain).
+  # Imported here: serving a strategy's checkpoints needs none of bcjax.align.
   from bcjax.align import store
 
   if store.store_path(path) is not None:
@@ -227,7 +225,7 @@ class EmbeddingRegistry:
     out = self.compatible_embeddings(self.latest_version, version, ids=ids, kind=kind)
     if blend is None:
       return out
-    # Imported here: bcjax.align imports this module (BackwardChain).
+    # Imported here: serving without a blend needs none of bcjax.align.
     from bcjax.align.blend import check_alpha, slerp
 
     alpha = check_alpha(blend)
@@ -329,38 +327,3 @@ def _load_components(components: dict, directory: str) -> None:
 @jax.jit
 def _matmul(z, matrix):
   return z @ matrix
-
-
-@dataclasses.dataclass(frozen=True)
-class BackwardChain:
-  """A jitted ``fn(z, weights)`` with its weights: a backward chain.
-
-  Attributes:
-    fn: ``(z (n, d_k), weights) -> (n, d_j)``, jitted.
-    weights: the collapsed matrix ``(d_k, d_j)``, or the parameters of each
-      transform of the chain, newest first.
-  """
-
-  fn: Callable
-  weights: object
-
-  def __call__(self, z) -> np.ndarray:
-    """Applies the chain to host rows, in bucketed chunks."""
-    return _bucketed(self.fn, z, self.weights)
-
-  def on_device(self, z: jax.Array) -> jax.Array:
-    """Applies the chain to rows already placed (e.g. sharded) on devices."""
-    return self.fn(z, self.weights)
-
-
-def _bucketed(fn: Callable, z, weights) -> np.ndarray:
-  """``fn(z, weights)`` in chunks padded to power-of-two row counts."""
-  z = np.asarray(z, np.float32)
-  out = []
-  for start in range(0, z.shape[0], _SERVE_CHUNK):
-    part = z[start : start + _SERVE_CHUNK]
-    n = part.shape[0]
-    bucket = min(max(256, 1 << max(n - 1, 0).bit_length()), _SERVE_CHUNK)
-    part = np.pad(part, ((0, bucket - n), (0, 0)))
-    out.append(np.asarray(fn(part, weights))[:n])
-  return np.concatenate(out)

@@ -37,12 +37,12 @@ import numpy as np
 from absl import app, flags, logging
 
 from bcjax.components import solvers
-from bcjax.components.strategies import resolve
 from bcjax.evaluation.alignment import alignment_error
 from bcjax.jobs import config as config_lib
 from bcjax.jobs import runner
 from bcjax.jobs.run_data import RunData
 from bcjax.methods.base import M0_METHOD
+from bcjax.methods.strategies import resolve
 from bcjax.models.pinsage import embed
 from experiments.configs import converged, default
 

@@ -20,7 +20,7 @@ import sys
 
 from absl import app, flags
 
-from bcjax.components.strategies import PAPER_STRATEGIES
+from bcjax.methods.strategies import PAPER_STRATEGIES
 
 flags.DEFINE_bool("all", False, "Every part and run, made or not.")
 FLAGS = flags.FLAGS

@@ -9,9 +9,9 @@ import pytest
 
 import bcjax.jobs.comparison as comparison
 import bcjax.methods.base as methods_base
-from bcjax.components.strategies import PAPER_STRATEGIES
 from bcjax.errors import InputError
 from bcjax.jobs.metric_writer import read_scalars
+from bcjax.methods.strategies import PAPER_STRATEGIES
 from experiments.configs import test as test_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from bcjax.errors import InputError
+from bcjax.fitting.consumer_checkpoints import load_consumer, save_consumer
 from bcjax.fitting.consumers import (
   ConsumerConfig,
   fit_consumer,
   fit_consumers,
 )
 from bcjax.fitting.tasks import Task, TaskExamples
-from bcjax.storage.consumer_checkpoints import load_consumer, save_consumer
 
 
 def _separable_task(rng, num_users=600):

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from bcjax import extensions
-from bcjax.components import losses, strategies, transforms
+from bcjax.components import losses, transforms
 from bcjax.errors import InputError
 from bcjax.jobs import config as config_lib
-from bcjax.methods import base
+from bcjax.methods import base, strategies
 from bcjax.storage.checkpoints import VersionStore
 
 MODULE = "bcjax_ext_lowrank"

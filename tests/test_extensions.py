@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 from bcjax import extensions, registry
-from bcjax.components import losses, strategies, transforms
+from bcjax.components import losses, transforms
 from bcjax.jobs import comparison
-from bcjax.methods import Version, base, register_method
+from bcjax.methods import Version, base, register_method, strategies
 from experiments.configs import test as test_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

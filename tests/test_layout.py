@@ -11,8 +11,24 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "bcjax"
 MAX_ROOT_MODULES = 10
 MAX_LINES = 450
-# The two sides of the data/model boundary: models read data, never the reverse.
-LOWER, UPPER = "bcjax.data", "bcjax.models"
+# The layer order, lowest first: a module may import its own package (or root
+# module) and those of lower layers, never a higher or a sibling one. Every
+# import statement counts, inside functions and under TYPE_CHECKING too.
+LAYERS = (
+  ("bcjax", "bcjax.errors"),  # the version string; error types
+  ("bcjax.keys", "bcjax.environment", "bcjax.extensions", "bcjax.sharding"),
+  ("bcjax.components",),  # transforms, losses, solvers, chains: pure functions
+  ("bcjax.storage",),  # files, checkpoints, workdirs, typed records
+  ("bcjax.data",),
+  ("bcjax.models",),  # models read data, never the reverse
+  ("bcjax.evaluation",),
+  ("bcjax.align",),  # bridges between a team's own embeddings
+  ("bcjax.fitting",),
+  ("bcjax.methods",),  # the methods registry and the strategy grammar
+  ("bcjax.registry",),  # serving: strategies' checkpoints and align stores
+  ("bcjax.compatibility",),
+  ("bcjax.jobs",),
+)
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -37,17 +53,33 @@ def _readme_map() -> dict[str, set[str]]:
   return {folder: set(re.findall(r"`(\w+)`", names)) for folder, names in rows}
 
 
-def _imports(name: str, path: pathlib.Path, modules) -> set[str]:
-  """The bcjax modules ``name`` imports at module level."""
-  found = set()
-  for node in ast.parse(path.read_text()).body:
+def _imports(name: str, path: pathlib.Path, modules) -> dict[str, int]:
+  """``{bcjax module: line}`` of every import in ``name``, wherever it stands."""
+  package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+  found = {}
+  for node in ast.walk(ast.parse(path.read_text())):
     if isinstance(node, ast.Import):
-      found |= {a.name for a in node.names}
-    elif isinstance(node, ast.ImportFrom) and node.module:
-      for alias in node.names:
-        sub = f"{node.module}.{alias.name}"
-        found.add(sub if sub in modules else node.module)
-  return {m for m in found if m in modules and m != name}
+      targets = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom):
+      base = node.module or ""
+      if node.level:
+        parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+        base = ".".join(parent + ([base] if base else []))
+      targets = [f"{base}.{a.name}" for a in node.names]
+    else:
+      continue
+    for target in targets:
+      while target and target not in modules:  # a name inside a module
+        target = target.rpartition(".")[0]
+      if target and target != name:
+        found.setdefault(target, node.lineno)
+  return found
+
+
+def _unit(module: str) -> str:
+  """The root module or subpackage ``module`` belongs to."""
+  units = [u for layer in LAYERS for u in layer]
+  return max((u for u in units if module == u or module.startswith(u + ".")), key=len)
 
 
 def test_readme_module_map_matches_the_tree():
@@ -85,13 +117,19 @@ def test_sizes_and_names():
   assert not twins, f"names that differ by an underscore: {twins}"
 
 
-def test_no_import_cycle_and_no_back_arrow():
+def test_no_import_cycle_and_no_upward_import():
   modules = _modules()
   graph = {m: _imports(m, p, modules) for m, p in modules.items()}
-  for name, imported in graph.items():
-    if name.startswith(LOWER):
-      back = sorted(m for m in imported if m.startswith(UPPER))
-      assert not back, f"{name} imports {back}: data must not depend on models"
+  layer = {u: i for i, units in enumerate(LAYERS) for u in units}
+  unplaced = sorted({m for m in modules if _unit(m) == "bcjax" and m != "bcjax"})
+  assert not unplaced, f"root modules with no layer in LAYERS: {unplaced}"
+  for name, imported in sorted(graph.items()):
+    for target, line in sorted(imported.items()):
+      source, to = _unit(name), _unit(target)
+      assert source == to or layer[to] < layer[source], (
+        f"{modules[name].relative_to(ROOT)}:{line} imports {target}: "
+        f"{source} may not import {to} (LAYERS in tests/test_layout.py)"
+      )
 
   state, stack = {}, []
 
@@ -112,15 +150,48 @@ def test_no_import_cycle_and_no_back_arrow():
       visit(node)
 
 
-def test_cycle_check_finds_a_cycle(tmp_path, monkeypatch):
-  # The check above must be able to fail: a two-module cycle is reported.
+def _plant(tmp_path, monkeypatch, files):
+  """Points the checks at a package of ``files`` (``{relative path: source}``)."""
   package = tmp_path / "bcjax"
-  package.mkdir()
-  (package / "__init__.py").write_text("")
-  (package / "a.py").write_text("from bcjax import b\n")
-  (package / "b.py").write_text("from bcjax.a import thing\n")
+  for relative, source in {"__init__.py": "", **files}.items():
+    (package / relative).parent.mkdir(parents=True, exist_ok=True)
+    (package / relative).write_text(source)
   this = sys.modules[__name__]
   monkeypatch.setattr(this, "ROOT", tmp_path)
   monkeypatch.setattr(this, "PACKAGE", package)
-  with pytest.raises(AssertionError, match="bcjax.a -> bcjax.b -> bcjax.a"):
-    test_no_import_cycle_and_no_back_arrow()
+
+
+def test_cycle_check_finds_a_cycle(tmp_path, monkeypatch):
+  # The check above must be able to fail: a two-module cycle inside one
+  # package, one side of it imported inside a function, is reported.
+  _plant(
+    tmp_path,
+    monkeypatch,
+    {
+      "data/__init__.py": "",
+      "data/a.py": "from bcjax.data import b\n",
+      "data/b.py": "def f():\n  from .a import thing\n",
+    },
+  )
+  with pytest.raises(
+    AssertionError, match="bcjax.data.a -> bcjax.data.b -> bcjax.data.a"
+  ):
+    test_no_import_cycle_and_no_upward_import()
+
+
+def test_layer_check_finds_an_upward_import(tmp_path, monkeypatch):
+  # Under TYPE_CHECKING, and with no cycle: components may not import methods.
+  _plant(
+    tmp_path,
+    monkeypatch,
+    {
+      "components/__init__.py": "",
+      "components/t.py": "if TYPE_CHECKING:\n  from bcjax.methods.base import M\n",
+      "methods/__init__.py": "",
+      "methods/base.py": "M = 1\n",
+    },
+  )
+  with pytest.raises(
+    AssertionError, match="bcjax.components may not import bcjax.methods"
+  ):
+    test_no_import_cycle_and_no_upward_import()

@@ -16,7 +16,7 @@ import pytest
 
 from bcjax import registry
 from bcjax.align.families import soft_objective
-from bcjax.components import solvers, strategies, transforms
+from bcjax.components import solvers, transforms
 from bcjax.components.losses import get_loss
 from bcjax.components.softorthogonal import (
   SoftOrthogonalHparams,
@@ -28,6 +28,7 @@ from bcjax.errors import InputError
 from bcjax.fitting.posthoc import PosthocConfig, epoch_triples, fit_posthoc
 from bcjax.jobs import config as config_lib
 from bcjax.jobs import runner
+from bcjax.methods import strategies
 from bcjax.models.device_graph import BipartiteGraph
 from experiments.configs import test as test_config
 from tests.conftest import ROOT, run_module

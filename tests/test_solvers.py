@@ -14,9 +14,9 @@ import pytest
 from bcjax.components import solvers
 from bcjax.components.chains import compose
 from bcjax.components.losses import get_loss
-from bcjax.components.strategies import parse_strategy, valid_names
 from bcjax.components.transforms import get_transform, orthogonal
 from bcjax.errors import InputError
+from bcjax.methods.strategies import parse_strategy, valid_names
 
 
 def _groups(seed, sizes, d):

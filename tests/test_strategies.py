@@ -2,9 +2,9 @@
 
 import pytest
 
-from bcjax.components.strategies import PAPER_STRATEGIES, parse_strategy, valid_names
 from bcjax.errors import InputError
 from bcjax.jobs import config as config_lib
+from bcjax.methods.strategies import PAPER_STRATEGIES, parse_strategy, valid_names
 from experiments.configs import test as test_config
 
 

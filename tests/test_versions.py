@@ -14,11 +14,11 @@ import pytest
 
 import bcjax.methods.base as methods_base
 from bcjax import registry
-from bcjax.components.strategies import PAPER_STRATEGIES
 from bcjax.components.transforms import get_transform
 from bcjax.errors import InputError
 from bcjax.jobs import runner
 from bcjax.jobs.run_data import RunData
+from bcjax.methods.strategies import PAPER_STRATEGIES
 from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, embed
 from bcjax.storage.checkpoints import VersionStore

@@ -3,7 +3,7 @@
 A :class:`Bridge` holds its family, hyper-parameters, parameters and the
 preprocessing it was fitted with (normalisation, centring means). It applies
 itself in bucketed chunks through one jitted function per family (the
-serving path of :class:`bcjax.registry.BackwardChain`), saves to and loads
+serving path of :class:`bcjax.components.chains.BackwardChain`), saves to and loads
 from one ``.npz`` file (:meth:`Bridge.save`, :func:`load`), and exports an
 affine bridge as the matrix and bias a vector store can apply
 (:meth:`Bridge.export_npz`).
@@ -22,8 +22,8 @@ import numpy as np
 
 from bcjax.align.families import get_family
 from bcjax.align.moments import Preprocessing, normalize_rows
+from bcjax.components.chains import BackwardChain
 from bcjax.errors import InputError
-from bcjax.registry import BackwardChain
 from bcjax.storage.atomic_files import atomic_open
 
 FORMAT = "bcjax.align.bridge/1"

@@ -22,8 +22,8 @@ import numpy as np
 
 from bcjax.align.bridge import Bridge, check_rows, load
 from bcjax.align.moments import normalize_rows
+from bcjax.components.chains import BackwardChain
 from bcjax.errors import InputError
-from bcjax.registry import BackwardChain
 
 
 class Chain:

@@ -17,12 +17,12 @@ from bcjax import keys, registry
 from bcjax.compatibility.stores import KINDS, RETRIEVAL_K, Tables, digest, saved_tables
 from bcjax.data.split import VersionSplit
 from bcjax.evaluation.recall import RecallEvaluator
+from bcjax.fitting.consumer_checkpoints import load_consumer, save_consumer
 from bcjax.fitting.consumers import (
   Consumer,
   ConsumerConfig,
   fit_consumer,
 )
-from bcjax.storage.consumer_checkpoints import load_consumer, save_consumer
 
 # -- 3. drift along the chain ---------------------------------------------------
 

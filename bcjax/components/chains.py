@@ -9,12 +9,17 @@ an old version in one matmul.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 
 import jax
+import numpy as np
 
 from bcjax.components.transforms import BackwardTransform
 from bcjax.errors import InputError
+
+# Rows served per call: a bigger input is applied in chunks of this many.
+_SERVE_CHUNK = 1 << 16
 
 
 def compose(*transforms: BackwardTransform) -> BackwardTransform:
@@ -60,3 +65,38 @@ def collapse_linear(kernels: Sequence[jax.Array]) -> jax.Array:
   for kernel in reversed(kernels[:-1]):
     matrix = matrix @ kernel
   return matrix
+
+
+@dataclasses.dataclass(frozen=True)
+class BackwardChain:
+  """A jitted ``fn(z, weights)`` with its weights: a backward chain.
+
+  Attributes:
+    fn: ``(z (n, d_k), weights) -> (n, d_j)``, jitted.
+    weights: the collapsed matrix ``(d_k, d_j)``, or the parameters of each
+      transform of the chain, newest first.
+  """
+
+  fn: Callable
+  weights: object
+
+  def __call__(self, z) -> np.ndarray:
+    """Applies the chain to host rows, in bucketed chunks."""
+    return _bucketed(self.fn, z, self.weights)
+
+  def on_device(self, z: jax.Array) -> jax.Array:
+    """Applies the chain to rows already placed (e.g. sharded) on devices."""
+    return self.fn(z, self.weights)
+
+
+def _bucketed(fn: Callable, z, weights) -> np.ndarray:
+  """``fn(z, weights)`` in chunks padded to power-of-two row counts."""
+  z = np.asarray(z, np.float32)
+  out = []
+  for start in range(0, z.shape[0], _SERVE_CHUNK):
+    part = z[start : start + _SERVE_CHUNK]
+    n = part.shape[0]
+    bucket = min(max(256, 1 << max(n - 1, 0).bit_length()), _SERVE_CHUNK)
+    part = np.pad(part, ((0, bucket - n), (0, 0)))
+    out.append(np.asarray(fn(part, weights))[:n])
+  return np.concatenate(out)

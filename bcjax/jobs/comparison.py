@@ -53,6 +53,7 @@ from bcjax.evaluation.unintended import (
   UnintendedScore,
   UnintendedTask,
 )
+from bcjax.fitting.consumer_checkpoints import load_consumer, save_consumer
 from bcjax.fitting.consumers import (
   Consumer,
   ConsumerConfig,
@@ -64,7 +65,6 @@ from bcjax.jobs import processes, runner, seed_lockstep
 from bcjax.jobs.metric_writer import MetricWriter
 from bcjax.jobs.run_data import RunData
 from bcjax.storage import atomic_files
-from bcjax.storage.consumer_checkpoints import load_consumer, save_consumer
 from bcjax.storage.workdir import config_fingerprint, seed_workdir
 
 

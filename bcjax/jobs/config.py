@@ -21,14 +21,14 @@ import ml_collections
 from bcjax import extensions, methods
 from bcjax.components import hparams as hparams_lib
 from bcjax.components import losses, transforms
-from bcjax.components.strategies import (
+from bcjax.errors import InputError, unknown_name
+from bcjax.evaluation.recall import REPORT_SPLITS
+from bcjax.methods.strategies import (
   PAPER_STRATEGIES,
   ResolvedStrategy,
   parse_strategy,
   resolve,
 )
-from bcjax.errors import InputError, unknown_name
-from bcjax.evaluation.recall import REPORT_SPLITS
 from bcjax.models.aggregation import LAYOUTS
 
 # Fields of configs before components owned their hyperparameters, and where

@@ -25,7 +25,6 @@ import ml_collections
 from absl import logging
 
 from bcjax import environment, keys
-from bcjax.components.strategies import ResolvedStrategy, resolve
 from bcjax.errors import InputError
 from bcjax.evaluation.alignment import version_alignment
 from bcjax.evaluation.recall import most_popular_recall
@@ -36,6 +35,7 @@ from bcjax.jobs.metric_writer import MetricWriter
 from bcjax.jobs.run_data import RunData
 from bcjax.jobs.seed_lockstep import SeedFits
 from bcjax.methods import M0_METHOD, Context, Version
+from bcjax.methods.strategies import ResolvedStrategy, resolve
 from bcjax.models.pinsage import PinSAGE, embed
 from bcjax.storage import atomic_files
 from bcjax.storage.checkpoints import VersionStore

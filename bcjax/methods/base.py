@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import jax
 import ml_collections
@@ -35,10 +35,6 @@ from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, embed
 from bcjax.storage.progress import FitProgress
 from bcjax.storage.results import VersionResult
-
-if TYPE_CHECKING:
-  from bcjax.components.strategies import ResolvedStrategy
-  from bcjax.jobs.seed_lockstep import SeedFits
 
 # The method whose versions are shared by the run: its version 0 is M_0, the
 # version 0 of every strategy, and post-hoc methods reuse its M_k.
@@ -60,6 +56,71 @@ class Version:
   variables: dict
   transform_params: Any
   result: VersionResult
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedStrategy:
+  """A strategy with its components built: what runs it needs, resolved once.
+
+  Attributes:
+    name: the canonical name: the strategy's stable id, which its keys
+      (:func:`bcjax.keys.version_key`) and checkpoint folder derive from.
+    method: the registered method.
+    hparams: the method's hyperparameters (an instance of
+      ``method.hparams``), as methods read them (``ctx.hparams``).
+    transform: the family of every ``B_k``, with its hyperparameters.
+    loss: the alignment loss with its hyperparameters, or None.
+  """
+
+  name: str
+  method: Method
+  hparams: Any
+  transform: BackwardTransform
+  loss: AlignmentLoss | None
+
+  @property
+  def id(self) -> str:
+    """The stable id keys derive from: the canonical name."""
+    return self.name
+
+  @property
+  def keeps_m0(self) -> bool:
+    """Whether every version has M_0's architecture (and dimension)."""
+    return self.method.keeps_m0
+
+  @property
+  def learns_transform(self) -> bool:
+    """Whether B_k has parameters to fit."""
+    return self.transform.learned
+
+  def components(self) -> dict[str, dict[str, str]]:
+    """``kind -> {"name", "source"}`` of its method, transform and loss.
+
+    What a checkpoint records, so that serving can load the extensions that
+    defined them (:func:`bcjax.extensions.load_sources`).
+    """
+    out = {
+      "method": {"name": self.method.name, "source": self.method.source},
+      "transform": {"name": self.transform.name, "source": self.transform.source},
+    }
+    if self.loss is not None:
+      out["loss"] = {"name": self.loss.name, "source": self.loss.source}
+    return out
+
+
+class GroupFits(Protocol):
+  """Where a seed's fits go when seeds train together (``Context.fits``).
+
+  The seed runner implements it (:class:`bcjax.jobs.seed_lockstep.SeedFits`):
+  each call takes the keyword arguments of the fit it stands for and returns
+  that fit's result, fitted in one program with the group's like fits.
+  """
+
+  def fit_version(self, **call) -> FitResult: ...
+
+  def fit_posthoc(self, **call) -> PosthocFit: ...
+
+  def fit_consumer(self, **call) -> Any: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +155,7 @@ class Context:
   progress: FitProgress
   version_of: Callable[[str, int], Version]
   report: Callable[[dict], str] | None = None
-  fits: SeedFits | None = None
+  fits: GroupFits | None = None
 
   @property
   def label(self) -> str:

@@ -27,6 +27,18 @@ from bcjax import methods
 from bcjax.components import hparams as hparams_lib
 from bcjax.components import losses, transforms
 from bcjax.errors import InputError
+from bcjax.methods.base import ResolvedStrategy
+
+__all__ = [
+  "ALIASES",
+  "PAPER_STRATEGIES",
+  "ResolvedStrategy",
+  "Strategy",
+  "method_hparams",
+  "parse_strategy",
+  "resolve",
+  "valid_names",
+]
 
 ALIASES = {"bc-aligner": "joint-linear-mloss"}
 # The paper's comparison (its Table 3), in its order.
@@ -123,56 +135,6 @@ def parse_strategy(name: str) -> Strategy:
   raise InputError(
     f"unknown strategy {name!r}; valid strategy names: {', '.join(valid_names())}"
   )
-
-
-@dataclasses.dataclass(frozen=True)
-class ResolvedStrategy:
-  """A strategy with its components built: what runs it needs, resolved once.
-
-  Attributes:
-    name: the canonical name: the strategy's stable id, which its keys
-      (:func:`bcjax.keys.version_key`) and checkpoint folder derive from.
-    method: the registered method.
-    hparams: the method's hyperparameters (an instance of
-      ``method.hparams``), as methods read them (``ctx.hparams``).
-    transform: the family of every ``B_k``, with its hyperparameters.
-    loss: the alignment loss with its hyperparameters, or None.
-  """
-
-  name: str
-  method: methods.Method
-  hparams: Any
-  transform: transforms.BackwardTransform
-  loss: losses.AlignmentLoss | None
-
-  @property
-  def id(self) -> str:
-    """The stable id keys derive from: the canonical name."""
-    return self.name
-
-  @property
-  def keeps_m0(self) -> bool:
-    """Whether every version has M_0's architecture (and dimension)."""
-    return self.method.keeps_m0
-
-  @property
-  def learns_transform(self) -> bool:
-    """Whether B_k has parameters to fit."""
-    return self.transform.learned
-
-  def components(self) -> dict[str, dict[str, str]]:
-    """``kind -> {"name", "source"}`` of its method, transform and loss.
-
-    What a checkpoint records, so that serving can load the extensions that
-    defined them (:func:`bcjax.extensions.load_sources`).
-    """
-    out = {
-      "method": {"name": self.method.name, "source": self.method.source},
-      "transform": {"name": self.transform.name, "source": self.transform.source},
-    }
-    if self.loss is not None:
-      out["loss"] = {"name": self.loss.name, "source": self.loss.source}
-    return out
 
 
 def method_hparams(method: methods.Method, config) -> Any:
