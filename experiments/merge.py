@@ -53,17 +53,14 @@ import subprocess
 from absl import app, flags
 
 from bcjax.errors import InputError, exit_on_user_error
-from bcjax.evaluation import recall_table, seed_table
-from bcjax.evaluation.plots import write_plots
+from bcjax.evaluation import seed_table
 from bcjax.evaluation.table import UNINTENDED_REFERENCE as REFERENCE
 from bcjax.evaluation.table import comparison_table
 from bcjax.evaluation.table_records import read_table
-from bcjax.evaluation.table_text import to_csv, to_markdown
 
 # Private, but a public alias would change bcjax/, which the committed runs'
 # code must equal (experiments.provenance).
-from bcjax.jobs.comparison import _report_split_note
-from bcjax.storage import atomic_files
+from bcjax.jobs import outputs
 from bcjax.storage.workdir import UNFINGERPRINTED_FIELDS
 from experiments.provenance import CODE_PATHS
 
@@ -298,26 +295,8 @@ def merge(specs, differ=(), root: str = ".", order=()) -> tuple[dict, list]:
 
 
 def write(out: str, results: dict, runs: list) -> None:
-  """The merged run's files, as ``experiments.compare`` writes its own
-  (``bcjax.jobs.comparison._write_outputs``, whose layout this follows)."""
-  os.makedirs(out, exist_ok=True)
-  table = read_table(results["table"])
-  if len(runs) == 1:
-    markdown = to_markdown(table) + "\n"
-  else:
-    markdown = (
-      seed_table.to_markdown(table) + "\nEmbedding seed 0 (every seed's numbers "
-      "are in results.json's per_seed):\n\n"
-    )
-  markdown = (
-    _report_split_note(results["config"]) + markdown + recall_table.to_markdown(results)
-  )
-  with atomic_files.atomic_open(os.path.join(out, "table.md")) as f:
-    f.write(markdown)
-  with atomic_files.atomic_open(os.path.join(out, "table.csv")) as f:
-    f.write(to_csv(table) if len(runs) == 1 else seed_table.to_csv(table))
-  results["plots"] = [os.path.basename(p) for p in write_plots(runs, out)]
-  atomic_files.write_json(os.path.join(out, "results.json"), results)
+  """The merged run's files, as ``experiments.compare`` writes its own."""
+  outputs.write_outputs(out, results, runs, read_table(results["table"]))
 
 
 def main(argv):

@@ -42,11 +42,9 @@ import numpy as np
 from absl import logging
 
 from bcjax import compatibility, environment, keys, registry
-from bcjax.evaluation import recall_table, seed_table
-from bcjax.evaluation.plots import write_plots
+from bcjax.evaluation import seed_table
 from bcjax.evaluation.table import comparison_table
 from bcjax.evaluation.table_records import ComparisonTable
-from bcjax.evaluation.table_text import to_csv, to_markdown
 from bcjax.evaluation.unintended import (
   ConsumerChoice,
   UnintendedResults,
@@ -61,7 +59,7 @@ from bcjax.fitting.consumers import (
 )
 from bcjax.fitting.tasks import Task, available_tasks, build_task
 from bcjax.jobs import config as config_lib
-from bcjax.jobs import processes, runner, seed_lockstep
+from bcjax.jobs import outputs, processes, runner, seed_lockstep
 from bcjax.jobs.metric_writer import MetricWriter
 from bcjax.jobs.run_data import RunData
 from bcjax.storage import atomic_files
@@ -301,7 +299,7 @@ def _host_tables(tables) -> tuple:
 
 
 def _write_outputs(workdir, runs, writer: MetricWriter, started) -> dict:
-  """The table over seeds, its Markdown, CSV and plots; the job's results.json.
+  """The job's results over seeds, written by :func:`outputs.write_outputs`.
 
   Args:
     workdir: the job's workdir.
@@ -329,33 +327,14 @@ def _write_outputs(workdir, runs, writer: MetricWriter, started) -> dict:
       }
       for i, (r, t) in enumerate(runs)
     ]
-  for row in table.rows:
-    writer.write(
-      f"table/{row.strategy}",
-      0,
-      {c: row.cell(c) for c in ("intended", "unintended", "total", "alignment_error")},
-      strategy=row.strategy,
-    )
-  if n == 1:
-    markdown = to_markdown(table) + "\n" + recall_table.to_markdown(results)
-  else:
-    markdown = (
-      seed_table.to_markdown(table)
-      + "\nEmbedding seed 0 (every seed's numbers are in results.json's per_seed):\n\n"
-      + recall_table.to_markdown(results)
-    )
-  markdown = _report_split_note(results["config"]) + markdown
-  if "compatibility" in results:
-    markdown += "\n" + compatibility.to_markdown(results["compatibility"])
-  with atomic_files.atomic_open(os.path.join(workdir, "table.md")) as f:
-    f.write(markdown)
-  with atomic_files.atomic_open(os.path.join(workdir, "table.csv")) as f:
-    f.write(to_csv(table) if n == 1 else seed_table.to_csv(table))
-  results["plots"] = [os.path.basename(p) for p in write_plots(runs, workdir)]
-  results["environment"] = environment.record(started)
-  atomic_files.write_json(os.path.join(workdir, "results.json"), results)
-  logging.info("comparison table (%s):\n%s", workdir, markdown)
-  return results
+  return outputs.write_outputs(
+    workdir,
+    results,
+    runs,
+    table,
+    writer=writer,
+    environment=environment.record(started),
+  )
 
 
 # Seconds of one consumer grid epoch (every dropout and seed of one hidden
@@ -388,18 +367,3 @@ def _mean_defined(values) -> float:
 
 def _fmt(value):
   return "n/a" if value is None else f"{value:.4f}"
-
-
-def _report_split_note(config) -> str:
-  """The line of ``table.md`` that says whose Recall@K the tables report."""
-  if config.get("report_split", "validation") == "held_out":
-    return (
-      "Recall@K is reported on the held-out half of each version's validation "
-      "users; the other half chose the kept epoch "
-      "(`config.report_split=held_out`).\n\n"
-    )
-  return (
-    "Recall@K is reported on every validation user, the same users that chose "
-    "each version's kept epoch, as the reference does "
-    "(`config.report_split=validation`).\n\n"
-  )
