@@ -31,6 +31,9 @@ import warnings
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Where subprocesses append the third-party deprecations they saw (JSON lines).
 LOG_VARIABLE = "BCJAX_TEST_DEPRECATIONS_LOG"
+# Where the end-of-run summary is also written, when set (.ci/run prints the
+# newest stack's again at the very end).
+SUMMARY_VARIABLE = "BCJAX_TEST_DEPRECATIONS_SUMMARY"
 SUMMARY_TITLE = "third-party deprecations (not errors; bcjax's own are)"
 
 
@@ -130,10 +133,13 @@ def pytest_terminal_summary(terminalreporter):
   log = os.environ.get(LOG_VARIABLE)
   if log:
     _summary.add_log(log)
-  lines = _summary.lines()
+  lines = _summary.lines() or ["none"]
   terminalreporter.section(SUMMARY_TITLE)
-  for line in lines or ["none"]:
+  for line in lines:
     terminalreporter.write_line(line)
+  if os.environ.get(SUMMARY_VARIABLE):
+    with open(os.environ[SUMMARY_VARIABLE], "w") as f:
+      f.write("".join(line + "\n" for line in lines))
 
 
 def install_in_subprocess() -> None:

@@ -39,6 +39,7 @@ def planted(pytester, monkeypatch):
     "PYTHONPATH", os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")])
   )
   monkeypatch.setenv(deprecations.LOG_VARIABLE, str(pytester.path / "log.jsonl"))
+  monkeypatch.setenv(deprecations.SUMMARY_VARIABLE, str(pytester.path / "summary.txt"))
   return pytester
 
 
@@ -61,6 +62,10 @@ def test_one_outside_the_project_is_only_in_the_summary(planted):
       f"*{deprecations.SUMMARY_TITLE}*",
       "1x elsewhere: DeprecationWarning: old_api is deprecated; use new_api",
     ]
+  )
+  # The copy .ci/run prints again at its end.
+  assert (planted.path / "summary.txt").read_text() == (
+    "1x elsewhere: DeprecationWarning: old_api is deprecated; use new_api\n"
   )
 
 
