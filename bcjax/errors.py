@@ -7,6 +7,7 @@ any other exception is a bug in bcjax and keeps its traceback.
 """
 
 import contextlib
+import difflib
 import sys
 
 
@@ -30,25 +31,57 @@ def unknown_name(kind: str, name: str, valid) -> InputError:
     An :class:`InputError` to raise.
   """
   return InputError(
-    f"unknown {kind} {name!r}; valid {kind} names: {', '.join(sorted(valid))}"
+    f"unknown {kind} {name!r}{did_you_mean(name, valid)}; valid {kind} names: "
+    f"{', '.join(sorted(valid))}"
   )
 
 
-def check_new_name(kind: str, name: str, registered) -> None:
+def did_you_mean(name: str, valid) -> str:
+  """``"; did you mean a, b"`` for the valid names close to ``name``, else ``""``."""
+  close = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.6)
+  return f"; did you mean {', '.join(close)}" if close else ""
+
+
+def check_new_name(kind: str, name: str) -> None:
   """Refuses a registry name that strategy names could not parse.
 
   Args:
     kind: what is registered, e.g. ``"transform"``.
     name: the new name; strategy names join names with ``-``.
-    registered: the names taken.
 
   Raises:
-    InputError: for an empty name, one with ``-`` or one already taken.
+    InputError: for an empty name or one with ``-``.
   """
   if "-" in name or not name:
     raise InputError(f"{kind} name {name!r} must be non-empty, without '-'")
-  if name in registered:
-    raise InputError(f"{kind} {name!r} is already registered")
+
+
+def origin(fn) -> str:
+  """``module.qualname`` of a registered function: where a name came from."""
+  module = getattr(fn, "__module__", None) or "?"
+  return f"{module}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+def check_not_taken(kind: str, name: str, taken, fn) -> None:
+  """Refuses ``name`` when another function registered it.
+
+  The same function registered again (its module imported anew, a notebook
+  cell run twice) is allowed: it replaces the entry.
+
+  Args:
+    kind: what is registered, e.g. ``"transform"``.
+    name: the name.
+    taken: the function already registered as ``name``, or None.
+    fn: the function registering it now.
+
+  Raises:
+    InputError: naming both functions and their modules.
+  """
+  if taken is not None and origin(taken) != origin(fn):
+    raise InputError(
+      f"{kind} {name!r} is already registered by {origin(taken)}; "
+      f"{origin(fn)} registers it again: expected a name of its own"
+    )
 
 
 @contextlib.contextmanager

@@ -7,18 +7,44 @@ import jax.numpy as jnp
 import pytest
 
 from bcjax import extensions, methods
+from bcjax.align import families
 from bcjax.components import losses, transforms
 from bcjax.errors import InputError
 from bcjax.storage.results import VersionResult
 
 
-def test_registries_refuse_duplicates_and_list_valid_names():
-  with pytest.raises(InputError, match="transform 'linear' is already registered"):
-    transforms.register_transform("linear")
-  with pytest.raises(InputError, match="alignment loss 'sloss' is already registered"):
-    losses.register_loss("sloss")
-  with pytest.raises(InputError, match="method 'joint' is already registered"):
-    methods.register_method("joint")
+def _impostor(*args):
+  del args
+
+
+def test_registries_refuse_duplicates_naming_both_and_list_valid_names():
+  # The message names the function (and module) that holds the name and the
+  # one that asked for it again.
+  for register, name, holder, kind in (
+    (
+      transforms.register_transform,
+      "linear",
+      "bcjax.components.transforms.linear",
+      "transform",
+    ),
+    (losses.register_loss, "sloss", "bcjax.components.losses.sloss", "alignment loss"),
+    (methods.register_method, "joint", "bcjax.methods.paper.joint", "method"),
+  ):
+    with pytest.raises(InputError) as error:
+      register(name)(_impostor)
+    assert str(error.value) == (
+      f"{kind} {name!r} is already registered by {holder}; "
+      f"tests.test_registries._impostor registers it again: expected a name of its own"
+    )
+  linear = families.FAMILIES["linear"]
+  with pytest.raises(
+    InputError,
+    match="bridge family 'linear' is already registered by "
+    "bcjax.align.families._fit_linear; tests.test_registries._impostor registers",
+  ):
+    families.register_family(linear._replace(fit=_impostor))
+  assert families.register_family(linear) is linear  # the same fit again
+  assert families.FAMILIES["linear"] is linear
   with pytest.raises(InputError, match="config key 'finetune_m0' of method"):
     methods.register_method("finetune_m0")
   with pytest.raises(InputError, match="without '-'"):
@@ -27,6 +53,43 @@ def test_registries_refuse_duplicates_and_list_valid_names():
     losses.get_loss("xloss")
   with pytest.raises(InputError, match="unknown method 'fast'; valid method names:"):
     methods.get_method("fast")
+  with pytest.raises(InputError, match="unknown method 'jiont'; did you mean joint;"):
+    methods.get_method("jiont")
+
+
+def test_the_same_function_registered_again_replaces_its_entry():
+  # A module imported anew, or a notebook cell run twice, registers the same
+  # function (module and qualified name) again: allowed.
+  saved = [
+    dict(r) for r in (transforms.TRANSFORMS, losses.LOSSES, methods.base.METHODS)
+  ]
+  try:
+    linear = transforms.TRANSFORMS["linear"].factory
+    transforms.register_transform(
+      "linear", hparams=transforms.TRANSFORMS["linear"].hparams
+    )(linear)
+    sloss = losses.LOSSES["sloss"]
+    losses.register_loss("sloss", hparams=sloss.hparams_class, check=sloss.check)(
+      sloss.fn
+    )
+    joint = methods.get_method("joint")
+    methods.register_method(
+      "joint",
+      hparams=joint.hparams,
+      takes_transform=joint.takes_transform,
+      keeps_m0=joint.keeps_m0,
+      reads=joint.reads,
+      check=joint.check,
+    )(joint.fn)
+    assert transforms.TRANSFORMS["linear"].factory is linear
+    assert losses.LOSSES["sloss"].fn is sloss.fn
+    assert methods.get_method("joint").fn is joint.fn
+  finally:
+    for registry, before in zip(
+      (transforms.TRANSFORMS, losses.LOSSES, methods.base.METHODS), saved
+    ):
+      registry.clear()
+      registry.update(before)
 
 
 @dataclasses.dataclass

@@ -43,6 +43,21 @@ def test_unknown_name_lists_valid_ones():
     assert name in message
 
 
+def test_unknown_name_says_what_it_is_close_to_and_which_part_is_missing():
+  with pytest.raises(InputError, match="unknown strategy 'nbc'; did you mean nobc;"):
+    parse_strategy("nbc")
+  # A part no registry has is most often an extension's, not loaded.
+  with pytest.raises(InputError) as error:
+    parse_strategy("joint-linear-cosloss")
+  assert "did you mean joint-linear-sloss" in str(error.value)
+  assert (
+    "(no alignment loss 'cosloss' is registered: if an extension defines it, "
+    "load its module with --config.imports=MODULE)"
+  ) in str(error.value)
+  with pytest.raises(InputError, match=r"--config.imports=myext does not register it"):
+    parse_strategy("joint-lowrank-sloss", imports="myext")
+
+
 def test_config_strategy_list_expands_paper_and_dedupes_aliases():
   config = test_config.get_config()
   config.strategy = "paper,bc-aligner,joint-mlp-sloss"

@@ -36,7 +36,7 @@ import optax
 
 from bcjax.align.moments import Moments
 from bcjax.components.softorthogonal import gram_penalty
-from bcjax.errors import InputError, check_new_name, unknown_name
+from bcjax.errors import InputError, check_new_name, check_not_taken, unknown_name
 
 
 def check_field(hp, name: str, *, minimum: float, integer: bool = False, below=None):
@@ -85,8 +85,16 @@ FAMILIES: dict[str, Family] = {}
 
 
 def register_family(family: Family) -> Family:
-  """Adds a family to the registry; ``fit`` and ``auto`` pick it up."""
-  check_new_name("bridge family", family.name, FAMILIES)
+  """Adds a family to the registry; ``fit`` and ``auto`` pick it up.
+
+  A name registered by another family's ``fit`` is refused, naming both; the
+  same ``fit`` again (its module imported anew) replaces the entry.
+  """
+  check_new_name("bridge family", family.name)
+  taken = FAMILIES.get(family.name)
+  check_not_taken(
+    "bridge family", family.name, None if taken is None else taken.fit, family.fit
+  )
   FAMILIES[family.name] = family
   return family
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from bcjax import extensions
 from bcjax.components import hparams as hparams_lib
 from bcjax.components.transforms import BackwardTransform
-from bcjax.errors import InputError, check_new_name, unknown_name
+from bcjax.errors import InputError, check_new_name, check_not_taken, unknown_name
 
 
 def bpr_loss(
@@ -205,13 +205,16 @@ def register_loss(
     check: ``transform -> reason or None`` (default: valid with any family).
 
   Raises:
-    InputError: for a name with ``-``, one already registered, or hparams
-      that are not a frozen dataclass with defaults.
+    InputError: for a name with ``-``, one registered by another function
+      (naming both; the same function again replaces it), or hparams that
+      are not a frozen dataclass with defaults.
   """
-  check_new_name("alignment loss", name, LOSSES)
+  check_new_name("alignment loss", name)
   hparams_lib.check_class("alignment loss", name, hparams)
 
   def register(fn: Callable[..., jax.Array]) -> AlignmentLoss:
+    taken = LOSSES.get(name)
+    check_not_taken("alignment loss", name, None if taken is None else taken.fn, fn)
     loss = AlignmentLoss(
       name,
       fn,

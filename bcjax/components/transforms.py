@@ -33,7 +33,7 @@ from flax import struct
 from bcjax import extensions
 from bcjax.components import hparams as hparams_lib
 from bcjax.components import solvers
-from bcjax.errors import InputError, check_new_name, unknown_name
+from bcjax.errors import InputError, check_new_name, check_not_taken, unknown_name
 
 Params = Any
 
@@ -139,13 +139,18 @@ def register_transform(
       ``learned`` and ``solvers``).
 
   Raises:
-    InputError: for a name with ``-``, one already registered, or hparams
-      that are not a frozen dataclass with defaults.
+    InputError: for a name with ``-``, one registered by another factory
+      (naming both; the same factory again replaces it), or hparams that are
+      not a frozen dataclass with defaults.
   """
-  check_new_name("transform", name, TRANSFORMS)
+  check_new_name("transform", name)
   hparams_lib.check_class("transform", name, hparams)
 
   def register(factory: Callable[[Any], BackwardTransform]):
+    taken = TRANSFORMS.get(name)
+    check_not_taken(
+      "transform", name, None if taken is None else taken.factory, factory
+    )
     family = TransformFamily(name, factory, hparams, extensions.source_of(factory))
     TRANSFORMS[name] = family
 

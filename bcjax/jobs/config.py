@@ -114,7 +114,7 @@ def strategies(config: ml_collections.ConfigDict) -> list[ResolvedStrategy]:
   out: dict[str, ResolvedStrategy] = {}
   for name in names:
     for each in PAPER_STRATEGIES if name == "paper" else (name,):
-      strategy = parse_strategy(each)
+      strategy = parse_strategy(each, imports=config.get("imports", ""))
       if strategy.name not in out:
         out[strategy.name] = resolve(strategy, config)
   return list(out.values())

@@ -28,7 +28,7 @@ from bcjax.components import hparams as hparams_lib
 from bcjax.components.losses import AlignmentLoss
 from bcjax.components.transforms import BackwardTransform
 from bcjax.data.split import VersionSplit
-from bcjax.errors import InputError, unknown_name
+from bcjax.errors import InputError, check_not_taken, unknown_name
 from bcjax.fitting.posthoc import PosthocConfig, PosthocFit, fit_posthoc
 from bcjax.fitting.train import FitConfig, FitResult, fit_version
 from bcjax.models.device_graph import BipartiteGraph
@@ -339,15 +339,15 @@ def register_method(
   ``_``) and the CLI pick it up; ``fn`` reads its values as ``ctx.hparams``.
 
   Raises:
-    InputError: for an empty name, one already registered (also as its
-      config key), or hparams that are not a frozen dataclass with defaults.
+    InputError: for an empty name, one registered by another function
+      (naming both; the same function again replaces it), a config key
+      another method has, or hparams that are not a frozen dataclass with
+      defaults.
   """
   if not name:
     raise InputError("a method name must be non-empty")
-  if name in METHODS:
-    raise InputError(f"method {name!r} is already registered")
   key = hparams_lib.section_key(name)
-  clash = [m for m in METHODS if hparams_lib.section_key(m) == key]
+  clash = [m for m in METHODS if m != name and hparams_lib.section_key(m) == key]
   if clash:
     raise InputError(
       f"method {name!r} has the config key {key!r} of method {clash[0]!r}; "
@@ -356,6 +356,8 @@ def register_method(
   hparams_lib.check_class("method", name, hparams)
 
   def register(fn: MethodFn) -> MethodFn:
+    taken = METHODS.get(name)
+    check_not_taken("method", name, None if taken is None else taken.fn, fn)
     METHODS[name] = Method(
       name,
       fn,

@@ -26,7 +26,7 @@ from typing import Any
 from bcjax import methods
 from bcjax.components import hparams as hparams_lib
 from bcjax.components import losses, transforms
-from bcjax.errors import InputError
+from bcjax.errors import InputError, did_you_mean
 from bcjax.methods.base import ResolvedStrategy
 
 __all__ = [
@@ -115,12 +115,18 @@ def valid_names() -> list[str]:
   return names + sorted(ALIASES)
 
 
-def parse_strategy(name: str) -> Strategy:
+def parse_strategy(name: str, imports: str | None = None) -> Strategy:
   """The :class:`Strategy` of ``name``.
 
+  Args:
+    name: a strategy name or alias.
+    imports: the extensions the caller loaded (``config.imports``), named in
+      the hint of an unknown name whose part no registry has.
+
   Raises:
-    InputError: for an unknown name (listing the valid ones) or an invalid
-      combination of the grammar (with the reason).
+    InputError: for an unknown name (the close valid names, a part that no
+      registry has, and every valid name) or an invalid combination of the
+      grammar (with the reason).
   """
   canonical = ALIASES.get(name, name)
   for each, method, transform, loss in _combinations():
@@ -132,9 +138,38 @@ def parse_strategy(name: str) -> Strategy:
     if reason:
       raise InputError(f"strategy {name!r} is not a valid combination: {reason}")
     return Strategy(canonical, method.name, transform, loss)
+  valid = valid_names()
   raise InputError(
-    f"unknown strategy {name!r}; valid strategy names: {', '.join(valid_names())}"
+    f"unknown strategy {name!r}{did_you_mean(name, valid)}{_unregistered(name, imports)}"
+    f"; valid strategy names: {', '.join(valid)}"
   )
+
+
+def _unregistered(name: str, imports: str | None) -> str:
+  """Which part of a ``<method>-<transform>-<loss>`` name no registry has.
+
+  Such a part is often an extension's component whose module was not loaded:
+  the hint names ``--config.imports``.
+  """
+  parts = name.split("-")
+  if len(parts) != 3:
+    return ""
+  registries = (
+    ("method", [m.name for m in methods.registered_methods()]),
+    ("transform", transforms.TRANSFORMS),
+    ("alignment loss", losses.LOSSES),
+  )
+  missing = [
+    f"{kind} {p!r}" for p, (kind, names) in zip(parts, registries) if p not in names
+  ]
+  if not missing:
+    return ""
+  where = (
+    f"--config.imports={imports} does not register it"
+    if imports
+    else "if an extension defines it, load its module with --config.imports=MODULE"
+  )
+  return f" (no {' or '.join(missing)} is registered: {where})"
 
 
 def method_hparams(method: methods.Method, config) -> Any:
