@@ -82,19 +82,22 @@ def fit_transform_posthoc(
   ctx: Context,
   current: Version,
   earlier: list[Version],
+  start=None,
   **settings,
 ) -> tuple[PosthocFit, float]:
   """B_k fitted by SGD on ``current``'s frozen embeddings to the previous version.
 
-  B_k starts from the transform's init (key ``ctx.transform_key``); the fit
-  draws from the ``posthoc`` stream of ``ctx.key``, with the strategy's loss
-  (the older transforms frozen).
+  B_k starts from ``start``, else from the transform's init (key
+  ``ctx.transform_key``); the fit draws from the ``posthoc`` stream of
+  ``ctx.key``, with the strategy's loss (the older transforms frozen).
 
   Args:
     ctx: version k's context.
     current: the version whose M_k is frozen (another strategy's, or this
       method's own first stage).
     earlier: the strategy's versions ``0..k-1``.
+    start: B_k's parameters to start from, e.g. a jointly trained B_k
+      (``current.transform_params``) to refine; None: a fresh init.
     **settings: :func:`posthoc_config`'s (``epochs``, ``keep_after``, ...).
 
   Returns:
@@ -102,7 +105,11 @@ def fit_transform_posthoc(
   """
   previous = earlier[-1]
   k = ctx.split.version
-  params = ctx.transform.init(ctx.transform_key, current.model.dim, previous.model.dim)
+  params = start
+  if params is None:
+    params = ctx.transform.init(
+      ctx.transform_key, current.model.dim, previous.model.dim
+    )
   tick = time.perf_counter()
   fit = ctx.fit_posthoc(
     params,
