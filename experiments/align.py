@@ -317,6 +317,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
+  environment.set_up_process()
   with exit_on_user_error():
     given = [FLAGS.old, FLAGS.new]
     if FLAGS.versions and any(given):

@@ -22,7 +22,7 @@ area under each curve; ``compat_blend.png``, ``compat_backfill.png``). Consumers
 
 from absl import app, flags, logging
 
-from bcjax import compatibility
+from bcjax import compatibility, environment
 from bcjax.errors import InputError, exit_on_user_error
 
 FLAGS = flags.FLAGS
@@ -37,6 +37,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
+  environment.set_up_process()
   with exit_on_user_error():
     starts = None
     if FLAGS.start_versions is not None:

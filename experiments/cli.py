@@ -18,7 +18,6 @@ import difflib
 import importlib.util
 import logging as std_logging
 import os
-import re
 import sys
 from collections.abc import Callable
 
@@ -33,33 +32,6 @@ from bcjax.errors import InputError, exit_on_user_error
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 SHIPPED_CONFIGS = ("default", "converged", "paper", "test")
-
-# jaxlib's batched LAPACK kernels on CPU (hanging in 0.10.2, not in 0.12.0.1)
-# split their batch over the intra-op pool the executable's thunks already
-# run on, then block until it is done. When as many of them run at
-# once as the pool has threads (two on a 2-core machine: seeds vmapped through
-# two QR gradients in joint-orthogonal-mloss from version 2 on), nothing is
-# left to run their work and the process waits forever, idle. XLA sizes that
-# pool from NPROC when it is set; a wider pool leaves threads to do the work.
-# Only for seeds in a batch: unbatched kernels do not split, and the wider
-# pool costs a 2-core machine 10-25% of a nobc epoch (ml-100k, 20 epochs).
-# The pool's size also decides how XLA splits float sums (a vmapped MLP
-# gradient differed by 2e-5 between NPROC 2 and 16), so a run and its resume
-# are bit-identical only under one NPROC.
-CPU_POOL_FIXED_JAXLIB = (0, 12, 0)
-CPU_POOL_THREADS = 16
-
-# Those LAPACK kernels call the OpenBLAS that scipy ships, which by default
-# starts its own threads and hands every call to them. Called at once from
-# XLA's pool threads, they spin and wait on each other: on 2 cores a vmapped
-# QR gradient (10 seeds, three 64x64 QRs, 100 steps) took 17-47 s against
-# 1.1-1.6 s with one BLAS thread per caller (jaxlib 0.10.2 and 0.12.0.1,
-# bit-identical results; timed while a run shared the cores), and
-# joint-orthogonal-mloss v3 on ml-100k 20.6 against 10.5 s an epoch. scipy
-# loads that library at the first LAPACK call, so the variable still counts
-# when a binary's main sets it; numpy's own copy, loaded at import, keeps its
-# threads for host-side work.
-BLAS_THREADS_VARIABLE = "OPENBLAS_NUM_THREADS"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for results and checkpoints.")
@@ -258,8 +230,7 @@ def main_for(run: Callable) -> Callable:
     logging.set_verbosity(logging.INFO)
     # ABSLHandler forwards records to its python_handler without filtering.
     logging.get_absl_handler().python_handler.addFilter(_not_library_chatter)
-    widen_cpu_pool(jaxlib.__version__, FLAGS.config.get("seed_batch", 1), os.environ)
-    one_blas_thread_per_caller(os.environ)
+    environment.set_up_process(FLAGS.config.get("seed_batch", 1))
     with exit_on_user_error():
       start_distributed()
       warning = environment.slow_scatter_warning(
@@ -270,46 +241,6 @@ def main_for(run: Callable) -> Callable:
       run(FLAGS.config, FLAGS.workdir)
 
   return main
-
-
-def widen_cpu_pool(jaxlib_version: str, seed_batch: int, environ: dict) -> bool:
-  """Sizes XLA's CPU intra-op pool past the batched-LAPACK hang, if needed.
-
-  Only before the backend exists: XLA reads NPROC when it creates the CPU
-  client. A value the caller set is kept.
-
-  Args:
-    jaxlib_version: ``jaxlib.__version__``.
-    seed_batch: seeds per program (``config.seed_batch``).
-    environ: the process environment (``os.environ``), set in place.
-
-  Returns:
-    Whether NPROC was set.
-  """
-  release = re.match(r"(\d+)\.(\d+)\.(\d+)", jaxlib_version)
-  fixed = release and tuple(map(int, release.groups())) >= CPU_POOL_FIXED_JAXLIB
-  if fixed or seed_batch <= 1 or "NPROC" in environ:
-    return False
-  environ["NPROC"] = str(max(CPU_POOL_THREADS, os.cpu_count() or 1))
-  return True
-
-
-def one_blas_thread_per_caller(environ: dict) -> bool:
-  """Keeps jaxlib's LAPACK kernels from fanning out to OpenBLAS's threads.
-
-  Only before the first LAPACK call: scipy's OpenBLAS reads the variable when
-  it loads. A value the caller set is kept.
-
-  Args:
-    environ: the process environment (``os.environ``), set in place.
-
-  Returns:
-    Whether the variable was set.
-  """
-  if BLAS_THREADS_VARIABLE in environ:
-    return False
-  environ[BLAS_THREADS_VARIABLE] = "1"
-  return True
 
 
 def start_distributed() -> None:

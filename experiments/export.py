@@ -36,7 +36,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from bcjax import registry
+from bcjax import environment, registry
 from bcjax.data.datasets import load_dataset
 from bcjax.errors import InputError, exit_on_user_error
 from bcjax.storage.atomic_files import atomic_open
@@ -168,6 +168,7 @@ def write_labels(
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
+  environment.set_up_process()
   with exit_on_user_error():
     if FLAGS.labels_out and not FLAGS.label_attribute:
       raise InputError("--labels_out needs --label_attribute")

@@ -36,6 +36,7 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
+from bcjax import environment
 from bcjax.components import solvers
 from bcjax.evaluation.alignment import alignment_error
 from bcjax.jobs import config as config_lib
@@ -69,6 +70,7 @@ STRATEGY = "posthoc-linear-sloss"
 
 def main(argv):
   del argv
+  environment.set_up_process()
   config = default.get_config()
   if FLAGS.base == "converged":
     config.method.posthoc = converged.get_config().method.posthoc

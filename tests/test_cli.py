@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from bcjax import environment
 from experiments import cli
 from tests.conftest import ROOT, run_module
 
@@ -212,29 +213,25 @@ def test_jaxlibs_lapack_runs_one_blas_thread_per_caller_in_a_binary(
   tmp_path, caller_set, threads
 ):
   env = dict(os.environ)
-  env.pop(cli.BLAS_THREADS_VARIABLE, None)
+  env.pop(environment.BLAS_THREADS_VARIABLE, None)
   if caller_set:
-    env[cli.BLAS_THREADS_VARIABLE] = caller_set  # the caller's choice stands
+    env[environment.BLAS_THREADS_VARIABLE] = caller_set  # the caller's choice stands
   stdout = run_source_binary(BLAS_BINARY, tmp_path, env=env)
   assert f"blas threads {threads}" in stdout
 
 
-WIDE = str(max(cli.CPU_POOL_THREADS, os.cpu_count()))
-
-
 @pytest.mark.parametrize(
-  "version,seed_batch,environ,nproc,widened",
+  "version,seed_batch,environ,widened",
   [
-    ("0.10.2", 10, {}, WIDE, True),
-    ("0.11.1.dev20260101", 2, {}, WIDE, True),
-    ("0.10.2", 1, {}, None, False),  # unbatched kernels do not split
-    ("0.12.0", 10, {}, None, False),
-    ("0.12.0.1", 10, {}, None, False),
-    ("0.10.2", 10, {"NPROC": "3"}, "3", False),  # the caller's choice stands
+    ("0.10.2", 10, {}, True),
+    ("0.11.1.dev20260101", 2, {}, True),
+    ("0.10.2", 1, {}, False),  # unbatched kernels do not split
+    ("0.12.0", 10, {}, False),
+    ("0.12.0.1", 10, {}, False),
+    ("0.10.2", 10, {"NPROC": "3"}, False),  # the caller's choice stands
   ],
 )
 def test_the_cpu_pool_is_widened_only_for_batched_seeds_on_jaxlibs_that_hang(
-  version, seed_batch, environ, nproc, widened
+  version, seed_batch, environ, widened
 ):
-  assert cli.widen_cpu_pool(version, seed_batch, environ) == widened
-  assert environ.get("NPROC") == nproc
+  assert environment.needs_wide_cpu_pool(version, seed_batch, environ) == widened

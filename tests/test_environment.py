@@ -1,7 +1,9 @@
 """The environment record kept in results.json."""
 
 import json
+import os
 import subprocess
+import sys
 
 import jax
 import pytest
@@ -60,3 +62,49 @@ def test_the_slow_scatter_jaxlibs_warn_on_gpus_only(jaxlib_version, platform, af
   if affected:
     assert jaxlib_version in warning and "jax-ml/jax#38806" in warning
     assert "'.[cuda]'" in warning
+
+
+SET_UP = """
+import json, os, sys
+from absl import logging
+for name in ("NPROC", "OPENBLAS_NUM_THREADS"):
+  os.environ.pop(name, None)
+from bcjax import environment
+import jax, jax.numpy as jnp
+if sys.argv[1] == "late":
+  jax.block_until_ready(jnp.linalg.qr(jnp.eye(4) + 1.0))  # backend up, LAPACK loaded
+logging.use_absl_handler()
+for _ in range(2):  # the second call warns no more
+  settings = environment.set_up_process(seed_batch=4)
+print("RECORD" + json.dumps(environment.record()["process"]))
+print("SET_UP" + json.dumps(settings))
+"""
+
+
+@pytest.mark.parametrize("when", ["early", "late"])
+def test_the_process_is_set_up_before_jax_starts_or_says_it_was_too_late(when):
+  proc = subprocess.run(
+    [sys.executable, "-c", SET_UP, when], capture_output=True, text=True, timeout=120
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  lines = dict(
+    (line[:6], json.loads(line[6:]))
+    for line in proc.stdout.splitlines()
+    if line[:6] in ("RECORD", "SET_UP")
+  )
+  record, settings = lines["RECORD"], lines["SET_UP"]
+  assert record == settings  # results.json keeps what the set-up left in force
+  variables = record["variables"]
+  widen = environment.needs_wide_cpu_pool(environment.jaxlib.__version__, 4, {})
+  wide = str(max(environment.CPU_POOL_THREADS, os.cpu_count()))
+  warnings = proc.stderr.count("too late to set")
+  if when == "early":
+    assert variables["OPENBLAS_NUM_THREADS"] == "1"
+    assert variables["NPROC"] == (wide if widen else None)
+    assert warnings == 0
+  else:
+    # Nothing set that could no longer take effect; one warning for both calls.
+    assert variables["OPENBLAS_NUM_THREADS"] is None
+    assert variables["NPROC"] is None
+    assert warnings == 1
+    assert "OPENBLAS_NUM_THREADS=1 (a LAPACK kernel already ran)" in proc.stderr

@@ -96,6 +96,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
     The results, as written to ``workdir/results.json``; None on processes
     other than 0 of a multi-process job, which train but write no outputs.
   """
+  environment.set_up_process(config.get("seed_batch", 1))
   config = config_lib.with_component_sections(config)
   config_lib.validate(config)
   strategies = config_lib.strategies(config)

@@ -294,6 +294,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Returns:
     Seed 0's results, as written to ``workdir/results.json``.
   """
+  environment.set_up_process(config.get("seed_batch", 1))
   config = config_lib.with_component_sections(config)
   config_lib.validate(config)
   strategies = config_lib.strategies(config)
