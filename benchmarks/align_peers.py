@@ -212,7 +212,7 @@ def one_seed(old, new, seed: int, python: str, path=(), previous=None) -> dict:
   train, test = split_ids(len(old), 0.2, seed)
   old_train, new_train = old[train], new[train]
   tick = time.perf_counter()
-  bridge = align.fit(old_train, new_train, seed=seed)
+  bridge = align.fit(old=old_train, new=new_train, seed=seed)
   bcjax_seconds = time.perf_counter() - tick
   sel = bridge.selection
 

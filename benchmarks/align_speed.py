@@ -106,17 +106,19 @@ def main(argv):
     f"the fit's floor at that rate: {out['floor_s']:.1f}s"
   )
 
-  linear, out["linear_fit_s"] = _timed(lambda: align.fit(old, new, family="linear"))
+  linear, out["linear_fit_s"] = _timed(
+    lambda: align.fit(old=old, new=new, family="linear")
+  )
   w = linear.params["kernel"]
   out["linear_max_error_vs_planted"] = float(np.abs(w - planted).max())
   print(f"align.fit linear:            {out['linear_fit_s']:6.1f}s")
   if FLAGS.more:
     _, out["linear_centred_fit_s"] = _timed(
-      lambda: align.fit(old, new, family="linear", center=True)
+      lambda: align.fit(old=old, new=new, family="linear", center=True)
     )
     print(f"align.fit linear, centred:   {out['linear_centred_fit_s']:6.1f}s")
     _, out["orthogonal_fit_s"] = _timed(
-      lambda: align.fit(old, new, family="orthogonal")
+      lambda: align.fit(old=old, new=new, family="orthogonal")
     )
     print(f"align.fit orthogonal:        {out['orthogonal_fit_s']:6.1f}s")
   served, out["apply_s"] = _timed(lambda: linear.apply(new))
@@ -128,7 +130,7 @@ def main(argv):
   if m:
     out["lstsq_rows"] = m
     part, out["fit_on_lstsq_rows_s"] = _timed(
-      lambda: align.fit(old[:m], new[:m], family="linear")
+      lambda: align.fit(old=old[:m], new=new[:m], family="linear")
     )
     (reference, *_), out["lstsq_s"] = _timed(
       lambda: np.linalg.lstsq(new[:m], old[:m], rcond=None)

@@ -74,8 +74,14 @@ from absl import app, flags, logging
 
 from bcjax import align, environment
 from bcjax.align import decision, report
-from bcjax.align.inputs import labels_of, load_labels, load_version
-from bcjax.align.protocol import chain_results, fit_step, match, step_splits
+from bcjax.align.inputs import TABLE_SUFFIXES, labels_of, load_labels, load_version
+from bcjax.align.protocol import (
+  chain_results,
+  fit_step,
+  match,
+  matched_rows_needed,
+  step_splits,
+)
 from bcjax.errors import InputError, exit_on_user_error
 from bcjax.storage.atomic_files import atomic_open, write_json
 
@@ -90,8 +96,19 @@ def define_flags() -> None:
   them in one process (a test session) would collide.
   """
   flags.DEFINE_string("workdir", None, "Folder for the outputs.")
-  flags.DEFINE_string("old", None, "(N, d_old) .npy or .npz: old-version embeddings.")
-  flags.DEFINE_string("new", None, "(N, d_new) .npy or .npz: new-version embeddings.")
+  flags.DEFINE_string(
+    "old", None, "Old-version embeddings: .npy, .npz, .csv or .parquet."
+  )
+  flags.DEFINE_string(
+    "new", None, "New-version embeddings: .npy, .npz, .csv or .parquet."
+  )
+  flags.DEFINE_string("id_column", "id", "The id column of a .csv or .parquet version.")
+  flags.DEFINE_list(
+    "columns",
+    [],
+    "The vector's columns of a .csv or .parquet version (empty: every column "
+    "but the id, or a Parquet file's one list column).",
+  )
   flags.DEFINE_list(
     "versions", None, "Files of versions 0..K, oldest first (not with --old/--new)."
   )
@@ -170,6 +187,8 @@ def run_versions(
   thresholds: decision.Thresholds | None = None,
   kind: str = "item",
   names: tuple[str, ...] | None = None,
+  id_column: str = "id",
+  columns: tuple[str, ...] = (),
 ) -> dict:
   """Fits and measures bridge ``k`` for each version ``k >= 1``, writes outputs.
 
@@ -190,6 +209,8 @@ def run_versions(
     kind: ``"item"`` or ``"user"``: what the store serves.
     names: the flags that named the files, for messages (default
       ``versions[k]``).
+    id_column, columns: a table version's id column and vector columns
+      (:func:`bcjax.align.inputs.load_version`).
 
   Returns:
     The results (the newest bridge's at the top level; every bridge's under
@@ -201,13 +222,16 @@ def run_versions(
   if kind not in ("item", "user"):
     raise InputError(f"--kind must be item or user, got {kind!r}")
   names = names or [f"versions[{v}]" for v in range(len(paths))]
-  loaded = [load_version(n, p) for n, p in zip(names, paths, strict=True)]
+  loaded = [
+    load_version(n, p, id_column=id_column, columns=columns)
+    for n, p in zip(names, paths, strict=True)
+  ]
   for v in range(1, len(paths)):
     # Rows of .npy files are their ids: rows of two lengths are a mistake
     # more often than two id sets.
     a, b = loaded[v - 1][1], loaded[v][1]
-    npz = any(p.endswith(".npz") for p in paths[v - 1 : v + 1])
-    if not npz and len(a) != len(b):
+    keyed = any(p.endswith((".npz", *TABLE_SUFFIXES)) for p in paths[v - 1 : v + 1])
+    if not keyed and len(a) != len(b):
       raise InputError(
         f"--{names[v - 1]} has {len(a)} rows but --{names[v]} has {len(b)}; rows "
         "must match one to one"
@@ -219,10 +243,11 @@ def run_versions(
   for version in range(1, len(paths)):
     (old_ids, _), (new_ids, _) = loaded[version - 1], loaded[version]
     old_rows, new_rows = match(old_ids, new_ids)
-    if len(new_rows) < 2:
+    needed, why = matched_rows_needed(family, test_fraction, k)
+    if len(new_rows) < needed:
       raise InputError(
-        f"versions {version - 1} and {version} share {len(new_rows)} ids; a bridge "
-        "needs rows of the same ids in both"
+        f"--{names[version - 1]} and --{names[version]} match {len(new_rows)} ids; "
+        f"a bridge here needs at least {needed} matched rows ({why})"
       )
     matched.append((old_rows, new_rows))
   splits = step_splits(
@@ -341,6 +366,8 @@ def main(argv):
       consumers=FLAGS.consumers,
       decision_splits=FLAGS.decision_splits,
       thresholds=decision.Thresholds(FLAGS.min_gain, FLAGS.min_retention),
+      id_column=FLAGS.id_column,
+      columns=tuple(FLAGS.columns),
     )
   print(report.to_markdown(results))
 

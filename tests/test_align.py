@@ -37,7 +37,7 @@ def _mse(bridge, new, old):
 @pytest.mark.parametrize("ridge", [0.0, 0.1])
 def test_linear_matches_lstsq_on_the_augmented_rows(d_new, d_old, ridge):
   new, old = _rows(0, 200, d_new), _rows(1, 200, d_old)
-  bridge = align.fit(old, new, family="linear", hparams={"ridge": ridge})
+  bridge = align.fit(old=old, new=new, family="linear", hparams={"ridge": ridge})
   # mean_rows ||x W - y||^2 + rho ||W||^2 as one least-squares problem.
   x = new.astype(np.float64)
   rho = ridge * np.mean(np.sum(x**2, axis=0) / len(x))
@@ -63,7 +63,7 @@ def test_orthogonal_recovers_a_planted_map_to_the_noise_level(d_new, d_old):
     new = _rows(4, n, d_new)
     old = new @ q
   old = (old + noise * _rows(5, n, d_old)).astype(np.float32)
-  bridge = align.fit(old, new.astype(np.float32), family="orthogonal")
+  bridge = align.fit(old=old, new=new.astype(np.float32), family="orthogonal")
   w = bridge.params["kernel"]
   small = w.T @ w if d_new >= d_old else w @ w.T
   np.testing.assert_allclose(small, np.eye(len(small)), atol=1e-5)
@@ -81,7 +81,7 @@ def test_reducedrank_recovers_a_planted_low_rank_map(d_new, d_old):
   planted = rng.normal(size=(d_new, rank)) @ rng.normal(size=(rank, d_old))
   new = _rows(7, 500, d_new)
   old = (new @ planted).astype(np.float32)
-  bridge = align.fit(old, new, family="reducedrank", hparams={"rank": rank})
+  bridge = align.fit(old=old, new=new, family="reducedrank", hparams={"rank": rank})
   assert bridge.params["left"].shape == (d_new, rank)
   assert bridge.params["right"].shape == (rank, d_old)
   np.testing.assert_allclose(
@@ -90,7 +90,7 @@ def test_reducedrank_recovers_a_planted_low_rank_map(d_new, d_old):
   # With noise, rank r is at least as good as any rank-r truncation of the
   # least-squares map (here: its top-r SVD), on the fitted rows.
   noisy = (old + _rows(8, 500, d_old)).astype(np.float32)
-  bridge = align.fit(noisy, new, family="reducedrank", hparams={"rank": rank})
+  bridge = align.fit(old=noisy, new=new, family="reducedrank", hparams={"rank": rank})
   full, *_ = np.linalg.lstsq(new, noisy, rcond=None)
   u, s, vt = np.linalg.svd(full)
   truncated = (u[:, :rank] * s[:rank]) @ vt[:rank]
@@ -101,7 +101,10 @@ def test_reducedrank_recovers_a_planted_low_rank_map(d_new, d_old):
 def test_reducedrank_refuses_a_rank_above_the_widths():
   with pytest.raises(InputError, match=r"rank 9 must be <= min\(d_new, d_old\) = 8"):
     align.fit(
-      _rows(0, 50, 12), _rows(1, 50, 8), family="reducedrank", hparams={"rank": 9}
+      old=_rows(0, 50, 12),
+      new=_rows(1, 50, 8),
+      family="reducedrank",
+      hparams={"rank": 9},
     )
 
 
@@ -112,13 +115,17 @@ def test_softorthogonal_tends_to_linear_and_to_orthogonal(d_new, d_old):
   old = (new @ rng.normal(size=(d_new, d_old)) + 0.1 * _rows(11, 500, d_old)).astype(
     np.float32
   )
-  linear = align.fit(old, new, family="linear").params["kernel"]
-  polar = align.fit(old, new, family="orthogonal")
-  weak = align.fit(old, new, family="softorthogonal", hparams={"strength": 1e-6})
+  linear = align.fit(old=old, new=new, family="linear").params["kernel"]
+  polar = align.fit(old=old, new=new, family="orthogonal")
+  weak = align.fit(
+    old=old, new=new, family="softorthogonal", hparams={"strength": 1e-6}
+  )
   np.testing.assert_allclose(
     weak.params["kernel"], linear, atol=0.02 * np.abs(linear).max()
   )
-  strong = align.fit(old, new, family="softorthogonal", hparams={"strength": 1e4})
+  strong = align.fit(
+    old=old, new=new, family="softorthogonal", hparams={"strength": 1e4}
+  )
   w = strong.params["kernel"]
   small = w.T @ w if d_new >= d_old else w @ w.T
   np.testing.assert_allclose(small, np.eye(min(d_new, d_old)), atol=1e-3)
@@ -130,13 +137,15 @@ def test_softorthogonal_tends_to_linear_and_to_orthogonal(d_new, d_old):
     # factor (which is the padded Procrustes solution, also feasible).
     assert _mse(strong, new, old) <= _mse(polar, new, old) * (1 + 1e-4)
   # In between, the error lies between the two ends.
-  middle = align.fit(old, new, family="softorthogonal", hparams={"strength": 1.0})
+  middle = align.fit(
+    old=old, new=new, family="softorthogonal", hparams={"strength": 1.0}
+  )
   assert _mse(weak, new, old) < _mse(middle, new, old) < _mse(polar, new, old)
   # The gate: a tolerance as large as the linear fit's deviation frees it.
   g = linear.T @ linear if d_new >= d_old else linear @ linear.T
   free = align.fit(
-    old,
-    new,
+    old=old,
+    new=new,
     family="softorthogonal",
     hparams={
       "strength": 1e4,
@@ -152,8 +161,8 @@ def test_mlp_fits_a_nonlinear_map_saves_and_refuses_export(tmp_path):
   new = _rows(12, 600, 8)
   old = np.abs(new[:, :6]).astype(np.float32)
   hp = align.MLPHP(hidden=32, max_epochs=60, patience=5, learning_rate=1e-2)
-  bridge = align.fit(old, new, family="mlp", hparams=hp, seed=1)
-  linear = align.fit(old, new, family="linear")
+  bridge = align.fit(old=old, new=new, family="mlp", hparams=hp, seed=1)
+  linear = align.fit(old=old, new=new, family="linear")
   assert _mse(bridge, new, old) < 0.5 * _mse(linear, new, old)
   assert bridge.num_params == 8 * 32 + 32 + 32 * 6 + 6
   with pytest.raises(InputError, match=r"^a mlp bridge is not affine: .*apply\)$"):
@@ -164,7 +173,7 @@ def test_mlp_fits_a_nonlinear_map_saves_and_refuses_export(tmp_path):
   assert again.family == "mlp" and again.hparams == hp
   np.testing.assert_array_equal(again.apply(new), bridge.apply(new))
   # Same seed, same bridge.
-  twin = align.fit(old, new, family="mlp", hparams=hp, seed=1)
+  twin = align.fit(old=old, new=new, family="mlp", hparams=hp, seed=1)
   np.testing.assert_array_equal(twin.apply(new), bridge.apply(new))
 
 
@@ -174,8 +183,8 @@ def test_centring_makes_the_bridge_affine_and_export_applies_it(family, tmp_path
   q = _semi_orthogonal(14, 8, 8)
   new = (_rows(15, 400, 8) + 5.0).astype(np.float32)
   old = (new @ q + rng.normal(size=8) * 3).astype(np.float32)
-  plain = align.fit(old, new, family=family)
-  centred = align.fit(old, new, family=family, center=True)
+  plain = align.fit(old=old, new=new, family=family)
+  centred = align.fit(old=old, new=new, family=family, center=True)
   assert centred.center and not plain.center
   assert _mse(centred, new, old) < 1e-8 < _mse(plain, new, old)
   np.testing.assert_allclose(centred.prep.mean_new, new.mean(axis=0), rtol=1e-5)
@@ -191,11 +200,11 @@ def test_centring_makes_the_bridge_affine_and_export_applies_it(family, tmp_path
 
 def test_normalize_is_recorded_exported_and_applied(tmp_path):
   new, old = _rows(16, 300, 8), _rows(17, 300, 12)
-  bridge = align.fit(old, new, family="linear", center=True, normalize=True)
+  bridge = align.fit(old=old, new=new, family="linear", center=True, normalize=True)
   unit = new / np.linalg.norm(new, axis=1, keepdims=True)
   target = old / np.linalg.norm(old, axis=1, keepdims=True)
   # Equivalent to a plain centred fit of the normalised rows.
-  want = align.fit(target, unit, family="linear", center=True)
+  want = align.fit(old=target, new=unit, family="linear", center=True)
   np.testing.assert_allclose(bridge.apply(new), want.apply(unit), atol=1e-5)
   path = str(tmp_path / "bridge.npz")
   bridge.export_npz(path)
@@ -218,7 +227,7 @@ def test_normalize_is_recorded_exported_and_applied(tmp_path):
 def test_save_and_load_give_the_same_bridge(family, hparams, tmp_path):
   new, old = _rows(18, 300, 12), _rows(19, 300, 8)
   bridge = align.fit(
-    old, new, family=family, hparams=hparams, center=True, normalize=True
+    old=old, new=new, family=family, hparams=hparams, center=True, normalize=True
   )
   bridge.save(str(tmp_path / "b.npz"))
   again = align.load(str(tmp_path / "b.npz"))
@@ -233,7 +242,7 @@ def test_save_and_load_give_the_same_bridge(family, hparams, tmp_path):
 
 def test_apply_handles_many_rows_in_chunks_and_checks_its_input():
   new, old = _rows(20, 300, 8), _rows(21, 300, 8)
-  bridge = align.fit(old, new, family="linear", center=True)
+  bridge = align.fit(old=old, new=new, family="linear", center=True)
   big = _rows(22, 70_000, 8)  # more than one serving chunk of 65536 rows
   m, b = bridge.matrix_and_bias()
   np.testing.assert_allclose(bridge.apply(big), big @ m + b, atol=1e-4)
@@ -253,7 +262,7 @@ def test_auto_prefers_fewer_parameters_within_the_noise_and_fit_otherwise():
   new = _rows(24, 1000, 8)
   noise = 0.3 * _rows(25, 1000, 8)
   fixed = {"grid": grid, "k": 1, "center": False, "normalize": False}
-  bridge = align.fit((new @ q + noise).astype(np.float32), new, **fixed)
+  bridge = align.fit(old=(new @ q + noise).astype(np.float32), new=new, **fixed)
   sel = bridge.selection
   assert len(sel.validation_rows) == 200
   assert [c.family for c in sel.candidates] == ["linear", "orthogonal", "reducedrank"]
@@ -264,7 +273,7 @@ def test_auto_prefers_fewer_parameters_within_the_noise_and_fit_otherwise():
   assert linear.score - orthogonal.score <= orthogonal.standard_error
   assert bridge.family == "orthogonal" == sel.choice.family
   # A general linear map: orthogonal cannot follow it, linear wins clearly.
-  bridge = align.fit((new @ mixing + noise).astype(np.float32), new, **fixed)
+  bridge = align.fit(old=(new @ mixing + noise).astype(np.float32), new=new, **fixed)
   sel = bridge.selection
   linear, orthogonal, _ = sel.candidates
   assert bridge.family == "linear" and sel.best == sel.chosen == 0
@@ -279,7 +288,7 @@ def test_auto_reads_only_the_rows_it_is_given(monkeypatch):
   new[300:] = np.nan
   given_new, given_old = new[:300], old[:300]
   grid = {"linear": [{}, {"ridge": 0.1}], "orthogonal": [{}]}
-  bridge = align.fit(given_old, given_new, grid=grid, seed=5, center=True)
+  bridge = align.fit(old=given_old, new=given_new, grid=grid, seed=5, center=True)
   sel = bridge.selection
   fit_rows, val_rows = sel.fit_rows, sel.validation_rows
   assert len(val_rows) == 60 and len(fit_rows) == 240
@@ -297,8 +306,8 @@ def test_auto_reads_only_the_rows_it_is_given(monkeypatch):
   ] * 3
   for c in sel.candidates:
     alone = align.fit(
-      given_old[fit_rows],
-      given_new[fit_rows],
+      old=given_old[fit_rows],
+      new=given_new[fit_rows],
       family=c.family,
       hparams=c.hparams,
       center=True,
@@ -315,8 +324,8 @@ def test_auto_reads_only_the_rows_it_is_given(monkeypatch):
     assert c.score == pytest.approx((c.self_recall + c.overlap) / 2)
   # The choice, preprocessing and all, is refitted on all given rows.
   direct = align.fit(
-    given_old,
-    given_new,
+    old=given_old,
+    new=given_new,
     family=sel.choice.family,
     hparams=sel.choice.hparams,
     center=True,
@@ -328,20 +337,26 @@ def test_auto_reads_only_the_rows_it_is_given(monkeypatch):
   )
   # Distractors are capped, and drawn from the fit rows only.
   monkeypatch.setattr(fitting, "AUTO_INDEX", 100)
-  capped = align.fit(given_old, given_new, grid=grid, seed=5, center=True).selection
+  capped = align.fit(
+    old=given_old, new=given_new, grid=grid, seed=5, center=True
+  ).selection
   assert len(capped.index_rows) == 100
   assert set(capped.index_rows[60:]) <= set(fit_rows)
   # The split is the seed's.
-  again = align.fit(given_old, given_new, grid=grid, seed=5, center=True).selection
+  again = align.fit(
+    old=given_old, new=given_new, grid=grid, seed=5, center=True
+  ).selection
   np.testing.assert_array_equal(again.validation_rows, val_rows)
-  other = align.fit(given_old, given_new, grid=grid, seed=6, center=True).selection
+  other = align.fit(
+    old=given_old, new=given_new, grid=grid, seed=6, center=True
+  ).selection
   assert not np.array_equal(other.validation_rows, val_rows)
 
 
 def test_auto_skips_families_that_cannot_map_the_widths_and_saves_its_choice(tmp_path):
   new, old = _rows(29, 200, 8), _rows(30, 200, 6)
   grid = {"reducedrank": [{"rank": 2}, {"rank": 7}], "linear": [{}]}
-  bridge = align.fit(old, new, grid=grid, center=False, normalize=False)
+  bridge = align.fit(old=old, new=new, grid=grid, center=False, normalize=False)
   (skipped,) = bridge.selection.skipped
   assert skipped[0] == "reducedrank" and "rank 7 must be <=" in skipped[2]
   bridge.save(str(tmp_path / "auto.npz"))
@@ -367,8 +382,8 @@ def _chain_bridges(families=("linear", "orthogonal", "reducedrank")):
   hparams = {"reducedrank": {"rank": 4}, "mlp": {"max_epochs": 3}}
   return z, [
     align.fit(
-      z[k - 1],
-      z[k],
+      old=z[k - 1],
+      new=z[k],
       family=families[k - 1],
       hparams=hparams.get(families[k - 1]),
       center=True,
@@ -513,5 +528,5 @@ def _bad_rows():
 )
 def test_bad_input_is_refused_in_one_line(old, new, kwargs, message):
   with pytest.raises(InputError) as e:
-    align.fit(old, new, **kwargs)
+    align.fit(old=old, new=new, **kwargs)
   assert str(e.value) == message

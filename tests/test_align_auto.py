@@ -85,7 +85,7 @@ def _held_out_recall(bridge, seed):
 def test_auto_normalises_where_only_normalised_fits_do_well():
   old, new = _heavy_tailed(1, 600)
   grid = {"linear": [{}], "orthogonal": [{}]}
-  bridge = align.fit(old, new, grid=grid, center=False)
+  bridge = align.fit(old=old, new=new, grid=grid, center=False)
   sel = bridge.selection
   assert [(c.family, c.normalize) for c in sel.candidates] == [
     ("linear", False),
@@ -98,7 +98,7 @@ def test_auto_normalises_where_only_normalised_fits_do_well():
   raw = sel.candidates[0]
   assert sel.choice.score - raw.score > 3 * raw.standard_error
   # The known answer, on fresh rows of the same generator.
-  plain = align.fit(old, new, family="linear")
+  plain = align.fit(old=old, new=new, family="linear")
   assert _held_out_recall(bridge, 2) > _held_out_recall(plain, 2) + 0.1
 
 
@@ -112,13 +112,15 @@ def test_auto_centres_where_only_centred_fits_do_well():
   old = (u @ q + 4.0 * rng.normal(size=8) + 0.1 * rng.normal(size=(500, 8))).astype(
     np.float32
   )
-  bridge = align.fit(old, new, grid={"orthogonal": [{}]}, normalize=False)
+  bridge = align.fit(old=old, new=new, grid={"orthogonal": [{}]}, normalize=False)
   sel = bridge.selection
   assert [c.center for c in sel.candidates] == [False, True]
   assert bridge.center and sel.choice.center and sel.chosen == 1
   # The bias is counted: the centred bridge has d_old more parameters.
   assert sel.candidates[1].num_params == sel.candidates[0].num_params + 8
-  assert bridge.num_params == align.fit(old, new, family="orthogonal").num_params + 8
+  assert (
+    bridge.num_params == align.fit(old=old, new=new, family="orthogonal").num_params + 8
+  )
   assert measures.self_recall(old, bridge.apply(new), np.arange(500), 1) > 0.99
 
 
@@ -130,11 +132,11 @@ def test_auto_ties_go_to_the_bridge_without_a_bias():
   new = rng.normal(size=(500, 8)).astype(np.float32)
   old = (new @ q + 0.01 * rng.normal(size=(500, 8))).astype(np.float32)
   grid = {"orthogonal": [{}]}
-  bridge = align.fit(old, new, grid=grid, normalize=False)
+  bridge = align.fit(old=old, new=new, grid=grid, normalize=False)
   first, centred = bridge.selection.candidates
   assert first.score - centred.score <= centred.standard_error
   assert not bridge.center and bridge.selection.chosen == 0
-  fixed = align.fit(old, new, grid=grid, center=True, normalize=False)
+  fixed = align.fit(old=old, new=new, grid=grid, center=True, normalize=False)
   assert [(c.center, c.normalize) for c in fixed.selection.candidates] == [
     (True, False)
   ]
@@ -147,7 +149,9 @@ def test_the_default_tries_every_preprocessing_a_fixed_one_only_itself(
 ):
   old, new = _heavy_tailed(5, 200)
   grid = {"linear": [{}]}
-  sel = align.fit(old, new, grid=grid, center=center, normalize=normalize).selection
+  sel = align.fit(
+    old=old, new=new, grid=grid, center=center, normalize=normalize
+  ).selection
   want = (
     [(False, False), (False, True), (True, False), (True, True)]
     if center is None

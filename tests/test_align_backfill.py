@@ -100,7 +100,7 @@ def test_backfill_results_curves_follow_the_brute_force_orders(with_labels):
   old, new, labels, bad = _versions(1)
   labels = labels if with_labels else None
   train, test = np.arange(40, 240), np.arange(40)
-  bridge = align.fit(old[train], new[train], family="linear")
+  bridge = align.fit(old=old[train], new=new[train], family="linear")
   out = backfill.backfill_results(
     old, new, train, test, labels, bridge, k=5, seed=3, family="linear"
   )

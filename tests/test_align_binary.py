@@ -47,7 +47,7 @@ def test_fits_on_train_ids_and_measures_on_test_ids(files):
   assert grid_free["rows"] == {"fit": 160, "validation": 0, "test": 40}
   # The bridge saw only the train ids.
   bridge = align.load(os.path.join(work, "bridge.npz"))
-  alone = align.fit(old[train], new[train], family="linear", center=True)
+  alone = align.fit(old=old[train], new=new[train], family="linear", center=True)
   np.testing.assert_allclose(bridge.apply(new), alone.apply(new), atol=1e-6)
   m = grid_free["measures"]
   want = align.measures.evaluate(
@@ -136,7 +136,7 @@ def test_labels_follow_the_files_ids_when_versions_hold_different_ids(files):
   )
   matched_old, matched_new = old[20:180], new[20:180]
   train, test = protocol.split_ids(160, 0.2, 1)
-  alone = align.fit(matched_old[train], matched_new[train], family="linear")
+  alone = align.fit(old=matched_old[train], new=matched_new[train], family="linear")
   want = align.measures.evaluate(
     matched_old,
     matched_new,

@@ -131,7 +131,7 @@ def test_select_alpha_refits_on_training_rows_only():
   new = (rng.normal(size=(3, 5)) * 3)[labels] + rng.normal(size=(240, 5))
   old = new @ rng.normal(size=(5, 4)) + 0.5 * rng.normal(size=(240, 4))
   train = np.arange(200)
-  bridge = align.fit(old[train], new[train], family="linear")
+  bridge = align.fit(old=old[train], new=new[train], family="linear")
   choice = blend.select_alpha(old, new, train, labels, bridge, seed=1, k=5)
   assert choice.fit_rows + choice.validation_rows == 200
   assert choice.validation_rows == 40

@@ -135,14 +135,14 @@ def test_replicate_refits_the_family_on_each_split():
   rng = np.random.default_rng(7)
   new = x @ rng.normal(size=(8, 6)).astype(np.float32)
   labels = np.asarray([str(v) for v in y])
-  bridge = align.fit(x[:200], new[:200], family="linear", center=True)
+  bridge = align.fit(old=x[:200], new=new[:200], family="linear", center=True)
   splits = [
     (np.arange(200), np.arange(200, 300)),
     (np.arange(100, 300), np.arange(100)),
   ]
   reps = decision.replicate(x, new, labels, bridge, splits, k=5)
   for (train, test), rep in zip(splits, reps, strict=True):
-    refit = align.fit(x[train], new[train], family="linear", center=True)
+    refit = align.fit(old=x[train], new=new[train], family="linear", center=True)
 
     def classes(index, queries, test=test):
       # A query's own row left out, its 5 nearest by cosine, share of its label.

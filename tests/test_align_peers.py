@@ -158,7 +158,7 @@ def test_vectormigrate_refuses_different_widths_with_its_own_message():
   old, new = _pair(d_new=12, d_old=8)
   train, test = split_ids(len(old), 0.2, 0)
   bridge = align.fit(
-    old[train], new[train], seed=0, grid={"linear": (families.LinearHP(0.0),)}
+    old=old[train], new=new[train], seed=0, grid={"linear": (families.LinearHP(0.0),)}
   )
   out = align_vectormigrate.side(
     old, new, train, test, bridge.selection, 0, PEERS_PYTHON, None, 10
@@ -175,7 +175,7 @@ def test_vectormigrate_refuses_different_widths_with_its_own_message():
 def test_vectormigrate_on_a_small_same_width_pair():
   old, new = _pair(d_new=8, d_old=8)
   train, test = split_ids(len(old), 0.2, 1)
-  bridge = align.fit(old[train], new[train], seed=1)
+  bridge = align.fit(old=old[train], new=new[train], seed=1)
   out = align_vectormigrate.side(
     old,
     new,

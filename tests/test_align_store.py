@@ -161,7 +161,7 @@ def test_bad_version_files_are_one_line(tmp_path):
     (["a.npy"], "need two or more versions"),
     (["a.npy", "noids.npz"], "an .npz needs arrays 'ids' and 'embeddings'"),
     (["a.npy", "twice.npz"], "ids must be distinct; repeated: [0]"),
-    (["a.npy", "other.npz"], "versions 0 and 1 share 0 ids"),
+    (["a.npy", "other.npz"], "--versions[0] and --versions[1] match 0 ids; a bridge"),
   ]
   for names, message in cases:
     with pytest.raises(InputError) as e:

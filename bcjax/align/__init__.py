@@ -43,7 +43,7 @@ Example::
 
   from bcjax import align
 
-  bridge = align.fit(old_vectors, new_vectors)  # family="auto"
+  bridge = align.fit(old=old_vectors, new=new_vectors)  # family="auto"
   print(bridge.family, bridge.center, bridge.normalize, bridge.selection.scores)
   served = bridge.apply(new_query_vectors)       # in the old space
   bridge.export_npz("bridge.npz")                # matrix, bias, means

@@ -72,7 +72,7 @@ def fit_forward(old, new, **fit_kwargs) -> Bridge:
     A :class:`bcjax.align.Bridge` whose ``d_new`` is the old width (its input)
     and ``d_old`` the new width (its output).
   """
-  return fit(new, old, **fit_kwargs)
+  return fit(old=new, new=old, **fit_kwargs)
 
 
 def residuals(predicted, actual) -> np.ndarray:

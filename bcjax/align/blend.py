@@ -243,8 +243,8 @@ def select_alpha(
   order = np.random.default_rng([seed, 4]).permutation(len(train))
   fit_part, val_part = np.sort(order[held:]), np.sort(order[:held])
   refit = fit(
-    old[train[fit_part]],
-    new[train[fit_part]],
+    old=old[train[fit_part]],
+    new=new[train[fit_part]],
     family=bridge.family,
     hparams=bridge.hparams,
     center=bridge.center,

@@ -100,8 +100,8 @@ def replicate(
   out = []
   for seed, (train, test) in zip(seeds, splits, strict=True):
     refit = fit(
-      old[train],
-      new[train],
+      old=old[train],
+      new=new[train],
       family=bridge.family,
       hparams=bridge.hparams,
       center=bridge.center,

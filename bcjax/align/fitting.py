@@ -1,6 +1,6 @@
 """``fit``: a bridge from matched rows, of one family or chosen by validation.
 
-``fit(old, new, family=...)`` fits one family on every row it is given.
+``fit(old=..., new=..., family=...)`` fits one family on every row it is given.
 ``family="auto"`` splits the given rows itself (seeded) into a fit part and
 a validation part, fits every candidate on the fit part, scores each on the
 validation part, chooses by the one-standard-error rule (below), and refits
@@ -225,9 +225,9 @@ def resolve_hparams(family: str, hparams) -> Any:
 
 
 def fit(
+  *,
   old,
   new,
-  *,
   family: str = AUTO,
   hparams=None,
   center: bool | None = None,
@@ -239,6 +239,9 @@ def fit(
   k: int = 10,
 ) -> Bridge:
   """Fits a bridge from ``new`` rows to the matching ``old`` rows.
+
+  ``old`` and ``new`` are keywords: a bridge maps new to old, and two
+  positional arrays swapped would fit the other direction without a word.
 
   Args:
     old: ``(n, d_old)`` old-version embeddings (the target space).

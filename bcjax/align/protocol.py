@@ -39,6 +39,36 @@ def split_ids(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.n
   return np.sort(order[held:]), np.sort(order[:held])
 
 
+# The fewest rows a family's fit takes: auto splits a validation part of at
+# least 2 rows off at least 2 fit rows; the mlp family splits its own
+# validation rows; every other family solves from one row up.
+FIT_ROWS = {"auto": 4, "mlp": 2}
+
+
+def matched_rows_needed(family: str, test_fraction: float, k: int) -> tuple[int, str]:
+  """The fewest matched rows a bridge can be fitted and measured on, and why.
+
+  The rows are split into test rows (:func:`split_ids`: at least one) and fit
+  rows (``FIT_ROWS`` of the family); the measures search an index of every
+  row's old vector but the query's own, so it needs ``k + 1`` rows.
+
+  Returns:
+    ``(rows, reason)``, the reason naming the binding requirement.
+  """
+  if not 0.0 < test_fraction < 1.0:
+    raise InputError(f"--test_fraction must be in (0, 1), got {test_fraction}")
+  fit_rows = FIT_ROWS.get(family, 1)
+  n = 2
+  while n - min(max(1, round(test_fraction * n)), n - 1) < fit_rows:
+    n += 1
+  if k + 1 > n:
+    return k + 1, f"--k={k} searches an index of every other row: {k + 1} rows"
+  return n, (
+    f"family {family} fits on at least {fit_rows} rows after "
+    f"--test_fraction={test_fraction} holds out its test rows"
+  )
+
+
 def step_splits(
   ids: list[np.ndarray], test_fraction: float, seed: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -168,7 +198,12 @@ def fit_step(
   train, test = split or split_ids(len(old), test_fraction, seed)
   tick = time.perf_counter()
   bridge = fit(
-    old[train], new[train], family=family, center=center, normalize=normalize, seed=seed
+    old=old[train],
+    new=new[train],
+    family=family,
+    center=center,
+    normalize=normalize,
+    seed=seed,
   )
   fit_seconds = time.perf_counter() - tick
   logging.info("fitted a %s bridge in %.1fs", bridge.family, fit_seconds)
