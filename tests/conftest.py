@@ -23,6 +23,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Before anything imports jax, and in os.environ so that the processes tests
 # start (compare, resume, sharding) inherit it.
 os.environ["JAX_PLATFORMS"] = os.environ.get("BCJAX_TEST_PLATFORMS", "cpu")
+# The suite runs in two pytest-xdist workers, and tests start processes of
+# their own: on a GPU each would otherwise take 75% of its memory at start.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 # Every Python process a test starts imports the repository and follows the
 # suite's deprecation rule (tests/deprecations.py): subprocess_site holds the
 # sitecustomize that installs it, and the third-party deprecations those
