@@ -68,12 +68,16 @@ Bad input is one ``error:`` line and exit status 2.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 
+import ml_collections
 from absl import app, flags, logging
+from ml_collections import config_flags
 
-from bcjax import align, environment
-from bcjax.align import decision, report
+from bcjax import align, environment, extensions
+from bcjax.align import decision, families, report
 from bcjax.align.inputs import TABLE_SUFFIXES, labels_of, load_labels, load_version
 from bcjax.align.protocol import (
   chain_results,
@@ -82,6 +86,7 @@ from bcjax.align.protocol import (
   matched_rows_needed,
   step_splits,
 )
+from bcjax.components import hparams as hparams_lib
 from bcjax.errors import InputError, exit_on_user_error
 from bcjax.storage.atomic_files import atomic_open, write_json
 
@@ -119,6 +124,33 @@ def define_flags() -> None:
     "labels", None, "CSV of a label per id (header: [id,]label; ids as the files')."
   )
   flags.DEFINE_string("family", "auto", "Bridge family, or auto.")
+  flags.DEFINE_string(
+    "imports",
+    "",
+    "Comma-separated modules (or module:function) that register bridge "
+    "families of your own, loaded before the flags are read.",
+  )
+  # Every registered family's hyper-parameters, generated from its dataclass
+  # as compare's component sections are: --hparams.reducedrank.rank=8.
+  load_imports(sys.argv)
+  sections = ml_collections.ConfigDict(
+    {
+      name: hparams_lib.section(family.hparams)
+      for name, family in families.FAMILIES.items()
+      if dataclasses.fields(family.hparams)
+    }
+  )
+  listed = ", ".join(
+    f"{name}.{field}={value!r}"
+    for name, section in sections.items()
+    for field, value in section.items()
+  )
+  config_flags.DEFINE_config_dict(
+    "hparams",
+    sections,
+    "Hyper-parameters of --family (not of auto), --hparams.<family>.<field>="
+    f"value: {listed}.",
+  )
   flags.DEFINE_bool(
     "center",
     None,
@@ -187,6 +219,7 @@ def run_versions(
   thresholds: decision.Thresholds | None = None,
   kind: str = "item",
   names: tuple[str, ...] | None = None,
+  hparams=None,
   id_column: str = "id",
   columns: tuple[str, ...] = (),
 ) -> dict:
@@ -209,6 +242,7 @@ def run_versions(
     kind: ``"item"`` or ``"user"``: what the store serves.
     names: the flags that named the files, for messages (default
       ``versions[k]``).
+    hparams: ``family``'s hyper-parameters (None: its defaults).
     id_column, columns: a table version's id column and vector columns
       (:func:`bcjax.align.inputs.load_version`).
 
@@ -278,6 +312,7 @@ def run_versions(
       consumers=consumers,
       decision_splits=decision_splits,
       thresholds=thresholds,
+      hparams=hparams,
     )
     step = {
       "old": os.path.abspath(paths[version - 1]),
@@ -338,6 +373,41 @@ def run_versions(
   return results
 
 
+def load_imports(argv: list[str]) -> None:
+  """Loads ``--imports``' modules (and the entry points) before flags exist.
+
+  A family of the user's own must be registered before ``--hparams`` is
+  defined, for its section to be there to set.
+  """
+  targets = [a.split("=", 1)[1] for a in argv if a.startswith("--imports=")]
+  with exit_on_user_error():
+    extensions.load(",".join(targets))
+
+
+def hparams_of(family: str, sections: ml_collections.ConfigDict):
+  """``family``'s hyper-parameters from ``--hparams`` (None: all at defaults).
+
+  Raises:
+    InputError: for ``auto`` with a hyper-parameter set (it tries each
+      family's own grid), or a value the family's dataclass refuses.
+  """
+  if family == "auto":
+    changed = [
+      f"--hparams.{name}.{field}"
+      for name, section in sections.items()
+      for field, value in section.items()
+      if value != hparams_lib.section(families.FAMILIES[name].hparams)[field]
+    ]
+    if changed:
+      raise InputError(
+        f"{changed[0]} sets a hyper-parameter, but --family=auto tries each "
+        "family's own grid; name the family (--family=...)"
+      )
+    return None
+  cls = families.get_family(family).hparams
+  return hparams_lib.from_section(cls, sections.get(family), f"--hparams.{family}")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
@@ -368,6 +438,7 @@ def main(argv):
       thresholds=decision.Thresholds(FLAGS.min_gain, FLAGS.min_retention),
       id_column=FLAGS.id_column,
       columns=tuple(FLAGS.columns),
+      hparams=hparams_of(FLAGS.family, FLAGS.hparams),
     )
   print(report.to_markdown(results))
 

@@ -20,7 +20,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from bcjax.align.families import get_family
+from bcjax import extensions
+from bcjax.align.families import FAMILIES, get_family
 from bcjax.align.moments import Preprocessing, normalize_rows
 from bcjax.components.chains import BackwardChain
 from bcjax.errors import InputError
@@ -163,12 +164,17 @@ class Bridge:
     )
 
   def save(self, path: str) -> None:
-    """Writes the whole bridge (any family) to one ``.npz``; :func:`load` reads it."""
+    """Writes the whole bridge (any family) to one ``.npz``; :func:`load` reads it.
+
+    The family's source is recorded: :func:`load` in a fresh process loads a
+    user's family from it, or fails with one line naming the module.
+    """
     flat = jax.tree_util.tree_flatten_with_path(self.params)[0]
     arrays = {"param:" + jax.tree_util.keystr(p): np.asarray(v) for p, v in flat}
     meta = {
       "format": FORMAT,
       "family": self.family,
+      "source": get_family(self.family).source,
       "hparams": dataclasses.asdict(self.hparams),
       "d_new": self.d_new,
       "d_old": self.d_old,
@@ -195,6 +201,11 @@ def load(path: str) -> Bridge:
     raise InputError(f"{path} is not a saved bridge ({type(e).__name__}: {e})") from e
   if meta.get("format") != FORMAT:
     raise InputError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+  if meta["family"] not in FAMILIES and meta.get("source"):
+    # A family of the user's own: its module registers it.
+    extensions.load_sources(
+      [meta["source"]], f"{path} (bridge family {meta['family']!r})"
+    )
   family = get_family(meta["family"])
   try:
     hparams = family.hparams(**meta["hparams"])

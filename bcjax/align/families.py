@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bcjax import extensions
 from bcjax.align.moments import Moments
 from bcjax.components.softorthogonal import gram_penalty
 from bcjax.errors import InputError, check_new_name, check_not_taken, unknown_name
@@ -69,6 +70,9 @@ class Family(NamedTuple):
     check: ``(hp, d_new, d_old) -> None``, raising :class:`InputError` when the
       family cannot map these widths with ``hp``.
     as_matrix: ``params -> (d_new, d_old)`` for a linear family, else None.
+    source: where it was registered from (set by :func:`register_family`,
+      :func:`bcjax.extensions.source_of`): a saved bridge records it, so that
+      loading the bridge in a fresh process loads the family's extension.
   """
 
   name: str
@@ -79,6 +83,7 @@ class Family(NamedTuple):
   grid: Callable[[int, int], tuple]
   check: Callable[[Any, int, int], None] = lambda hp, d_new, d_old: None
   as_matrix: Callable[[Any], np.ndarray] | None = None
+  source: str = ""
 
 
 FAMILIES: dict[str, Family] = {}
@@ -95,6 +100,8 @@ def register_family(family: Family) -> Family:
   check_not_taken(
     "bridge family", family.name, None if taken is None else taken.fit, family.fit
   )
+  if not family.source:
+    family = family._replace(source=extensions.source_of(family.fit))
   FAMILIES[family.name] = family
   return family
 

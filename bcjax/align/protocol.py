@@ -175,6 +175,7 @@ def fit_step(
   test_fraction: float,
   k: int,
   max_queries: int,
+  hparams=None,
   backfill: bool = True,
   consumers: bool = True,
   decision_splits: int = 5,
@@ -190,6 +191,8 @@ def fit_step(
     family, center, normalize, seed, test_fraction, k, max_queries,
       backfill, consumers, decision_splits, thresholds: see
       :func:`run_versions`.
+    hparams: the family's hyper-parameters (None: its defaults; not for
+      ``auto``), for the bridge and the forward map alike.
     split: ``(train, test)`` rows (None: :func:`split_ids` of ``seed``).
 
   Returns:
@@ -201,6 +204,7 @@ def fit_step(
     old=old[train],
     new=new[train],
     family=family,
+    hparams=hparams,
     center=center,
     normalize=normalize,
     seed=seed,
@@ -243,6 +247,7 @@ def fit_step(
       max_queries=max_queries,
       seed=seed,
       family=family,
+      hparams=hparams,
       center=center,
       normalize=normalize,
       consumers=consumers,
