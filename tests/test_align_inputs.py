@@ -68,7 +68,7 @@ BAD_CSV = [
   ("id,a,b\n", "--old={path}: a header and no rows; expected a row per id"),
   (
     "key,a\n1,0.5\n",
-    "--old={path} line 1: no id column 'id' in the header ['key', 'a']",
+    "--old={path} line 1: no id column 'id' among the columns ['key', 'a']",
   ),
   (
     "id,a,b\n1,0.5,0.1\n2,x,0.3\n",

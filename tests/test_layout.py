@@ -161,37 +161,36 @@ def _plant(tmp_path, monkeypatch, files):
   monkeypatch.setattr(this, "PACKAGE", package)
 
 
-def test_cycle_check_finds_a_cycle(tmp_path, monkeypatch):
-  # The check above must be able to fail: a two-module cycle inside one
-  # package, one side of it imported inside a function, is reported.
-  _plant(
-    tmp_path,
-    monkeypatch,
-    {
-      "data/__init__.py": "",
-      "data/a.py": "from bcjax.data import b\n",
-      "data/b.py": "def f():\n  from .a import thing\n",
-    },
-  )
-  with pytest.raises(
-    AssertionError, match="bcjax.data.a -> bcjax.data.b -> bcjax.data.a"
-  ):
-    test_no_import_cycle_and_no_upward_import()
-
-
-def test_layer_check_finds_an_upward_import(tmp_path, monkeypatch):
-  # Under TYPE_CHECKING, and with no cycle: components may not import methods.
-  _plant(
-    tmp_path,
-    monkeypatch,
-    {
-      "components/__init__.py": "",
-      "components/t.py": "if TYPE_CHECKING:\n  from bcjax.methods.base import M\n",
-      "methods/__init__.py": "",
-      "methods/base.py": "M = 1\n",
-    },
-  )
-  with pytest.raises(
-    AssertionError, match="bcjax.components may not import bcjax.methods"
-  ):
+@pytest.mark.parametrize(
+  "files,message",
+  [
+    # A two-module cycle inside one package, one side of it imported inside
+    # a function.
+    (
+      {
+        "data/__init__.py": "",
+        "data/a.py": "from bcjax.data import b\n",
+        "data/b.py": "def f():\n  from .a import thing\n",
+      },
+      "import cycle: bcjax.data.a -> bcjax.data.b -> bcjax.data.a",
+    ),
+    # Under TYPE_CHECKING, and with no cycle: components may not import methods.
+    (
+      {
+        "components/__init__.py": "",
+        "components/t.py": "if TYPE_CHECKING:\n  from bcjax.methods.base import M\n",
+        "methods/__init__.py": "",
+        "methods/base.py": "M = 1\n",
+      },
+      "bcjax.components may not import bcjax.methods",
+    ),
+  ],
+  ids=["cycle", "upward"],
+)
+def test_the_import_check_fails_on_a_planted_case(
+  tmp_path, monkeypatch, files, message
+):
+  # The check above must be able to fail.
+  _plant(tmp_path, monkeypatch, files)
+  with pytest.raises(AssertionError, match=message):
     test_no_import_cycle_and_no_upward_import()

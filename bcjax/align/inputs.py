@@ -138,19 +138,7 @@ def read_csv(
   header = [name.strip() for name in numbered[0][1]]
   if len(set(header)) != len(header):
     raise InputError(f"{where} line 1: a column name repeats in {header}")
-  if id_column not in header:
-    raise InputError(
-      f"{where} line 1: no id column {id_column!r} in the header {header[:8]}; "
-      "name it with --id_column"
-    )
-  wanted = list(columns) or [name for name in header if name != id_column]
-  missing = [name for name in wanted if name not in header]
-  if missing or not wanted:
-    raise InputError(
-      f"{where} line 1: no column {missing[0]!r} in the header {header[:8]}"
-      if missing
-      else f"{where} line 1: only the id column; expected vector columns too"
-    )
+  wanted = _vector_columns(f"{where} line 1", header, id_column, columns)
   lines = numbered[1:]
   if not lines:
     raise InputError(f"{where}: a header and no rows; expected a row per id")
@@ -211,18 +199,7 @@ def read_parquet(
   except (OSError, pa.ArrowException) as e:
     raise InputError(f"{where}: not a readable Parquet file ({e})") from e
   names = table.column_names
-  if id_column not in names:
-    raise InputError(
-      f"{where}: no id column {id_column!r} among {names[:8]}; name it with --id_column"
-    )
-  wanted = list(columns) or [name for name in names if name != id_column]
-  missing = [name for name in wanted if name not in names]
-  if missing or not wanted:
-    raise InputError(
-      f"{where}: no column {missing[0]!r} among {names[:8]}"
-      if missing
-      else f"{where}: only the id column; expected vector columns too"
-    )
+  wanted = _vector_columns(where, names, id_column, columns)
   if table.num_rows == 0:
     raise InputError(f"{where}: a schema and no rows; expected a row per id")
   labels = [f"row {i}" for i in range(table.num_rows)]
@@ -249,6 +226,29 @@ def read_parquet(
     rows = np.stack([table[name].to_numpy().astype(np.float64) for name in wanted], 1)
   _check_finite(where, rows, wanted if rows.shape[1] == len(wanted) else None, labels)
   return _typed_ids(ids), rows.astype(np.float32)
+
+
+def _vector_columns(
+  where: str, names: list[str], id_column: str, columns: Sequence[str]
+) -> list[str]:
+  """The vector's column names of a table with columns ``names``.
+
+  Raises:
+    InputError: for a missing id column or asked-for column, or no column
+      besides the ids.
+  """
+  if id_column not in names:
+    raise InputError(
+      f"{where}: no id column {id_column!r} among the columns {names[:8]}; "
+      "name it with --id_column"
+    )
+  wanted = list(columns) or [name for name in names if name != id_column]
+  missing = [name for name in wanted if name not in names]
+  if missing:
+    raise InputError(f"{where}: no column {missing[0]!r} among the columns {names[:8]}")
+  if not wanted:
+    raise InputError(f"{where}: only the id column; expected vector columns too")
+  return wanted
 
 
 def _list_column(where: str, name: str, values: list) -> np.ndarray:
