@@ -130,6 +130,8 @@ def pytest_warning_recorded(warning_message, when, nodeid, location):
 
 
 def pytest_terminal_summary(terminalreporter):
+  if hasattr(terminalreporter.config, "workerinput"):
+    return  # a pytest-xdist worker: its warnings reach the controller's summary
   log = os.environ.get(LOG_VARIABLE)
   if log:
     _summary.add_log(log)
