@@ -11,6 +11,7 @@ traced to the code, machine and process that produced it.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -216,6 +217,27 @@ def now() -> str:
   return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+def module_hashes() -> dict[str, str]:
+  """``{module: sha256 of its source}`` of every bcjax module imported here.
+
+  What a run's numbers were computed by: a later change to one of these
+  marks the run as made by other code; a change to a module it never
+  imported (``bcjax.align`` for a comparison, say) leaves it current.
+  """
+  out = {}
+  for name, module in sorted(sys.modules.items()):
+    path = getattr(module, "__file__", None)
+    if (name == "bcjax" or name.startswith("bcjax.")) and path:
+      out[name] = source_hash(path)
+  return out
+
+
+def source_hash(path: str) -> str:
+  """The sha256 of a source file, hex (the file's bytes as they are)."""
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
 def record(started: str | None = None) -> dict:
   """The environment of this process, as JSON-ready values.
 
@@ -236,6 +258,7 @@ def record(started: str | None = None) -> dict:
     "process_index": jax.process_index(),
     "host": platform.node(),
     "process": process_settings(),
+    "modules": module_hashes(),
     "started": started,
     "finished": now(),
   }

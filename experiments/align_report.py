@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 
-from experiments.provenance import code_drift, demoted, provenance
+from experiments.provenance import code_drift, demoted, provenance, recorded_modules
 
 NAME = "align_ml100k"
 TITLE = "MovieLens-100K, versions 0 and 4 of a nobc run (item genres as labels)"
@@ -101,7 +101,7 @@ def section(results_dir: str, page_dir: str) -> str:
   with open(os.path.join(folder, "table.md")) as f:
     table = f.read().strip()
   commit = (results.get("environment") or {}).get("git_commit")
-  warning = code_drift(commit)
+  warning = code_drift(commit, modules=recorded_modules(results))
   plot = os.path.join(folder, "backfill_1.png")
   parts += [
     "```bash",

@@ -11,7 +11,10 @@
 from __future__ import annotations
 
 import datetime
+import os
 import subprocess
+
+from bcjax.environment import source_hash
 
 
 def _minutes(environment: dict) -> float | None:
@@ -71,18 +74,36 @@ DRIFT = "> Code changed since this run:"
 CODE_PATHS = ("bcjax", "experiments/configs")
 
 
-def code_drift(commit: str | None, root: str = ".") -> str | None:
-  """A warning when the code that makes the numbers changed since ``commit``.
+def code_drift(
+  commit: str | None, root: str = ".", modules: list[dict] | None = None
+) -> str | None:
+  """A warning when the code that made a run's numbers changed since.
+
+  A run that recorded its modules' hashes (``environment.modules``, one
+  record per part of a merged run) is judged by them: only a bcjax module
+  it imported counts, and the warning names the changed ones. An older run
+  falls back to ``git diff commit HEAD -- bcjax experiments/configs``.
 
   Args:
     commit: the run's git commit.
     root: the repository's root.
+    modules: the ``{module: sha256}`` records of the run (and its parts), or
+      None when it recorded none.
 
   Returns:
-    None when ``git diff commit HEAD -- bcjax experiments/configs`` is empty,
-    else one Markdown line starting with :data:`DRIFT` (also when git or the
-    commit cannot be read, saying so).
+    None when nothing changed, else one Markdown line starting with
+    :data:`DRIFT` (also when git or the commit cannot be read, saying so).
   """
+  if modules:
+    changed = sorted({m for record in modules for m in _changed(record, root)})
+    if not changed:
+      return None
+    named = ", ".join(f"`{m}`" for m in changed[:5])
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    return (
+      f"{DRIFT} {len(changed)} of the bcjax modules it ran differ from this "
+      f"checkout's ({named}{more}); its numbers may not be what today's code gives."
+    )
   if not commit:
     return f"{DRIFT} the run recorded no commit."
   try:
@@ -102,6 +123,31 @@ def code_drift(commit: str | None, root: str = ".") -> str | None:
     f"between `{commit[:7]}` and this checkout; its numbers may not be what "
     "today's code gives."
   )
+
+
+def _changed(record: dict, root: str) -> list[str]:
+  """The modules of ``record`` whose source in ``root`` hashes otherwise."""
+  changed = []
+  for name, digest in record.items():
+    base = os.path.join(root, *name.split("."))
+    path = (
+      base + ".py"
+      if os.path.isfile(base + ".py")
+      else os.path.join(base, "__init__.py")
+    )
+    if not os.path.isfile(path) or source_hash(path) != digest:
+      changed.append(name)
+  return changed
+
+
+def recorded_modules(results: dict) -> list[dict] | None:
+  """The module records of a run and its parts, or None for a run without."""
+  env = results.get("environment") or {}
+  records = [env.get("modules")] + [
+    (part.get("environment") or {}).get("modules") for part in env.get("parts", [])
+  ]
+  records = [r for r in records if r]
+  return records or None
 
 
 def demoted(markdown: str, levels: int = 1) -> str:

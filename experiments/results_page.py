@@ -2,9 +2,11 @@
 
 * :func:`section`: ``docs/results.md``'s generated part: BC-Aligner per
   ``align_weight``, then per run what ran (its command, or its parts and
-  their merge; commit, device, wall time), a warning when ``bcjax/`` or
-  ``experiments/configs/`` changed since (true of the checkout, so the
-  staleness check leaves it out), the table as the run wrote it, how many
+  their merge; commit, device, wall time), a warning when code that made it
+  changed since (:func:`experiments.provenance.code_drift`: the bcjax
+  modules it recorded, else ``bcjax/`` and ``experiments/configs/``; true of
+  the checkout, so the staleness check leaves it out), the table as the run
+  wrote it, how many
   fits per strategy kept their last epoch, and the paper's anchor judged by
   the run's intervals; then the earlier runs;
 * :func:`compatibility_section`: ``docs/compatibility.md``'s, the
@@ -22,7 +24,7 @@ import json
 import os
 import re
 
-from experiments.provenance import code_drift, demoted, provenance
+from experiments.provenance import code_drift, demoted, provenance, recorded_modules
 from experiments.runs import EARLIER_RUNS, RUNS, WEIGHT_SWEEPS, Run
 from experiments.verdicts import (
   PAPER_ANCHOR,
@@ -125,7 +127,10 @@ def _run_parts(
     return [*parts, f"Not yet committed (`experiments/results/{run.name}/`).{how}"]
   with open(os.path.join(folder, "table.md")) as f:
     table = f.read().strip()
-  drift = code_drift((results.get("environment") or {}).get("git_commit"))
+  drift = code_drift(
+    (results.get("environment") or {}).get("git_commit"),
+    modules=recorded_modules(results),
+  )
   return [
     *parts,
     *_how_made(run, results),

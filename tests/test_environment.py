@@ -108,3 +108,24 @@ def test_the_process_is_set_up_before_jax_starts_or_says_it_was_too_late(when):
     assert variables["NPROC"] is None
     assert warnings == 1
     assert "OPENBLAS_NUM_THREADS=1 (a LAPACK kernel already ran)" in proc.stderr
+
+
+def test_the_record_hashes_the_bcjax_modules_imported_and_no_others():
+  got = environment.record()["modules"]
+  assert got["bcjax.environment"] == environment.source_hash(environment.__file__)
+  assert all(name == "bcjax" or name.startswith("bcjax.") for name in got)
+  # A process that imported only the environment module records only what
+  # it imported (bcjax.align, imported by this suite, is not in it).
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-c",
+      "import json; from bcjax import environment; "
+      "print(json.dumps(sorted(environment.module_hashes())))",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert json.loads(proc.stdout) == ["bcjax", "bcjax.environment"]

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from bcjax import environment
 from bcjax.evaluation.table_records import (
   CELL_COLUMNS,
   PairedComparison,
@@ -304,6 +305,40 @@ def test_code_drift_names_the_changed_files_or_says_why_it_cannot():
   unknown = provenance.code_drift("0" * 40, ROOT)
   assert unknown.startswith(provenance.DRIFT) and "not in this checkout" in unknown
   assert "recorded no commit" in provenance.code_drift(None, ROOT)
+
+
+def test_a_run_with_module_hashes_drifts_only_by_the_modules_it_ran(tmp_path):
+  # A checkout of two modules; the run imported one of them.
+  package = tmp_path / "bcjax"
+  (package / "align").mkdir(parents=True)
+  (package / "__init__.py").write_text("")
+  (package / "keys.py").write_text("A = 1\n")
+  (package / "align" / "__init__.py").write_text("B = 1\n")
+  ran = {
+    name: environment.source_hash(str(path))
+    for name, path in (
+      ("bcjax", package / "__init__.py"),
+      ("bcjax.keys", package / "keys.py"),
+    )
+  }
+  results = {
+    "environment": {"modules": ran, "parts": [{"environment": {"modules": ran}}]}
+  }
+  records = provenance.recorded_modules(results)
+  assert records == [ran, ran]
+  root = str(tmp_path)
+  assert provenance.code_drift("0" * 40, root, records) is None  # git not asked
+  (package / "align" / "__init__.py").write_text("B = 2\n")  # not a module it ran
+  assert provenance.code_drift("0" * 40, root, records) is None
+  (package / "keys.py").write_text("A = 2\n")
+  line = provenance.code_drift(None, root, records)
+  assert line == (
+    f"{provenance.DRIFT} 1 of the bcjax modules it ran differ from this checkout's "
+    "(`bcjax.keys`); its numbers may not be what today's code gives."
+  )
+  (package / "keys.py").unlink()  # a module gone counts as changed
+  assert "(`bcjax.keys`)" in provenance.code_drift(None, root, records)
+  assert provenance.recorded_modules({"environment": {}}) is None
 
 
 def test_a_drift_line_alone_does_not_make_a_page_stale(tmp_path):
