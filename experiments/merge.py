@@ -71,6 +71,12 @@ flags.DEFINE_list(
 flags.DEFINE_list(
   "strategy", [], "The merged run's strategies, in this order (default: all)."
 )
+flags.DEFINE_bool(
+  "allow_process_differences",
+  False,
+  "Merge parts made under other process settings (NPROC, OPENBLAS_NUM_THREADS, "
+  "XLA_FLAGS, ...), recording the differences; the results page prints them.",
+)
 flags.mark_flags_as_required(["out"])
 FLAGS = flags.FLAGS
 
@@ -239,7 +245,13 @@ def _ordered(seed: dict, order) -> dict:
   }
 
 
-def merge(specs, differ=(), root: str = ".", order=()) -> tuple[dict, list]:
+def merge(
+  specs,
+  differ=(),
+  root: str = ".",
+  order=(),
+  allow_process_differences: bool = False,
+) -> tuple[dict, list]:
   """The merged results and, per seed, ``(results, table)`` for the plots.
 
   Args:
@@ -248,6 +260,9 @@ def merge(specs, differ=(), root: str = ".", order=()) -> tuple[dict, list]:
     root: the repository, whose git compares the parts' code.
     order: the merged run's strategies, in order (empty: every one, in the
       parts' order).
+    allow_process_differences: merge parts made under other process
+      settings (:func:`process_differences`), recording the differences in
+      ``environment.process_differences``; else they are refused.
   """
   parts = [read_part(spec) for spec in specs]
   if not parts:
@@ -261,6 +276,13 @@ def merge(specs, differ=(), root: str = ".", order=()) -> tuple[dict, list]:
       )
     given |= set(taken)
   check_parts(parts, differ, root)
+  differences = process_differences(parts)
+  if differences and not allow_process_differences:
+    raise InputError(
+      f"{differences[0]}: process settings change bits; expected parts made "
+      "under the same ones (or merge with --allow_process_differences, which the "
+      "results page prints)"
+    )
   first = parts[0][1]
   runs = []
   for i in range(len(seeds_of(first))):
@@ -291,7 +313,37 @@ def merge(specs, differ=(), root: str = ".", order=()) -> tuple[dict, list]:
     {"path": path, "strategies": taken, "environment": r.get("environment")}
     for path, r, taken in parts
   ]
+  if differences:
+    results["environment"]["process_differences"] = differences
   return results, runs
+
+
+def process_differences(parts) -> list[str]:
+  """Where the parts' recorded process settings differ, one line each.
+
+  The settings are ``environment.process`` (:func:`bcjax.environment.set_up_process`:
+  NPROC, OPENBLAS_NUM_THREADS, XLA_FLAGS, ...). Parts made before they were
+  recorded are compared only with each other's absence.
+  """
+  first_path, first, _ = parts[0]
+  lines = []
+  for path, results, _ in parts[1:]:
+    a = _settings(first)
+    b = _settings(results)
+    for name in sorted(set(a) | set(b)):
+      if a.get(name) != b.get(name):
+        lines.append(
+          f"parts {first_path!r} and {path!r} ran under {name} "
+          f"{a.get(name)!r} and {b.get(name)!r}"
+        )
+  return lines
+
+
+def _settings(results: dict) -> dict:
+  process = (results.get("environment") or {}).get("process")
+  if process is None:
+    return {}
+  return {**process.get("variables", {}), "cpu_count": process.get("cpu_count")}
 
 
 def write(out: str, results: dict, runs: list) -> None:
@@ -301,7 +353,12 @@ def write(out: str, results: dict, runs: list) -> None:
 
 def main(argv):
   with exit_on_user_error():
-    results, runs = merge(argv[1:], FLAGS.differ, order=FLAGS.strategy)
+    results, runs = merge(
+      argv[1:],
+      FLAGS.differ,
+      order=FLAGS.strategy,
+      allow_process_differences=FLAGS.allow_process_differences,
+    )
     write(FLAGS.out, results, runs)
   print(f"merged {len(argv) - 1} parts into {FLAGS.out}")
 

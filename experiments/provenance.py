@@ -60,10 +60,17 @@ def provenance(results: dict) -> str:
     else f"Commit `{(env.get('git_commit') or '?')[:7]}`"
   )
   time = "" if env.get("parts") else f", {wall_time(env)}"
+  differences = env.get("process_differences")
+  merged_anyway = (
+    f" Merged across other process settings (--allow_process_differences): "
+    f"{'; '.join(differences)}."
+    if differences
+    else ""
+  )
   return (
     f"{made}, bcjax {env.get('bcjax', '?')}, "
     f"JAX {packages.get('jax', '?')} on {env.get('device_kind', '?')} "
-    f"({env.get('device_count', '?')} device(s)){time}."
+    f"({env.get('device_count', '?')} device(s)){time}.{merged_anyway}"
   )
 
 

@@ -67,6 +67,12 @@ from bcjax.data.graph import DynamicGraph, RaggedAttribute, from_raw_log  # noqa
 from bcjax.data.synthetic import SyntheticSpec, generate  # noqa: E402
 from bcjax.models import mosaic_kernel  # noqa: E402
 
+# The backend starts here, before any test: a run called in this process then
+# finds it up and leaves XLA's pool as it is (bcjax.environment.set_up_process
+# would otherwise widen it, through NPROC, for every process started later,
+# depending on which test ran first).
+jax.devices()
+
 # The mosaic layout off a GPU runs in Mosaic GPU's interpreter, which JAX
 # has from 0.10 on; older supported JAX (the floor is 0.8) cannot run it.
 needs_mosaic_interpreter = pytest.mark.skipif(

@@ -16,7 +16,7 @@ import pytest
 
 import bcjax.jobs.comparison as comparison
 from bcjax.errors import InputError
-from experiments import merge
+from experiments import merge, provenance
 from experiments.configs import test as test_config
 from tests.conftest import assert_json_close, run_module
 
@@ -107,6 +107,29 @@ def _tampered(tmp_path, part, edit, name="tampered"):
   with open(folder / "results.json", "w") as f:
     json.dump(results, f)
   return str(folder)
+
+
+def test_parts_made_under_other_process_settings_are_refused_or_printed(runs, tmp_path):
+  _, _, parts = runs
+  assert merge.merge(parts)[0]["environment"].get("process_differences") is None
+
+  def edit(results):
+    results["environment"]["process"]["variables"]["NPROC"] = "3"
+
+  other = _tampered(tmp_path, parts[1], edit)
+  with open(os.path.join(parts[0], "results.json")) as f:
+    nproc = json.load(f)["environment"]["process"]["variables"]["NPROC"]
+  with pytest.raises(InputError) as error:
+    merge.merge([parts[0], other])
+  assert str(error.value) == (
+    f"parts {parts[0]!r} and {other!r} ran under NPROC {nproc!r} and '3': "
+    "process settings change bits; expected parts made under the same ones (or "
+    "merge with --allow_process_differences, which the results page prints)"
+  )
+  merged, _ = merge.merge([parts[0], other], allow_process_differences=True)
+  (line,) = merged["environment"]["process_differences"]
+  assert line.startswith(f"parts {parts[0]!r} and {other!r} ran under NPROC")
+  assert line in provenance.provenance(merged)
 
 
 def test_parts_whose_shared_strategy_differs_are_refused(runs, tmp_path):
