@@ -222,7 +222,7 @@ def module_hashes() -> dict[str, str]:
 
   What a run's numbers were computed by: a later change to one of these
   marks the run as made by other code; a change to a module it never
-  imported (``bcjax.align`` for a comparison, say) leaves it current.
+  imported (``bcjax.data.movielens`` for a synthetic run, say) leaves it current.
   """
   out = {}
   for name, module in sorted(sys.modules.items()):
