@@ -380,6 +380,7 @@ def load_imports(argv: list[str]) -> None:
   defined, for its section to be there to set.
   """
   targets = [a.split("=", 1)[1] for a in argv if a.startswith("--imports=")]
+  targets += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--imports"]
   with exit_on_user_error():
     extensions.load(",".join(targets))
 

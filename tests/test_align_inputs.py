@@ -106,6 +106,9 @@ def test_a_bad_parquet_is_one_line_naming_row_and_column(tmp_path):
     message(pa.table({"id": [1, 1], "a": [0.1, 0.2]}))
     == "F row 1: id '1' repeats row 0"
   )
+  assert message(pa.table({"id": [1, None], "a": [0.1, 0.2]})) == (
+    "F row 1, column 'id': no id (null)"
+  )
   assert message(pa.table({"id": [1, 2], "a": ["x", "y"]})).startswith(
     "F, column 'a': type string is not numeric"
   )

@@ -205,7 +205,7 @@ def read_parquet(
   labels = [f"row {i}" for i in range(table.num_rows)]
   id_values = table[id_column]
   if id_values.null_count:
-    row = id_values.to_numpy(zero_copy_only=False).tolist().index(None)
+    row = id_values.to_pylist().index(None)
     raise InputError(f"{where} row {row}, column {id_column!r}: no id (null)")
   ids = np.asarray([str(v) for v in id_values.to_pylist()])
   _check_distinct(where, ids, labels)
