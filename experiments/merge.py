@@ -202,8 +202,15 @@ def merged_seed(parts, i: int) -> dict:
   the same records in each.
   """
   strategies, unintended, source = {}, {}, {}
+  halves = seeds_of(parts[0][1])[i].get("halves")
   for path, results, taken in parts:
     seed = seeds_of(results)[i]
+    if seed.get("halves") != halves:
+      raise InputError(
+        f"parts {parts[0][0]!r} and {path!r} chose and reported on different "
+        f"halves at embedding seed {i} (config.report_split or its ids); "
+        "expected parts of one protocol"
+      )
     for name in dict.fromkeys([*taken, REFERENCE]):
       record = _record(seed, name)
       if name in source:
@@ -221,7 +228,20 @@ def merged_seed(parts, i: int) -> dict:
         task = unintended.setdefault(t, {**spec, "per_strategy": {}})
         if record[1][t] is not None:
           task["per_strategy"][name] = record[1][t]
-  return {"strategies": strategies, "unintended": unintended}
+  return _with_selection_table(
+    {"strategies": strategies, "unintended": unintended}, halves
+  )
+
+
+def _with_selection_table(seed: dict, halves: dict | None) -> dict:
+  """A merged seed with its halves and, for a held-out run, the table of its
+  selection halves (what weights are chosen on), as a compared seed has."""
+  if halves is None:
+    return seed
+  seed["halves"] = halves
+  if halves.get("report_split") == "held_out":
+    seed["selection_table"] = comparison_table(seed, half="selection").to_json()
+  return seed
 
 
 def _ordered(seed: dict, order) -> dict:
@@ -239,10 +259,10 @@ def _ordered(seed: dict, order) -> dict:
     }
     for t, spec in seed["unintended"].items()
   }
-  return {
-    "strategies": {s: seed["strategies"][s] for s in order},
-    "unintended": unintended,
-  }
+  return _with_selection_table(
+    {"strategies": {s: seed["strategies"][s] for s in order}, "unintended": unintended},
+    seed.get("halves"),
+  )
 
 
 def merge(

@@ -63,9 +63,14 @@ flags.DEFINE_enum(
   ["default", "converged"],
   "The config whose post-hoc settings (config.method.posthoc) fit B_k.",
 )
+flags.DEFINE_enum(
+  "strategy",
+  "posthoc-linear-sloss",
+  ["posthoc-linear-sloss", "posthoc-linear-mloss"],
+  "The post-hoc strategy whose B_k is measured (both have the least-squares "
+  "B_k as their minimiser).",
+)
 flags.mark_flags_as_required(["workdir", "output"])
-
-STRATEGY = "posthoc-linear-sloss"
 
 
 def main(argv):
@@ -77,14 +82,14 @@ def main(argv):
   config.dataset = "ml-100k"
   config.data_dir = FLAGS.data_dir
   config.epochs = FLAGS.epochs
-  config.strategy = f"{M0_METHOD},{STRATEGY}"
+  config.strategy = f"{M0_METHOD},{FLAGS.strategy}"
   if FLAGS.transform_init is not None:
     config.transform.linear.init = FLAGS.transform_init
   config_lib.validate(config)
   os.makedirs(FLAGS.workdir, exist_ok=True)
   data = RunData.load(config, FLAGS.workdir)
   run = runner.Runner(data)
-  strategy = resolve(STRATEGY, config)
+  strategy = resolve(FLAGS.strategy, config)
   family = strategy.transform
   versions = []
   tick = time.perf_counter()
@@ -112,12 +117,13 @@ def main(argv):
         "frobenius_distance": distance,
         "relative_frobenius_distance": distance / float(np.linalg.norm(w_opt)),
         "recall50_nobc": fitted.result.recall[50],
+        "alignment_mse_v0": fitted.result.alignment_mse_v0,
       }
     )
     logging.info("%s", versions[-1])
   report = {
     "dataset": config.dataset,
-    "strategy": STRATEGY,
+    "strategy": FLAGS.strategy,
     "embedding_epochs": config.epochs,
     "base": FLAGS.base,
     "posthoc_config": {

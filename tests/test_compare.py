@@ -48,10 +48,44 @@ def test_compare_writes_every_output(compared):
   assert "| bc-aligner" not in table_md and "| joint-linear-mloss |" in table_md
   # The per-version Recall@50 table, the most-popular baseline first.
   assert "## Recall@50 per version" in table_md
-  assert "(`config.report_split=validation`)" in table_md.splitlines()[0]
+  assert "(`config.report_split=held_out`" in table_md.splitlines()[0]
   nobc_v1 = on_disk["strategies"]["nobc"][1]["recall"]["50"]
   assert "| nobc | " in table_md and f"{nobc_v1:.4f} |" in table_md
   assert "| most popular | " in table_md
+
+
+def test_held_out_halves_are_recorded_disjoint_and_one_side_per_user(compared):
+  """The protocol an outsider checks: no id both chooses and reports, and a
+  user sits on one side in the intended recall and in every user task."""
+  _, results = compared
+  halves = results["halves"]
+  assert halves["report_split"] == "held_out" and halves["seed"] == 0
+  side = {}
+  for version in halves["intended"].values():
+    chose, reported = set(version["selection_users"]), set(version["report_users"])
+    assert chose and reported and not chose & reported
+    side.update({u: "selection" for u in chose} | {u: "report" for u in reported})
+  for task, record in halves["tasks"].items():
+    for version in record["versions"].values():
+      chose, reported = set(version["selection_ids"]), set(version["report_ids"])
+      assert not chose & reported, task
+      if record["by"] == "user":
+        assert all(side.get(u, "selection") == "selection" for u in chose), task
+        assert all(side.get(u, "report") == "report" for u in reported), task
+  # Both halves scored; the selection half's table is there, never reported.
+  edge = results["unintended"]["binary-edge-rating"]["per_strategy"]["nobc"]
+  assert set(edge) == {"per_version", "selection_per_version"}
+  for versions in results["strategies"].values():
+    for v in versions:
+      assert set(v["selection_recall"]) == set(v["recall"])
+  nobc_v1 = results["strategies"]["nobc"][1]
+  assert nobc_v1["selection_recall"] != nobc_v1["recall"]
+  selection_rows = {r["strategy"]: r for r in results["selection_table"]["rows"]}
+  assert selection_rows.keys() == {r["strategy"] for r in results["table"]["rows"]}
+  assert selection_rows["nobc"]["intended"] == 0.0
+  assert selection_rows["nobc"]["mean_recall50"] != pytest.approx(
+    {r["strategy"]: r for r in results["table"]["rows"]}["nobc"]["mean_recall50"]
+  )
 
 
 def test_curves_in_tensorboard_and_metrics_jsonl_match_results(compared):

@@ -7,8 +7,10 @@ import pytest
 from scipy import stats
 
 from bcjax.evaluation.intervals import (
+  holm,
   mean_interval,
   paired_difference,
+  paired_t_test,
   t_quantile,
 )
 
@@ -52,3 +54,33 @@ def test_pairing_removes_what_the_seeds_share():
   unpaired_a, unpaired_b = mean_interval(a), mean_interval(b)
   assert unpaired_a.low < unpaired_b.high  # unpaired, the intervals overlap
   assert paired.mean == pytest.approx(np.mean(a - b))
+
+
+def test_paired_t_test_matches_scipy():
+  rng = np.random.default_rng(5)
+  for n in (2, 3, 5, 10):
+    d = rng.normal(0.4, 1.0, size=n)
+    expected = stats.ttest_1samp(d, 0.0).pvalue
+    assert paired_t_test(d) == pytest.approx(expected, rel=1e-6)
+  assert paired_t_test([1.0]) is None
+  assert paired_t_test([0.0, 0.0, 0.0]) == 1.0
+  assert paired_t_test([2.0, 2.0]) == 0.0
+
+
+def test_holm_matches_its_definition_by_brute_force():
+  rng = np.random.default_rng(6)
+  for m in (1, 2, 5, 12):
+    p = rng.uniform(0, 0.2, size=m).tolist()
+    got = holm(p)
+    order = np.argsort(p)
+    # Adjusted p of the i-th smallest: max over j <= i of (m - j) p_(j), capped.
+    for rank, i in enumerate(order):
+      expected = min(1.0, max((m - j) * p[order[j]] for j in range(rank + 1)))
+      assert got[i] == pytest.approx(expected)
+  # Rejections at 0.05 are a step-down: stop at the first that fails.
+  assert [q <= 0.05 for q in holm([0.01, 0.04, 0.03, 0.005])] == [
+    True,
+    False,
+    False,
+    True,
+  ]

@@ -4,7 +4,9 @@ import json
 import os
 import subprocess
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from bcjax import environment
 from bcjax.evaluation.table_records import (
@@ -54,8 +56,33 @@ def test_verdict_judges_the_interval_against_the_anchor(cell, anchor, want):
   assert verdicts.verdict(cell, anchor).startswith(want)
 
 
+# Per-seed offsets of every strategy's total (mean 0): differences between
+# strategies vary by seed, so the paired tests have a spread.
+OFFSETS = {
+  "nobc": (-1.0, 0.5, 0.5),
+  "fix-m0": (8.0, -7.0, -1.0),
+  "posthoc-linear-sloss": (0.2, -0.4, 0.2),
+}
+
+
+def _per_seed(totals):
+  """Three seeds' tables: each strategy's total plus its offsets."""
+  return [
+    {
+      "table": {
+        "rows": [
+          {"strategy": s, "total": t + OFFSETS.get(s, (0.0, 0.0, 0.0))[i]}
+          for s, t in totals.items()
+        ]
+      }
+    }
+    for i in range(3)
+  ]
+
+
 def _results(totals, paired_lows):
-  """A results.json with three seeds' intervals and the paired table."""
+  """A results.json with three seeds' intervals, their tables and the paired
+  table."""
   rows = []
   for strategy, total in totals.items():
     means = dict.fromkeys(CELL_COLUMNS)
@@ -93,6 +120,7 @@ def _results(totals, paired_lows):
       "finished": "2026-11-26T10:42:00+00:00",
     },
     "table": table.to_json(),
+    "per_seed": _per_seed(totals),
   }
 
 
@@ -125,19 +153,20 @@ def test_section_states_the_ranking_and_provenance(tmp_path):
   )
   assert f"\n## {runs.RUNS[0].title}\n" in text
   assert "\n### Comparison" in text  # table.md's headings under the run's
+  # Differences by seed: nobc 19 - (-1, .5, .5), p 0.0007; fix-m0 24 - (8,
+  # -7, -1), p 0.032: both resolved after Holm (0.0014, 0.032).
   assert (
-    "BC-Aligner's total (-1.00) is the best; the paired 95% interval of its "
-    "lead contains 0 against fix-m0." in text
+    "BC-Aligner's total against the 2 other strategies (paired t-tests over "
+    "seeds, Holm-corrected at 0.05; differences with Bonferroni-adjusted 97.5% "
+    "intervals): ahead of nobc +19.00 [" in text
   )
+  assert ", fix-m0 +24.00 [" in text
+  assert "behind of posthoc-linear-sloss -5.00 [" in text
+  assert "| BC-Aligner has the best total | holds: ahead of all 2 others" in text
   assert (
-    "BC-Aligner's total (-9.00) is not the best: posthoc-linear-sloss's is "
-    "-4.00, 5.00 points higher (paired difference BC-Aligner - "
-    "posthoc-linear-sloss over seeds: -5.00, 95% interval [-8.00, -3.00]); "
-    "the interval excludes 0: the ranking is resolved." in text
+    "| BC-Aligner has the best total | contradicted: behind posthoc-linear-sloss"
+    in text
   )
-  # The first run's fix-m0 lead interval [-0.5, 4.5] contains 0.
-  assert "contains 0 against fix-m0." in text
-  assert "the interval contains 0, so this ranking is not resolved" not in text
   # nobc's unintended cell is -18 +- 1: the anchor's sign (-26.5) holds.
   assert "| nobc | 0 / -26.5 | 0 by construction | holds; [" in text
 
@@ -147,20 +176,49 @@ def test_replaced_needs_both_markers():
     report.replaced("no markers here", "x")
 
 
-def test_summary_row_compares_bc_aligner_with_the_best_other_strategy():
+def test_summary_row_names_who_is_ahead_by_holms_tests():
   aligner = verdicts.BC_ALIGNER
   ahead = verdicts.summary_row(
     _results({aligner: -1.0, "nobc": -20.0, "fix-m0": -25.0}, {"nobc": 3.0})
   )
-  assert ahead == ["3", "-1.00 ± 1.00", "nobc: -20.00 ± 1.00", ahead[3]]
-  assert ahead[3] == "19.00 [3.00, 8.00]: BC-Aligner ahead"
+  # Both resolved behind it (Holm's p 0.0014 and 0.032); nobody ahead.
+  assert ahead == ["3", "-1.00 ± 1.00", "none", "2 of 2"]
   behind = verdicts.summary_row(
     _results(
       {aligner: -9.0, "posthoc-linear-sloss": -4.0}, {"posthoc-linear-sloss": -8.0}
     )
   )
-  assert behind[3] == "-5.00 [-8.00, -3.00]: posthoc-linear-sloss ahead"
+  assert behind[2:] == ["posthoc-linear-sloss", "0 of 1"]
   assert verdicts.summary_row(_results({"nobc": -2.0}, {}))[1] == "not run"
+
+
+def test_comparisons_match_scipy_with_holm_and_bonferroni():
+  """compare_against's numbers recomputed by scipy by hand."""
+  rng = np.random.default_rng(7)
+  names = [verdicts.BC_ALIGNER, "a", "b", "c"]
+  values = {n: rng.normal(i, 1.0, size=6) for i, n in enumerate(names)}
+  results = {
+    "per_seed": [
+      {"table": {"rows": [{"strategy": n, "total": values[n][i]} for n in names]}}
+      for i in range(6)
+    ]
+  }
+  got = verdicts.compare_against(results, verdicts.BC_ALIGNER)
+  assert [c.other for c in got] == names[1:]
+  p = [stats.ttest_rel(values[names[0]], values[n]).pvalue for n in names[1:]]
+  order = np.argsort(p)
+  for c, n in zip(got, names[1:]):
+    d = values[names[0]] - values[n]
+    half = stats.t.ppf(1 - 0.05 / 3 / 2, 5) * d.std(ddof=1) / np.sqrt(6)
+    assert c.mean == pytest.approx(d.mean())
+    assert (c.low, c.high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert c.p == pytest.approx(p[names.index(n) - 1])
+  holm = [None] * 3
+  running = 0.0
+  for rank, i in enumerate(order):
+    running = max(running, min(1.0, (3 - rank) * p[i]))
+    holm[i] = running
+  assert [c.p_holm for c in got] == pytest.approx(holm)
 
 
 def _page(path, begin, end):
@@ -201,7 +259,7 @@ def test_update_writes_every_page_and_check_finds_a_stale_one(tmp_path):
     f"[{title}](docs/results.md#{results_page.heading_fragment(title)})"
     in texts["readme"]
   )
-  assert "19.00 [3.00, 8.00]: BC-Aligner ahead" in texts["readme"]
+  assert " | -1.00 ± 1.00 | none | 1 of 1 |" in texts["readme"]
   assert "[docs/compatibility.md](docs/compatibility.md)" in texts["readme"]
   png = f"(../experiments/results/{runs.RUNS[0].name}/tradeoff.png)"
   assert png in texts["results_page"]
@@ -239,18 +297,22 @@ def test_generated_pages_match_the_committed_runs():
     )
 
 
-def test_a_lead_whose_paired_interval_contains_zero_is_not_resolved():
-  results = _results(
-    {verdicts.BC_ALIGNER: -4.0, "posthoc-linear-sloss": -1.0},
-    {"posthoc-linear-sloss": -6.0},
-  )
-  results["table"]["paired"]["rows"][0]["interval"].update(low=-6.0, high=1.0)
-  table = read_table(results["table"])
-  text = verdicts.ranking(table, verdicts.cells(table))
-  assert text.endswith(
-    "95% interval [-6.00, 1.00]); the interval contains 0, so this ranking "
-    "is not resolved."
-  )
+def test_a_lead_resolved_alone_is_unresolved_after_holms_correction():
+  aligner = verdicts.BC_ALIGNER
+  totals = {aligner: -1.0, "nobc": -20.0, "fix-m0": -25.0, "posthoc-linear-sloss": -1.5}
+  results = _results(totals, {})
+  alone = verdicts.compare_against(results, aligner, ["fix-m0"])[0]
+  together = {c.other: c for c in verdicts.compare_against(results, aligner)}
+  # fix-m0's lead: p 0.032 alone; second smallest of three, so Holm doubles it.
+  assert alone.verdict == "ahead" and alone.p < 0.05
+  assert together["fix-m0"].verdict == "unresolved"
+  assert together["fix-m0"].p_holm == pytest.approx(2 * alone.p)
+  assert together["nobc"].verdict == "ahead"
+  assert together["posthoc-linear-sloss"].verdict == "unresolved"
+  # Bonferroni's interval for three is wider than the 95% one alone.
+  assert together["fix-m0"].low < alone.low - 1e-9
+  word, why = verdicts.claims(results)["BC-Aligner has the best total"]
+  assert word == "unresolved" and "fix-m0, posthoc-linear-sloss" in why
 
 
 def _entry(version, best, epochs):
@@ -472,4 +534,5 @@ def test_a_paired_difference_without_bounds_is_said_not_formatted():
   for row in results["table"]["paired"]["rows"]:
     row["interval"].update(low=None, high=None)
   assert verdicts.weight_row(results)[3:] == ["no paired interval", "not run"]
-  assert verdicts.summary_row(results)[3] == "-2.00 (no paired interval)"
+  del results["per_seed"]
+  assert verdicts.summary_row(results)[2:] == ["no test (one seed)", ""]

@@ -134,3 +134,34 @@ def test_task_names_and_errors(small_graph):
     build_task("fraud", small_graph, splits)
   with pytest.raises(InputError, match="needs an attribute"):
     build_task("user-gender", small_graph, splits)
+
+
+def _odd(node: int, seed: int) -> bool:
+  """SplitMix64's finaliser in Python integers: the report side's parity."""
+  mask = 2**64 - 1
+  z = (node + 0x9E3779B97F4A7C15 * (seed + 1)) & mask
+  z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+  z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+  return bool((z ^ (z >> 31)) & 1)
+
+
+@pytest.mark.parametrize(
+  "name", ["binary-edge-rating", "user-activity", "binary-item-rating-avg"]
+)
+@pytest.mark.parametrize("seed", [0, 3])
+def test_task_halves_split_examples_by_their_user_or_item(small_graph, name, seed):
+  splits = [split_version(small_graph, k) for k in range(4)]
+  task = build_task(name, small_graph, splits)
+  by_item = task.input == "item"
+  assert task.halves_by == ("item" if by_item else "user")
+  for examples in task.evaluation.values():
+    halves = task.halves(examples, "held_out", seed)
+    ids = examples.item if by_item else examples.user
+    expected = np.array([_odd(int(i), seed) for i in ids], bool)
+    np.testing.assert_array_equal(halves["report"], expected)
+    np.testing.assert_array_equal(halves["selection"], ~expected)
+    # The reference's protocol: every example reports (and chose).
+    assert set(task.halves(examples, "validation", seed)) == {"report"}
+    assert task.halves(examples, "validation", seed)["report"].all()
+  with pytest.raises(InputError, match="unknown report split 'test'"):
+    task.halves(task.evaluation[task.selection_version], "test", seed)

@@ -112,3 +112,59 @@ def test_version_keys_must_be_numbers():
   written["brand"]["per_strategy"] = {"a": {"per_version": {"last": 0.5}}}
   with pytest.raises(InputError, match="per_version keys must be version numbers"):
     UnintendedResults.from_json(written)
+
+
+def test_halves_round_trip_and_the_selection_table_reads_the_other_half():
+  """A held-out run's two halves: written apart, read back apart, and the
+  selection table built from the selection half alone (the report table
+  from the report half alone)."""
+  rng = np.random.default_rng(4)
+  results = make_results()
+  strategies = list(results["strategies"])
+  report = _random_scores(rng, strategies, [1, 2], 2)
+  selection = tuple(
+    UnintendedScore(
+      s.task, s.strategy, s.version, s.consumer_seed, 1 - s.value, "selection"
+    )
+    for s in _random_scores(rng, strategies, [1, 2], 2)
+  )
+  records = UnintendedResults((TASK,), report + selection)
+  assert records.halves == ("report", "selection")
+  written = json.loads(json.dumps(records.to_json()))
+  assert set(written["brand"]["per_strategy"]["nobc"]) == {
+    "per_version",
+    "selection_per_version",
+  }
+  back = UnintendedResults.from_json(written)
+  for half in ("report", "selection"):
+    assert back.per_version("brand", "nobc", half) == records.per_version(
+      "brand", "nobc", half
+    )
+  for versions in results["strategies"].values():
+    for v in versions:
+      v["selection_recall"] = {"50": v["recall"]["50"] / 2}
+  results["unintended"] = written
+  chosen_on = comparison_table(results, half="selection")
+  reported = comparison_table(results)
+  only_selection = UnintendedResults((TASK,), records.on_half("selection").scores)
+  only_report = UnintendedResults((TASK,), report)
+  del results["unintended"]
+  assert (
+    chosen_on.per_task
+    == comparison_table(
+      {
+        **results,
+        "strategies": {
+          s: [{**v, "recall": v["selection_recall"]} for v in vs]
+          for s, vs in results["strategies"].items()
+        },
+      },
+      only_selection,
+    ).per_task
+  )
+  assert reported == comparison_table(results, only_report)
+  assert chosen_on.rows != reported.rows
+  with pytest.raises(InputError, match="no 'selection' scores"):
+    only_report.on_half("selection")
+  with pytest.raises(InputError, match="unknown table half 'other'"):
+    comparison_table(results, only_report, half="other")

@@ -57,6 +57,10 @@ class AnalyticsConfig:
     backfilling: run partial backfilling to the newest version (read by
       the newest version's consumers too when ``consumers`` is on).
     chunk_size: users scored at once in retrieval.
+    report_split: the run's ``config.report_split``: under ``"held_out"``
+      the consumers are scored on the report half of each version's examples
+      (embedding seed 0's halves, the seed the analytics run on), as the
+      table's unintended column is.
   """
 
   start_versions: Sequence[int] = ()
@@ -66,6 +70,7 @@ class AnalyticsConfig:
   blending: bool = True
   backfilling: bool = True
   chunk_size: int = 512
+  report_split: str = "validation"
 
 
 def analyze(
@@ -201,6 +206,7 @@ def analyze(
               task,
               lambda k, j=j, reg=reg: saved_tables(reg, k, j),
               lambda k, j=j: frozen(j, k),
+              settings.report_split,
             )
         summary = summarize_consumers(rows)
         summary["per_task"] = rows
@@ -239,6 +245,7 @@ def settings_from_config(config) -> AnalyticsConfig:
     blending=bool(c.get("blending", True)),
     backfilling=bool(c.get("backfilling", True)),
     chunk_size=int(config.get("eval_chunk_size", 512)),
+    report_split=config.get("report_split", "validation"),
   )
 
 

@@ -17,6 +17,7 @@ from bcjax import keys, registry
 from bcjax.compatibility.stores import KINDS, RETRIEVAL_K, Tables, digest, saved_tables
 from bcjax.data.split import VersionSplit
 from bcjax.evaluation.recall import RecallEvaluator
+from bcjax.evaluation.unintended import mean_over_seeds
 from bcjax.fitting.consumer_checkpoints import load_consumer, save_consumer
 from bcjax.fitting.consumers import (
   Consumer,
@@ -225,6 +226,7 @@ def consumer_row(
   task,
   tables: Callable[[int], Tables],
   frozen: Callable[[int], Tables],
+  report_split: str = "validation",
 ) -> dict:
   """A consumer's metric at every version after its start, and on frozen M_j.
 
@@ -233,6 +235,8 @@ def consumer_row(
     task: the task built for that start.
     tables: ``k -> B_{j+1..k}(z_k)`` of the strategy.
     frozen: ``k -> M_j`` on ``G_k``.
+    report_split: which examples are scored: their report half (embedding
+      seed 0's, :meth:`~bcjax.fitting.tasks.Task.halves`).
 
   Returns:
     ``{"selection_version", "values": {k: metric}, "frozen": {k: metric}}``
@@ -242,8 +246,12 @@ def consumer_row(
   values, reference = {}, {}
   for k in sorted(task.evaluation):
     if k > j:
-      values[k] = consumer.evaluate(tables(k), task.evaluation[k])
-      reference[k] = consumer.evaluate(frozen(k), task.evaluation[k])
+      examples = task.evaluation[k]
+      rows = {"report": task.halves(examples, report_split, 0)["report"]}
+      for out, read in ((values, tables), (reference, frozen)):
+        out[k] = mean_over_seeds(
+          consumer.scores_of_rows(read(k), examples, rows)["report"]
+        )
   return {
     "selection_version": task.selection_version,
     "values": values,

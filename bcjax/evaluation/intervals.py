@@ -144,3 +144,45 @@ def paired_difference(
   if len(a) != len(b):
     raise ValueError(f"paired values need one per seed each, got {len(a)} and {len(b)}")
   return mean_interval([x - y for x, y in zip(a, b)], level)
+
+
+def paired_t_test(differences: Sequence[float]) -> float | None:
+  """The two-sided p-value of the paired t-test that the mean difference is 0.
+
+  Args:
+    differences: one ``a[s] - b[s]`` per seed.
+
+  Returns:
+    The p-value; None for fewer than two differences. Differences with no
+    spread give 1.0 when they are all 0 and 0.0 otherwise.
+  """
+  values = [float(v) for v in differences]
+  n = len(values)
+  if n < 2:
+    return None
+  mean = sum(values) / n
+  sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+  if sd == 0:
+    return 1.0 if mean == 0 else 0.0
+  t = mean / (sd / math.sqrt(n))
+  return 2 * (1 - t_cdf(abs(t), n - 1))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+  """Holm's step-down adjustment of ``m`` p-values (family-wise error).
+
+  The i-th smallest p is multiplied by ``m - i`` (i from 0), made
+  non-decreasing in that order and capped at 1; a test is rejected at level
+  ``alpha`` when its adjusted p is at most ``alpha``.
+
+  Returns:
+    The adjusted p-values, in the order given.
+  """
+  m = len(p_values)
+  order = sorted(range(m), key=lambda i: p_values[i])
+  adjusted = [0.0] * m
+  running = 0.0
+  for rank, i in enumerate(order):
+    running = max(running, min(1.0, (m - rank) * p_values[i]))
+    adjusted[i] = running
+  return adjusted

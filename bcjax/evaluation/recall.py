@@ -168,17 +168,21 @@ class RecallEvaluator:
 
 
 def most_popular_recall(
-  split: VersionSplit, ks: Sequence[int] = KS, report_split: str = "validation"
+  split: VersionSplit,
+  ks: Sequence[int] = KS,
+  report_split: str = "validation",
+  seed: int = 0,
 ) -> dict[int, float]:
   """Recall@K of ranking every user's items by training popularity.
 
   The non-personalised baseline: scores are the items' training degrees. It
-  is measured on the users that ``report_split`` reports on.
+  is measured on the users that ``report_split`` (with the halves of
+  ``seed``) reports on.
   """
   popularity = np.bincount(split.train_item, minlength=split.num_items)
   user_emb = jnp.ones((split.num_users, 1), jnp.float32)
   item_emb = jnp.asarray(popularity, jnp.float32)[:, None]
-  _, report = version_evaluators(split, report_split, ks=ks)
+  _, report = version_evaluators(split, report_split, ks=ks, seed=seed)
   return report(user_emb, item_emb)
 
 
@@ -209,11 +213,39 @@ def held_out_halves(users: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.nd
   return users[~odd], users[odd]
 
 
+def version_halves(
+  split: VersionSplit, report_split: str, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+  """The validation users that choose and those that report, sorted.
+
+  Args:
+    split: the version split.
+    report_split: ``"validation"`` (both are every validation user) or
+      ``"held_out"`` (the halves of :func:`held_out_halves`).
+    seed: which halves.
+
+  Returns:
+    ``(selection, report)`` user ids.
+
+  Raises:
+    ValueError: for an unknown ``report_split``.
+  """
+  users = np.unique(split.val_user)
+  if report_split == "validation":
+    return users, users
+  if report_split == "held_out":
+    return held_out_halves(users, seed)
+  raise ValueError(
+    f"unknown report_split {report_split!r}; expected one of {REPORT_SPLITS}"
+  )
+
+
 def version_evaluators(
   split: VersionSplit,
   report_split: str,
   ks: Sequence[int] = KS,
   chunk_size: int = 512,
+  seed: int = 0,
 ) -> tuple[RecallEvaluator, RecallEvaluator]:
   """The evaluators that choose a version's epoch and report its Recall@K.
 
@@ -225,6 +257,8 @@ def version_evaluators(
       two halves by :func:`held_out_halves`, one choosing, one reporting.
     ks: the cut-offs K.
     chunk_size: users scored per chunk.
+    seed: which halves (the run's embedding seed: each seed its own halves,
+      so no one split of the users decides every seed).
 
   Returns:
     ``(selection, report)``; the same object for ``"validation"``.
@@ -232,15 +266,11 @@ def version_evaluators(
   Raises:
     ValueError: for an unknown ``report_split``.
   """
+  selection, report = version_halves(split, report_split, seed)
   if report_split == "validation":
     evaluator = RecallEvaluator(split, ks, chunk_size)
     return evaluator, evaluator
-  if report_split == "held_out":
-    selection, report = held_out_halves(np.unique(split.val_user))
-    return (
-      RecallEvaluator(split, ks, chunk_size, users=selection),
-      RecallEvaluator(split, ks, chunk_size, users=report),
-    )
-  raise ValueError(
-    f"unknown report_split {report_split!r}; expected one of {REPORT_SPLITS}"
+  return (
+    RecallEvaluator(split, ks, chunk_size, users=selection),
+    RecallEvaluator(split, ks, chunk_size, users=report),
   )

@@ -31,7 +31,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bcjax.errors import InputError
+from bcjax.errors import InputError, unknown_name
 from bcjax.evaluation.table_records import (
   ComparisonTable,
   TableRow,
@@ -41,6 +41,8 @@ from bcjax.evaluation.table_records import (
 from bcjax.evaluation.unintended import UnintendedResults
 
 INTENDED_REFERENCE = "nobc"
+# A table's half -> the per-version field its Recall@50 comes from.
+HALVES = {"report": "recall", "selection": "selection_recall"}
 UNINTENDED_REFERENCE = "fix-m0"
 RECALL_KEY = "recall@50"
 
@@ -103,8 +105,11 @@ def _lookup(mapping: Mapping, key: int | str) -> Any:
   return mapping.get(int(key))
 
 
-def _read_strategies(results: Mapping) -> dict[str, dict[str, dict[int, Any]]]:
-  """Per strategy, the per-version Recall@50 and distance to fix-m0."""
+def _read_strategies(
+  results: Mapping, recall_key: str = "recall"
+) -> dict[str, dict[str, dict[int, Any]]]:
+  """Per strategy, the per-version Recall@50 (``entry[recall_key]``) and
+  distance to fix-m0."""
   strategies = require_field(results, "strategies", "the results dict")
   if not isinstance(strategies, Mapping):
     raise InputError("results: 'strategies' must map strategy names to lists")
@@ -118,11 +123,11 @@ def _read_strategies(results: Mapping) -> dict[str, dict[str, dict[int, Any]]]:
     for i, entry in enumerate(entries):
       where = f"strategies[{name!r}][{i}]"
       version = int(require_field(entry, "version", where))
-      recall_at = require_field(entry, "recall", where)
+      recall_at = require_field(entry, recall_key, where)
       if not isinstance(recall_at, Mapping) or (
         "50" not in recall_at and 50 not in recall_at
       ):
-        raise InputError(f"results: {where}['recall'] has no Recall@50 ('50')")
+        raise InputError(f"results: {where}[{recall_key!r}] has no Recall@50 ('50')")
       recall[version] = finite_or_none(_lookup(recall_at, 50))
       distance[version] = finite_or_none(entry.get("distance_to_fix_m0"))
       if version == 0 and "distance_to_fix_m0" not in entry:
@@ -163,7 +168,9 @@ def _task_notes(
 
 
 def comparison_table(
-  results: Mapping[str, Any], unintended: UnintendedResults | None = None
+  results: Mapping[str, Any],
+  unintended: UnintendedResults | None = None,
+  half: str = "report",
 ) -> ComparisonTable:
   """The comparison table of every strategy in ``results``.
 
@@ -175,6 +182,10 @@ def comparison_table(
       ``selection_version`` and ``per_strategy[s]["per_version"]``.
     unintended: the unintended tasks' records; None reads them from
       ``results["unintended"]``.
+    half: ``"report"`` (the reported numbers: ``recall`` and the report
+      halves of the tasks) or ``"selection"`` (a held-out run's other half:
+      ``selection_recall`` and the tasks' selection halves, which weights
+      are chosen on and nothing reports).
 
   Returns:
     The table: a :class:`TableRow` per strategy, in the order of
@@ -185,9 +196,13 @@ def comparison_table(
   Raises:
     InputError: a results dict that lacks a field the table needs.
   """
-  strategies = _read_strategies(results)
+  if half not in HALVES:
+    raise unknown_name("table half", half, HALVES)
+  strategies = _read_strategies(results, HALVES[half])
   if unintended is None:
     unintended = UnintendedResults.from_json(results.get("unintended"))
+  if half != "report":
+    unintended = unintended.on_half(half)
   tasks = {task.name: task for task in unintended.tasks}
   values = {
     t: {s: unintended.per_version(t, s) for s in unintended.strategies(t)}

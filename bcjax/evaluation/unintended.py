@@ -89,6 +89,8 @@ class UnintendedScore:
     consumer_seed: which consumer; None for the mean over consumer seeds
       (what results.json keeps).
     value: the metric; None where it is undefined (labels of one class).
+    half: which examples: ``"report"`` (what the table reports) or
+      ``"selection"`` (what weights are chosen on; held-out runs only).
   """
 
   task: str
@@ -96,6 +98,13 @@ class UnintendedScore:
   version: int
   consumer_seed: int | None
   value: float | None
+  half: str = "report"
+
+
+# The halves of a held-out run's examples, and their keys in results.json
+# (a run under report_split=validation has the report half alone).
+_HALVES = ("report", "selection")
+_JSON_KEYS = {"report": "per_version", "selection": "selection_per_version"}
 
 
 def mean_over_seeds(values: Iterable[float | None]) -> float | None:
@@ -122,13 +131,32 @@ class UnintendedResults:
     """The strategies scored on ``task``, in order of first score."""
     return list(dict.fromkeys(s.strategy for s in self.scores if s.task == task))
 
-  def per_version(self, task: str, strategy: str) -> dict[int, float | None]:
-    """``{version: mean over consumer seeds}``, versions ascending."""
+  def per_version(
+    self, task: str, strategy: str, half: str = "report"
+  ) -> dict[int, float | None]:
+    """``{version: mean over consumer seeds}`` on ``half``, versions ascending."""
     by_version = {}
     for score in self.scores:
-      if score.task == task and score.strategy == strategy:
+      if score.task == task and score.strategy == strategy and score.half == half:
         by_version.setdefault(score.version, []).append(score.value)
     return {k: mean_over_seeds(by_version[k]) for k in sorted(by_version)}
+
+  @property
+  def halves(self) -> tuple[str, ...]:
+    """The halves scored: ``("report",)``, or with ``"selection"`` too."""
+    return tuple(sorted({s.half for s in self.scores}, key=_HALVES.index))
+
+  def on_half(self, half: str) -> UnintendedResults:
+    """These results with ``half``'s scores as the reported ones (what a
+    table of the selection half reads)."""
+    if half not in self.halves:
+      raise InputError(
+        f"unintended results have no {half!r} scores; they have {self.halves}"
+      )
+    scores = tuple(
+      dataclasses.replace(s, half="report") for s in self.scores if s.half == half
+    )
+    return UnintendedResults(self.tasks, scores)
 
   def to_json(self) -> dict:
     """The ``"unintended"`` field of results.json."""
@@ -144,9 +172,10 @@ class UnintendedResults:
       }
       record["per_strategy"] = {
         strategy: {
-          "per_version": {
-            str(k): v for k, v in self.per_version(task.name, strategy).items()
+          _JSON_KEYS[half]: {
+            str(k): v for k, v in self.per_version(task.name, strategy, half).items()
           }
+          for half in self.halves
         }
         for strategy in self.strategies(task.name)
       }
@@ -177,12 +206,14 @@ class UnintendedResults:
         )
       )
       for strategy, record in require_field(spec, "per_strategy", where).items():
-        per_version = require_field(
-          record, "per_version", f"{where}['per_strategy'][{strategy!r}]"
-        )
-        for k in _version_numbers(per_version):
-          value = per_version[str(k)] if str(k) in per_version else per_version[k]
-          scores.append(UnintendedScore(name, strategy, k, None, finite_or_none(value)))
+        require_field(record, "per_version", f"{where}['per_strategy'][{strategy!r}]")
+        for half, key in _JSON_KEYS.items():
+          per_version = record.get(key) or {}
+          for k in _version_numbers(per_version):
+            value = per_version[str(k)] if str(k) in per_version else per_version[k]
+            scores.append(
+              UnintendedScore(name, strategy, k, None, finite_or_none(value), half)
+            )
     return cls(tuple(tasks), tuple(scores))
 
 

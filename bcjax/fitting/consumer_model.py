@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 
 import flax.linen as nn
 import jax
@@ -156,13 +157,40 @@ class Consumer:
     Raises:
       TrainingDivergedError: when a consumer's outputs are not finite.
     """
+    everything = np.ones(len(examples), bool)
+    return self.scores_of_rows(tables, examples, {"all": everything})["all"]
+
+  def scores_of_rows(
+    self, tables, examples: TaskExamples, rows: Mapping[str, np.ndarray]
+  ) -> dict[str, list[float | None]]:
+    """Every seed's metric on each named subset of the examples, from one
+    prediction (e.g. the selection and report halves).
+
+    Args:
+      tables: ``(user, item)`` embeddings the consumers read.
+      examples: the examples.
+      rows: name -> ``(len(examples),)`` boolean mask of the rows it scores.
+
+    Returns:
+      name -> the metric of every consumer seed (None where undefined, as for
+      a subset whose labels have one class).
+
+    Raises:
+      TrainingDivergedError: when a consumer's outputs are not finite.
+    """
     outputs = self.outputs(tables, examples)
     if not np.all(np.isfinite(outputs)):
       raise TrainingDivergedError(
         f"the consumers of task {self.task.name} give non-finite outputs at "
         f"version {examples.version}"
       )
-    return [evaluate_metric(self.task.metric, examples.labels, out) for out in outputs]
+    return {
+      name: [
+        evaluate_metric(self.task.metric, examples.labels[mask], out[mask])
+        for out in outputs
+      ]
+      for name, mask in rows.items()
+    }
 
   def evaluate(self, tables, examples: TaskExamples) -> float | None:
     """The task metric averaged over seeds; None where any is undefined."""

@@ -53,6 +53,8 @@ from bcjax.fitting.train import (
   FitResult,
   create_train_state,
   epoch_body,
+  progress_metadata,
+  result_from_progress,
   steps_per_epoch,
 )
 from bcjax.models.device_graph import BipartiteGraph
@@ -114,6 +116,7 @@ def fit_versions_batched(
   labels: Sequence[str] | None = None,
   reports: Sequence[Callable[[dict], str] | None] | None = None,
   graph: BipartiteGraph | None = None,
+  halves_seeds: Sequence[int] | None = None,
 ) -> list[FitResult]:
   """:func:`~bcjax.fitting.train.fit_version` of S seeds as one program.
 
@@ -139,6 +142,8 @@ def fit_versions_batched(
     reports: each seed's ``report`` (see ``fit_version``); None entries or
       None: none.
     graph: ``split``'s training graph on device (None builds it).
+    halves_seeds: each seed's ``halves_seed`` (see ``fit_version``); None:
+      0 for every seed.
 
   Returns:
     S :class:`FitResult`, each with its own kept epoch by validation
@@ -170,9 +175,14 @@ def fit_versions_batched(
     raise InputError("fit_versions_batched: expected at least one seed key")
   if graph is None:
     graph = BipartiteGraph.from_split(split, config.layout)
-  evaluator, reporter = version_evaluators(
-    split, config.report_split, chunk_size=config.eval_chunk_size
-  )
+  halves_seeds = list(halves_seeds) if halves_seeds is not None else [0] * n
+  # Each seed's own halves of the validation users (one pair when they agree).
+  evaluators = {
+    seed: version_evaluators(
+      split, config.report_split, chunk_size=config.eval_chunk_size, seed=seed
+    )
+    for seed in dict.fromkeys(halves_seeds)
+  }
   if variables is None:
     variables = [
       init_variables(model, graph, keys.stream(k, "model_init")) for k in seed_keys
@@ -212,7 +222,7 @@ def fit_versions_batched(
   def evaluate(state, epoch, fetched):
     current = {"params": state.params["model"], "batch_stats": state.batch_stats}
     users, items = embed_seeds(current, graph)
-    recalls = [evaluator(users[i], items[i]) for i in range(n)]
+    recalls = [evaluators[halves_seeds[i]][0](users[i], items[i]) for i in range(n)]
     elapsed = time.perf_counter() - start
     # A seed that stopped early (patience) ended its history there, as alone.
     for i in np.flatnonzero(selection.running()):
@@ -244,11 +254,17 @@ def fit_versions_batched(
   def keep(state, epoch, info, taken):
     current, (users, items), recalls = info
     for i in np.flatnonzero(taken):
+      evaluator, reporter = evaluators[halves_seeds[i]]
       reported = recalls[i]
       if reporter is not evaluator:
         reported = reporter(users[i], items[i])
       best[i] = FitResult(
-        unstack(current, i), unstack(state.params["transform"], i), epoch, reported, ()
+        unstack(current, i),
+        unstack(state.params["transform"], i),
+        epoch,
+        reported,
+        (),
+        selection_recall=recalls[i],
       )
 
   def save_progress(state, epoch):
@@ -259,14 +275,11 @@ def fit_versions_batched(
         epoch,
         unstack(state, i),
         {"variables": best[i].variables, "transform": best[i].transform_params},
-        {
-          "best_epoch": best[i].best_epoch,
-          "best_score": None
-          if selection.epochs[i] == 0
-          else float(selection.scores[i]),
-          "recall": {str(k): v for k, v in best[i].recall.items()},
-          "history": histories[i],
-        },
+        progress_metadata(
+          best[i],
+          None if selection.epochs[i] == 0 else float(selection.scores[i]),
+          histories[i],
+        ),
       )
 
   _, seconds_per_epoch = run_epochs(
@@ -288,6 +301,7 @@ def fit_versions_batched(
       tuple(h),
       train_seconds=seconds,
       seconds_per_epoch=seconds_per_epoch,
+      selection_recall=b.selection_recall,
     )
     for b, h in zip(best, histories, strict=True)
   ]
@@ -316,13 +330,7 @@ def _resume(progress, states, best, histories, selection, labels) -> int:
   for i, p in enumerate(progress):
     template = {"variables": best[i].variables, "transform": best[i].transform_params}
     states[i], restored, meta = p.restore(epoch, states[i], template)
-    best[i] = FitResult(
-      restored["variables"],
-      restored["transform"],
-      meta["best_epoch"],
-      {int(k): v for k, v in meta["recall"].items()},
-      (),
-    )
+    best[i] = result_from_progress(restored, meta)
     histories[i].extend(meta["history"])
     selection.epochs[i] = best[i].best_epoch
     if meta["best_score"] is not None:

@@ -36,6 +36,7 @@ import numpy as np
 from bcjax.data.graph import DynamicGraph, RaggedAttribute
 from bcjax.data.split import VersionSplit
 from bcjax.errors import InputError, unknown_name
+from bcjax.evaluation.recall import REPORT_SPLITS, held_out_halves
 
 CORE_TASKS = (
   "binary-edge-rating",
@@ -100,6 +101,39 @@ class Task:
   def eval_versions(self) -> list[int]:
     """Versions after the selection version: the ones the table averages."""
     return sorted(k for k in self.evaluation if k > self.selection_version)
+
+  @property
+  def halves_by(self) -> str:
+    """Which node's id puts an example in a half: ``"item"`` for item tasks,
+    else ``"user"`` (user and edge tasks: the intended recall's halves)."""
+    return "item" if self.input == "item" else "user"
+
+  def halves(
+    self, examples: TaskExamples, report_split: str, seed: int
+  ) -> dict[str, np.ndarray]:
+    """The rows of ``examples`` in each half of ``report_split``.
+
+    Under ``"held_out"`` an example's half is its user's (user and edge
+    tasks) or its item's (item tasks) by
+    :func:`~bcjax.evaluation.recall.held_out_halves` with ``seed``: a user
+    is on the same side here as in the intended recall. Under
+    ``"validation"`` every row reports (and so also chose).
+
+    Returns:
+      ``{"selection": mask, "report": mask}`` (``{"report": all}`` under
+      ``"validation"``), each a ``(len(examples),)`` boolean array.
+
+    Raises:
+      InputError: for an unknown ``report_split``.
+    """
+    if report_split == "validation":
+      return {"report": np.ones(len(examples), bool)}
+    if report_split != "held_out":
+      raise unknown_name("report split", report_split, REPORT_SPLITS)
+    ids = examples.item if self.halves_by == "item" else examples.user
+    selection, _ = held_out_halves(np.unique(ids), seed)
+    chosen = np.isin(ids, selection)
+    return {"selection": chosen, "report": ~chosen}
 
 
 def _binary(name, input_, selection_version, train, evaluation) -> Task:

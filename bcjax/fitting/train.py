@@ -117,6 +117,9 @@ class FitResult:
     best_epoch: the epoch with the best validation Recall@50 (on the
       selection users of ``report_split``).
     recall: ``{K: Recall@K}`` at the best epoch, on the reported users.
+    selection_recall: ``{K: Recall@K}`` at the best epoch, on the selection
+      users (what weights are chosen on; ``recall`` itself under
+      ``report_split="validation"``).
     history: one ``{"epoch", "loss", "recall@50", "seconds"}`` per evaluation
       (Recall@50 of the selection users).
     train_seconds: wall time of training and evaluation.
@@ -131,6 +134,36 @@ class FitResult:
   history: tuple[dict[str, float], ...]
   train_seconds: float = 0.0
   seconds_per_epoch: float = 0.0
+  selection_recall: dict[int, float] | None = None
+
+
+def progress_metadata(
+  best: FitResult, best_score: float | None, history: list[dict]
+) -> dict:
+  """What a fit's epoch checkpoint keeps beside its arrays (JSON)."""
+  return {
+    "best_epoch": best.best_epoch,
+    "best_score": best_score,
+    "recall": {str(k): v for k, v in best.recall.items()},
+    "selection_recall": {str(k): v for k, v in (best.selection_recall or {}).items()},
+    "history": history,
+  }
+
+
+def result_from_progress(restored: dict, meta: dict) -> FitResult:
+  """The kept epoch of a resumed fit, from its checkpoint's arrays and
+  :func:`progress_metadata` (checkpoints made before ``selection_recall``
+  was kept read it as ``recall``: the same users then)."""
+  return FitResult(
+    restored["variables"],
+    restored["transform"],
+    meta["best_epoch"],
+    {int(k): v for k, v in meta["recall"].items()},
+    (),
+    selection_recall={
+      int(k): v for k, v in meta.get("selection_recall", meta["recall"]).items()
+    },
+  )
 
 
 def create_train_state(
@@ -259,6 +292,7 @@ def fit_version(
   label: str = "",
   report: Callable[[dict], str] | None = None,
   graph: BipartiteGraph | None = None,
+  halves_seed: int = 0,
 ) -> FitResult:
   """Trains ``model`` on a version's split and keeps the best epoch.
 
@@ -282,6 +316,9 @@ def fit_version(
     label: prefix of progress lines, e.g. ``"nobc v2"``.
     graph: ``split``'s training graph on device, when the caller has built it
       (with ``config.layout``); None builds it.
+    halves_seed: which held-out halves of the validation users choose and
+      report (the embedding seed; see
+      :func:`~bcjax.evaluation.recall.version_evaluators`).
 
   Returns:
     The :class:`FitResult` of the best epoch by validation Recall@50.
@@ -293,7 +330,7 @@ def fit_version(
   if graph is None:
     graph = BipartiteGraph.from_split(split, config.layout)
   evaluator, reporter = version_evaluators(
-    split, config.report_split, chunk_size=config.eval_chunk_size
+    split, config.report_split, chunk_size=config.eval_chunk_size, seed=halves_seed
   )
   if variables is None:
     variables = init_variables(model, graph, keys.stream(key, "model_init"))
@@ -320,13 +357,7 @@ def fit_version(
     state, restored, meta = progress.restore(
       saved, state, {"variables": variables, "transform": transform_params}
     )
-    best = FitResult(
-      restored["variables"],
-      restored["transform"],
-      meta["best_epoch"],
-      {int(k): v for k, v in meta["recall"].items()},
-      (),
-    )
+    best = result_from_progress(restored, meta)
     history = list(meta["history"])
     selection.epoch = best.best_epoch
     if meta["best_score"] is not None:
@@ -383,6 +414,7 @@ def fit_version(
       epoch,
       reported,
       (),
+      selection_recall=recall,
     )
 
   def save_progress(state, epoch):
@@ -392,12 +424,9 @@ def fit_version(
       epoch,
       state,
       {"variables": best.variables, "transform": best.transform_params},
-      {
-        "best_epoch": best.best_epoch,
-        "best_score": None if selection.epoch == 0 else float(selection.score),
-        "recall": {str(k): v for k, v in best.recall.items()},
-        "history": history,
-      },
+      progress_metadata(
+        best, None if selection.epoch == 0 else float(selection.score), history
+      ),
     )
 
   # The last epoch is kept when keep_after left nothing else to keep.

@@ -163,6 +163,9 @@ def _run_seed(
   )
   unintended = _score_unintended(config, data, strategies, tasks, consumers)
   results["unintended"] = unintended.to_json()
+  results["halves"]["tasks"] = task_halves(
+    tasks, config.report_split, data.embedding_seed
+  )
   if compatibility.enabled(config) and data.embedding_seed == 0:
     # The analytics read the seed-0 workdir's results.json: of seed 0 alone.
     atomic_files.write_json(data.results_path, results)
@@ -176,6 +179,11 @@ def _run_seed(
     )
   table = comparison_table(results, unintended)
   results["table"] = table.to_json()
+  if "selection" in unintended.halves:
+    # The other half's table: what a weight is chosen on, never reported.
+    results["selection_table"] = comparison_table(
+      results, unintended, half="selection"
+    ).to_json()
   results["environment"] = environment.record(job.started)
   atomic_files.write_json(data.results_path, results)
   return results, table
@@ -246,9 +254,12 @@ def _score_unintended(config, data, strategies, tasks, consumers) -> UnintendedR
         tables = _tables(reg, k)
         for task in tasks:
           if k in task.evaluation:
-            values = consumers[task.name].scores(tables, task.evaluation[k])
+            examples = task.evaluation[k]
+            rows = task.halves(examples, config.report_split, data.embedding_seed)
+            halves = consumers[task.name].scores_of_rows(tables, examples, rows)
             scores.extend(
-              UnintendedScore(task.name, strategy.name, k, seed, value)
+              UnintendedScore(task.name, strategy.name, k, seed, value, half)
+              for half, values in halves.items()
               for seed, value in enumerate(values)
             )
   unintended = UnintendedResults(
@@ -268,6 +279,23 @@ def _score_unintended(config, data, strategies, tasks, consumers) -> UnintendedR
         ),
       )
   return unintended
+
+
+def task_halves(tasks, report_split: str, seed: int) -> dict:
+  """Per task and version, the user (or item) ids of the examples each half
+  holds (results.json's ``halves.tasks``): an outsider checks from them
+  that the halves are disjoint and that a user sits on one side in every task
+  and in the intended recall."""
+  out = {}
+  for task in tasks:
+    out[task.name] = {"by": task.halves_by, "versions": {}}
+    for k, examples in task.evaluation.items():
+      ids = examples.item if task.halves_by == "item" else examples.user
+      out[task.name]["versions"][str(k)] = {
+        f"{half}_ids": np.unique(ids[mask]).tolist()
+        for half, mask in task.halves(examples, report_split, seed).items()
+      }
+  return out
 
 
 def _task_record(task: Task, consumer: Consumer) -> UnintendedTask:
@@ -325,6 +353,7 @@ def _write_outputs(workdir, runs, writer: MetricWriter, started) -> dict:
         "table": t.to_json(),
         "strategies": r["strategies"],
         "unintended": r.get("unintended", {}),
+        **{f: r[f] for f in ("selection_table", "halves") if f in r},
       }
       for i, (r, t) in enumerate(runs)
     ]

@@ -141,7 +141,15 @@ def _validate_components(config: ml_collections.ConfigDict) -> None:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises :class:`InputError` naming the first bad field of ``config``."""
-  for field in ("dataset", "taus", "num_versions", "dims", "layers", "epochs"):
+  for field in (
+    "dataset",
+    "taus",
+    "num_versions",
+    "dims",
+    "layers",
+    "epochs",
+    "report_split",
+  ):
     if field not in config:
       raise InputError(f"config has no field {field!r}")
   taus = tuple(config.taus)
@@ -197,7 +205,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"config.layout must be one of {('', *LAYOUTS)} ('' picks the backend's "
       f"reproducible default), got {config.layout!r}"
     )
-  if config.get("report_split", "validation") not in REPORT_SPLITS:
+  if config.report_split not in REPORT_SPLITS:
     raise unknown_name("report split", config.report_split, REPORT_SPLITS)
   if "num_devices" in config and (
     not isinstance(config.num_devices, int) or config.num_devices < 0

@@ -78,15 +78,18 @@ def write_outputs(
 
 
 def report_split_note(config) -> str:
-  """The line of ``table.md`` that says whose Recall@K the tables report."""
+  """The line of ``table.md`` that says whose numbers the tables report."""
   if config.get("report_split", "validation") == "held_out":
     return (
-      "Recall@K is reported on the held-out half of each version's validation "
-      "users; the other half chose the kept epoch "
-      "(`config.report_split=held_out`).\n\n"
+      "Every number is reported on held-out halves: Recall@K on half of each "
+      "version's validation users, the unintended tasks on the examples of "
+      "the same half of the users (item tasks: of half of the items); the "
+      "other halves chose each kept epoch and any tuned weight "
+      "(`config.report_split=held_out`, halves seeded by the embedding "
+      "seed).\n\n"
     )
   return (
-    "Recall@K is reported on every validation user, the same users that chose "
-    "each version's kept epoch, as the reference does "
+    "Optimistic: Recall@K is reported on every validation user, the same "
+    "users that chose each version's kept epoch, as the reference does "
     "(`config.report_split=validation`).\n\n"
   )

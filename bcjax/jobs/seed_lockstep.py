@@ -296,6 +296,7 @@ def _fit_versions(calls: list[dict]) -> list:
     labels=[c.get("label", "") for c in calls],
     reports=[c.get("report") for c in calls],
     graph=first.get("graph"),
+    halves_seeds=[c.get("halves_seed", 0) for c in calls],
   )
 
 

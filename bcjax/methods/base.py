@@ -29,6 +29,7 @@ from bcjax.components.losses import AlignmentLoss
 from bcjax.components.transforms import BackwardTransform
 from bcjax.data.split import VersionSplit
 from bcjax.errors import InputError, check_not_taken, unknown_name
+from bcjax.evaluation.recall import RecallEvaluator, version_evaluators
 from bcjax.fitting.posthoc import PosthocConfig, PosthocFit, fit_posthoc
 from bcjax.fitting.train import FitConfig, FitResult, fit_version
 from bcjax.models.device_graph import BipartiteGraph
@@ -144,6 +145,8 @@ class Context:
     fits: where the fits go when embedding seeds train together
       (``config.seed_batch > 1``, :mod:`bcjax.jobs.seed_lockstep`); None:
       fitted here, alone.
+    embedding_seed: which embedding seed runs; it seeds the held-out halves
+      of the validation users (``config.report_split="held_out"``).
   """
 
   strategy: ResolvedStrategy
@@ -156,6 +159,7 @@ class Context:
   version_of: Callable[[str, int], Version]
   report: Callable[[dict], str] | None = None
   fits: GroupFits | None = None
+  embedding_seed: int = 0
 
   @property
   def label(self) -> str:
@@ -198,7 +202,7 @@ class Context:
       keep_after=keep_after,
       eval_chunk_size=c.eval_chunk_size,
       layout=c.get("layout", "") or None,
-      report_split=c.get("report_split", "validation"),
+      report_split=c.report_split,
       patience=c.get("patience", 0),
     )
 
@@ -219,6 +223,7 @@ class Context:
       mesh=self.mesh,
       label=self.label,
       graph=self.graph,
+      halves_seed=self.embedding_seed,
       **settings,
     )
     if self.fits is not None:
@@ -256,6 +261,16 @@ class Context:
       return self.fits.fit_posthoc(**call)
     return fit_posthoc(**call)
 
+  def evaluators(self) -> tuple[RecallEvaluator, RecallEvaluator]:
+    """Version k's ``(selection, report)`` Recall@K evaluators (the run's
+    ``report_split``, this seed's halves)."""
+    return version_evaluators(
+      self.split,
+      self.config.report_split,
+      chunk_size=self.config.eval_chunk_size,
+      seed=self.embedding_seed,
+    )
+
   def embed(self, version: Version) -> tuple[jax.Array, jax.Array]:
     """``version``'s model on version k's graph: ``(user, item)`` embeddings."""
     return embed(version.model, version.variables, self.graph)
@@ -265,8 +280,10 @@ class Context:
     model: PinSAGE,
     fit: FitResult | None = None,
     recall: dict[int, float] | None = None,
+    selection_recall: dict[int, float] | None = None,
   ) -> VersionResult:
-    """The :class:`VersionResult` of a model of version k, fitted or not."""
+    """The :class:`VersionResult` of a model of version k, fitted or not
+    (then with its ``recall`` and ``selection_recall`` measured)."""
     split = self.split
     return VersionResult(
       strategy=self.strategy.name,
@@ -281,10 +298,15 @@ class Context:
       num_val=split.num_val,
       best_epoch=fit.best_epoch if fit else 0,
       recall={int(k): float(v) for k, v in (fit.recall if fit else recall).items()},
+      selection_recall=_floats(fit.selection_recall if fit else selection_recall),
       train_seconds=fit.train_seconds if fit else 0.0,
       seconds_per_epoch=fit.seconds_per_epoch if fit else 0.0,
       history=tuple(fit.history) if fit else (),
     )
+
+
+def _floats(recall: dict[int, float] | None) -> dict[int, float] | None:
+  return None if recall is None else {int(k): float(v) for k, v in recall.items()}
 
 
 MethodFn = Callable[[Context, int, "list[Version]"], Version]

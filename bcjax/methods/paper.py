@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 
 from bcjax.components.hparams import require
-from bcjax.evaluation.recall import version_evaluators
 from bcjax.methods.base import M0_METHOD, Context, Version, register_method
 from bcjax.methods.building_blocks import (
   fit_transform_posthoc,
@@ -126,14 +125,12 @@ def fix_m0(ctx: Context, k: int, earlier: list[Version]) -> Version:
   """M_0 reused on version k's graph; only its Recall@K is measured."""
   del k
   m0 = earlier[-1]
-  _, reporter = version_evaluators(
-    ctx.split,
-    ctx.config.get("report_split", "validation"),
-    chunk_size=ctx.config.eval_chunk_size,
-  )
-  recall = reporter(*ctx.embed(m0))
-  params = identity_params(ctx, m0.model.dim)
-  return Version(m0.model, m0.variables, params, ctx.result(m0.model, recall=recall))
+  selection, report = ctx.evaluators()
+  tables = ctx.embed(m0)
+  recall = report(*tables)
+  chosen_on = recall if selection is report else selection(*tables)
+  result = ctx.result(m0.model, recall=recall, selection_recall=chosen_on)
+  return Version(m0.model, m0.variables, identity_params(ctx, m0.model.dim), result)
 
 
 @register_method(

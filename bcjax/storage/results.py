@@ -31,7 +31,11 @@ class VersionResult:
     num_train: training interactions.
     num_val: validation interactions.
     best_epoch: the epoch kept (0 when nothing was trained).
-    recall: ``{K: Recall@K}`` of the kept model on the validation window.
+    recall: ``{K: Recall@K}`` of the kept model on the validation window's
+      reported users.
+    selection_recall: ``{K: Recall@K}`` of the kept model on the users that
+      chose it (``report_split="held_out"``: the other half; None in
+      results made before it was kept).
     train_seconds: wall time of training and evaluation.
     seconds_per_epoch: mean time of a training epoch (compilation excluded).
     history: one ``{"epoch", "loss", ..., "recall@50", "seconds"}`` per
@@ -65,6 +69,7 @@ class VersionResult:
   alignment_mse_previous: float | None = None
   alignment_mse_v0: float | None = None
   distance_to_fix_m0: float | None = None
+  selection_recall: Mapping[int, float] | None = None
 
   def replace(self, **changes) -> VersionResult:
     """A copy with ``changes`` (e.g. the runner's alignment errors)."""
@@ -75,7 +80,7 @@ class VersionResult:
     out = {}
     for field in dataclasses.fields(self):
       value = getattr(self, field.name)
-      if field.name == "recall":
+      if field.name in ("recall", "selection_recall") and value is not None:
         value = {str(k): float(v) for k, v in value.items()}
       elif field.name == "history":
         value = [dict(h) for h in value]
@@ -98,6 +103,10 @@ class VersionResult:
     try:
       kwargs = dict(data)
       kwargs["recall"] = {int(k): float(v) for k, v in data["recall"].items()}
+      if data.get("selection_recall") is not None:
+        kwargs["selection_recall"] = {
+          int(k): float(v) for k, v in data["selection_recall"].items()
+        }
       kwargs["history"] = tuple(dict(h) for h in data.get("history", ()))
       return cls(**kwargs)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
