@@ -15,7 +15,6 @@ from bcjax.evaluation.table_records import (
   PairedRow,
   SeedRow,
   SeedTable,
-  read_table,
 )
 from experiments import provenance, report, results_page, runs, verdicts
 
