@@ -7,8 +7,8 @@ identity, times the BPR batch's row lookups' gradient each way (autodiff's
 scatter-add, the segmented scan, the kernel), times Recall@K at several
 chunk sizes, times the whole training step in each library layout and the
 fastest candidate, and writes a profiler trace of the fastest deterministic
-step. Candidates beyond the library's layouts live here until the numbers
-choose one.
+step. It times the library's own layouts and their knobs; the candidates
+beyond them that earlier probes timed lost and are gone (see :func:`_build`).
 
   python -m benchmarks.aggregation_probe --size=musical-instruments \
       --dim=512 --layers=3 --trace_dir=/tmp/trace
@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
-from flax import struct
 
 from bcjax.data.datasets import load_dataset
 from bcjax.data.split import split_version
@@ -55,7 +54,7 @@ flags.DEFINE_list(
   [
     "scatter",
     "sorted-g2",
-    "set-g2",
+    "sorted-g1.5",
     "pallas",
     "pallas-w8-b512-p64-n4",
     "pallas-w4-b512-p32-n4",
@@ -66,8 +65,8 @@ flags.DEFINE_list(
     "mosaic-w8-b512-p64",
     "mosaic-w4-b256-p32",
   ],
-  "Layouts of one relation to time (scatter; sorted, fill, flat, set or "
-  "columns[-uK], then -gG; pallas, the library's kernel, or "
+  "Layouts of one relation to time (scatter; sorted-gG, the degree buckets "
+  "of growth G; pallas, the library's kernel, or "
   "pallas-wW-bB-pP-nN[-sS]: W edges per trip, B columns, P edges per "
   "program, N warps, S pipeline stages; mosaic, its Mosaic GPU port, or "
   "mosaic-wW-bB-pP: W rows loaded per trip, B columns, P edges per "
@@ -89,26 +88,25 @@ _LIBRARY = f"sorted-g{aggregation.DEFAULT_GROWTH:g}"
 
 
 def _build(kind, senders, receivers, ns, nr):
-  """A candidate layout of the relation ``senders -> receivers``.
+  """A layout of the relation ``senders -> receivers``: one of the library's.
 
-  ``scatter``: the library's scatter-add; ``sorted-gG``: its degree buckets
-  with growth ``G``, each reduced along its rows; ``fill-gG`` and
-  ``flat-gG``: the same buckets gathered otherwise (see
-  :class:`_GatherVariant`); ``set-gG``: their sums written into place (see
-  :class:`_SetLists`); ``columns[-uK]-gG``: stored column-major (see
-  :class:`_ColumnLists`).
+  ``scatter``: its scatter-add; ``sorted-gG``: its degree buckets with growth
+  ``G``; ``pallas[-...]`` and ``mosaic[-...]``: its kernels with their knobs.
 
-  Tried on an H100 and dropped (numbers in ``benchmarks/results/h100_probe``;
-  forward and transpose at the Musical-Instruments size, dim 512; scatter-add
-  0.31-0.35 ms, degree buckets 1.16-1.24 ms): one Pallas gather-and-add
-  kernel per bucket (1.46 ms); cuSPARSE's CSR product through
-  ``jax.experimental.sparse`` (0.63 ms, not bit-identical); a tree of
-  fan-in 4, 8 or 16 of unrolled gather-adds (0.92, 1.38, 0.86 ms, and the
-  whole step did not compile in 150 s). On an H200
-  (``benchmarks/results/h200_b74c0f9``; scatter-add 0.30 ms, degree buckets
-  0.95 ms at growth 1.5, 1.03 ms at 2, both gathered in "fill" mode):
-  column-major buckets, 1.15-1.54 ms whether reduced along the leading axis
-  or, up to width 8 or 16, added column by column.
+  The candidates beyond the library's that earlier probes timed are gone,
+  none having beaten the library's layout (``benchmarks/results/HISTORY.md``,
+  one relation's sum forward and transpose, Musical-Instruments size, dim
+  512): on an H200 its degree buckets gathered from a zero-row padded input
+  took 0.586 ms at growth 2 (``h200_a0b99bf``: 0.666 ms at growth 1.5),
+  the fastest deterministic sum measured there; each bucket gathered as one
+  flat list took 0.633 ms (growth 1.5, not measured at 2), the former masked
+  "fill" gather 0.896 ms; bucket sums written into place 0.720 ms against
+  the library's 0.644 ms (``h200_f638f25``); column-major buckets 1.15-1.54
+  ms (``h200_b74c0f9``). On an H100 (``h100_probe``): one Pallas
+  gather-and-add kernel per bucket 1.46 ms, cuSPARSE's CSR product 0.63 ms
+  (not bit-identical), a fan-in tree 0.86-1.38 ms (its step did not compile
+  in 150 s); for the lookups' gradient, an equal-row mask matmul 0.58-0.60
+  ms against the library's segmented scan's 0.16-0.22 ms.
   """
   if kind == "scatter":
     return aggregation.EdgeList.build(senders, receivers, nr, 0)
@@ -126,123 +124,12 @@ def _build(kind, senders, receivers, ns, nr):
     return MosaicSegmentLists.build(
       senders, receivers, nr, piece=piece, width=width, block=block
     )
-  match = re.fullmatch(r"(sorted|columns|fill|flat|set)(?:-u(\d+))?-g([\d.]+)", kind)
+  match = re.fullmatch(r"sorted-g([\d.]+)", kind)
   if not match:
     raise ValueError(f"unknown candidate {kind!r}")
-  lists = aggregation.NeighbourLists.build(
-    senders, receivers, ns, nr, float(match.group(3))
+  return aggregation.NeighbourLists.build(
+    senders, receivers, ns, nr, float(match.group(1))
   )
-  if match.group(1) == "sorted":
-    return lists
-  if match.group(1) == "set":
-    return _SetLists.from_lists(lists)
-  if match.group(1) in ("fill", "flat"):
-    return _GatherVariant(
-      lists.buckets, lists.position, lists.num_receivers, match.group(1)
-    )
-  return _ColumnLists.from_lists(lists, int(match.group(2) or 0))
-
-
-@struct.dataclass
-class _ColumnLists(aggregation.NeighbourLists):
-  """Degree buckets stored ``(width, receivers in bucket)``.
-
-  The row-major buckets' gathers are ``(n, width, dim)`` reduced along the
-  middle axis, and on an H100 XLA transposed each before reducing it (a
-  third of the step). Column-major, the gather is ``(width, n, dim)`` and
-  its sum runs along the leading axis: every add is of whole contiguous
-  rows. Buckets at most ``unroll`` wide are added column by column instead
-  (one fused loop of gathers, no reduction at all).
-  """
-
-  unroll: int = struct.field(pytree_node=False, default=0)
-
-  @classmethod
-  def from_lists(cls, lists, unroll):
-    return cls(
-      tuple(jnp.asarray(np.asarray(b).T) for b in lists.buckets),
-      lists.position,
-      lists.num_receivers,
-      unroll,
-    )
-
-  def sum(self, x):
-    sums = []
-    for columns in self.buckets:
-      if columns.shape[0] <= self.unroll:
-        total = x.at[columns[0]].get(mode="fill", fill_value=0)
-        for column in columns[1:]:
-          total = total + x.at[column].get(mode="fill", fill_value=0)
-      else:
-        total = jnp.sum(x.at[columns].get(mode="fill", fill_value=0), axis=0)
-      sums.append(total)
-    sums.append(jnp.zeros((1, x.shape[1]), x.dtype))
-    return jnp.concatenate(sums)[self.position]
-
-
-@struct.dataclass
-class _GatherVariant(aggregation.NeighbourLists):
-  """Degree buckets gathered another way than the library's.
-
-  ``fill``: the library's former gather, ``x.at[rows].get(mode="fill")``,
-  which XLA compiles to a gather, an in-bounds mask and a select,
-  materialised and transposed before the reduction. ``flat``: the
-  library's zero-row padding, but each bucket's rows gathered as one flat
-  list and reshaped.
-  """
-
-  mode: str = struct.field(pytree_node=False, default="fill")
-
-  def sum(self, x):
-    if self.mode != "fill":
-      padded = jnp.concatenate([x, jnp.zeros((1, x.shape[1]), x.dtype)])
-    sums = []
-    for rows in self.buckets:
-      if self.mode == "fill":
-        gathered = x.at[rows].get(mode="fill", fill_value=0)
-      else:
-        gathered = padded.at[rows.reshape(-1)].get(mode="promise_in_bounds")
-        gathered = gathered.reshape(*rows.shape, x.shape[1])
-      sums.append(jnp.sum(gathered, axis=1))
-    sums.append(jnp.zeros((1, x.shape[1]), x.dtype))
-    return jnp.concatenate(sums)[self.position]
-
-
-@struct.dataclass
-class _SetLists(aggregation.NeighbourLists):
-  """The library's buckets, each bucket's sums written into place.
-
-  The library concatenates the bucket sums and gathers them back into
-  receiver order (a concatenate fusion, 5% of the step on an H200). Here
-  each bucket's sums go straight to its receivers' rows: a scatter whose
-  indices are unique and sorted, so every row is written once (no order to
-  vary, no atomics needed).
-
-  Attributes:
-    members: per bucket, ``(receivers in bucket,)`` int32 receivers, sorted.
-  """
-
-  members: tuple[jax.Array, ...] = ()
-
-  @classmethod
-  def from_lists(cls, lists):
-    position = np.asarray(lists.position)
-    members, start = [], 0
-    for rows in lists.buckets:
-      n = rows.shape[0]
-      inside = (position >= start) & (position < start + n)
-      receivers = np.flatnonzero(inside)
-      members.append(jnp.asarray(receivers[np.argsort(position[receivers])], jnp.int32))
-      start += n
-    return cls(lists.buckets, lists.position, lists.num_receivers, tuple(members))
-
-  def sum(self, x):
-    padded = jnp.concatenate([x, jnp.zeros((1, x.shape[1]), x.dtype)])
-    out = jnp.zeros((self.num_receivers, x.shape[1]), x.dtype)
-    for rows, receivers in zip(self.buckets, self.members, strict=True):
-      sums = jnp.sum(padded.at[rows].get(mode="promise_in_bounds"), axis=1)
-      out = out.at[receivers].set(sums, unique_indices=True, indices_are_sorted=True)
-    return out
 
 
 def _kernel_lists(kind, senders, receivers, num_receivers):
@@ -374,7 +261,6 @@ def probe_take_rows(split, dim, batch=2048):
       "mosaic segment kernel",
       functools.partial(aggregation.take_rows, layout="mosaic"),
     ),
-    ("equal-row mask matmul", _take_rows_mask),
   )
   if "mosaic" not in FLAGS.candidates:  # off a GPU its interpreter is slow
     modes = tuple(m for m in modes if not m[0].startswith("mosaic"))
@@ -418,29 +304,6 @@ def probe_recall(split, dim):
     )
     print(f"recall chunk {chunk}", json.dumps(rows[str(chunk)]), flush=True)
   return rows
-
-
-@jax.custom_vjp
-def _take_rows_mask(x, rows):
-  return x[rows]
-
-
-def _take_rows_mask_fwd(x, rows):
-  return x[rows], (rows, jnp.zeros((x.shape[0], 0), x.dtype))
-
-
-def _take_rows_mask_bwd(residuals, cotangent):
-  # Every lookup of a row gets the sum over the lookups equal to it (a 0/1
-  # matrix product, one fixed order), so writing them with duplicates is a
-  # set of equal values: no order to vary.
-  rows, like = residuals
-  same = (rows[:, None] == rows[None, :]).astype(cotangent.dtype)
-  summed = jnp.dot(same, cotangent, precision=jax.lax.Precision.HIGHEST)
-  grad = jnp.zeros((like.shape[0], cotangent.shape[1]), cotangent.dtype)
-  return grad.at[rows].set(summed), None
-
-
-_take_rows_mask.defvjp(_take_rows_mask_fwd, _take_rows_mask_bwd)
 
 
 def probe_steps(split, dim, layers, layouts):

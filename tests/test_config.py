@@ -109,9 +109,9 @@ def test_converged_differs_from_default_only_in_how_its_fits_train_and_stop():
     "patience",
     "method.finetune_m0.epochs",
     "method.posthoc.epochs",
-    "method.posthoc.learning_rate",
     "method.posthoc.patience",
     "method.posthoc.min_delta",
+    "method.posthoc.start",
   }
   config = converged.get_config()
   # Patience is whole checks of the fits' cadence.

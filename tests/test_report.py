@@ -535,3 +535,57 @@ def test_a_paired_difference_without_bounds_is_said_not_formatted():
   assert verdicts.weight_row(results)[3:] == ["no paired interval", "not run"]
   del results["per_seed"]
   assert verdicts.summary_row(results)[2:] == ["no test (one seed)", ""]
+
+
+def test_slope_interval_matches_scipy_linregress():
+  rng = np.random.default_rng(8)
+  x = np.arange(5, 35, 5)
+  y = 0.001 * x + rng.normal(0, 0.004, size=len(x))
+  slope, low, high = verdicts.slope_interval(list(zip(x, y)))
+  fit = stats.linregress(x, y)
+  half = stats.t.ppf(0.975, len(x) - 2) * fit.stderr
+  assert (slope, low, high) == pytest.approx(
+    (fit.slope, fit.slope - half, fit.slope + half)
+  )
+  assert verdicts.slope_interval([(1, 0.0), (2, 1.0)]) is None
+
+
+def test_convergence_counts_rising_capped_and_falling_fits():
+  rising = [{"epoch": e, "recall@50": 0.01 * e} for e in range(5, 55, 5)]
+  flat = [{"epoch": e, "recall@50": 0.3 + 0.001 * (-1) ** e} for e in range(5, 40, 5)]
+  falling = [[e, 1.0 / e] for e in range(10, 80, 10)]
+  level = [[e, 0.5 + 0.001 * (-1) ** (e // 10)] for e in range(10, 90, 10)]
+  entries = [
+    {"version": 0, "history": rising},  # M_0: shared, not counted
+    {"version": 1, "history": rising, "max_epochs": 50},
+    {"version": 2, "history": flat, "max_epochs": 50},
+    {
+      "version": 3,
+      "history": flat,
+      "transform_history": falling,
+      "transform_max_epochs": 70,
+    },
+    {
+      "version": 4,
+      "history": flat,
+      "transform_history": level,
+      "transform_max_epochs": 400,
+    },
+  ]
+  got = verdicts.convergence({"config": {"epochs": 50}, "strategies": {"s": entries}})[
+    "s"
+  ]
+  assert got["embedding"] == {
+    "fits": 4,
+    "still_moving": 1,
+    "capped": 1,
+    "median_stop": 35,
+  }
+  assert got["transform"] == {
+    "fits": 2,
+    "still_moving": 1,
+    "capped": 1,
+    "median_stop": 75,
+  }
+  lines = verdicts.convergence_lines({"config": {}, "strategies": {"s": entries}})
+  assert "| s | 4 | 1 | 1 | 35 | 2 | 1 | 1 | 75 |" in lines

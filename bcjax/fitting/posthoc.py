@@ -44,6 +44,7 @@ class PosthocFit:
     steps_per_epoch: optimiser steps in every epoch.
     checked: ``(epoch, alignment error)`` of every epoch the selection
       criterion was evaluated at, in order.
+    max_epochs: the fit's cap (``PosthocConfig.epochs``).
   """
 
   params: Any
@@ -51,6 +52,7 @@ class PosthocFit:
   error: float
   steps_per_epoch: int = 0
   checked: tuple[tuple[int, float], ...] = ()
+  max_epochs: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,4 +239,6 @@ def fit_posthoc(
     label=label,
     patience=config.patience,
   )
-  return PosthocFit(best_params, best.epoch, -best.score, num_steps, tuple(checked))
+  return PosthocFit(
+    best_params, best.epoch, -best.score, num_steps, tuple(checked), config.epochs
+  )

@@ -302,6 +302,7 @@ def fit_versions_batched(
       train_seconds=seconds,
       seconds_per_epoch=seconds_per_epoch,
       selection_recall=b.selection_recall,
+      max_epochs=config.epochs,
     )
     for b, h in zip(best, histories, strict=True)
   ]
@@ -445,6 +446,7 @@ def fit_posthoc_batched(
       float(-best.scores[i]),
       num_steps,
       tuple(checked[i]),
+      config.epochs,
     )
     for i in range(n)
   ]

@@ -120,6 +120,8 @@ class FitResult:
     selection_recall: ``{K: Recall@K}`` at the best epoch, on the selection
       users (what weights are chosen on; ``recall`` itself under
       ``report_split="validation"``).
+    max_epochs: the fit's cap (``FitConfig.epochs``): a fit whose history
+      ends there was stopped by it, not by its patience.
     history: one ``{"epoch", "loss", "recall@50", "seconds"}`` per evaluation
       (Recall@50 of the selection users).
     train_seconds: wall time of training and evaluation.
@@ -135,6 +137,7 @@ class FitResult:
   train_seconds: float = 0.0
   seconds_per_epoch: float = 0.0
   selection_recall: dict[int, float] | None = None
+  max_epochs: int | None = None
 
 
 def progress_metadata(
@@ -444,4 +447,5 @@ def fit_version(
     history=tuple(history),
     train_seconds=time.perf_counter() - start,
     seconds_per_epoch=seconds_per_epoch,
+    max_epochs=config.epochs,
   )

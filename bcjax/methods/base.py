@@ -302,6 +302,7 @@ class Context:
       train_seconds=fit.train_seconds if fit else 0.0,
       seconds_per_epoch=fit.seconds_per_epoch if fit else 0.0,
       history=tuple(fit.history) if fit else (),
+      max_epochs=fit.max_epochs if fit else None,
     )
 
 

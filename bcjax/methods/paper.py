@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from bcjax.components.hparams import require
+from bcjax.errors import InputError
 from bcjax.methods.base import M0_METHOD, Context, Version, register_method
 from bcjax.methods.building_blocks import (
   fit_transform_posthoc,
@@ -39,6 +40,12 @@ class FinetuneHparams:
     _positive(self, "epochs")
 
 
+# Where a post-hoc B_k's SGD may start, and the relative ridge of the
+# closed-form start (closedform's own default).
+POSTHOC_STARTS = ("init", "closed_form")
+START_RIDGE = 1e-6
+
+
 @dataclasses.dataclass(frozen=True)
 class PosthocHparams:
   """Hyperparameters of ``posthoc`` (``config.method.posthoc``).
@@ -53,6 +60,13 @@ class PosthocHparams:
     min_delta: keep a check only when its alignment error is below the kept
       one by more than this fraction of it; 0 keeps any lower error (the
       reference). With patience, a fit on a plateau stops there.
+    start: where B_k's SGD starts: ``"init"``, the transform's
+      initialisation (the reference), or ``"closed_form"``, the family's
+      exact single-step solution (ridge least squares for ``linear``, with
+      the relative ridge :data:`START_RIDGE`). That solution also minimises
+      the linear multi-step loss, whose curvature the older B's stretch over
+      orders of magnitude where the embeddings have dead units: from
+      ``"init"``, Adam stalls far from it there (``docs/strategies.md``).
   """
 
   epochs: int = 200
@@ -60,6 +74,7 @@ class PosthocHparams:
   learning_rate: float = 1e-3
   patience: int = 0
   min_delta: float = 0.0
+  start: str = "init"
 
   def __post_init__(self):
     _positive(self, "epochs")
@@ -77,6 +92,9 @@ class PosthocHparams:
       "keep_after",
       f"below epochs={self.epochs} (it leaves no epoch to keep)",
       self.keep_after,
+    )
+    require(
+      self.start in POSTHOC_STARTS, "start", f"one of {POSTHOC_STARTS}", self.start
     )
 
 
@@ -165,18 +183,29 @@ def nobc(ctx: Context, k: int, earlier: list[Version]) -> Version:
 def posthoc(ctx: Context, k: int, earlier: list[Version]) -> Version:
   """nobc's M_k, then B_k fitted by SGD on the frozen embeddings."""
   hp = ctx.hparams
+  solve = ctx.transform.solvers.get("sloss")
+  if hp.start == "closed_form" and solve is None:
+    raise InputError(
+      f"{ctx.label}: config.method.posthoc.start='closed_form' needs a transform "
+      f"with an exact single-step solution; {ctx.transform.name} has none "
+      "(expected start='init', or a family such as linear or orthogonal)"
+    )
   current = ctx.version_of(M0_METHOD, k)
+  start = None
+  if hp.start == "closed_form":
+    start = solve(ctx.embed(current), ctx.embed(earlier[-1]), START_RIDGE)
   fit, seconds = fit_transform_posthoc(
     ctx,
     current,
     earlier,
+    start=start,
     epochs=hp.epochs,
     keep_after=hp.keep_after,
     learning_rate=hp.learning_rate,
     patience=hp.patience,
     min_delta=hp.min_delta,
   )
-  return with_transform(ctx, current, fit.params, fit.best_epoch, seconds)
+  return with_transform(ctx, current, fit.params, fit.best_epoch, seconds, fit)
 
 
 @register_method("joint", hparams=JointHparams)

@@ -36,12 +36,17 @@ class VersionResult:
     selection_recall: ``{K: Recall@K}`` of the kept model on the users that
       chose it (``report_split="held_out"``: the other half; None in
       results made before it was kept).
+    max_epochs: the embedding fit's cap (None: nothing trained, or results
+      made before it was kept).
     train_seconds: wall time of training and evaluation.
     seconds_per_epoch: mean time of a training epoch (compilation excluded).
     history: one ``{"epoch", "loss", ..., "recall@50", "seconds"}`` per
       evaluation.
     transform_best_epoch: the epoch of a post-hoc B_k (post-hoc fits only).
     transform_seconds: wall time of fitting a post-hoc B_k.
+    transform_history: ``[epoch, alignment error]`` of every check of a
+      post-hoc B_k's fit (its selection curve).
+    transform_max_epochs: that fit's cap.
     alignment_mse_previous: MSE of ``B_k(z_k)`` to ``z_{k-1}`` (k >= 1).
     alignment_mse_v0: MSE of ``B_{1..k}(z_k)`` to M_0's (0 at version 0).
     distance_to_fix_m0: mean L2 distance of ``B_{1..k}(z_k)`` to M_0's
@@ -70,6 +75,9 @@ class VersionResult:
   alignment_mse_v0: float | None = None
   distance_to_fix_m0: float | None = None
   selection_recall: Mapping[int, float] | None = None
+  max_epochs: int | None = None
+  transform_history: tuple[tuple[int, float], ...] | None = None
+  transform_max_epochs: int | None = None
 
   def replace(self, **changes) -> VersionResult:
     """A copy with ``changes`` (e.g. the runner's alignment errors)."""
@@ -84,6 +92,8 @@ class VersionResult:
         value = {str(k): float(v) for k, v in value.items()}
       elif field.name == "history":
         value = [dict(h) for h in value]
+      elif field.name == "transform_history" and value is not None:
+        value = [[int(e), float(x)] for e, x in value]
       elif value is None:
         continue
       out[field.name] = value
@@ -108,6 +118,10 @@ class VersionResult:
           int(k): float(v) for k, v in data["selection_recall"].items()
         }
       kwargs["history"] = tuple(dict(h) for h in data.get("history", ()))
+      if data.get("transform_history") is not None:
+        kwargs["transform_history"] = tuple(
+          (int(e), float(x)) for e, x in data["transform_history"]
+        )
       return cls(**kwargs)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
       raise InputError(f"version result is malformed: {type(e).__name__}: {e}") from e
