@@ -139,6 +139,26 @@ def process_settings(environ=None) -> dict:
   }
 
 
+def settings_differences(recorded: dict | None, current: dict | None) -> list:
+  """Where two :func:`process_settings` records differ.
+
+  Returns:
+    ``(name, recorded value, current value)`` per differing variable (and
+    ``cpu_count``), sorted by name; none when either record is absent (made
+    before they were recorded).
+  """
+  if recorded is None or current is None:
+    return []
+
+  def flat(settings):
+    return {**settings.get("variables", {}), "cpu_count": settings.get("cpu_count")}
+
+  a, b = flat(recorded), flat(current)
+  return [
+    (n, a.get(n), b.get(n)) for n in sorted(set(a) | set(b)) if a.get(n) != b.get(n)
+  ]
+
+
 def _backend_started() -> bool:
   """Whether JAX created its backends (after which XLA ignores NPROC).
 

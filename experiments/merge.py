@@ -52,6 +52,7 @@ import subprocess
 
 from absl import app, flags
 
+from bcjax import environment
 from bcjax.errors import InputError, exit_on_user_error
 from bcjax.evaluation import seed_table
 from bcjax.evaluation.table import UNINTENDED_REFERENCE as REFERENCE
@@ -348,22 +349,17 @@ def process_differences(parts) -> list[str]:
   first_path, first, _ = parts[0]
   lines = []
   for path, results, _ in parts[1:]:
-    a = _settings(first)
-    b = _settings(results)
-    for name in sorted(set(a) | set(b)):
-      if a.get(name) != b.get(name):
-        lines.append(
-          f"parts {first_path!r} and {path!r} ran under {name} "
-          f"{a.get(name)!r} and {b.get(name)!r}"
-        )
+    differences = environment.settings_differences(_settings(first), _settings(results))
+    lines += [
+      f"parts {first_path!r} and {path!r} ran under {name} {a!r} and {b!r}"
+      for name, a, b in differences
+    ]
   return lines
 
 
 def _settings(results: dict) -> dict:
-  process = (results.get("environment") or {}).get("process")
-  if process is None:
-    return {}
-  return {**process.get("variables", {}), "cpu_count": process.get("cpu_count")}
+  # A part made before the settings were recorded differs from one after.
+  return (results.get("environment") or {}).get("process") or {}
 
 
 def write(out: str, results: dict, runs: list) -> None:

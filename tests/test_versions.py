@@ -4,6 +4,7 @@ One small run of the test config (three versions, the paper's eight
 strategies plus MLP transforms) is shared by the tests of this module.
 """
 
+import json
 import os
 import shutil
 
@@ -241,6 +242,30 @@ def test_other_config_on_the_same_workdir_is_refused(run):
   config.learning_rate = 0.5
   with pytest.raises(InputError, match="of another config"):
     runner.run(config, workdir)
+
+
+def test_a_rerun_under_other_process_settings_is_refused_or_recorded(run, monkeypatch):
+  """Versions made under OPENBLAS_NUM_THREADS=1 (the set-up's) are not
+  reused silently under 3: refused with one line, or reused and recorded
+  when the config allows it."""
+  workdir, results = run
+  recorded = json.load(open(os.path.join(workdir, "results.json")))
+  assert recorded["environment"]["process"]["variables"]["OPENBLAS_NUM_THREADS"] == "1"
+  monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+  with pytest.raises(
+    InputError,
+    match="^version 0 in .* was made under OPENBLAS_NUM_THREADS='1', this process "
+    "runs under '3': process settings change bits",
+  ):
+    runner.run(_config(), workdir)
+  config = _config()
+  config.allow_process_differences = True
+  again = runner.run(config, workdir)
+  assert again["strategies"] == results["strategies"]
+  assert any(
+    "OPENBLAS_NUM_THREADS '1' then, '3' now" in line
+    for line in again["environment"]["process_differences"]
+  )
 
 
 def test_registry_bad_requests(run):

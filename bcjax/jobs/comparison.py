@@ -185,6 +185,8 @@ def _run_seed(
       results, unintended, half="selection"
     ).to_json()
   results["environment"] = environment.record(job.started)
+  if job.process_differences:
+    results["environment"]["process_differences"] = job.process_differences
   atomic_files.write_json(data.results_path, results)
   return results, table
 
@@ -357,13 +359,15 @@ def _write_outputs(workdir, runs, writer: MetricWriter, started) -> dict:
       }
       for i, (r, t) in enumerate(runs)
     ]
+  record = environment.record(started)
+  # Every seed's versions reused under other process settings.
+  allowed = [
+    line for r, _ in runs for line in r["environment"].get("process_differences", [])
+  ]
+  if allowed:
+    record["process_differences"] = allowed
   return outputs.write_outputs(
-    workdir,
-    results,
-    runs,
-    table,
-    writer=writer,
-    environment=environment.record(started),
+    workdir, results, runs, table, writer=writer, environment=record
   )
 
 

@@ -97,6 +97,8 @@ class Runner:
     self.writer = writer
     self.started = environment.now()
     self.clock = JobClock()
+    # Versions reused under other process settings (allowed by the config).
+    self.process_differences: list[str] = []
     self._order = {s.name: i for i, s in enumerate(strategies, 1)}
     self._resolved = {s.name: s for s in strategies}
     self._reported: dict[str, int] = {}
@@ -245,6 +247,9 @@ class Runner:
       # naming the fields that differ.
       CONFIG_KEY: self.data.fields,
       "result": version.result.to_json(),
+      # The settings that change bits (NPROC, BLAS threads, ...): a rerun
+      # that reuses this version under others is refused.
+      "process": environment.process_settings(),
     }
     store.save(
       k,
@@ -253,6 +258,27 @@ class Runner:
       embeddings=embed(version.model, version.variables, self.data.bipartite(k)),
       metadata=metadata,
     )
+
+  def _check_process(self, what: str, recorded: dict | None) -> None:
+    """Refuses to reuse ``what``, made under other process settings, unless
+    ``config.allow_process_differences``; then records the differences."""
+    differences = environment.settings_differences(
+      recorded, environment.process_settings()
+    )
+    if not differences:
+      return
+    name, then, now = differences[0]
+    if not self.data.config.get("allow_process_differences", False):
+      raise InputError(
+        f"{what} was made under {name}={then!r}, this process runs under "
+        f"{now!r}: process settings change bits; expected the same settings "
+        "(or --config.allow_process_differences=true, which results.json records)"
+      )
+    for name, then, now in differences:
+      line = f"{what}: {name} {then!r} then, {now!r} now"
+      if line not in self.process_differences:
+        self.process_differences.append(line)
+        logging.warning("reused under other process settings: %s", line)
 
   def _restore(self, store, k) -> Version:
     metadata = store.metadata(k)
@@ -269,6 +295,7 @@ class Runner:
         metadata.get(FINGERPRINT_KEY),
         self.data.fields,
       )
+    self._check_process(f"version {k} in {store.directory}", metadata.get("process"))
     model = PinSAGE(dim=metadata["dim"], num_layers=metadata["layers"])
     transform_params = store.transform(k)[1] if k > 0 else None
     return Version(
@@ -404,6 +431,8 @@ def run_strategies(runner: Runner, strategies: list[ResolvedStrategy]) -> dict:
         baselines[v.version]["recall"]["50"],
         "-" if v.distance_to_fix_m0 is None else f"{v.distance_to_fix_m0:.5f}",
       )
+    if runner.process_differences:
+      results["environment"]["process_differences"] = runner.process_differences
     if processes.is_primary():
       atomic_files.write_json(data.results_path, results)
   return results

@@ -78,6 +78,10 @@ UNFINGERPRINTED_FIELDS = (
   # saved under a hash of their own inputs and settings, so a finished
   # workdir may have them switched on (as analyze_workdir does).
   "compatibility",
+  # Whether a rerun may reuse versions made under other process settings
+  # (NPROC, OPENBLAS_NUM_THREADS, ...): it decides whether to refuse, not
+  # what any number is; results.json records the differences it let through.
+  "allow_process_differences",
 )
 # What a workdir that holds results has (a first run that failed on bad input
 # leaves none of them).

@@ -112,6 +112,11 @@ def get_config() -> ml_collections.ConfigDict:
   # (the reference's: the same users, so the reported number is the one that
   # won the selection: optimistic).
   config.report_split = "held_out"
+  # Whether a rerun may reuse versions made under other process settings
+  # (NPROC, OPENBLAS_NUM_THREADS, XLA_FLAGS: they change bits). False refuses
+  # with one line naming the setting; True reuses them and results.json's
+  # environment lists each difference (process_differences).
+  config.allow_process_differences = False
   # Every registered component's hyperparameters, from its dataclass:
   # config.transform.<family>.<field>, config.loss.<loss>.<field>,
   # config.method.<method>.<field> (finetune-m0 as finetune_m0), at the
