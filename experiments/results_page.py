@@ -139,6 +139,7 @@ def _run_parts(
     provenance(results) + f" Files: `experiments/results/{run.name}/`.",
     "",
     *([drift, ""] if drift else []),
+    *_protocol_lines(results),
     demoted(table, level - 1),
     "",
     last_epoch_line(results),
@@ -147,6 +148,19 @@ def _run_parts(
     *_figure(folder, run, page_dir),
     "",
     *(anchor_lines(results) if run.anchored else [ranking(results)]),
+  ]
+
+
+def _protocol_lines(results: dict) -> list[str]:
+  """A warning before the tables of a run that chose and reported on the
+  same users (the reference's protocol)."""
+  if (results.get("config") or {}).get("report_split", "validation") == "held_out":
+    return []
+  return [
+    "> Optimistic: this run chose every kept epoch on the users it reports "
+    "(`report_split=validation`, the reference's protocol); its numbers lean "
+    "high, by more for noisier curves.",
+    "",
   ]
 
 

@@ -179,35 +179,11 @@ def test_a_diverging_fit_stops_naming_the_fit_and_epoch(version):
 def test_a_refit_starts_from_the_given_transform(small_graph, tmp_path):
   """``fit_transform_posthoc(start=...)`` refines a given B_k, not a fresh one."""
   from bcjax.components.solvers import least_squares
-  from bcjax.methods.base import Context, Version
   from bcjax.methods.building_blocks import fit_transform_posthoc
-  from bcjax.methods.strategies import resolve
-  from bcjax.models.device_graph import BipartiteGraph
-  from bcjax.models.pinsage import PinSAGE, init_variables
-  from bcjax.storage.progress import FitProgress
-  from experiments.configs import test as test_config
 
-  config = test_config.get_config()
-  split = split_version(small_graph, 1)
-  graph = BipartiteGraph.from_split(split, None)
-  ctx = Context(
-    strategy=resolve("posthoc-linear-sloss", config),
-    config=config,
-    split=split,
-    graph=graph,
-    key=jax.random.key(0),
-    mesh=None,
-    progress=FitProgress(str(tmp_path / "progress")),
-    version_of=None,
+  ctx, current, previous = _method_context(
+    small_graph, tmp_path, "posthoc-linear-sloss"
   )
-
-  def version(dim, seed):
-    model = PinSAGE(dim=dim, num_layers=1)
-    return Version(
-      model, init_variables(model, graph, jax.random.key(seed)), None, None
-    )
-
-  current, previous = version(12, 1), version(8, 2)
   z, y = ctx.embed(current), ctx.embed(previous)
   best = {"kernel": least_squares(z, y, 0.0)}
   settings = dict(epochs=1, keep_after=0, learning_rate=1e-4)
