@@ -128,13 +128,15 @@ def test_fields_that_cannot_change_a_number_are_not_fingerprinted(tmp_path):
   (tmp_path / "results.json").write_text("{}")
   check_config(str(tmp_path), _fields(config))
   # The same data in another folder, more seeds, other strategies and tasks,
-  # the analytics switched on, seeds batched: the workdir's numbers stay valid.
+  # the analytics switched on, seeds batched, reuse under other process
+  # settings allowed: the workdir's numbers stay valid.
   config.data_dir = "/elsewhere"
   config.num_seeds = 2
   config.seed_batch = 2
   config.strategy = "nobc"
   config.tasks = "binary-edge-rating"
   config.compatibility.enabled = True
+  config.allow_process_differences = True
   assert set(UNFINGERPRINTED_FIELDS) == {
     "data_dir",
     "num_seeds",
@@ -142,6 +144,7 @@ def test_fields_that_cannot_change_a_number_are_not_fingerprinted(tmp_path):
     "strategy",
     "tasks",
     "compatibility",
+    "allow_process_differences",
   }
   assert not set(UNFINGERPRINTED_FIELDS) & set(_fields(config))
   check_config(str(tmp_path), _fields(config))

@@ -240,6 +240,20 @@ def version_halves(
   )
 
 
+def halves_record(splits: Sequence[VersionSplit], report_split: str, seed: int) -> dict:
+  """Per version, the validation users that chose each kept epoch and those
+  whose Recall@K is reported (results.json's ``halves``, whose ``tasks`` the
+  comparison adds): an outsider checks from them that the two are disjoint."""
+  out = {}
+  for split in splits:
+    selection, report = version_halves(split, report_split, seed)
+    out[str(split.version)] = {
+      "selection_users": selection.tolist(),
+      "report_users": report.tolist(),
+    }
+  return {"report_split": report_split, "seed": seed, "intended": out}
+
+
 def version_evaluators(
   split: VersionSplit,
   report_split: str,

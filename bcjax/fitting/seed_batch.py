@@ -11,13 +11,12 @@ graph shared. Each seed draws exactly the keys it draws alone, is evaluated
 by the same evaluator, and keeps its own best epoch (:class:`BestEpochs`
 with :class:`BestEpoch`'s rule), so seed i of a batch is seed i alone up to
 how XLA rounds the vmapped program's reductions (see
-``tests/test_seed_batch.py`` for the measured gap). That gap is not
-bounded over long fits: on ml-100k v0 (default config, lr 1e-2) embedding
-seed 1 matched alone to 1.4e-6 after 3 epochs but drifted to 0.089 (a
-``conv_0`` kernel entry) and Recall@50 0.2198 batched vs 0.2128 alone after
-10, while seed 0 stayed within 1.2e-6: float rounding amplified by the
-training dynamics, so "batched == alone" holds at rounding level early and
-in distribution later, not number for number.
+``tests/test_seed_batch.py`` for the measured gap). That gap is not bounded
+over long fits: on ml-100k v0 (default config, lr 1e-2) embedding seed 1
+matched alone to 1.4e-6 after 3 epochs but drifted to 0.089 (a ``conv_0``
+kernel entry; Recall@50 0.2198 batched, 0.2128 alone) after 10: rounding
+amplified by training, so "batched == alone" holds at rounding level early,
+in distribution later.
 
 :func:`fit_posthoc_batched` does the same for the post-hoc fit of ``B_k``
 (:func:`bcjax.fitting.posthoc.posthoc_epoch_body` vmapped), each seed checked
@@ -176,8 +175,7 @@ def fit_versions_batched(
   if graph is None:
     graph = BipartiteGraph.from_split(split, config.layout)
   halves_seeds = list(halves_seeds) if halves_seeds is not None else [0] * n
-  # Each seed's own halves of the validation users (one pair when they agree).
-  evaluators = {
+  evaluators = {  # each seed's halves of the validation users
     seed: version_evaluators(
       split, config.report_split, chunk_size=config.eval_chunk_size, seed=seed
     )

@@ -154,9 +154,8 @@ def progress_metadata(
 
 
 def result_from_progress(restored: dict, meta: dict) -> FitResult:
-  """The kept epoch of a resumed fit, from its checkpoint's arrays and
-  :func:`progress_metadata` (checkpoints made before ``selection_recall``
-  was kept read it as ``recall``: the same users then)."""
+  """A resumed fit's kept epoch from its checkpoint (one made before
+  ``selection_recall`` was kept reads ``recall``: the same users then)."""
   return FitResult(
     restored["variables"],
     restored["transform"],

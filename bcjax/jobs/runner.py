@@ -27,7 +27,7 @@ from absl import logging
 from bcjax import environment, keys
 from bcjax.errors import InputError
 from bcjax.evaluation.alignment import version_alignment
-from bcjax.evaluation.recall import most_popular_recall, version_halves
+from bcjax.evaluation.recall import halves_record, most_popular_recall
 from bcjax.jobs import config as config_lib
 from bcjax.jobs import processes, seed_lockstep
 from bcjax.jobs.job_clock import JobClock
@@ -416,7 +416,7 @@ def run_strategies(runner: Runner, strategies: list[ResolvedStrategy]) -> dict:
     },
     "config": data.config.to_dict(),
     "baselines": {"most-popular": baselines},
-    "halves": intended_halves(data.splits, report_split, data.embedding_seed),
+    "halves": halves_record(data.splits, report_split, data.embedding_seed),
     "strategies": {},
   }
   for strategy in strategies:
@@ -436,20 +436,6 @@ def run_strategies(runner: Runner, strategies: list[ResolvedStrategy]) -> dict:
     if processes.is_primary():
       atomic_files.write_json(data.results_path, results)
   return results
-
-
-def intended_halves(splits, report_split: str, seed: int) -> dict:
-  """Per version, the validation users that chose each kept epoch and those
-  whose Recall@K is reported (results.json's ``halves.intended``): an
-  outsider checks from them that the two are disjoint."""
-  out = {}
-  for split in splits:
-    selection, report = version_halves(split, report_split, seed)
-    out[str(split.version)] = {
-      "selection_users": selection.tolist(),
-      "report_users": report.tolist(),
-    }
-  return {"report_split": report_split, "seed": seed, "intended": out}
 
 
 def _stage(strategy: str, k: int) -> str:
