@@ -24,6 +24,7 @@ import json
 import os
 import re
 
+from experiments.convergence import convergence_lines, last_epoch_line
 from experiments.provenance import code_drift, demoted, provenance, recorded_modules
 from experiments.runs import EARLIER_RUNS, RUNS, WEIGHT_SWEEPS, Run
 from experiments.verdicts import (
@@ -31,8 +32,6 @@ from experiments.verdicts import (
   anchor_lines,
   anchor_words,
   claims,
-  convergence_lines,
-  last_epoch_line,
   ranking,
   summary_row,
   weight_row,

@@ -16,7 +16,7 @@ from bcjax.evaluation.table_records import (
   SeedRow,
   SeedTable,
 )
-from experiments import provenance, report, results_page, runs, verdicts
+from experiments import convergence, provenance, report, results_page, runs, verdicts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -332,12 +332,12 @@ def test_last_epoch_counts_fits_after_version_0_over_seeds():
     "strategies": seed,
     "per_seed": [{"strategies": seed}, {"strategies": other}],
   }
-  assert verdicts.last_epoch_counts(results) == {"nobc": (2, 4), "fix-m0": (0, 0)}
-  assert verdicts.last_epoch_counts({"strategies": seed}) == {
+  assert convergence.last_epoch_counts(results) == {"nobc": (2, 4), "fix-m0": (0, 0)}
+  assert convergence.last_epoch_counts({"strategies": seed}) == {
     "nobc": (1, 2),
     "fix-m0": (0, 0),
   }
-  assert verdicts.last_epoch_line(results).endswith(": nobc 2/4.")
+  assert convergence.last_epoch_line(results).endswith(": nobc 2/4.")
 
 
 def test_post_hoc_transform_fits_are_counted_against_the_post_hoc_epochs():
@@ -347,13 +347,13 @@ def test_post_hoc_transform_fits_are_counted_against_the_post_hoc_epochs():
   seed = {"posthoc-linear-sloss": [posthoc(1, 100), posthoc(2, 60)]}
   for config in ({"method": {"posthoc": {"epochs": 100}}}, {"posthoc_epochs": 100}):
     results = {"strategies": seed, "config": config}
-    assert verdicts.transform_last_epoch_counts(results) == {
+    assert convergence.transform_last_epoch_counts(results) == {
       "posthoc-linear-sloss": (1, 2)
     }
-    assert verdicts.last_epoch_line(results).endswith(
+    assert convergence.last_epoch_line(results).endswith(
       "Post-hoc B_k fits that kept their last epoch: posthoc-linear-sloss 1/2."
     )
-  assert verdicts.transform_last_epoch_counts({"strategies": seed}) == {}
+  assert convergence.transform_last_epoch_counts({"strategies": seed}) == {}
 
 
 def test_code_drift_names_the_changed_files_or_says_why_it_cannot():
@@ -541,13 +541,13 @@ def test_slope_interval_matches_scipy_linregress():
   rng = np.random.default_rng(8)
   x = np.arange(5, 35, 5)
   y = 0.001 * x + rng.normal(0, 0.004, size=len(x))
-  slope, low, high = verdicts.slope_interval(list(zip(x, y)))
+  slope, low, high = convergence.slope_interval(list(zip(x, y)))
   fit = stats.linregress(x, y)
   half = stats.t.ppf(0.975, len(x) - 2) * fit.stderr
   assert (slope, low, high) == pytest.approx(
     (fit.slope, fit.slope - half, fit.slope + half)
   )
-  assert verdicts.slope_interval([(1, 0.0), (2, 1.0)]) is None
+  assert convergence.slope_interval([(1, 0.0), (2, 1.0)]) is None
 
 
 def test_convergence_counts_rising_capped_and_falling_fits():
@@ -572,9 +572,9 @@ def test_convergence_counts_rising_capped_and_falling_fits():
       "transform_max_epochs": 400,
     },
   ]
-  got = verdicts.convergence({"config": {"epochs": 50}, "strategies": {"s": entries}})[
-    "s"
-  ]
+  got = convergence.convergence(
+    {"config": {"epochs": 50}, "strategies": {"s": entries}}
+  )["s"]
   assert got["embedding"] == {
     "fits": 4,
     "still_moving": 1,
@@ -587,5 +587,5 @@ def test_convergence_counts_rising_capped_and_falling_fits():
     "capped": 1,
     "median_stop": 75,
   }
-  lines = verdicts.convergence_lines({"config": {}, "strategies": {"s": entries}})
+  lines = convergence.convergence_lines({"config": {}, "strategies": {"s": entries}})
   assert "| s | 4 | 1 | 1 | 35 | 2 | 1 | 1 | 75 |" in lines

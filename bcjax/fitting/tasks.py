@@ -130,10 +130,28 @@ class Task:
       return {"report": np.ones(len(examples), bool)}
     if report_split != "held_out":
       raise unknown_name("report split", report_split, REPORT_SPLITS)
-    ids = examples.item if self.halves_by == "item" else examples.user
+    ids = self.half_ids(examples)
     selection, _ = held_out_halves(np.unique(ids), seed)
     chosen = np.isin(ids, selection)
     return {"selection": chosen, "report": ~chosen}
+
+  def half_ids(self, examples: TaskExamples) -> np.ndarray:
+    """``(len(examples),)`` the ids that place each example in a half."""
+    return examples.item if self.halves_by == "item" else examples.user
+
+  def halves_record(self, report_split: str, seed: int) -> dict:
+    """Per evaluated version, the ids of the examples each half holds
+    (results.json's ``halves.tasks[name]``): an outsider checks from them
+    that the halves are disjoint and that a user sits on one side in every
+    task and in the intended recall."""
+    versions = {}
+    for k, examples in self.evaluation.items():
+      ids = self.half_ids(examples)
+      versions[str(k)] = {
+        f"{half}_ids": np.unique(ids[mask]).tolist()
+        for half, mask in self.halves(examples, report_split, seed).items()
+      }
+    return {"by": self.halves_by, "versions": versions}
 
 
 def _binary(name, input_, selection_version, train, evaluation) -> Task:

@@ -163,9 +163,10 @@ def _run_seed(
   )
   unintended = _score_unintended(config, data, strategies, tasks, consumers)
   results["unintended"] = unintended.to_json()
-  results["halves"]["tasks"] = task_halves(
-    tasks, config.report_split, data.embedding_seed
-  )
+  results["halves"]["tasks"] = {
+    task.name: task.halves_record(config.report_split, data.embedding_seed)
+    for task in tasks
+  }
   if compatibility.enabled(config) and data.embedding_seed == 0:
     # The analytics read the seed-0 workdir's results.json: of seed 0 alone.
     atomic_files.write_json(data.results_path, results)
@@ -281,23 +282,6 @@ def _score_unintended(config, data, strategies, tasks, consumers) -> UnintendedR
         ),
       )
   return unintended
-
-
-def task_halves(tasks, report_split: str, seed: int) -> dict:
-  """Per task and version, the user (or item) ids of the examples each half
-  holds (results.json's ``halves.tasks``): an outsider checks from them
-  that the halves are disjoint and that a user sits on one side in every task
-  and in the intended recall."""
-  out = {}
-  for task in tasks:
-    out[task.name] = {"by": task.halves_by, "versions": {}}
-    for k, examples in task.evaluation.items():
-      ids = examples.item if task.halves_by == "item" else examples.user
-      out[task.name]["versions"][str(k)] = {
-        f"{half}_ids": np.unique(ids[mask]).tolist()
-        for half, mask in task.halves(examples, report_split, seed).items()
-      }
-  return out
 
 
 def _task_record(task: Task, consumer: Consumer) -> UnintendedTask:
