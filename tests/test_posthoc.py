@@ -9,7 +9,7 @@ import pytest
 from bcjax.components.losses import get_loss
 from bcjax.components.transforms import linear
 from bcjax.data.split import split_version
-from bcjax.errors import TrainingDivergedError
+from bcjax.errors import InputError, TrainingDivergedError
 from bcjax.fitting.posthoc import PosthocConfig, epoch_triples, fit_posthoc
 from bcjax.models.device_graph import BipartiteGraph
 from tests.conftest import graph_from_rows
@@ -257,14 +257,18 @@ def test_a_closed_form_start_lands_at_the_least_squares_error(
   assert results["init"] > 1.3 * optimum
 
 
-def test_a_closed_form_start_needs_a_family_that_has_one(small_graph, tmp_path):
-  from bcjax.errors import InputError
+def test_a_family_without_a_closed_form_starts_from_its_init(small_graph, tmp_path):
+  """``start="closed_form"`` is one setting for every post-hoc strategy of a
+  run: an MLP B_k, which has no exact solution, starts from its init."""
   from bcjax.methods.paper import posthoc
 
-  ctx, _, previous = _method_context(
-    small_graph, tmp_path, "posthoc-mlp-sloss", start="closed_form"
-  )
-  with pytest.raises(InputError, match="start='closed_form' needs a transform"):
-    posthoc(ctx, 1, [previous])
+  kernels = []
+  for start in ("init", "closed_form"):
+    ctx, _, previous = _method_context(
+      small_graph, tmp_path / start, "posthoc-mlp-sloss", start=start, epochs=2
+    )
+    kernels.append(jax.tree.leaves(posthoc(ctx, 1, [previous]).transform_params))
+  for a, b in zip(*kernels, strict=True):
+    np.testing.assert_array_equal(a, b)
   with pytest.raises(InputError, match="start must be one of"):
     _method_context(small_graph, tmp_path, "posthoc-linear-sloss", start="warm")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 
 from bcjax.components.hparams import require
-from bcjax.errors import InputError
 from bcjax.methods.base import M0_METHOD, Context, Version, register_method
 from bcjax.methods.building_blocks import (
   fit_transform_posthoc,
@@ -62,11 +61,13 @@ class PosthocHparams:
       reference). With patience, a fit on a plateau stops there.
     start: where B_k's SGD starts: ``"init"``, the transform's
       initialisation (the reference), or ``"closed_form"``, the family's
-      exact single-step solution (ridge least squares for ``linear``, with
-      the relative ridge :data:`START_RIDGE`). That solution also minimises
-      the linear multi-step loss, whose curvature the older B's stretch over
-      orders of magnitude where the embeddings have dead units: from
-      ``"init"``, Adam stalls far from it there (``docs/strategies.md``).
+      exact single-step solution where it has one (ridge least squares for
+      ``linear`` at the relative ridge :data:`START_RIDGE`, Procrustes for
+      ``orthogonal``; the others, which ``closedform-*`` cannot fit either,
+      from their init). That solution also minimises the linear multi-step
+      loss, whose curvature the older B's stretch over orders of magnitude
+      where the embeddings have dead units: from ``"init"``, Adam stalls
+      far from it there (``docs/strategies.md``).
   """
 
   epochs: int = 200
@@ -183,16 +184,10 @@ def nobc(ctx: Context, k: int, earlier: list[Version]) -> Version:
 def posthoc(ctx: Context, k: int, earlier: list[Version]) -> Version:
   """nobc's M_k, then B_k fitted by SGD on the frozen embeddings."""
   hp = ctx.hparams
-  solve = ctx.transform.solvers.get("sloss")
-  if hp.start == "closed_form" and solve is None:
-    raise InputError(
-      f"{ctx.label}: config.method.posthoc.start='closed_form' needs a transform "
-      f"with an exact single-step solution; {ctx.transform.name} has none "
-      "(expected start='init', or a family such as linear or orthogonal)"
-    )
   current = ctx.version_of(M0_METHOD, k)
   start = None
-  if hp.start == "closed_form":
+  solve = ctx.transform.solvers.get("sloss")
+  if hp.start == "closed_form" and solve is not None:
     start = solve(ctx.embed(current), ctx.embed(earlier[-1]), START_RIDGE)
   fit, seconds = fit_transform_posthoc(
     ctx,
