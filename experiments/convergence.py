@@ -18,6 +18,12 @@ import statistics
 from bcjax.evaluation.intervals import t_quantile
 
 
+def _seed_strategies(results: dict) -> list[dict]:
+  """Every embedding seed's ``strategies`` (the run's own for one seed)."""
+  seeds = results.get("per_seed") or []
+  return [s.get("strategies") or {} for s in seeds] or [results.get("strategies") or {}]
+
+
 def last_epoch_counts(results: dict) -> dict[str, tuple[int, int]]:
   """Per strategy, ``(fits that kept their last epoch, fits)`` over seeds.
 
@@ -26,9 +32,7 @@ def last_epoch_counts(results: dict) -> dict[str, tuple[int, int]]:
   one fit shared by every strategy); strategies that train nothing there
   (fix-m0) count none.
   """
-  runs = [s.get("strategies") or {} for s in results.get("per_seed") or []] or [
-    results.get("strategies") or {}
-  ]
+  runs = _seed_strategies(results)
   counts = {}
   for strategies in runs:
     for name, entries in strategies.items():
@@ -54,9 +58,7 @@ def transform_last_epoch_counts(results: dict) -> dict[str, tuple[int, int]]:
   last = ((config.get("method") or {}).get("posthoc") or {}).get(
     "epochs", config.get("posthoc_epochs")
   )
-  runs = [s.get("strategies") or {} for s in results.get("per_seed") or []] or [
-    results.get("strategies") or {}
-  ]
+  runs = _seed_strategies(results)
   counts = {}
   for strategies in runs:
     for name, entries in strategies.items():
@@ -142,9 +144,7 @@ def convergence(results: dict) -> dict[str, dict[str, dict]]:
   (``max_epochs``), else the config's ``epochs`` (older runs).
   """
   config = results.get("config") or {}
-  runs = [s.get("strategies") or {} for s in results.get("per_seed") or []] or [
-    results.get("strategies") or {}
-  ]
+  runs = _seed_strategies(results)
   out = {}
   for name in runs[0]:
     embedding, transform = [], []

@@ -161,6 +161,7 @@ class UnintendedResults:
   def to_json(self) -> dict:
     """The ``"unintended"`` field of results.json."""
     out = {}
+    halves = self.halves
     for task in self.tasks:
       record = {
         "metric": task.metric,
@@ -175,7 +176,7 @@ class UnintendedResults:
           _JSON_KEYS[half]: {
             str(k): v for k, v in self.per_version(task.name, strategy, half).items()
           }
-          for half in self.halves
+          for half in halves
         }
         for strategy in self.strategies(task.name)
       }

@@ -12,13 +12,14 @@ two-stage method, say, is :func:`train_jointly` followed by
     fit, seconds = fit_transform_posthoc(
       ctx, joint, earlier, epochs=hp.refit_epochs, keep_after=hp.refit_keep_after
     )
-    return with_transform(ctx, joint, fit.params, fit.best_epoch, seconds, fit)
+    return with_posthoc_fit(ctx, joint, fit, seconds)
 
 Every key comes from ``ctx.key`` through :mod:`bcjax.keys`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from absl import logging
@@ -44,12 +45,7 @@ def identity_params(ctx: Context, d: int):
 
 
 def with_transform(
-  ctx: Context,
-  current: Version,
-  params,
-  best_epoch: int,
-  seconds: float,
-  fit: PosthocFit | None = None,
+  ctx: Context, current: Version, params, best_epoch: int, seconds: float
 ) -> Version:
   """Version ``current`` (an M_k made elsewhere) served through B_k ``params``.
 
@@ -59,17 +55,25 @@ def with_transform(
     params: B_k's parameters.
     best_epoch: the epoch B_k was kept at (0: not fitted by epochs).
     seconds: how long B_k's fit took.
-    fit: B_k's SGD fit, whose checks and cap are recorded (None: not
-      fitted by epochs).
   """
   result = current.result.replace(
     strategy=ctx.strategy.name,
     transform_best_epoch=best_epoch,
     transform_seconds=seconds,
-    transform_history=fit.checked if fit else None,
-    transform_max_epochs=fit.max_epochs if fit else None,
   )
   return Version(current.model, current.variables, params, result)
+
+
+def with_posthoc_fit(
+  ctx: Context, current: Version, fit: PosthocFit, seconds: float
+) -> Version:
+  """:func:`with_transform` of B_k's SGD fit, its checks and cap recorded
+  (the results page reads them: still falling at the stop, capped)."""
+  version = with_transform(ctx, current, fit.params, fit.best_epoch, seconds)
+  result = version.result.replace(
+    transform_history=fit.checked, transform_max_epochs=fit.max_epochs
+  )
+  return dataclasses.replace(version, result=result)
 
 
 def posthoc_config(ctx: Context, **settings) -> PosthocConfig:

@@ -21,7 +21,7 @@ from bcjax.methods.building_blocks import (
   identity_params,
   train_from_scratch,
   train_jointly,
-  with_transform,
+  with_posthoc_fit,
 )
 
 
@@ -200,7 +200,7 @@ def posthoc(ctx: Context, k: int, earlier: list[Version]) -> Version:
     patience=hp.patience,
     min_delta=hp.min_delta,
   )
-  return with_transform(ctx, current, fit.params, fit.best_epoch, seconds, fit)
+  return with_posthoc_fit(ctx, current, fit, seconds)
 
 
 @register_method("joint", hparams=JointHparams)
