@@ -5,6 +5,8 @@ Usage::
   python -m experiments.align --workdir=/tmp/align --old=old.npy --new=new.npy \
       [--labels=labels.csv] [--family=auto] [--[no]center] [--[no]normalize] [--seed=0]
   python -m experiments.align --workdir=/tmp/align --versions=v0.npz,v1.npz,v2.npz
+  python -m experiments.align migrate --db=DIR --table=items --new=new.csv \
+      [--order=bridge_residual] [--batch_size=1000] [--max_batches=0] [--rollback]
 
 Each version is a file of float rows, oldest first (``--old``, ``--new`` is
 two versions): an ``.npy`` ``(N, d)`` whose row ``i`` is id ``i``, or an
@@ -64,6 +66,17 @@ ids and every older version's rows (:mod:`bcjax.align.store`), which
 ``bcjax.registry.open(WORKDIR)`` serves at any version, by id or by row, and
 blended (``blend=True``: the newest bridge's ``alpha``, at version ``K - 1``).
 Bad input is one ``error:`` line and exit status 2.
+
+``migrate`` moves the LanceDB table ``--table`` of ``--db`` (columns ``id``
+and ``vector``, old-model vectors) to the new vectors of ``--new``
+(:func:`bcjax.align.lancedb_table.migrate`): it tags the table's version
+(``--tag``), rewrites it with ``old_vector``, ``vector`` (the forward map of
+``--family`` applied to the old vectors), ``migrated`` and ``rank`` (the
+``--order``), then puts in the new vectors ``--batch_size`` rows per commit,
+printing each commit and the self-retrieval@``--k`` of ``--measure_queries``
+ids at each tenth. A rerun goes on where a stopped or killed run left off;
+``--rollback`` restores the tagged version. No ``--workdir``: the table is
+the state.
 """
 
 from __future__ import annotations
@@ -77,7 +90,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from bcjax import align, environment, extensions
-from bcjax.align import decision, families, report
+from bcjax.align import decision, families, lancedb_table, report
 from bcjax.align.inputs import TABLE_SUFFIXES, labels_of, load_labels, load_version
 from bcjax.align.protocol import (
   chain_results,
@@ -185,7 +198,37 @@ def define_flags() -> None:
   flags.DEFINE_float(
     "min_retention", 0.95, "The least bridged / re-indexed class retrieval to bridge."
   )
-  flags.mark_flags_as_required(["workdir"])
+  # python -m experiments.align migrate: a LanceDB table moved to --new
+  # (bcjax.align.lancedb_table); --new, --id_column, --columns, --family,
+  # --hparams, --center, --normalize, --seed and --k serve it too.
+  flags.DEFINE_string("db", None, "migrate: the LanceDB folder.")
+  flags.DEFINE_string(
+    "table", None, "migrate: the table of old-model vectors (columns id, vector)."
+  )
+  flags.DEFINE_enum(
+    "order", "bridge_residual", lancedb_table.ORDERS, "migrate: the backfilling order."
+  )
+  flags.DEFINE_integer("batch_size", 1000, "migrate: rows per merge_insert commit.")
+  flags.DEFINE_integer(
+    "max_batches", 0, "migrate: stop after this many commits (0: all); rerun to go on."
+  )
+  flags.DEFINE_string(
+    "bridge",
+    None,
+    "migrate: a saved bridge (WORKDIR/bridge.npz) for the bridge_residual order; "
+    "unset: one fitted with --family.",
+  )
+  flags.DEFINE_integer(
+    "measure_queries",
+    1000,
+    "migrate: ids whose self-retrieval@k is measured at each tenth (0: none).",
+  )
+  flags.DEFINE_string(
+    "tag", lancedb_table.TAG, "migrate: the tag of the version before the migration."
+  )
+  flags.DEFINE_bool("rollback", False, "migrate: restore the tagged version instead.")
+  if sys.argv[1:2] != ["migrate"]:
+    flags.mark_flags_as_required(["workdir"])
 
 
 def run(
@@ -409,7 +452,52 @@ def hparams_of(family: str, sections: ml_collections.ConfigDict):
   return hparams_lib.from_section(cls, sections.get(family), f"--hparams.{family}")
 
 
+def migrate_main() -> None:
+  """``migrate``: --table of --db moved to the vectors of --new, or rolled back."""
+  with exit_on_user_error():
+    if not FLAGS.db or not FLAGS.table:
+      raise InputError("migrate needs --db (a LanceDB folder) and --table")
+    if FLAGS.old or FLAGS.versions:
+      raise InputError(
+        "migrate reads the old vectors from --table, not --old/--versions"
+      )
+    if FLAGS.rollback:
+      version = lancedb_table.rollback(FLAGS.db, FLAGS.table, FLAGS.tag)
+      print(f"rolled {FLAGS.table!r} back to {FLAGS.tag!r}: now version {version}")
+      return
+    if not FLAGS.new:
+      raise InputError("migrate needs --new, the new model's vectors")
+    done = lancedb_table.migrate(
+      FLAGS.db,
+      FLAGS.table,
+      FLAGS.new,
+      order=FLAGS.order,
+      batch_size=FLAGS.batch_size,
+      max_batches=FLAGS.max_batches or None,
+      bridge=align.load(FLAGS.bridge) if FLAGS.bridge else None,
+      tag=FLAGS.tag,
+      seed=FLAGS.seed,
+      id_column=FLAGS.id_column,
+      columns=tuple(FLAGS.columns),
+      k=FLAGS.k,
+      measure_queries=FLAGS.measure_queries,
+      log=lambda line: print(line, flush=True),  # a killed run has said its last
+      family=FLAGS.family,
+      center=FLAGS.center,
+      normalize=FLAGS.normalize,
+      hparams=hparams_of(FLAGS.family, FLAGS.hparams),
+    )
+  print(
+    f"{done['migrated']}/{done['planned']} rows migrated ({done['batches']} "
+    f"batches this run), table version {done['version']}"
+  )
+
+
 def main(argv):
+  if argv[1:] == ["migrate"]:
+    logging.set_verbosity(logging.WARNING)
+    environment.set_up_process()
+    return migrate_main()
   if len(argv) > 1:
     raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
