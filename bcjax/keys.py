@@ -68,7 +68,8 @@ def version_key(seed: int, strategy: str, k: int, embedding_seed: int = 0) -> ja
   Args:
     seed: ``config.seed``.
     strategy: the strategy's stable id (``ResolvedStrategy.id``, its
-      canonical name: an alias draws its name's keys).
+      canonical name: an alias draws its name's keys, and a name with
+      ``@`` hyperparameter settings the keys of the name without them).
     k: the version.
     embedding_seed: which of the ``config.num_seeds`` embedding seeds.
   """

@@ -29,7 +29,12 @@ What makes it one run is checked, not assumed:
   uncommitted changes.
 
 A part is a folder holding a ``results.json``; ``PATH:NAME,NAME`` takes only
-those strategies of it, and ``--strategy`` orders the merged run's. The
+those strategies of it, and ``--strategy`` orders the merged run's. A
+tuning run (``config.tuning``, :mod:`bcjax.jobs.weight_tuning`) is a part
+too: it gives its ``weight_selection``, not its strategies, and it is
+checked to be of the same setting but for ``config.seed``, which must differ
+(no tuning seed is reported), and that the report ran every tuned strategy
+at its chosen weight or at the config's own, never at another. The
 merged run's config is the first part's, with the merged strategies; its
 ``environment`` is the first part's with every part's under ``parts``.
 
@@ -61,7 +66,7 @@ from bcjax.evaluation.table_records import read_table
 
 # Private, but a public alias would change bcjax/, which the committed runs'
 # code must equal (experiments.provenance).
-from bcjax.jobs import outputs
+from bcjax.jobs import outputs, weight_tuning
 from bcjax.storage.workdir import UNFINGERPRINTED_FIELDS
 from experiments.provenance import CODE_PATHS
 
@@ -285,7 +290,9 @@ def merge(
       settings (:func:`process_differences`), recording the differences in
       ``environment.process_differences``; else they are refused.
   """
-  parts = [read_part(spec) for spec in specs]
+  everything = [read_part(spec) for spec in specs]
+  tuning = [p for p in everything if "weight_selection" in p[1]]
+  parts = [p for p in everything if "weight_selection" not in p[1]]
   if not parts:
     raise InputError("no part given; expected one or more run folders")
   given = set()
@@ -297,7 +304,10 @@ def merge(
       )
     given |= set(taken)
   check_parts(parts, differ, root)
-  differences = process_differences(parts)
+  selection = check_tuning(tuning, parts, differ)
+  if tuning:
+    _check_code(everything, root)
+  differences = process_differences(everything)
   if differences and not allow_process_differences:
     raise InputError(
       f"{differences[0]}: process settings change bits; expected parts made "
@@ -336,7 +346,56 @@ def merge(
   ]
   if differences:
     results["environment"]["process_differences"] = differences
+  if selection:
+    weight_tuning.check_report_names(list(results["strategies"]), selection)
+    results["weight_selection"] = selection
+    results["environment"]["tuning_parts"] = [
+      {"path": path, "environment": r.get("environment")} for path, r, _ in tuning
+    ]
   return results, runs
+
+
+def check_tuning(tuning, parts, differ=()) -> dict:
+  """The tuning parts' ``weight_selection``, merged, once they are checked.
+
+  A tuning part is of the report's setting (its config equal but for the
+  unfingerprinted fields, ``--differ`` and ``seed``; the same data) under
+  another ``config.seed``, so that none of its seeds is a reported one.
+  """
+  if not tuning:
+    return {}
+  report_path, report, _ = parts[0]
+  allowed = (*UNFINGERPRINTED_FIELDS, *differ, "seed")
+
+  def setting(results):
+    return {
+      k: v
+      for k, v in _flat(results["config"]).items()
+      if not any(k == a or k.startswith(a + ".") for a in allowed)
+    }
+
+  selection = {}
+  for path, results, _ in tuning:
+    if setting(results) != setting(report) or results.get("dataset") != report.get(
+      "dataset"
+    ):
+      raise InputError(
+        f"tuning part {path!r} and part {report_path!r} differ in config (beyond "
+        "the unfingerprinted fields, --differ and seed) or dataset; expected a "
+        "tuning run of the report's setting"
+      )
+    seed = results["config"]["seed"]
+    if seed == report["config"]["seed"]:
+      raise InputError(
+        f"tuning part {path!r} ran under config.seed={seed}, the report's: its "
+        "tuning seeds are reported ones; expected a tuning run under another "
+        "config.seed"
+      )
+    for name, record in results["weight_selection"].items():
+      if name in selection:
+        raise InputError(f"two tuning parts chose a weight of {name}; expected one")
+      selection[name] = record
+  return selection
 
 
 def process_differences(parts) -> list[str]:

@@ -223,6 +223,50 @@ def test_parts_of_other_code_are_refused(runs, tmp_path):
     merge.merge([first_at(first + "+dirty", "dirty"), at(first + "+dirty", "d2")])
 
 
+def test_a_tuning_run_merges_as_the_part_that_chose_the_weight(runs, tmp_path):
+  """A tuning run of BC-Aligner at lambda 1 and 16, under another config.seed
+  and one seed, gives the merged report run its weight_selection."""
+  _, results, parts = runs
+  tuning = config("joint-linear-mloss")
+  tuning.seed, tuning.num_seeds, tuning.seed_batch = 5, 1, 1
+  tuning.tuning.weights = (1, 16)
+  folder = str(tmp_path / "tuning")
+  made = comparison.run(tuning, folder)
+  made["environment"]["git_commit"] = _git(ROOT, "rev-parse", "HEAD")
+  with open(os.path.join(folder, "results.json"), "w") as f:
+    json.dump(made, f)
+  # Chosen on the tuning seed's selection half, by hand: the best total.
+  totals = {row["strategy"]: row["total"] for row in made["selection_table"]["rows"]}
+  scores = {w: totals[f"joint-linear-mloss@align_weight={w}"] for w in (1, 16)}
+  record = made["weight_selection"]["joint-linear-mloss"]
+  assert record["weight_scores"] == {str(w): [v] for w, v in scores.items()}
+  assert record["chosen_weight"] == max(scores, key=scores.get)
+  assert record["tuning_seeds"] == {"seed": 5, "embedding_seeds": [0]}
+  with open(os.path.join(folder, "table.md")) as f:
+    assert "## Weights chosen on tuning seeds" in f.read()
+
+  merged, seeds = merge.merge([*parts, folder])
+  assert merged["weight_selection"] == made["weight_selection"]
+  # The report's numbers are its parts' alone.
+  assert_json_close(_outcome(merged)["table"], results["table"])
+  assert list(merged["strategies"]) == ALL.split(",")
+  merge.write(str(tmp_path / "out"), merged, seeds)
+  with open(tmp_path / "out" / "table.md") as f:
+    assert "| align_weight | mean | per seed |" in f.read()
+
+  def same_seed(r):
+    r["config"]["seed"] = results["config"]["seed"]
+
+  with pytest.raises(InputError, match="its tuning seeds are reported ones"):
+    merge.merge([*parts, _tampered(tmp_path, folder, same_seed, "same_seed")])
+
+  def other_setting(r):
+    r["config"]["epochs"] += 1
+
+  with pytest.raises(InputError, match="expected a tuning run of the report's setting"):
+    merge.merge([*parts, _tampered(tmp_path, folder, other_setting, "other")])
+
+
 def test_a_part_that_adds_nothing_is_refused(runs, tmp_path):
   _, _, parts = runs
   # A failed part run copied nobc's results.json: every strategy a repeat.

@@ -129,7 +129,7 @@ def test_fields_that_cannot_change_a_number_are_not_fingerprinted(tmp_path):
   check_config(str(tmp_path), _fields(config))
   # The same data in another folder, more seeds, other strategies and tasks,
   # the analytics switched on, seeds batched, reuse under other process
-  # settings allowed: the workdir's numbers stay valid.
+  # settings allowed, a weight tuned: the workdir's numbers stay valid.
   config.data_dir = "/elsewhere"
   config.num_seeds = 2
   config.seed_batch = 2
@@ -137,7 +137,9 @@ def test_fields_that_cannot_change_a_number_are_not_fingerprinted(tmp_path):
   config.tasks = "binary-edge-rating"
   config.compatibility.enabled = True
   config.allow_process_differences = True
+  config.tuning.weights = (1, 4)
   assert set(UNFINGERPRINTED_FIELDS) == {
+    "tuning",
     "data_dir",
     "num_seeds",
     "seed_batch",

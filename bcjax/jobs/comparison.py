@@ -59,7 +59,7 @@ from bcjax.fitting.consumers import (
 )
 from bcjax.fitting.tasks import Task, available_tasks, build_task
 from bcjax.jobs import config as config_lib
-from bcjax.jobs import outputs, processes, runner, seed_lockstep
+from bcjax.jobs import outputs, processes, runner, seed_lockstep, weight_tuning
 from bcjax.jobs.metric_writer import MetricWriter
 from bcjax.jobs.run_data import RunData
 from bcjax.storage import atomic_files
@@ -99,13 +99,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   environment.set_up_process(config.get("seed_batch", 1))
   config = config_lib.with_component_sections(config)
   config_lib.validate(config)
+  config, tuned = weight_tuning.expand(config)
   strategies = config_lib.strategies(config)
   started = environment.now()
   with runner.job_context(workdir, config) as (writer, data):
-    return _run(config, data, strategies, writer, started)
+    return _run(config, data, strategies, writer, started, tuned)
 
 
-def _run(config, data: RunData, strategies, writer: MetricWriter, started) -> dict:
+def _run(
+  config, data: RunData, strategies, writer: MetricWriter, started, tuned
+) -> dict:
   workdir = data.workdir
   # Unknown task names fail before hours of training, not after. Tasks
   # depend on the data and config.seed alone: one set for every seed.
@@ -124,7 +127,7 @@ def _run(config, data: RunData, strategies, writer: MetricWriter, started) -> di
   runs = [run for run in per_seed if run is not None]
   if not processes.is_primary():
     return None
-  return _write_outputs(workdir, runs, writer, started)
+  return _write_outputs(workdir, runs, writer, started, tuned)
 
 
 def _run_seed(
@@ -313,7 +316,7 @@ def _host_tables(tables) -> tuple:
   return tuple(jnp.asarray(np.asarray(t)) for t in tables)
 
 
-def _write_outputs(workdir, runs, writer: MetricWriter, started) -> dict:
+def _write_outputs(workdir, runs, writer: MetricWriter, started, tuned=()) -> dict:
   """The job's results over seeds, written by :func:`outputs.write_outputs`.
 
   Args:
@@ -321,6 +324,8 @@ def _write_outputs(workdir, runs, writer: MetricWriter, started) -> dict:
     runs: per embedding seed, ``(results, table)``.
     writer: where the table's numbers go.
     started: when the job started.
+    tuned: the strategies a tuning run chooses a weight of
+      (:mod:`bcjax.jobs.weight_tuning`; empty: none).
 
   Returns:
     Seed 0's results with the table over seeds as ``table`` and, for two or
@@ -343,6 +348,8 @@ def _write_outputs(workdir, runs, writer: MetricWriter, started) -> dict:
       }
       for i, (r, t) in enumerate(runs)
     ]
+  if tuned:
+    results["weight_selection"] = weight_tuning.weight_selection(results, tuned)
   record = environment.record(started)
   # Every seed's versions reused under other process settings.
   allowed = [

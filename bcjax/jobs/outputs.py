@@ -18,6 +18,7 @@ from bcjax.evaluation import recall_table, seed_table
 from bcjax.evaluation.plots import write_plots
 from bcjax.evaluation.table_records import ComparisonTable, SeedTable
 from bcjax.evaluation.table_text import to_csv, to_markdown
+from bcjax.jobs import weight_tuning
 from bcjax.jobs.metric_writer import MetricWriter
 from bcjax.storage import atomic_files
 
@@ -63,6 +64,10 @@ def write_outputs(
       + recall_table.to_markdown(results)
     )
   markdown = report_split_note(results["config"]) + markdown
+  if "weight_selection" in results:
+    markdown += "\n## Weights chosen on tuning seeds\n\n" + weight_tuning.to_markdown(
+      results["weight_selection"]
+    )
   if "compatibility" in results:
     markdown += "\n" + compatibility.to_markdown(results["compatibility"])
   with atomic_files.atomic_open(os.path.join(out, "table.md")) as f:

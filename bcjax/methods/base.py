@@ -71,6 +71,8 @@ class ResolvedStrategy:
       ``method.hparams``), as methods read them (``ctx.hparams``).
     transform: the family of every ``B_k``, with its hyperparameters.
     loss: the alignment loss with its hyperparameters, or None.
+    base_name: the name without its ``@`` hyperparameter settings ("": the
+      name has none).
   """
 
   name: str
@@ -78,11 +80,14 @@ class ResolvedStrategy:
   hparams: Any
   transform: BackwardTransform
   loss: AlignmentLoss | None
+  base_name: str = ""
 
   @property
   def id(self) -> str:
-    """The stable id keys derive from: the canonical name."""
-    return self.name
+    """The stable id keys derive from: the canonical name without its ``@``
+    settings, so a strategy at another weight draws the same keys (the same
+    initialisations and batches) and differs from it in the weight alone."""
+    return self.base_name or self.name
 
   @property
   def keeps_m0(self) -> bool:

@@ -82,6 +82,10 @@ UNFINGERPRINTED_FIELDS = (
   # (NPROC, OPENBLAS_NUM_THREADS, ...): it decides whether to refuse, not
   # what any number is; results.json records the differences it let through.
   "allow_process_differences",
+  # Which strategies a tuning run adds, and which value it chooses from what
+  # they measured: like "strategy", it decides what runs, each variant's
+  # versions depending on its own name (bcjax.jobs.weight_tuning).
+  "tuning",
 )
 # What a workdir that holds results has (a first run that failed on bad input
 # leaves none of them).

@@ -117,6 +117,13 @@ def get_config() -> ml_collections.ConfigDict:
   # with one line naming the setting; True reuses them and results.json's
   # environment lists each difference (process_differences).
   config.allow_process_differences = False
+  # Choosing a method hyperparameter on tuning seeds (bcjax.jobs.weight_tuning):
+  # with two or more `weights`, every strategy of config.strategy whose method
+  # has `field` runs at each of them (beside nobc and fix-m0) and results.json
+  # records, per strategy, the value of best mean total on the selection
+  # halves (weight_selection). Run it under another config.seed than the
+  # report runs, so that no tuning seed is reported. Empty: no tuning.
+  config.tuning = ml_collections.ConfigDict({"field": "align_weight", "weights": ()})
   # Every registered component's hyperparameters, from its dataclass:
   # config.transform.<family>.<field>, config.loss.<loss>.<field>,
   # config.method.<method>.<field> (finetune-m0 as finetune_m0), at the
