@@ -589,3 +589,39 @@ def test_convergence_counts_rising_capped_and_falling_fits():
   }
   lines = convergence.convergence_lines({"config": {}, "strategies": {"s": entries}})
   assert "| s | 4 | 1 | 1 | 35 | 2 | 1 | 1 | 75 |" in lines
+
+
+def test_the_claims_are_judged_again_at_each_chosen_weight():
+  aligner, single = verdicts.MULTI_STEP, verdicts.SINGLE_STEP
+  chosen = f"{aligner}@align_weight=4"
+  # At lambda 16 BC-Aligner trails posthoc; at its chosen weight it leads
+  # every other strategy by far, its own lambda-16 row not counted.
+  totals = {
+    aligner: -10.0,
+    chosen: 30.0,
+    single: -5.0,
+    "posthoc-linear-sloss": 0.0,
+    "nobc": -20.0,
+  }
+  results = _results(totals, {})
+  results["config"] = {"method": {"joint": {"align_weight": 16.0}}}
+  results["weight_selection"] = {
+    aligner: {"field": "align_weight", "chosen_weight": 4.0},
+    single: {"field": "align_weight", "chosen_weight": 16.0},
+  }
+  assert verdicts.at_chosen(results, aligner) == chosen
+  # The chosen weight is the config's own: the plain row stands for it.
+  assert verdicts.at_chosen(results, single) == single
+  judged = verdicts.claims(results)
+  word, why = judged["BC-Aligner has the best total"]
+  assert word == "contradicted" and chosen not in why
+  word, why = judged["BC-Aligner has the best total (each at its chosen weight)"]
+  assert word == "holds" and why.endswith("ahead of all 3 others (Holm, m = 3)")
+  word, why = judged["multi-step beats single-step in joint training"]
+  assert word == "contradicted" and why.startswith(f"{aligner} - {single}:")
+  word, why = judged[
+    "multi-step beats single-step in joint training (each at its chosen weight)"
+  ]
+  assert word == "holds" and why.startswith(f"{chosen} - {single}:")
+  del results["weight_selection"]
+  assert len(verdicts.claims(results)) == 2
