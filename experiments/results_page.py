@@ -26,11 +26,12 @@ import re
 
 from experiments.convergence import convergence_lines, last_epoch_line
 from experiments.provenance import code_drift, demoted, provenance, recorded_modules
-from experiments.runs import EARLIER_RUNS, RUNS, WEIGHT_SWEEPS, Run
+from experiments.runs import EARLIER_RUNS, PROOF_RUNS, RUNS, WEIGHT_SWEEPS, Run
 from experiments.verdicts import (
   PAPER_ANCHOR,
   anchor_lines,
   anchor_words,
+  claim_lines,
   claims,
   ranking,
   summary_row,
@@ -97,9 +98,10 @@ def _how_made(run: Run, results: dict) -> list[str]:
     return ["```bash", run.command, "```"]
   merged = (results.get("environment") or {}).get("parts") or []
   missing = _missing(run, results)
+  seeds = results.get("num_seeds", 1)
   lines = [
     "Made in parts, each an `experiments.compare` run of some strategies "
-    "(10 seeds in lockstep), merged by `experiments.merge`; "
+    f"({seeds} seeds in lockstep), merged by `experiments.merge`; "
     "`python -m experiments.runs --all` prints every command. Merged"
     + (" so far: " if missing else ": ")
     + ", ".join(f"`{p['path']}`" for p in merged)
@@ -147,7 +149,16 @@ def _run_parts(
     *_figure(folder, run, page_dir),
     "",
     *(anchor_lines(results) if run.anchored else [ranking(results)]),
+    *_tuning_lines(results),
   ]
+
+
+def _tuning_lines(results: dict) -> list[str]:
+  """A run with a tuning part: the paper's claims with each strategy at its
+  chosen weight too (the table of the choice is in its table.md)."""
+  if not results.get("weight_selection"):
+    return []
+  return ["", *claim_lines(results)]
 
 
 def _protocol_lines(results: dict) -> list[str]:
@@ -229,6 +240,8 @@ def section(results_dir: str, page_dir: str | None = None) -> str:
   ]
   for run in RUNS:
     parts += _run_parts(run, results_dir, page_dir)
+  for run in PROOF_RUNS:
+    parts += _run_parts(run, results_dir, page_dir)
   parts += [
     "",
     "## Earlier runs",
@@ -302,8 +315,8 @@ def _verdict_grid(results_dir: str) -> list[str]:
     lines.append(
       f"| {strategy} | {intended:g} / {unintended:g} | " + " | ".join(cells) + " |"
     )
-  for claim in judged[0]:
-    words = [j[claim][0] for j in judged]
+  for claim in dict.fromkeys(c for j in judged for c in j):
+    words = [j[claim][0] if claim in j else "-" for j in judged]
     lines.append(f"| claim: {claim} | | " + " | ".join(words) + " |")
   return [*lines, ""]
 
@@ -322,7 +335,7 @@ def summary(results_dir: str, results_link: str, compatibility_link: str) -> str
     "strategies it is ahead of (Holm) |",
     "|---|---|---|---|---|",
   ]
-  for run in [*RUNS, *_earlier()]:
+  for run in [*RUNS, *PROOF_RUNS, *_earlier()]:
     results = _read(results_dir, run.name)
     name = f"[{run.title}]({results_link}#{heading_fragment(run.title)})"
     if results is None:

@@ -20,7 +20,7 @@ import sys
 
 from absl import app, flags
 
-from bcjax.methods.strategies import PAPER_STRATEGIES
+from bcjax.methods.strategies import PAPER_STRATEGIES, parse_strategy
 
 flags.DEFINE_bool("all", False, "Every part and run, made or not.")
 FLAGS = flags.FLAGS
@@ -49,13 +49,22 @@ class Part:
     strategies: its ``--config.strategy``; fix-m0, the unintended
       reference and free to run, is in each, so that ``experiments.merge``
       can check the parts share M_0 and the consumers.
-    overrides: its other ``--config`` flags (a sweep's weight).
+    overrides: its other ``--config`` flags (a sweep's weight; a tuning
+      run's ``config.seed`` and ``config.tuning.weights``).
+    seeds: its embedding seeds, trained in lockstep.
   """
 
   folder: str
   data: tuple[str, ...]
   strategies: tuple[str, ...]
   overrides: tuple[str, ...] = ()
+  seeds: int = 10
+
+  @property
+  def tuning(self) -> bool:
+    """Whether it chooses a weight (:mod:`bcjax.jobs.weight_tuning`): the
+    merge takes its ``weight_selection``, not its strategies."""
+    return any(o.startswith("--config.tuning.weights=") for o in self.overrides)
 
   @property
   def workdir(self) -> str:
@@ -65,13 +74,13 @@ class Part:
   def path(self) -> str:
     return f"{PARTS_DIR}/{self.folder}"
 
-  def command(self, config: str = "converged", seeds: int = 10) -> str:
+  def command(self, config: str = "converged") -> str:
     flags_ = [
       f"--workdir={self.workdir}",
       f"--config={config}",
       *self.data,
-      f"--config.num_seeds={seeds}",
-      f"--config.seed_batch={seeds}",
+      f"--config.num_seeds={self.seeds}",
+      f"--config.seed_batch={self.seeds}",
       f"--config.strategy={','.join(self.strategies)}",
       *self.overrides,
     ]
@@ -109,10 +118,16 @@ class Run:
   command: str = ""
 
   def strategies(self, parts=None) -> tuple[str, ...]:
-    """The strategies ``parts`` (default: every part) give, in table order."""
+    """The strategies ``parts`` (default: every part but a tuning one) give,
+    in table order: a strategy at a chosen weight after its plain name."""
     parts = self.parts if parts is None else parts
-    taken = {s for part, names in parts for s in names or part.strategies}
-    return tuple(s for s in ORDER if s in taken)
+    taken = {
+      s for part, names in parts if not part.tuning for s in names or part.strategies
+    }
+    rank = {name: i for i, name in enumerate(ORDER)}
+    base = {s: parse_strategy(s).base_name for s in taken}
+    known = [s for s in taken if base[s] in rank]
+    return tuple(sorted(known, key=lambda s: (rank[base[s]], s)))
 
   def made(self, root: str = ".") -> tuple[tuple[Part, tuple[str, ...]], ...]:
     """The parts whose ``results.json`` is committed."""
@@ -262,6 +277,38 @@ EARLIER_RUNS = (
   ),
 )
 
+# The held-out protocol (issue 40), proven small before the evidence runs:
+# BC-Aligner's weight chosen on three tuning seeds of config.seed 100, then
+# three report seeds of config.seed 0 running it at lambda 16 and at the
+# chosen weight.
+_PROOF_TUNING = Part(
+  "ml-100k_heldout/tuning",
+  ML100K,
+  ("joint-linear-mloss",),
+  overrides=("--config.seed=100", "--config.tuning.weights='(1,4,16)'"),
+  seeds=3,
+)
+# BC-Aligner at the weight the tuning part chose, where it is not 16.
+CHOSEN: tuple[str, ...] = ()
+_PROOF_REPORT = Part(
+  "ml-100k_heldout/report",
+  ML100K,
+  ("fix-m0", "nobc", "posthoc-linear-sloss", "joint-linear-mloss", *CHOSEN),
+  seeds=3,
+)
+PROOF_RUNS = (
+  Run(
+    "ml-100k_heldout",
+    "MovieLens-100K, converged config, held-out protocol, 3 seeds",
+    "Every kept epoch chosen on the selection half of the users, every number "
+    "reported on the other half; BC-Aligner's `align_weight` chosen among 1, 4 "
+    "and 16 on three tuning seeds (`config.seed=100`) that are not reported, "
+    "then run on three report seeds at the paper's 16 and at the chosen weight.",
+    parts=((_PROOF_REPORT, ()), (_PROOF_TUNING, ())),
+    anchored=False,
+  ),
+)
+
 # The main runs first, then the weight sweeps; the README's summary and the
 # results page list them in this order.
 RUNS = (
@@ -275,8 +322,12 @@ WEIGHT_SWEEPS = {"MovieLens-100K": ML100K_SWEEP, "Synthetic": SYNTHETIC_SWEEP}
 
 
 def every_part() -> list[Part]:
-  """Each part of :data:`RUNS` once, in the order to make them."""
-  return list({p.folder: p for run in RUNS for p, _ in run.parts}.values())
+  """Each part of :data:`RUNS` and :data:`PROOF_RUNS` once, in the order to
+  make them (a tuning part before the report part that runs its choice)."""
+  runs = (*RUNS, *PROOF_RUNS)
+  parts = [p for run in runs for p, _ in run.parts]
+  ordered = [p for p in parts if p.tuning] + [p for p in parts if not p.tuning]
+  return list({p.folder: p for p in ordered}.values())
 
 
 def plan(root: str = ".", everything: bool = False) -> str:
@@ -286,7 +337,7 @@ def plan(root: str = ".", everything: bool = False) -> str:
   for part in every_part():
     if everything or not _made(part, root):
       lines += [f"# part {part.folder}", part.command(), ""]
-  for run in RUNS:
+  for run in (*RUNS, *PROOF_RUNS):
     made = run.parts if everything else run.made(root)
     # A run's first part is its own (a sweep's weight, the main run's
     # nobc): without it a merge has nothing to show; without nobc, the
