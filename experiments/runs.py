@@ -304,7 +304,7 @@ PROOF_RUNS = (
     "reported on the other half; BC-Aligner's `align_weight` chosen among 1, 4 "
     "and 16 on three tuning seeds (`config.seed=100`) that are not reported, "
     "then run on three report seeds at the paper's 16 and at the chosen weight.",
-    parts=((_PROOF_REPORT, ()), (_PROOF_TUNING, ())),
+    parts=((_PROOF_TUNING, ()), (_PROOF_REPORT, ())),
     anchored=False,
   ),
 )
@@ -323,11 +323,9 @@ WEIGHT_SWEEPS = {"MovieLens-100K": ML100K_SWEEP, "Synthetic": SYNTHETIC_SWEEP}
 
 def every_part() -> list[Part]:
   """Each part of :data:`RUNS` and :data:`PROOF_RUNS` once, in the order to
-  make them (a tuning part before the report part that runs its choice)."""
+  make them (a run's tuning part first: its report part runs its choice)."""
   runs = (*RUNS, *PROOF_RUNS)
-  parts = [p for run in runs for p, _ in run.parts]
-  ordered = [p for p in parts if p.tuning] + [p for p in parts if not p.tuning]
-  return list({p.folder: p for p in ordered}.values())
+  return list({p.folder: p for run in runs for p, _ in run.parts}.values())
 
 
 def plan(root: str = ".", everything: bool = False) -> str:

@@ -12,7 +12,24 @@ def test_every_part_runs_fix_m0_so_the_merge_can_check_it():
   folders = [part.folder for part in runs.every_part()]
   assert len(folders) == len(set(folders))
   for part in runs.every_part():
-    assert "fix-m0" in part.strategies, part.folder
+    # A tuning run adds nobc and fix-m0 itself (bcjax.jobs.weight_tuning).
+    assert "fix-m0" in part.strategies or part.tuning, part.folder
+
+
+def test_a_tuning_part_gives_its_choice_not_its_strategies():
+  (run,) = runs.PROOF_RUNS
+  tuning, report = [part for part, _ in run.parts]
+  assert tuning.tuning and not report.tuning
+  assert "--config.seed=100" in tuning.overrides
+  assert "--config.seed" not in " ".join(report.overrides)
+  # The merged run's strategies are the report part's, in table order.
+  assert set(run.strategies()) == set(report.strategies)
+  assert run.strategies()[:4] == (
+    "fix-m0",
+    "nobc",
+    "posthoc-linear-sloss",
+    "joint-linear-mloss",
+  )
 
 
 def test_a_main_run_covers_the_papers_eight_and_bcjaxs_own():
@@ -68,7 +85,7 @@ def _merge_flags():
 
 
 def test_merge_commands_are_the_merge_binarys_flags():
-  for run in runs.RUNS:
+  for run in (*runs.RUNS, *runs.PROOF_RUNS):
     argv = run.merge_command().replace("\\\n", " ").split()
     assert argv[:3] == ["python", "-m", "experiments.merge"]
     parsed = _merge_flags()
