@@ -227,7 +227,9 @@ def define_flags() -> None:
     "tag", lancedb_table.TAG, "migrate: the tag of the version before the migration."
   )
   flags.DEFINE_bool("rollback", False, "migrate: restore the tagged version instead.")
-  if sys.argv[1:2] != ["migrate"]:
+  # --workdir is needed but by migrate, wherever its word stands among the
+  # flags (main checks a value given as "migrate").
+  if "migrate" not in sys.argv[1:]:
     flags.mark_flags_as_required(["workdir"])
 
 
@@ -500,6 +502,8 @@ def main(argv):
     return migrate_main()
   if len(argv) > 1:
     raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
+  if FLAGS.workdir is None:
+    raise app.UsageError("--workdir is needed (migrate is the only mode without)")
   logging.set_verbosity(logging.INFO)
   environment.set_up_process()
   with exit_on_user_error():
