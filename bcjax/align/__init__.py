@@ -33,6 +33,10 @@ behind them. (Backward transforms trained *with* an embedding model live in
 * :mod:`bcjax.align.backfill`: a forward map ``F: old -> new``, backfilling
   orders (largest residual first; random) and the backfilling curve and its
   area as a mixed index moves to the new model.
+* :mod:`bcjax.align.lancedb_table` (imported by name; LanceDB comes with the
+  ``stores`` extra): a LanceDB table of old vectors migrated to the new model
+  batch by batch in a backfilling order (``migrate``), resumable after a
+  crash and rolled back by a tag (``rollback``).
 * :mod:`bcjax.align.consumers`: a logistic regression and a small MLP
   trained on old vectors, scored on bridged ones, with the negative-flip rate.
 * :mod:`bcjax.align.decision`: bridge, re-index or no upgrade needed, from
