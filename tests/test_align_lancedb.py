@@ -241,13 +241,19 @@ def _bad(tmp_path, pair, case):
   if case == "bridge":
     bridge = align.fit(old=old[:, :6], new=new, family="linear")
     return (ids, new), {**kwargs, "bridge": bridge}, "the bridge maps 12 -> 6 dims"
+  if case == "repeated":
+    return (
+      (np.r_[ids[:-1], 0], new),
+      kwargs,
+      r"new ids must be distinct; repeated: \[0\]",
+    )
   if case == "order":
     kwargs["order"] = "shuffled"
     return (ids, new), kwargs, "unknown order 'shuffled'; expected one of"
   raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["ids", "types", "bridge", "order"])
+@pytest.mark.parametrize("case", ["ids", "types", "repeated", "bridge", "order"])
 def test_bad_input_is_one_line_and_the_table_stays_as_it_was(tmp_path, pair, case):
   table = _old_table(tmp_path, pair[0])
   version = table.version
@@ -285,3 +291,20 @@ def test_without_lancedb_one_line_names_the_extra(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, "lancedb", None)  # import lancedb fails
   with pytest.raises(InputError, match=r"needs lancedb .*bcjax\[stores\]"):
     lancedb_table.open_table(str(tmp_path), "items")
+
+
+def test_a_table_that_is_not_one_of_old_vectors_is_named(tmp_path, pair):
+  old, new = pair
+  connection = lancedb.connect(str(tmp_path))
+  connection.create_table("plain", pa.table({"id": [1, 2], "name": ["a", "b"]}))
+  twice = _old_table(tmp_path / "twice", old, np.r_[np.arange(N - 1), 0])
+  quiet = {"family": "linear", "log": lambda line: None}
+  with pytest.raises(InputError, match=r"expected an 'id' column and a 'vector'"):
+    lancedb_table.migrate(str(tmp_path), "plain", (np.arange(2), new[:2]), **quiet)
+  with pytest.raises(InputError, match="table 'items' has repeated ids"):
+    lancedb_table.migrate(
+      str(tmp_path / "twice"), "items", (np.arange(N - 1), new[:-1]), **quiet
+    )
+  assert (
+    twice.version == lancedb_table.open_table(str(tmp_path / "twice"), "items").version
+  )

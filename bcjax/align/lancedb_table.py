@@ -41,6 +41,7 @@ from bcjax.align.fitting import fit
 from bcjax.align.inputs import load_version
 from bcjax.align.measures import sample_queries
 from bcjax.align.protocol import FIT_ROWS, match
+from bcjax.align.store import check_ids
 from bcjax.errors import InputError
 
 TAG = "bcjax-before-migration"
@@ -289,7 +290,8 @@ def migrate(
   if isinstance(new, str):
     new_ids, rows = load_version(None, new, id_column=id_column, columns=columns)
   else:
-    new_ids, rows = np.asarray(new[0]), check_rows("new", new[1])
+    rows = check_rows("new", new[1])
+    new_ids = check_ids("new", new[0], len(rows))
   table = open_table(db, name)
   plan = plan_of(table)
   if plan is None:
