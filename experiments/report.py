@@ -7,7 +7,8 @@ commits its ``results.json`` and ``table.md`` under
 between its own markers:
 
 * ``docs/results.md``, ``docs/compatibility.md`` and the README's summary:
-  :mod:`experiments.results_page` says what they hold;
+  :mod:`experiments.results_page` says what they hold; ``docs/results.md``'s
+  section on the converged config's settings: :mod:`experiments.settings_page`;
 * ``docs/align.md`` and a small table in ``README.md``: the committed
   ``experiments.align`` run (:mod:`experiments.align_report`).
 
@@ -23,7 +24,7 @@ import sys
 from absl import app, flags
 
 from bcjax.storage import atomic_files
-from experiments import align_report
+from experiments import align_report, settings_page
 from experiments.provenance import DRIFT
 from experiments.results_page import (
   BEGIN,
@@ -93,6 +94,12 @@ def rendered_pages(
       section(results_dir, os.path.dirname(os.path.abspath(results_page))),
       BEGIN,
       END,
+    ),
+    (
+      results_page,
+      settings_page.settings_section(results_dir),
+      settings_page.BEGIN_SETTINGS,
+      settings_page.END_SETTINGS,
     ),
     (
       compatibility_page,

@@ -12,10 +12,10 @@ A component's hyperparameters are set as ``--config.method.joint.align_weight=8`
 or ``--config.transform.linear.init=identity``; ``--help`` lists them all,
 an extension's too once ``--config.imports`` names it.
 
-Expected result: about 6 minutes on 2 CPU cores; ``table.md`` with the
-paper's eight strategies over five versions, fix-m0 about 20% below nobc on
-the intended task and nobc about 20% below fix-m0 on the unintended tasks
-(the numbers of a run are in docs/results.md). ``experiments.run_intended`` with
+Expected result: minutes on 2 CPU cores; ``table.md`` with the paper's
+eight strategies over five versions, fix-m0 well below nobc on the intended
+task and nobc well below fix-m0 on the unintended tasks (the committed runs'
+numbers, read from their files, are in docs/results.md). ``experiments.run_intended`` with
 this config writes the intended-task part alone.
 """
 
