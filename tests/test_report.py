@@ -16,7 +16,15 @@ from bcjax.evaluation.table_records import (
   SeedRow,
   SeedTable,
 )
-from experiments import convergence, provenance, report, results_page, runs, verdicts
+from experiments import (
+  convergence,
+  provenance,
+  report,
+  results_page,
+  runs,
+  settings_page,
+  verdicts,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -220,10 +228,13 @@ def test_comparisons_match_scipy_with_holm_and_bonferroni():
   assert [c.p_holm for c in got] == pytest.approx(holm)
 
 
-def _page(path, begin, end):
+def _page(path, begin, end, *more):
+  """A page with one stale block between each pair of markers."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
+  pairs = [(begin, end), *zip(more[::2], more[1::2])]
+  blocks = "\n\n".join(f"{b}\nstale\n{e}" for b, e in pairs)
   with open(path, "w") as f:
-    f.write(f"# page\n\n{begin}\nstale\n{end}\n\ntail\n")
+    f.write(f"# page\n\n{blocks}\n\ntail\n")
 
 
 def test_update_writes_every_page_and_check_finds_a_stale_one(tmp_path):
@@ -240,7 +251,13 @@ def test_update_writes_every_page_and_check_finds_a_stale_one(tmp_path):
     "compatibility_page": str(tmp_path / "docs" / "compatibility.md"),
   }
   _page(paths["readme"], report.BEGIN_SUMMARY, report.END_SUMMARY)
-  _page(paths["results_page"], report.BEGIN, report.END)
+  _page(
+    paths["results_page"],
+    report.BEGIN,
+    report.END,
+    settings_page.BEGIN_SETTINGS,
+    settings_page.END_SETTINGS,
+  )
   _page(
     paths["compatibility_page"], report.BEGIN_COMPATIBILITY, report.END_COMPATIBILITY
   )
@@ -414,6 +431,8 @@ def test_a_drift_line_alone_does_not_make_a_page_stale(tmp_path):
     pages[name] = str(tmp_path / name)
     with open(pages[name], "w") as f:
       f.write(f"{begin}\n{end}\n")
+  with open(pages["results.md"], "a") as f:
+    f.write(f"{settings_page.BEGIN_SETTINGS}\n{settings_page.END_SETTINGS}\n")
   args = (str(results_dir), pages["README.md"], pages["results.md"])
   assert report.update(*args, pages["compatibility.md"]) == 0
   assert report.update(*args, pages["compatibility.md"], check=True) == 0
@@ -625,3 +644,24 @@ def test_the_claims_are_judged_again_at_each_chosen_weight():
   assert word == "holds" and why.startswith(f"{chosen} - {single}:")
   del results["weight_selection"]
   assert len(verdicts.claims(results)) == 2
+
+
+def test_the_settings_section_reads_its_numbers_from_the_probe_files(tmp_path):
+  missing = settings_page.settings_section(str(tmp_path))
+  assert "Not yet committed (`experiments/results/posthoc_gap/`)." in missing
+  assert "MovieLens-100K, intended task, one seed: not yet committed." in missing
+  (tmp_path / "posthoc_gap").mkdir()
+  gap = {
+    "strategy": "posthoc-linear-mloss",
+    "posthoc_config": {"start": "closed_form", "learning_rate": 0.001},
+    "versions": [
+      {"version": 1, "ratio": 1.0761, "best_epoch": 25, "alignment_mse_v0": 0.02},
+      {"version": 2, "ratio": 2.5, "best_epoch": 400, "alignment_mse_v0": 0.123456},
+    ],
+  }
+  (tmp_path / "posthoc_gap" / "converged_start_mloss.json").write_text(json.dumps(gap))
+  text = settings_page.settings_section(str(tmp_path))
+  assert (
+    "| posthoc-linear-mloss from the closed-form start, Adam 0.001 | 1.076 (25) | "
+    "2.500 (400) | 0.1235 |"
+  ) in text
