@@ -164,6 +164,8 @@ def convert(
 
   if order not in ORDERS:
     raise InputError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)}")
+  new = check_rows(where, new)
+  new_ids = check_ids(where, new_ids, len(new))
   data = table.to_arrow()
   names = data.schema.names
   if "id" not in names or "vector" not in names:
@@ -190,10 +192,8 @@ def convert(
       f"{where} and the table match {len(rows)} ids; the forward map needs at "
       f"least {needed}"
     )
-  if bridge is not None and (bridge.d_new, bridge.d_old) != (
-    new.shape[1],
-    old.shape[1],
-  ):
+  widths = (new.shape[1], old.shape[1])
+  if bridge is not None and (bridge.d_new, bridge.d_old) != widths:
     raise InputError(
       f"the bridge maps {bridge.d_new} -> {bridge.d_old} dims, but {where} has "
       f"{new.shape[1]}-dim new vectors and the table {old.shape[1]}-dim old ones"
@@ -216,7 +216,7 @@ def convert(
     "d_old": int(old.shape[1]),
     "d_new": int(new.shape[1]),
     "forward": forward.family,
-    "bridge": None if bridge is None else bridge.family,
+    "bridge": bridge.family if order == "bridge_residual" else None,
     "seed": seed,
     "new": _digest(new_ids[ranked], new[ranked]),
   }
