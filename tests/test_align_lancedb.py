@@ -193,6 +193,16 @@ def test_a_migration_killed_mid_run_resumes_with_nothing_lost_or_twice(tmp_path,
     log=lines.append,
   )
   assert again["batches"] == 0 and again["version"] == version
+  # Done, its bookkeeping dropped, the table of new vectors migrates to a
+  # third model: a new plan, and the tag moves to the version before it.
+  table.drop_columns(["old_vector", "migrated", "rank"])
+  third = np.random.default_rng(2).normal(size=(N, 5)).astype(np.float32)
+  quiet = {"family": "linear", "log": lines.append}
+  lancedb_table.migrate(str(tmp_path / "db"), "items", (ids, third), **quiet)
+  table = lancedb_table.open_table(str(tmp_path / "db"), "items")
+  assert lancedb_table.plan_of(table)["d_old"] == 12
+  np.testing.assert_array_equal(_column(table, "old_vector"), new[np.argsort(ids)])
+  assert table.tags.get_version(lancedb_table.TAG) > tagged
 
 
 def test_rollback_by_the_tag_after_optimize_deleted_the_other_versions(tmp_path, pair):

@@ -69,9 +69,16 @@ def open_table(db: str, name: str):
 
 
 def plan_of(table) -> dict | None:
-  """The converted table's plan (order, tag, widths, ...), None before conversion."""
-  metadata = table.schema.metadata or {}
-  return json.loads(metadata[METADATA]) if METADATA in metadata else None
+  """The converted table's plan (order, tag, widths, ...), None before conversion.
+
+  A table whose bookkeeping columns were dropped after its migration (the
+  plan stays in the schema's metadata) has none: it can be migrated again.
+  """
+  schema = table.schema
+  metadata, names = schema.metadata or {}, set(schema.names)
+  if METADATA not in metadata or not {"old_vector", "migrated", "rank"} <= names:
+    return None
+  return json.loads(metadata[METADATA])
 
 
 def _columns(table, names) -> dict:
