@@ -109,6 +109,10 @@ def test_the_tables_cosine_search_along_the_way_is_the_backfilling_curve(
   assert lancedb_table.self_recall(table, np.arange(N), new, k=10) == pytest.approx(
     want[-1], abs=1 / N
   )
+  first = want_order[0]  # migrated: its new vector finds itself, one query alone
+  assert lancedb_table.self_recall(table, [first], new[[first]], k=1) == 1.0
+  with pytest.raises(InputError, match=r"queries must have 12 dims, got shape"):
+    lancedb_table.self_recall(table, [first], old[[first]])
 
 
 def _migrated_per_version(table, since: int) -> list[int]:

@@ -19,12 +19,11 @@ an ``id`` column, a ``vector`` column of old-model vectors and any others.
    whole or not at all, and the merge updates only rows the table still
    holds unmigrated, so no row is written twice.
 
-Searching ``vector`` with the cosine metric, the self-retrieval of the new
-vectors as queries at a fraction ``f`` migrated is the backfilling curve
-:func:`bcjax.align.backfill.curve` reports at ``f`` for the same order
-(:func:`self_recall` measures it in the table). :func:`rollback` restores
-the tagged version: it survives ``optimize()``, which deletes untagged old
-versions. LanceDB comes with the ``stores`` extra (``lancedb``).
+Searched by cosine, the table's self-retrieval at a fraction ``f`` migrated
+(:func:`self_recall`) is the backfilling curve
+:func:`bcjax.align.backfill.curve` at ``f`` for the same order.
+:func:`rollback` restores the tagged version, which ``optimize()`` keeps.
+LanceDB comes with the ``stores`` extra (``lancedb``).
 """
 
 from __future__ import annotations
@@ -346,8 +345,7 @@ def migrate(
     )
   todo = by_rank[~state["migrated"].to_numpy(zero_copy_only=False)[by_rank]]
   done, batches, curve = len(planned) - len(todo), 0, []
-  # The queries: a seeded sample of the planned ids (by id, as rows move in
-  # the table), searched by their new vectors.
+  # A seeded sample of the planned ids (by id: rows move in the table).
   query_ids = np.sort(ids[planned])[sample_queries(len(planned), measure_queries, seed)]
   queries = rows[file_rows[_match_new("the table", ids, query_ids)]]
 
@@ -414,7 +412,7 @@ def self_recall(table, query_ids, queries, k: int = 10) -> float:
     The share of queries whose own id is among their ``k`` nearest rows of
     ``vector`` (an exact search where the table has no vector index).
   """
-  queries = check_rows("queries", queries)
+  queries = check_rows("queries", queries, table.schema.field("vector").type.list_size)
   found = (
     table.search(queries, vector_column_name="vector")
     .distance_type("cosine")
@@ -422,12 +420,14 @@ def self_recall(table, query_ids, queries, k: int = 10) -> float:
     .select(["id", "_distance"])
     .to_arrow()
   )
-  hits = {
-    (q, i) for q, i in zip(found["query_index"].to_pylist(), found["id"].to_pylist())
-  }
-  return float(
-    np.mean([(q, i) in hits for q, i in enumerate(np.asarray(query_ids).tolist())])
+  # One query comes back without a query_index column.
+  names = found.column_names
+  asked = (
+    found["query_index"].to_pylist() if "query_index" in names else [0] * len(found)
   )
+  hits = set(zip(asked, found["id"].to_pylist()))
+  own = np.asarray(query_ids).tolist()
+  return float(np.mean([(q, i) in hits for q, i in enumerate(own)]))
 
 
 def rollback(db: str, name: str, tag: str = TAG) -> int:

@@ -1,0 +1,108 @@
+"""Each strategy's versions are checked by what that strategy uses.
+
+A change to one component's hyperparameters refuses the strategies that use
+it and reuses the rest; loading an extension refuses nothing that does not
+use it; an edit to an extension's source refuses the strategies that use it.
+"""
+
+import sys
+
+import pytest
+
+from bcjax import extensions
+from bcjax.components import losses, transforms
+from bcjax.errors import InputError
+from bcjax.jobs import runner
+from bcjax.methods import base as methods_base
+from experiments.configs import test as test_config
+
+EXTENSION = '''
+from bcjax.components import losses
+
+
+def register():
+  @losses.register_loss("halfloss")
+  def halfloss(transform, params, old_params, previous, current, hparams):
+    """Half the single-step loss."""
+    del old_params, hparams
+    return 0.5 * losses.single_step_loss(transform, params, previous, current)
+'''
+
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path):
+  """Registries as they are now, restored after the test; the extension's
+  folder on the path."""
+  monkeypatch.setattr(transforms, "TRANSFORMS", dict(transforms.TRANSFORMS))
+  monkeypatch.setattr(losses, "LOSSES", dict(losses.LOSSES))
+  monkeypatch.setattr(methods_base, "METHODS", dict(methods_base.METHODS))
+  monkeypatch.setattr(extensions, "_loaded", set())
+  monkeypatch.syspath_prepend(str(tmp_path))
+  yield
+  sys.modules.pop("fpext", None)
+
+
+def _config(strategy, imports=""):
+  config = test_config.get_config()
+  config.strategy = strategy
+  config.imports = imports
+  return config
+
+
+def _fitted(monkeypatch):
+  """The labels of every fit from now on (``"<strategy> v<k>"``)."""
+  labels = []
+  for name in ("fit_version", "fit_posthoc"):
+    fit = getattr(methods_base, name)
+
+    def record(*args, fit=fit, **kwargs):
+      labels.append(kwargs["label"])
+      return fit(*args, **kwargs)
+
+    monkeypatch.setattr(methods_base, name, record)
+  return labels
+
+
+def test_a_changed_hyperparameter_refuses_only_the_strategies_that_use_it(
+  tmp_path, monkeypatch
+):
+  workdir = str(tmp_path / "w")
+  runner.run(_config("nobc,posthoc-mlp-sloss"), workdir)
+  fitted = _fitted(monkeypatch)
+  changed = _config("nobc,posthoc-mlp-sloss")
+  changed.transform.mlp.hidden = 8
+  with pytest.raises(InputError) as error:
+    runner.run(changed, workdir)
+  assert str(error.value) == (
+    f"version 0 in {workdir}/checkpoints/posthoc-mlp-sloss holds results of another "
+    "config: transform.hparams.hidden 0 -> 8; use a fresh workdir, or the config "
+    "it was made with"
+  )
+  # The workdir and the strategies that do not use the mlp family are reused.
+  changed.strategy = "nobc"
+  runner.run(changed, workdir)
+  assert fitted == []
+
+
+def test_an_extension_refuses_only_its_own_strategies_and_an_edit_refuses_them(
+  isolated, tmp_path, monkeypatch
+):
+  (tmp_path / "fpext.py").write_text(EXTENSION)
+  workdir = str(tmp_path / "w")
+  runner.run(_config("nobc,posthoc-linear-sloss"), workdir)
+  fitted = _fitted(monkeypatch)
+  # Loading the extension reuses what was made without it.
+  both = _config("nobc,posthoc-linear-sloss,posthoc-linear-halfloss", "fpext:register")
+  runner.run(both, workdir)
+  assert fitted and all(label.startswith("posthoc-linear-halfloss") for label in fitted)
+  # An edit to its source refuses the strategy that uses it, and only it.
+  (tmp_path / "fpext.py").write_text(EXTENSION + "\n# tuned\n")
+  with pytest.raises(
+    InputError,
+    match=r"posthoc-linear-halfloss holds results of "
+    r"another config: loss.source_digest '\w+' -> '\w+'",
+  ):
+    runner.run(both, workdir)
+  del fitted[:]
+  runner.run(_config("nobc,posthoc-linear-sloss", "fpext:register"), workdir)
+  assert fitted == []
