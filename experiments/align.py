@@ -469,6 +469,9 @@ def migrate_main() -> None:
       return
     if not FLAGS.new:
       raise InputError("migrate needs --new, the new model's vectors")
+    for name in ("max_batches", "measure_queries"):
+      if getattr(FLAGS, name) < 0:
+        raise InputError(f"--{name} must be 0 or more, got {getattr(FLAGS, name)}")
     done = lancedb_table.migrate(
       FLAGS.db,
       FLAGS.table,
