@@ -302,6 +302,9 @@ def test_a_rerun_with_other_vectors_or_order_is_refused(tmp_path, pair):
     lancedb_table.rollback(*start, tag="other")
   with pytest.raises(InputError, match="no LanceDB table 'nothing'"):
     lancedb_table.open_table(str(tmp_path), "nothing")
+  with pytest.raises(InputError, match="absent: no such folder"):
+    lancedb_table.open_table(str(tmp_path / "absent"), "items")
+  assert not (tmp_path / "absent").exists()  # not made by the failed open
 
 
 def test_without_lancedb_one_line_names_the_extra(monkeypatch, tmp_path):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -60,6 +61,8 @@ def _lancedb():
 
 def open_table(db: str, name: str):
   """The LanceDB table ``name`` in the folder ``db``, or one error line."""
+  if "://" not in db and not os.path.isdir(db):  # connect would make the folder
+    raise InputError(f"{db}: no such folder; expected a LanceDB folder")
   connection = _lancedb().connect(db)
   try:
     return connection.open_table(name)
@@ -73,11 +76,9 @@ def plan_of(table) -> dict | None:
   A table whose bookkeeping columns were dropped after its migration (the
   plan stays in the schema's metadata) has none: it can be migrated again.
   """
-  schema = table.schema
-  metadata, names = schema.metadata or {}, set(schema.names)
-  if METADATA not in metadata or not {"old_vector", "migrated", "rank"} <= names:
-    return None
-  return json.loads(metadata[METADATA])
+  metadata, names = table.schema.metadata or {}, set(table.schema.names)
+  converted = METADATA in metadata and {"old_vector", "migrated", "rank"} <= names
+  return json.loads(metadata[METADATA]) if converted else None
 
 
 def _columns(table, names) -> dict:
