@@ -254,7 +254,7 @@ def _bad(tmp_path, pair, case):
   if case == "ids":
     return (ids + 5, new), kwargs, r"new: 5 of its 240 ids are not in the table"
   if case == "types":
-    return (ids.astype(str), new), kwargs, "not of one type"
+    return (ids.astype(str), new), kwargs, "ids differ in type"
   if case == "bridge":
     bridge = align.fit(old=old[:, :6], new=new, family="linear")
     return (ids, new), {**kwargs, "bridge": bridge}, "the bridge maps 12 -> 6 dims"

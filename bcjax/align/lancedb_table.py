@@ -127,9 +127,7 @@ def _match_new(where: str, table_ids, new_ids) -> np.ndarray:
   if len(file_rows) < len(new_ids):
     missing = np.setdiff1d(np.arange(len(new_ids)), file_rows)
     kinds = {a.dtype.kind in "iu" for a in (table_ids, new_ids)}
-    hint = (
-      " (the table's ids and the file's are not of one type)" if len(kinds) > 1 else ""
-    )
+    hint = " (the table's and the file's ids differ in type)" if len(kinds) > 1 else ""
     raise InputError(
       f"{where}: {len(missing)} of its {len(new_ids)} ids are not in the table"
       f"{hint}, e.g. {new_ids[missing[:3]].tolist()}; expected ids the table holds"
@@ -239,10 +237,9 @@ def convert(
   )
   # Tag first: a crash between the two leaves the table as it was, and the
   # rerun moves the tag to the same version.
-  if tag in table.tags.list():
-    table.tags.update(tag, table.version)
-  else:
-    table.tags.create(tag, table.version)
+  (table.tags.update if tag in table.tags.list() else table.tags.create)(
+    tag, table.version
+  )
   table.add(converted, mode="overwrite")
   return plan
 
