@@ -24,6 +24,7 @@ import jaxlib
 from absl import logging
 
 import bcjax
+from bcjax.errors import InputError
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 
@@ -156,6 +157,33 @@ def settings_differences(recorded: dict | None, current: dict | None) -> list:
   a, b = flat(recorded), flat(current)
   return [
     (n, a.get(n), b.get(n)) for n in sorted(set(a) | set(b)) if a.get(n) != b.get(n)
+  ]
+
+
+def reuse_differences(what: str, recorded: dict | None, allowed: bool) -> list[str]:
+  """Whether ``what``, made under the ``recorded`` process settings, may be
+  reused by this process: one line per differing setting.
+
+  Args:
+    what: what was made, for the message (``"version 2 in /w/..."``).
+    recorded: its :func:`process_settings` (None: made before they were
+      recorded).
+    allowed: ``config.allow_process_differences``.
+
+  Raises:
+    InputError: the settings differ and ``allowed`` is false, naming the
+      first setting and both values.
+  """
+  differences = settings_differences(recorded, process_settings())
+  if differences and not allowed:
+    name, then, now = differences[0]
+    raise InputError(
+      f"{what} was made under {name}={then!r}, this process runs under "
+      f"{now!r}: process settings change bits; expected the same settings "
+      "(or --config.allow_process_differences=true, which results.json records)"
+    )
+  return [
+    f"{what}: {name} {then!r} then, {now!r} now" for name, then, now in differences
   ]
 
 

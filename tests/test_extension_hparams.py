@@ -241,7 +241,7 @@ def test_extension_runs_is_served_fresh_and_its_rank_is_fingerprinted(
   line = one_error_line(python("-c", SERVE, str(path), cwd=tmp_path))
   assert f"needs the extension '{MODULE}': cannot import '{MODULE}'" in line
 
-  # The hyperparameter is part of the config: another rank is refused.
+  # The hyperparameter is part of the strategy's fields: another rank is refused.
   line = one_error_line(
     binary(
       "experiments.compare",
@@ -253,7 +253,7 @@ def test_extension_runs_is_served_fresh_and_its_rank_is_fingerprinted(
     ),
     after_logs=True,
   )
-  assert "another config: transform.lowrank.rank 2 -> 8" in line
+  assert "another config: transform.hparams.rank 2 -> 8" in line
 
 
 def test_help_lists_every_component_hyperparameter(extension, tmp_path):

@@ -109,13 +109,15 @@ def _committed_versions(workdir):
 
 
 def _progress_epochs(workdir):
-  """(strategy, version, epoch) of every committed epoch checkpoint."""
+  """(strategy, version, epoch) of every committed epoch checkpoint
+  (``progress/<strategy>/<fingerprint>/v<k>/<epoch>``)."""
   root = os.path.join(workdir, "progress")
   return {
     (s, int(v[1:]), int(e))
     for s in _listdir(root)
-    for v in _listdir(os.path.join(root, s))
-    for e in _listdir(os.path.join(root, s, v))
+    for f in _listdir(os.path.join(root, s))
+    for v in _listdir(os.path.join(root, s, f))
+    for e in _listdir(os.path.join(root, s, f, v))
     if v.startswith("v") and e.isdigit()
   }
 

@@ -129,7 +129,7 @@ def test_fields_that_cannot_change_a_number_are_not_fingerprinted(tmp_path):
   check_config(str(tmp_path), _fields(config))
   # The same data in another folder, more seeds, other strategies and tasks,
   # the analytics switched on, seeds batched, reuse under other process
-  # settings allowed, a weight tuned: the workdir's numbers stay valid.
+  # settings allowed, a weight tuned, an extension loaded: the workdir's numbers stay valid.
   config.data_dir = "/elsewhere"
   config.num_seeds = 2
   config.seed_batch = 2
@@ -138,8 +138,10 @@ def test_fields_that_cannot_change_a_number_are_not_fingerprinted(tmp_path):
   config.compatibility.enabled = True
   config.allow_process_differences = True
   config.tuning.weights = (1, 4)
+  config.imports = "tests.myext"
   assert set(UNFINGERPRINTED_FIELDS) == {
     "tuning",
+    "imports",
     "data_dir",
     "num_seeds",
     "seed_batch",
@@ -298,7 +300,7 @@ def test_a_saved_version_of_another_config_is_refused_naming_the_fields(
   workdir, _ = intended
   with VersionStore(os.path.join(workdir, "checkpoints", "nobc")) as store:
     metadata = store.metadata(1)
-  assert metadata[CONFIG_KEY]["transform_rank"] == 4
+  assert metadata[CONFIG_KEY]["run"]["transform_rank"] == 4
   assert metadata[FINGERPRINT_KEY] == config_fingerprint(metadata[CONFIG_KEY])
   # The versions alone, read by a runner of another config (no workdir check
   # before it): their own record refuses them.
@@ -310,5 +312,5 @@ def test_a_saved_version_of_another_config_is_refused_naming_the_fields(
     job.version(job.strategy("nobc"), 0)
   assert str(error.value) == (
     f"version 0 in {tmp_path}/checkpoints/nobc holds results of another config: "
-    "eval_chunk_size 64 -> 7; use a fresh workdir, or the config it was made with"
+    "run.eval_chunk_size 64 -> 7; use a fresh workdir, or the config it was made with"
   )

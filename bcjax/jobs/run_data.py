@@ -19,6 +19,7 @@ from bcjax import sharding
 from bcjax.data.datasets import load_dataset
 from bcjax.data.graph import DynamicGraph
 from bcjax.data.split import VersionSplit, split_version
+from bcjax.jobs.fingerprints import run_fields
 from bcjax.models.device_graph import BipartiteGraph
 from bcjax.storage.progress import FitProgress
 from bcjax.storage.workdir import fingerprinted_config, seed_workdir
@@ -78,12 +79,16 @@ class RunData:
 
   @functools.cached_property
   def fields(self) -> dict:
-    """What decides this run's numbers: its config and its data's content.
+    """What decides this run's shared numbers: its run-level config and its
+    data's content.
 
-    :func:`bcjax.storage.workdir.fingerprinted_config`, which the workdir's
-    ``config.json``, every saved version and the consumers are checked by.
+    :func:`bcjax.storage.workdir.fingerprinted_config` without the component
+    sections (:func:`bcjax.jobs.fingerprints.run_fields`): what the
+    workdir's ``config.json`` and the consumers are checked by; each
+    strategy's versions are checked by its own fields
+    (:func:`bcjax.jobs.fingerprints.strategy_fields`), which hold these.
     """
-    return fingerprinted_config(self.config, self.graph.fingerprint())
+    return run_fields(fingerprinted_config(self.config, self.graph.fingerprint()))
 
   def bipartite(self, k: int) -> BipartiteGraph:
     """Version k's training graph on device (built once)."""
@@ -100,6 +105,10 @@ class RunData:
     """The checkpoint folder of strategy ``name`` (what the registry opens)."""
     return os.path.join(self.workdir, "checkpoints", name)
 
-  def progress(self, name: str, k: int) -> FitProgress:
-    """Where the fit of version k of strategy ``name`` saves its epochs."""
-    return FitProgress(os.path.join(self.workdir, "progress", name, f"v{k}"))
+  def progress(self, name: str, k: int, fingerprint: str) -> FitProgress:
+    """Where the fit of version k of strategy ``name`` saves its epochs, under
+    the strategy's fingerprint: a fit killed under other settings of the
+    strategy is never resumed under these."""
+    return FitProgress(
+      os.path.join(self.workdir, "progress", name, fingerprint, f"v{k}")
+    )

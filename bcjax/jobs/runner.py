@@ -29,7 +29,7 @@ from bcjax.errors import InputError
 from bcjax.evaluation.alignment import version_alignment
 from bcjax.evaluation.recall import halves_record, most_popular_recall
 from bcjax.jobs import config as config_lib
-from bcjax.jobs import processes, seed_lockstep
+from bcjax.jobs import fingerprints, processes, seed_lockstep
 from bcjax.jobs.job_clock import JobClock
 from bcjax.jobs.metric_writer import MetricWriter
 from bcjax.jobs.run_data import RunData
@@ -48,17 +48,17 @@ from bcjax.storage.workdir import (
   check_config,
   check_fingerprint,
   check_schema,
-  config_fingerprint,
 )
 
-# Of results.json and the workdir: 2 adds "schema_version" and
-# "environment"; 3 computes the table as the reference does (intended over
-# versions 0..K-1, alignment error over users and items pooled), inits B as
-# the reference does, and adds embedding seeds (``seeds/<i>/``, ``per_seed``,
-# intervals). A workdir of an older schema is refused (workdir.check_schema).
-RESULTS_SCHEMA_VERSION = 3
+# Of results.json and the workdir (2 added "schema_version" and "environment";
+# each later one says why in SCHEMA_CHANGES). An older workdir is refused.
+RESULTS_SCHEMA_VERSION = 4
 # Why a workdir of each older schema cannot be reused, for the refusal.
 SCHEMA_CHANGES = {
+  4: (
+    "each version is checked by its own strategy's settings, not the whole "
+    "config's, and its in-fit progress is kept under them"
+  ),
   3: (
     "its table formula (intended and alignment error now over versions 0..K-1, "
     "the alignment error over users and items pooled) and its B init differ "
@@ -90,8 +90,8 @@ class Runner:
   ):
     self.data = data
     self.fits = fits
-    self.fingerprint = config_fingerprint(data.fields)
     self.data_fingerprint = data.fields[DATASET_KEY]
+    self._fields: dict[str, dict] = {}
     self._versions: dict[tuple[str, int], Version] = {}
     self._m0_embeddings: dict[int, tuple] = {}
     self.writer = writer
@@ -119,6 +119,14 @@ class Runner:
       self._resolved[name] = self._resolved.setdefault(resolved.name, resolved)
     return self._resolved[name]
 
+  def fields(self, strategy: ResolvedStrategy) -> dict:
+    """What decides ``strategy``'s versions (:mod:`bcjax.jobs.fingerprints`)."""
+    if strategy.name not in self._fields:
+      self._fields[strategy.name] = fingerprints.strategy_fields(
+        self.data.fields, strategy, self.strategy
+      )
+    return self._fields[strategy.name]
+
   def results(self, strategy: ResolvedStrategy) -> list[VersionResult]:
     """Every version of ``strategy``, trained or restored: their results."""
     n = self.data.config.num_versions
@@ -139,14 +147,14 @@ class Runner:
     earlier = [self.version(strategy, j) for j in range(k)]
     with VersionStore(self.data.store_path(strategy.name)) as store:
       if k in store.versions():
-        version = self._restore(store, k)
+        version = self._restore(store, strategy, k)
         logging.info("%s v%d: reused from %s", strategy.name, k, store.directory)
       else:
         version = self._make(strategy, k, earlier)
         self._save(store, strategy, k, version, earlier)
       if processes.is_primary():
         # Every process has passed the collective save: none reads it again.
-        self.data.progress(strategy.name, k).clear()
+        self._progress(strategy, k).clear()
     if _stage(strategy.name, k) in self.clock:
       self.clock.skip(_stage(strategy.name, k))
     self._versions[memo] = version
@@ -216,11 +224,16 @@ class Runner:
       graph=self.data.bipartite(k),
       key=key,
       mesh=self.data.mesh,
-      progress=self.data.progress(strategy.name, k),
+      progress=self._progress(strategy, k),
       version_of=lambda name, j: self.version(self.strategy(name), j),
       report=functools.partial(self._report, strategy, k),
       fits=self.fits,
       embedding_seed=self.data.embedding_seed,
+    )
+
+  def _progress(self, strategy: ResolvedStrategy, k: int):
+    return self.data.progress(
+      strategy.name, k, fingerprints.fingerprint(self.fields(strategy))
     )
 
   def _save(self, store, strategy, k, version, earlier):
@@ -242,10 +255,10 @@ class Runner:
       "tau_val": split.tau_val,
       "dataset": self.data.config.dataset,
       "dataset_fingerprint": self.data_fingerprint,
-      FINGERPRINT_KEY: self.fingerprint,
-      # The config itself, so that a version of another config is refused
+      FINGERPRINT_KEY: fingerprints.fingerprint(self.fields(strategy)),
+      # What decides it, so that a version of other settings is refused
       # naming the fields that differ.
-      CONFIG_KEY: self.data.fields,
+      CONFIG_KEY: self.fields(strategy),
       "result": version.result.to_json(),
       # The settings that change bits (NPROC, BLAS threads, ...): a rerun
       # that reuses this version under others is refused.
@@ -262,25 +275,13 @@ class Runner:
   def _check_process(self, what: str, recorded: dict | None) -> None:
     """Refuses to reuse ``what``, made under other process settings, unless
     ``config.allow_process_differences``; then records the differences."""
-    differences = environment.settings_differences(
-      recorded, environment.process_settings()
-    )
-    if not differences:
-      return
-    name, then, now = differences[0]
-    if not self.data.config.get("allow_process_differences", False):
-      raise InputError(
-        f"{what} was made under {name}={then!r}, this process runs under "
-        f"{now!r}: process settings change bits; expected the same settings "
-        "(or --config.allow_process_differences=true, which results.json records)"
-      )
-    for name, then, now in differences:
-      line = f"{what}: {name} {then!r} then, {now!r} now"
+    allowed = self.data.config.get("allow_process_differences", False)
+    for line in environment.reuse_differences(what, recorded, allowed):
       if line not in self.process_differences:
         self.process_differences.append(line)
         logging.warning("reused under other process settings: %s", line)
 
-  def _restore(self, store, k) -> Version:
+  def _restore(self, store, strategy: ResolvedStrategy, k: int) -> Version:
     metadata = store.metadata(k)
     if metadata.get("dataset_fingerprint") != self.data_fingerprint:
       raise InputError(
@@ -288,12 +289,13 @@ class Runner:
         f"fingerprint {metadata.get('dataset_fingerprint')} there, "
         f"{self.data_fingerprint} now); use a fresh workdir"
       )
-    if metadata.get(FINGERPRINT_KEY) != self.fingerprint:
+    fields = self.fields(strategy)
+    if metadata.get(FINGERPRINT_KEY) != fingerprints.fingerprint(fields):
       check_fingerprint(
         f"version {k} in {store.directory}",
         metadata.get(CONFIG_KEY),
         metadata.get(FINGERPRINT_KEY),
-        self.data.fields,
+        fields,
       )
     self._check_process(f"version {k} in {store.directory}", metadata.get("process"))
     model = PinSAGE(dim=metadata["dim"], num_layers=metadata["layers"])

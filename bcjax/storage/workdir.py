@@ -82,6 +82,11 @@ UNFINGERPRINTED_FIELDS = (
   # (NPROC, OPENBLAS_NUM_THREADS, ...): it decides whether to refuse, not
   # what any number is; results.json records the differences it let through.
   "allow_process_differences",
+  # Which extensions load (config.imports): loading one must not refuse the
+  # strategies that do not use it. A strategy whose components an extension
+  # registered records the extension and a hash of its source in its own
+  # fields (bcjax.jobs.fingerprints), so an edit to it refuses that strategy.
+  "imports",
   # Which strategies a tuning run adds, and which value it chooses from what
   # they measured: like "strategy", it decides what runs, each variant's
   # versions depending on its own name (bcjax.jobs.weight_tuning).
