@@ -122,7 +122,7 @@ def test_curves_in_tensorboard_and_metrics_jsonl_match_results(compared):
 
 def test_results_record_schema_and_environment(compared):
   _, results = compared
-  assert results["schema_version"] == 3
+  assert results["schema_version"] == 4
   env = results["environment"]
   assert env["bcjax"] and env["packages"]["jax"] and env["device_count"] >= 1
   assert env["started"] <= env["finished"]

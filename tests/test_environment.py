@@ -128,4 +128,4 @@ def test_the_record_hashes_the_bcjax_modules_imported_and_no_others():
     timeout=120,
   )
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert json.loads(proc.stdout) == ["bcjax", "bcjax.environment"]
+  assert json.loads(proc.stdout) == ["bcjax", "bcjax.environment", "bcjax.errors"]

@@ -8,6 +8,7 @@ kept epochs identical. A batched run is deterministic, and a killed one
 resumes.
 """
 
+import glob
 import json
 import os
 
@@ -193,7 +194,10 @@ def test_killed_batched_run_resumes_to_the_uninterrupted_run(
   monkeypatch.setattr(FitProgress, "save", die_in_joint_fit)
   with pytest.raises(Killed):
     runner.run(config, workdir)
-  joint = os.path.join(workdir, "progress", "joint-linear-sloss", "v1")
+  # Under the strategy's fingerprint: progress/<strategy>/<fingerprint>/v1.
+  (joint,) = glob.glob(
+    os.path.join(workdir, "progress", "joint-linear-sloss", "*", "v1")
+  )
   assert FitProgress(joint).latest_epoch() == 2
   monkeypatch.setattr(FitProgress, "save", save_epoch)
 

@@ -134,8 +134,9 @@ def test_a_workdir_of_the_old_schema_is_refused(tmp_path):
   with pytest.raises(InputError) as error:
     comparison.run(small_config(1), str(tmp_path))
   message = str(error.value)
-  assert "results schema 2, this bcjax writes 3" in message
+  assert "results schema 2, this bcjax writes 4" in message
   assert "table formula" in message and "B init differ" in message
+  assert "checked by its own strategy" in message
 
 
 def test_seeds_in_lockstep_fit_their_consumers_together(seeded, tmp_path):
