@@ -36,6 +36,7 @@ def test_pandas_csv_reads_back_its_ids_and_rows(tmp_path, pair):
   )
   assert got_ids.dtype == np.int64 and got_ids.tolist() == ids.tolist()
   np.testing.assert_array_equal(rows, old)
+  assert rows.flags.c_contiguous  # as FAISS needs them
   # Another id column, and ids that are no canonical integers stay strings.
   got_ids, _ = inputs.load_version(
     None, str(tmp_path / "old.csv"), id_column="name", columns=("f0",)
@@ -61,6 +62,7 @@ def test_parquet_reads_a_list_column_or_number_columns(tmp_path, pair, layout):
   got_ids, rows = inputs.load_version("old", path)
   assert got_ids.tolist() == ids.tolist()
   np.testing.assert_array_equal(rows, old)
+  assert rows.flags.c_contiguous
 
 
 BAD_CSV = [

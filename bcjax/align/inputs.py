@@ -75,12 +75,18 @@ def load_version(
     id_column: a table's id column.
     columns: a table's vector columns (empty: every other column, or a
       Parquet file's one list column).
+
+  Returns:
+    The ids and the rows, C-contiguous whatever the file's layout (FAISS
+    refuses other arrays).
   """
   where = _where(flag, path)
   if path.endswith(".csv"):
-    return read_csv(path, id_column=id_column, columns=columns, where=where)
+    ids, rows = read_csv(path, id_column=id_column, columns=columns, where=where)
+    return ids, np.ascontiguousarray(rows)
   if path.endswith((".parquet", ".pq")):
-    return read_parquet(path, id_column=id_column, columns=columns, where=where)
+    ids, rows = read_parquet(path, id_column=id_column, columns=columns, where=where)
+    return ids, np.ascontiguousarray(rows)
   name = flag or path
   if not path.endswith(".npz"):
     rows = check_rows(name, load_array(flag, path) if flag else _npy(path))
