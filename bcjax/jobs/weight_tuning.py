@@ -76,13 +76,14 @@ def tunable(config: ml_collections.ConfigDict, name: str) -> list[str]:
   ]
 
 
-def tuning_weights(config: ml_collections.ConfigDict) -> tuple[float, ...]:
-  """``config.tuning.weights``, sorted and distinct (empty: no tuning)."""
+def tuning_weights(config: Mapping) -> tuple[float, ...]:
+  """``config.tuning.weights``, sorted and distinct (empty: no tuning); of a
+  ConfigDict or a results.json's config."""
   tuning = config.get("tuning") or {}
   return tuple(sorted({float(w) for w in tuning.get("weights", ())}))
 
 
-def tuning_field(config: ml_collections.ConfigDict) -> str:
+def tuning_field(config: Mapping) -> str:
   """``config.tuning.field``, the hyperparameter chosen."""
   return (config.get("tuning") or {}).get("field", DEFAULT_FIELD)
 
@@ -101,8 +102,9 @@ def expand(
     at every weight, and the tuned strategies' names.
 
   Raises:
-    InputError: one weight alone, a run not held out, a negative weight, or
-      no strategy of ``config.strategy`` with the field.
+    InputError: one weight alone, a run not held out, or no strategy of
+      ``config.strategy`` with the field (a weight the method's dataclass
+      refuses is refused when the variants are resolved).
   """
   candidates = tuning_weights(config)
   if not candidates:
@@ -141,7 +143,8 @@ def weight_selection(results: Mapping, tuned: Sequence[str]) -> dict:
     ``strategy -> {"field", "tuning_seeds", "weight_scores", "chosen_weight"}``:
     ``tuning_seeds`` the root ``seed`` and the ``embedding_seeds`` scored,
     ``weight_scores`` ``str(weight) -> [score per tuning seed]`` (the
-    selection halves' total), ``chosen_weight`` the weight of best mean.
+    selection halves' total), ``chosen_weight`` the weight of best mean (of
+    equal means, the smallest).
   """
   seeds = results.get("per_seed") or [results]
   if any("selection_table" not in s for s in seeds):
@@ -151,7 +154,7 @@ def weight_selection(results: Mapping, tuned: Sequence[str]) -> dict:
     "seed": results["config"]["seed"],
     "embedding_seeds": [s.get("embedding_seed", 0) for s in seeds],
   }
-  config = ml_collections.ConfigDict(results["config"])
+  config = results["config"]
   candidates, chosen_field = tuning_weights(config), tuning_field(config)
   out = {}
   for name in tuned:
