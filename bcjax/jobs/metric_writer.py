@@ -16,12 +16,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import time
 from collections.abc import Mapping
 
 from tensorboardX import SummaryWriter
 from tensorboardX.proto import event_pb2
+
+
+def tensorboard_tag(tag: str) -> str:
+  """``tag`` in the characters TensorBoard allows (``[A-Za-z0-9_./-]``):
+  ``@`` as ``_at_`` (``recall@50`` is ``recall_at_50``, a strategy name's
+  ``@align_weight=4`` is ``_at_align_weight_4``), any other as ``_``. Made
+  here, so that tensorboardX logs no warning per scalar."""
+  return re.sub(r"[^A-Za-z0-9_./-]", "_", tag.replace("@", "_at_"))
 
 
 class MetricWriter:
@@ -59,9 +68,9 @@ class MetricWriter:
       if isinstance(v, int | float) and not isinstance(v, bool)
     }
     for name, value in kept.items():
-      # TensorBoard tags allow [A-Za-z0-9_./-]; "recall@50" is "recall_at_50".
-      name = name.replace("@", "_at_")
-      self._events.add_scalar(f"{tag}/{name}", value, step, walltime=wall)
+      self._events.add_scalar(
+        tensorboard_tag(f"{tag}/{name}"), value, step, walltime=wall
+      )
     line = {"tag": tag, "step": step, "time": wall, **labels, **kept}
     self._jsonl.write(json.dumps(line) + "\n")
 
