@@ -16,15 +16,8 @@ from bcjax.evaluation.table_records import (
   SeedRow,
   SeedTable,
 )
-from experiments import (
-  convergence,
-  provenance,
-  report,
-  results_page,
-  runs,
-  settings_page,
-  verdicts,
-)
+from evidence import report, results_page, runs, settings_page, verdicts
+from experiments import convergence, provenance
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -309,7 +302,7 @@ def test_generated_pages_match_the_committed_runs():
   for path, (text, want) in pages.items():
     # Drift lines say how far this checkout moved since a run: not stale.
     assert report._settled(text) == report._settled(want), (
-      f"{path} is stale: run python -m experiments.report"
+      f"{path} is stale: run python -m evidence.report"
     )
 
 

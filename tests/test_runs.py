@@ -5,7 +5,8 @@ import os
 
 from absl import flags
 
-from experiments import merge, runs
+from evidence import runs
+from experiments import merge
 
 
 def test_every_part_runs_fix_m0_so_the_merge_can_check_it():

@@ -16,13 +16,13 @@ stretch the loss's curvature over orders of magnitude.
 The measurements behind these choices (fits that kept their last epoch,
 Recall@50 and epochs against the default's; the post-hoc error over its
 optimum per start) are committed files, rendered in ``docs/results.md``
-("Why the converged config") by ``python -m experiments.report``; the main
+("Why the converged config") by ``python -m evidence.report``; the main
 job with these settings takes several times the default's minutes, which is
 why the default stays the README's main job and this config is the one for
 the committed runs.
 
 Command (the committed runs: add ``--config.num_seeds=10
---config.seed_batch=10``; ``python -m experiments.runs`` prints each part's)::
+--config.seed_batch=10``; ``python -m evidence.runs`` prints each part's)::
 
   python -m experiments.compare --workdir=/tmp/bcjax_converged \
       --config=experiments/configs/converged.py --config.dataset=ml-100k \

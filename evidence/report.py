@@ -1,19 +1,19 @@
 r"""Writes the results pages and the README's summary from the committed runs.
 
-No result number is typed in: each run of :data:`experiments.runs.RUNS`
+No result number is typed in: each run of :data:`evidence.runs.RUNS`
 commits its ``results.json`` and ``table.md`` under
 ``experiments/results/<name>/`` (a run made in parts: merged there by
 ``experiments.merge``), and this command writes from them, each block
 between its own markers:
 
 * ``docs/results.md``, ``docs/compatibility.md`` and the README's summary:
-  :mod:`experiments.results_page` says what they hold; ``docs/results.md``'s
-  section on the converged config's settings: :mod:`experiments.settings_page`;
+  :mod:`evidence.results_page` says what they hold; ``docs/results.md``'s
+  section on the converged config's settings: :mod:`evidence.settings_page`;
 * ``docs/align.md`` and a small table in ``README.md``: the committed
-  ``experiments.align`` run (:mod:`experiments.align_report`).
+  ``experiments.align`` run (:mod:`evidence.align_report`).
 
-  python -m experiments.report            # rewrite every stale page
-  python -m experiments.report --check    # exit 1 if any is stale
+  python -m evidence.report            # rewrite every stale page
+  python -m evidence.report --check    # exit 1 if any is stale
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ import sys
 from absl import app, flags
 
 from bcjax.storage import atomic_files
-from experiments import align_report, settings_page
-from experiments.provenance import DRIFT
-from experiments.results_page import (
+from evidence import align_report, settings_page
+from evidence.results_page import (
   BEGIN,
   BEGIN_COMPATIBILITY,
   BEGIN_SUMMARY,
@@ -37,6 +36,7 @@ from experiments.results_page import (
   section,
   summary,
 )
+from experiments.provenance import DRIFT
 
 flags.DEFINE_string("results_dir", "experiments/results", "Committed runs.")
 flags.DEFINE_string("readme", "README.md", "The README: its results summary.")
@@ -171,8 +171,7 @@ def update(
   if check:
     for path in stale:
       print(
-        f"error: {path}'s generated results are stale; run "
-        "python -m experiments.report",
+        f"error: {path}'s generated results are stale; run python -m evidence.report",
         file=sys.stderr,
       )
     return 1 if stale else 0

@@ -8,8 +8,8 @@ run of some strategies, its ``results.json`` committed under
 ``experiments/results/<run>/``, which the report reads. Each part trains
 what it needs (nobc again for the post-hoc ones: bit-identical, not taken).
 
-  python -m experiments.runs           # the parts still to make, and how
-  python -m experiments.runs --all     # every part's and run's command
+  python -m evidence.runs           # the parts still to make, and how
+  python -m evidence.runs --all     # every part's and run's command
 """
 
 from __future__ import annotations
