@@ -63,7 +63,6 @@ from bcjax.evaluation import seed_table
 from bcjax.evaluation.table import UNINTENDED_REFERENCE as REFERENCE
 from bcjax.evaluation.table import comparison_table
 from bcjax.evaluation.table_records import read_table
-
 from bcjax.jobs import outputs, weight_tuning
 from bcjax.storage.workdir import UNFINGERPRINTED_FIELDS
 from experiments.provenance import CODE_PATHS
