@@ -236,6 +236,34 @@ def test_rerun_reuses_every_saved_version(run, monkeypatch):
   assert again["strategies"] == results["strategies"]
 
 
+def test_a_changed_hyperparameter_refuses_only_the_strategies_that_use_it(
+  run, tmp_path, monkeypatch
+):
+  """Each version is checked by its own strategy's fields (bcjax.jobs.fingerprints)."""
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(run[0], workdir, ignore=shutil.ignore_patterns(".lock"))
+  changed = _config()
+  changed.transform.mlp.hidden = 8
+  with pytest.raises(InputError) as error:
+    runner.run(changed, workdir)
+  assert str(error.value) == (
+    f"version 0 in {workdir}/checkpoints/joint-mlp-mloss holds results of another "
+    "config: transform.hparams.hidden 0 -> 8; use a fresh workdir, or the config "
+    "it was made with"
+  )
+
+  def fail(*args, **kwargs):
+    raise AssertionError("a saved version was retrained")
+
+  # The workdir and every strategy that does not use the mlp family are reused.
+  monkeypatch.setattr(methods_base, "fit_version", fail)
+  monkeypatch.setattr(methods_base, "fit_posthoc", fail)
+  changed.strategy = ",".join(
+    s for s in changed.strategy.split(",") if "-mlp-" not in s
+  )
+  runner.run(changed, workdir)
+
+
 def test_other_config_on_the_same_workdir_is_refused(run):
   workdir, _ = run
   config = _config()
