@@ -162,18 +162,23 @@ def _check_code(parts, root: str) -> None:
       )
 
 
+def _setting(results: dict, allowed) -> dict:
+  """The run's config, flat, without the fields (or sections) ``allowed``
+  to differ."""
+  return {
+    k: v
+    for k, v in _flat(results["config"]).items()
+    if not any(k == a or k.startswith(a + ".") for a in allowed)
+  }
+
+
 def check_parts(parts, differ=(), root: str = ".") -> None:
   """Raises InputError unless the parts are pieces of one run (module doc)."""
   allowed = (*UNFINGERPRINTED_FIELDS, *differ)
-
-  def compared(key: str) -> bool:
-    # A field, or a section whose fields all may differ.
-    return not any(key == a or key.startswith(a + ".") for a in allowed)
-
   _check_same(
     parts,
     "config (beyond the unfingerprinted fields and --differ)",
-    lambda r: {k: v for k, v in _flat(r["config"]).items() if compared(k)},
+    lambda r: _setting(r, allowed),
   )
   _check_same(parts, "dataset", lambda r: r.get("dataset"))
   _check_same(parts, "baselines", lambda r: r.get("baselines"))
@@ -363,19 +368,11 @@ def check_tuning(tuning, parts, differ=()) -> dict:
     return {}
   report_path, report, _ = parts[0]
   allowed = (*UNFINGERPRINTED_FIELDS, *differ, "seed")
-
-  def setting(results):
-    return {
-      k: v
-      for k, v in _flat(results["config"]).items()
-      if not any(k == a or k.startswith(a + ".") for a in allowed)
-    }
-
   selection = {}
   for path, results, _ in tuning:
-    if setting(results) != setting(report) or results.get("dataset") != report.get(
+    if _setting(results, allowed) != _setting(report, allowed) or results.get(
       "dataset"
-    ):
+    ) != report.get("dataset"):
       raise InputError(
         f"tuning part {path!r} and part {report_path!r} differ in config (beyond "
         "the unfingerprinted fields, --differ and seed) or dataset; expected a "
