@@ -342,18 +342,21 @@ def merge(
       for i, (r, t) in enumerate(runs)
     ]
   results["environment"] = dict(first.get("environment") or {})
+  # In the order given; a tuning part gives its weight_selection, no strategy.
   results["environment"]["parts"] = [
-    {"path": path, "strategies": taken, "environment": r.get("environment")}
-    for path, r, taken in parts
+    {
+      "path": path,
+      "strategies": [] if "weight_selection" in r else taken,
+      **({"gives": "weight_selection"} if "weight_selection" in r else {}),
+      "environment": r.get("environment"),
+    }
+    for path, r, taken in everything
   ]
   if differences:
     results["environment"]["process_differences"] = differences
   if selection:
     weight_tuning.check_report_names(list(results["strategies"]), selection)
     results["weight_selection"] = selection
-    results["environment"]["tuning_parts"] = [
-      {"path": path, "environment": r.get("environment")} for path, r, _ in tuning
-    ]
   return results, runs
 
 

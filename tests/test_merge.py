@@ -248,6 +248,9 @@ def test_a_tuning_run_merges_as_the_part_that_chose_the_weight(runs, tmp_path):
 
   merged, seeds = merge.merge([*parts, folder])
   assert merged["weight_selection"] == made["weight_selection"]
+  tuning_part = merged["environment"]["parts"][-1]
+  assert tuning_part["path"] == folder and tuning_part["strategies"] == []
+  assert tuning_part["gives"] == "weight_selection"
   # The report's numbers are its parts' alone.
   assert_json_close(_outcome(merged)["table"], results["table"])
   assert list(merged["strategies"]) == ALL.split(",")
