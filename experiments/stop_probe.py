@@ -26,7 +26,7 @@ Usage::
       --config.num_seeds=3 --config.seed_batch=3 --config.patience=0 \
       --config.strategy=nobc,joint-linear-mloss
   python -m experiments.stop_probe --run=/tmp/bcjax_stop_probe \
-      --patience=15,30,45,60 --out=experiments/results/stop_probe.json
+      --patience=15,30,45,60 --record=experiments/results/stop_probe.json
 
 Bad input is one ``error:`` line and exit status 2.
 """
@@ -46,7 +46,7 @@ from experiments.convergence import SLOPE_CHECKS, slope_interval
 
 flags.DEFINE_string("run", None, "A run made with --config.patience=0.")
 flags.DEFINE_list("patience", ["15", "30", "45", "60"], "Patiences to replay (epochs).")
-flags.DEFINE_string("out", None, "Where to write the JSON record (default: none).")
+flags.DEFINE_string("record", None, "Where to write the JSON record (default: none).")
 FLAGS = flags.FLAGS
 # The curve a rule reads: the selection half's Recall@50 at each check.
 SCORE = "recall@50"
@@ -178,8 +178,8 @@ def main(argv):
       raise InputError(f"--patience={FLAGS.patience}: expected integers") from None
     with open(path) as f:
       record = probe(json.load(f), patiences)
-    if FLAGS.out:
-      atomic_files.write_json(FLAGS.out, record)
+    if FLAGS.record:
+      atomic_files.write_json(FLAGS.record, record)
   print(to_markdown(record))
 
 

@@ -230,7 +230,7 @@ def test_a_tuning_run_merges_as_the_part_that_chose_the_weight(runs, tmp_path):
   tuning = config("joint-linear-mloss")
   tuning.seed, tuning.num_seeds, tuning.seed_batch = 5, 1, 1
   tuning.tuning.weights = (1, 16)
-  tuning.tasks = "user-activity"  # which tasks run is the part's own
+  tuning.tasks = "binary-edge-rating"  # which tasks run is the part's own
   folder = str(tmp_path / "tuning")
   made = comparison.run(tuning, folder)
   made["environment"]["git_commit"] = _git(ROOT, "rev-parse", "HEAD")
