@@ -5,7 +5,7 @@ runner draws for seeds 0..S-1) on the default config's sizes (its dims,
 layers, batch size, learning rate, taus; ``--epochs`` instead of its 40, a
 measurement, not a run), once as today's runner does (one
 :func:`~bcjax.fitting.train.fit_version` per seed, each compiling its
-epoch) and once as :func:`~bcjax.fitting.seed_batch.fit_versions_batched`
+epoch) and once as :func:`~bcjax.fitting.version_fit.fit_version_seeds`
 (one program, vmapped over the seeds), and reports wall seconds, seeds per
 hour and their ratio, with the mean epoch time (compilation and evaluations
 left out) to show where the time goes. ``--size`` (or ``--synthetic``) trains
@@ -46,9 +46,9 @@ from bcjax import keys
 from bcjax.data.datasets import load_dataset
 from bcjax.data.split import split_version
 from bcjax.fitting.consumers import ConsumerConfig, fit_consumer, fit_consumers
-from bcjax.fitting.seed_batch import fit_versions_batched
 from bcjax.fitting.tasks import available_tasks, build_task
-from bcjax.fitting.train import FitConfig, fit_version
+from bcjax.fitting.train import FitConfig
+from bcjax.fitting.version_fit import fit_version, fit_version_seeds
 from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, embed
 from benchmarks.workloads import SIZES
@@ -157,7 +157,7 @@ def main(argv):
       ]
     )
     bat_s, bat = _time(
-      lambda seed_keys=seed_keys: fit_versions_batched(
+      lambda seed_keys=seed_keys: fit_version_seeds(
         model, split, fit_config, seed_keys, graph=device_graph
       )
     )

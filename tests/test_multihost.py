@@ -32,7 +32,8 @@ FIT = textwrap.dedent(
     from bcjax.data.split import split_version
     from bcjax.data.synthetic import SyntheticSpec, generate
     from bcjax.models.pinsage import PinSAGE
-    from bcjax.fitting.train import FitConfig, fit_version
+    from bcjax.fitting.train import FitConfig
+    from bcjax.fitting.version_fit import fit_version
 
     spec = SyntheticSpec(num_users=150, num_items=90, num_interactions=3000, seed=3)
     split = split_version(generate(spec), 1)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from bcjax.data.split import split_version
-from bcjax.fitting.train import FitConfig, fit_version
+from bcjax.fitting.train import FitConfig
+from bcjax.fitting.version_fit import fit_version
 from bcjax.models.pinsage import PinSAGE
 from bcjax.storage.progress import FitProgress
 

@@ -1,12 +1,14 @@
 """Embedding seeds as a batch dimension: seed i of a batch is seed i alone.
 
+One seed (S = 1) carries no axis and is the plain jitted epoch, bit for bit.
+
 Tolerance. A batch runs each seed's epoch under ``jax.vmap``, so XLA may
 lower its matmuls and reductions (batched dots, segment sums, means over a
 batch) with another association order than the one-seed program; float32
 results then differ in their last bits and the gap grows a little with every
 Adam step. Measured on these fits (6 epochs, PinSAGE d=16, 2 layers, lr
 1e-2): at most 8.3e-7 absolute on any parameter or batch-norm statistic
-(BPR and joint fits alike, S=1 included: 4.2e-7), losses equal to ~1e-7
+(BPR and joint fits alike), losses equal to ~1e-7
 relative, and identical kept epochs and Recall@K. On jax 0.12 (Python 3.12)
 the joint fit's epoch-mean loss differed by 1.7e-5 relative (0.4524399
 against 0.4524324), its variables still within 1e-5. The tests allow 1e-5
@@ -23,26 +25,24 @@ import numpy as np
 import optax
 import pytest
 
+from bcjax import keys
 from bcjax.components.losses import get_loss
 from bcjax.components.transforms import get_transform
 from bcjax.data.split import split_version
 from bcjax.errors import InputError, TrainingDivergedError
 from bcjax.evaluation.recall import RecallEvaluator
-from bcjax.fitting.posthoc import PosthocConfig, fit_posthoc
-from bcjax.fitting.seed_batch import (
-  fit_posthoc_batched,
-  fit_versions_batched,
-  make_batched_epoch,
-  stack,
-)
+from bcjax.fitting.posthoc import PosthocConfig, fit_posthoc, fit_posthoc_seeds
+from bcjax.fitting.seed_axis import SeedAxis
 from bcjax.fitting.selection import BestEpoch, BestEpochs
 from bcjax.fitting.train import (
   Alignment,
   AlignmentTarget,
   FitConfig,
   create_train_state,
-  fit_version,
+  make_train_epoch,
+  steps_per_epoch,
 )
+from bcjax.fitting.version_fit import fit_version, fit_version_seeds, make_batched_epoch
 from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, embed, init_variables
 from bcjax.storage.progress import FitProgress
@@ -67,12 +67,12 @@ def split(small_graph):
 
 @pytest.fixture(scope="module")
 def batched(split):
-  return fit_versions_batched(MODEL, split, CONFIG, _keys())
+  return fit_version_seeds(MODEL, split, CONFIG, _keys())
 
 
 @pytest.fixture(scope="module")
 def batched_two(split):
-  return fit_versions_batched(MODEL, split, CONFIG, _keys()[:2])
+  return fit_version_seeds(MODEL, split, CONFIG, _keys()[:2])
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_seeds_keep_their_own_epochs(batched, alone, split):
 
 
 def test_a_batch_is_bit_identical_to_itself(batched, split):
-  again = fit_versions_batched(MODEL, split, CONFIG, _keys())
+  again = fit_version_seeds(MODEL, split, CONFIG, _keys())
   strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
   for a, b in zip(batched, again, strict=True):
     assert a.best_epoch == b.best_epoch and a.recall == b.recall
@@ -121,10 +121,36 @@ def test_a_batch_is_bit_identical_to_itself(batched, split):
     jax.tree.map(np.testing.assert_array_equal, a.variables, b.variables)
 
 
-def test_a_batch_of_one_is_the_plain_fit(batched, alone, split):
-  one = fit_versions_batched(MODEL, split, CONFIG, _keys()[:1])
-  assert len(one) == 1
-  _assert_same_fit(alone[0], one[0])
+def test_one_seed_is_the_plain_jitted_epoch_bit_for_bit(split):
+  """S = 1 carries no seed axis: a hand-rolled loop of the jitted epoch
+  (fresh variables from the key's model_init stream, epoch e on fold_in of
+  its epochs stream, the best evaluation kept) gives the same bits."""
+  key = _keys()[1]
+  (fit,) = fit_version_seeds(MODEL, split, CONFIG, [key])
+  graph = BipartiteGraph.from_split(split)
+  variables = init_variables(MODEL, graph, keys.stream(key, "model_init"))
+  state = create_train_state(MODEL, variables, optax.adam(CONFIG.learning_rate))
+  train_epoch = make_train_epoch(
+    MODEL,
+    steps_per_epoch(split.num_train, CONFIG.batch_size),
+    CONFIG.batch_size,
+    CONFIG.weight_decay,
+  )
+  evaluator = RecallEvaluator(split, chunk_size=CONFIG.eval_chunk_size)
+  kept, kept_recall, losses = None, -1.0, []
+  for epoch in range(1, CONFIG.epochs + 1):
+    epoch_key = keys.epoch_key(keys.stream(key, "epochs"), epoch)
+    state, metrics = train_epoch(state, graph, epoch_key, None)
+    if epoch % CONFIG.eval_every:
+      continue
+    current = {"params": state.params["model"], "batch_stats": state.batch_stats}
+    recall = evaluator(*embed(MODEL, current, graph))
+    losses.append(float(metrics["loss"]))
+    if recall[50] > kept_recall:
+      kept, kept_recall = (epoch, jax.tree.map(np.array, current)), recall[50]
+  assert [h["loss"] for h in fit.history] == losses
+  assert fit.best_epoch == kept[0] and fit.recall[50] == kept_recall
+  jax.tree.map(np.testing.assert_array_equal, fit.variables, kept[1])
 
 
 def test_with_patience_each_seed_stops_where_it_would_alone(split):
@@ -132,7 +158,7 @@ def test_with_patience_each_seed_stops_where_it_would_alone(split):
   alone = [fit_version(MODEL, split, config, k) for k in _keys()]
   stops = [f.history[-1]["epoch"] for f in alone]
   assert min(stops) < max(stops), "the keys should stop at different epochs"
-  batched = fit_versions_batched(MODEL, split, config, _keys())
+  batched = fit_version_seeds(MODEL, split, config, _keys())
   for a, b in zip(alone, batched, strict=True):
     _assert_same_fit(a, b)
 
@@ -152,7 +178,7 @@ def test_joint_fits_batch_with_their_own_targets_and_transforms(split):
     fit_version(MODEL, split, CONFIG, k, transform_params=p, target=t, **settings)
     for k, p, t in zip(_keys(), starts, targets, strict=True)
   ]
-  batched = fit_versions_batched(
+  batched = fit_version_seeds(
     MODEL, split, CONFIG, _keys(), transform_params=starts, targets=targets, **settings
   )
   for a, b in zip(alone, batched, strict=True):
@@ -170,7 +196,7 @@ def test_the_batched_epoch_compiles_once(split):
     create_train_state(MODEL, init_variables(MODEL, graph, k), tx) for k in _keys()
   ]
   train_epoch = make_batched_epoch(MODEL, 2, 64, 1e-2)
-  state = stack(states)
+  state = SeedAxis(len(states)).stack(states)
   epoch_keys = jax.numpy.stack(_keys())
   for epoch in range(1, 4):
     state, metrics = train_epoch(state, graph, epoch_keys, epoch, None)
@@ -186,7 +212,7 @@ def test_a_diverged_seed_is_named(split):
   variables[1]["params"]["user_embedding"] = table * np.nan
   config = FitConfig(epochs=2, eval_every=1, batch_size=256)
   with pytest.raises(TrainingDivergedError, match="nobc v1 seed 1: .* by epoch 1"):
-    fit_versions_batched(
+    fit_version_seeds(
       model,
       split,
       config,
@@ -198,7 +224,7 @@ def test_a_diverged_seed_is_named(split):
 
 def test_per_seed_arguments_must_match_the_keys(split):
   with pytest.raises(InputError, match="labels has 1 entries; expected one per seed"):
-    fit_versions_batched(MODEL, split, CONFIG, _keys(), labels=["a"])
+    fit_version_seeds(MODEL, split, CONFIG, _keys(), labels=["a"])
 
 
 class Killed(Exception):
@@ -222,11 +248,11 @@ def test_a_killed_batch_resumes(
 
   monkeypatch.setattr(FitProgress, "save", save_then_die)
   with pytest.raises(Killed):
-    fit_versions_batched(MODEL, split, CONFIG, keys2, progress=progress)
+    fit_version_seeds(MODEL, split, CONFIG, keys2, progress=progress)
   monkeypatch.setattr(FitProgress, "save", save)
   saved = [p.latest_epoch() for p in progress]
   assert saved == ([4, 4] if die_after_seed == 1 else [4, 2])
-  resumed = fit_versions_batched(MODEL, split, CONFIG, keys2, progress=progress)
+  resumed = fit_version_seeds(MODEL, split, CONFIG, keys2, progress=progress)
   strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
   for a, b in zip(batched_two, resumed, strict=True):
     assert a.best_epoch == b.best_epoch and a.recall == b.recall
@@ -321,7 +347,7 @@ def test_each_seed_of_a_posthoc_batch_is_that_seed_alone(split, config):
     )
     for i, (p, c, q, k) in enumerate(zip(params, current, previous, seed_keys))
   ]
-  batched = fit_posthoc_batched(
+  batched = fit_posthoc_seeds(
     transform,
     params,
     current,

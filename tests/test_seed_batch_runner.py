@@ -3,7 +3,7 @@
 A run of the test config with ``seed_batch = S`` must leave what the run seed
 after seed leaves: seed i under ``seeds/<i>/``, one Orbax step per strategy
 and version, its results.json; the numbers equal within the tolerance of
-:mod:`bcjax.fitting.seed_batch` (see ``tests/test_seed_batch.py``) and the
+the seed axis of :mod:`bcjax.fitting.seed_axis` (see ``tests/test_seed_batch.py``) and the
 kept epochs identical. A batched run is deterministic, and a killed one
 resumes.
 """
@@ -129,8 +129,8 @@ def sequential_and_batched(tmp_path_factory):
   with pytest.MonkeyPatch.context() as m:
     # Spies that call through: which fits were batched, and how many seeds.
     for kind, name in (
-      ("version", "fit_versions_batched"),
-      ("posthoc", "fit_posthoc_batched"),
+      ("version", "fit_version_seeds"),
+      ("posthoc", "fit_posthoc_seeds"),
     ):
       real = getattr(seed_lockstep, name)
 
@@ -147,8 +147,8 @@ def sequential_and_batched(tmp_path_factory):
 def test_batched_seeds_equal_the_sequential_run(sequential_and_batched):
   sequential, batched, calls = sequential_and_batched
   # Seeds 0 and 1 fitted together: nobc v0 and v1, finetune-m0 v1, and
-  # posthoc's B_1; seed 2, alone in its group, fitted alone.
-  assert calls == {"version": [2, 2, 2], "posthoc": [2]}
+  # posthoc's B_1; seed 2, alone in its group, by the same drivers with S=1.
+  assert calls == {"version": [2, 2, 2, 1, 1, 1], "posthoc": [2, 1]}
   assert sorted(os.listdir(os.path.join(batched, "seeds"))) == ["1", "2"]
   _compare_runs(sequential, batched, 3, STRATEGIES)
 

@@ -23,7 +23,8 @@ CHILD = textwrap.dedent(
     from bcjax.data.split import split_version
     from bcjax.data.synthetic import SyntheticSpec, generate
     from bcjax.models.pinsage import PinSAGE
-    from bcjax.fitting.train import FitConfig, fit_version
+    from bcjax.fitting.train import FitConfig
+    from bcjax.fitting.version_fit import fit_version
     from bcjax.components.chains import collapse_linear
 
     assert jax.device_count() == 8, jax.devices()

@@ -13,10 +13,10 @@ from bcjax.evaluation.recall import version_evaluators
 from bcjax.fitting.train import (
   FitConfig,
   create_train_state,
-  fit_version,
   make_train_epoch,
   steps_per_epoch,
 )
+from bcjax.fitting.version_fit import fit_version
 from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, embed, init_variables
 

@@ -1,7 +1,8 @@
 """The host loop every fit shares: epochs, evaluations, the kept epoch.
 
-An embedding fit (:func:`bcjax.fitting.train.fit_version`) and a post-hoc fit
-(:func:`bcjax.fitting.posthoc.fit_posthoc`) differ in what an epoch trains, when
+An embedding fit (:func:`bcjax.fitting.version_fit.fit_version_seeds`) and a
+post-hoc fit (:func:`bcjax.fitting.posthoc.fit_posthoc_seeds`), each of S
+seeds, differ in what an epoch trains, when
 they evaluate and what they score, not in how they loop: run the jitted
 epochs without waiting for them, fetch their metrics only at an
 evaluation, stop on a loss that is not finite, offer the score to the

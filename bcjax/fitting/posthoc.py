@@ -14,7 +14,7 @@ nodes), checked every ``eval_every`` epochs after epoch 50.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -28,7 +28,8 @@ from bcjax.components.transforms import BackwardTransform
 from bcjax.errors import TrainingDivergedError
 from bcjax.evaluation.alignment import alignment_error
 from bcjax.fitting.fit_loop import EpochParts, run_epochs
-from bcjax.fitting.selection import BestEpoch
+from bcjax.fitting.seed_axis import SeedAxis, check_per_seed
+from bcjax.fitting.selection import BestEpoch, BestEpochs
 from bcjax.fitting.train import steps_per_epoch
 from bcjax.models.device_graph import BipartiteGraph, sample_bpr_triples
 
@@ -121,8 +122,8 @@ def posthoc_epoch_body(
   num_steps: int,
   batch_size: int,
 ) -> Callable[..., tuple[Any, Any, jax.Array]]:
-  """One post-hoc epoch, not jitted (:func:`fit_posthoc` jits it,
-  :mod:`bcjax.fitting.seed_batch` vmaps it over seeds first).
+  """One post-hoc epoch, not jitted (:func:`fit_posthoc_seeds` jits it for
+  one seed, and vmaps it over the seeds first for several).
 
   Returns:
     ``epoch(p, opt_state, key, graph, current, previous, old_params) -> (p,
@@ -166,79 +167,149 @@ def fit_posthoc(
   old_params: tuple = (),
   label: str = "",
 ) -> PosthocFit:
-  """Fits ``B_k`` on frozen embeddings.
+  """:func:`fit_posthoc_seeds` of one seed: its arguments, unwrapped."""
+  return fit_posthoc_seeds(
+    transform,
+    [params],
+    [current],
+    [previous],
+    graph,
+    config,
+    [key],
+    loss=loss,
+    old_params=[old_params],
+    labels=[label],
+  )[0]
+
+
+def fit_posthoc_seeds(
+  transform: BackwardTransform,
+  params: Sequence[Any],
+  current: Sequence[tuple[jax.Array, jax.Array]],
+  previous: Sequence[tuple[jax.Array, jax.Array]],
+  graph: BipartiteGraph,
+  config: PosthocConfig,
+  seed_keys: Sequence[jax.Array],
+  *,
+  loss: AlignmentLoss,
+  old_params: Sequence[tuple] | None = None,
+  labels: Sequence[str] | None = None,
+) -> list[PosthocFit]:
+  """Fits ``B_k`` on frozen embeddings, for S seeds (S = 1: a seed alone).
 
   Every epoch runs ``ceil(num_train / batch_size)`` steps, each on
   ``batch_size`` BPR triples of ``graph`` (:func:`epoch_triples`); the loss
   is the alignment loss over the users, the positive and the negative items
-  of the batch (three groups).
+  of the batch (three groups). The seeds' parameters sit on a leading axis
+  (:class:`~bcjax.fitting.seed_axis.SeedAxis`; none for one seed, which runs
+  the plain jitted epoch); each seed is checked at the epochs it would be
+  alone (:meth:`PosthocConfig.checks`) and keeps its own epoch.
 
   Args:
-    transform: the family of ``B_k`` (and of the older transforms).
-    params: initial parameters of ``B_k``.
-    current: ``(user, item)`` embeddings of M_k, ``(num_users, d_k)`` and
-      ``(num_items, d_k)``.
-    previous: ``(user, item)`` embeddings of M_{k-1} on the same graph,
-      ``(num_users, d_{k-1})`` and ``(num_items, d_{k-1})``.
+    transform: the family of ``B_k`` (and of the older transforms), shared.
+    params: each seed's initial parameters of ``B_k``.
+    current: each seed's ``(user, item)`` embeddings of M_k,
+      ``(num_users, d_k)`` and ``(num_items, d_k)``.
+    previous: each seed's ``(user, item)`` embeddings of M_{k-1} on the
+      same graph, ``(num_users, d_{k-1})`` and ``(num_items, d_{k-1})``.
     graph: version k's training graph (its interactions are the triples').
     config: epochs, selection and optimiser settings.
-    key: PRNG key; epoch ``e`` uses ``fold_in(key, e)``.
+    seed_keys: each seed's PRNG key; epoch ``e`` uses ``fold_in(key, e)``.
     loss: the alignment loss.
-    old_params: frozen ``B_{k-1}, ..., B_1`` parameters, newest first (for
-      losses that read the older versions' spaces).
-    label: names the fit in the error raised on divergence.
+    old_params: each seed's frozen ``B_{k-1}, ..., B_1`` parameters, newest
+      first (for losses that read the older versions' spaces); None: none.
+    labels: each seed's name in the error raised on divergence.
 
   Returns:
-    The :class:`PosthocFit` of the kept epoch.
+    S :class:`PosthocFit`, each of its kept epoch.
 
   Raises:
-    TrainingDivergedError: when the loss or the alignment error is not finite.
+    InputError: when the per-seed sequences do not all have S entries.
+    TrainingDivergedError: when a seed's loss or alignment error is not
+      finite (naming it by its label).
   """
+  n = len(seed_keys)
+  labels = list(labels) if labels is not None else [f"seed {i}" for i in range(n)]
+  old_params = list(old_params) if old_params is not None else [()] * n
+  given = dict(params=params, current=current, previous=previous, old_params=old_params)
+  check_per_seed("fit_posthoc_seeds", n, labels=labels, **given)
+  axis = SeedAxis(n)
   num_steps = steps_per_epoch(graph.num_interactions, config.batch_size)
   tx = optax.adam(config.learning_rate)
-  train_epoch = jax.jit(
-    posthoc_epoch_body(transform, loss, tx, num_steps, config.batch_size)
+  body = posthoc_epoch_body(transform, loss, tx, num_steps, config.batch_size)
+  held = {name: axis.stack(value) for name, value in given.items()}
+  if axis.alone:
+    one_epoch = jax.jit(body)
+
+    def epoch_fn(p, opt_state, epoch, arrays):
+      key = keys.epoch_key(seed_keys[0], epoch)
+      return one_epoch(p, opt_state, key, graph, *arrays)
+  else:
+
+    def one_seed(p, opt_state, key, epoch, graph, cur, prev, old):
+      return body(p, opt_state, keys.epoch_key(key, epoch), graph, cur, prev, old)
+
+    seeds_epoch = jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, None, None, 0, 0, 0)))
+    stacked_keys = jnp.stack(list(seed_keys))
+
+    def epoch_fn(p, opt_state, epoch, arrays):
+      return seeds_epoch(p, opt_state, stacked_keys, epoch, graph, *arrays)
+
+  arrays = (held["current"], held["previous"], held["old_params"])
+  best = BestEpochs.start(
+    n, config.keep_after, config.epochs, min_delta=config.min_delta
   )
+  best_params = list(params)
+  checked: list[list] = [[] for _ in range(n)]
+
+  def checks(epoch):
+    # PosthocConfig.checks of each seed's own BestEpoch, before the offer;
+    # a seed stopped by patience is checked no more, as alone.
+    regular = epoch % config.eval_every == 0
+    last = (epoch == config.epochs) & (best.epochs == 0)
+    eligible = (epoch > best.keep_after) | last
+    return eligible & (regular | last) & best.running()
 
   def train(state, epoch):
-    params, opt_state = state
-    params, opt_state, loss = train_epoch(
-      params,
-      opt_state,
-      keys.epoch_key(key, epoch),
-      graph,
-      current,
-      previous,
-      old_params,
-    )
-    return (params, opt_state), {"loss": loss}
+    p, opt_state, loss_ = epoch_fn(*state, epoch, arrays)
+    return (p, opt_state), {"loss": loss_}
 
   def evaluate(state, epoch, fetched):
-    # run_epochs has checked the losses; the error can still overflow.
-    error = alignment_error(transform, state[0], current, previous)
-    if not np.isfinite(error):
-      raise TrainingDivergedError(
-        f"{label}: the post-hoc transform's alignment error became {error} by "
-        f"epoch {epoch}; nothing of this version was saved"
+    scores = np.full(n, np.nan)  # NaN never beats a kept epoch: not checked
+    for i in np.flatnonzero(checks(epoch)):
+      # run_epochs has checked the losses; the error can still overflow.
+      error = alignment_error(
+        transform, axis.take(state[0], i), current[i], previous[i]
       )
-    checked.append((epoch, error))
-    return -error, None
+      if not np.isfinite(error):
+        raise TrainingDivergedError(
+          f"{labels[i]}: the post-hoc transform's alignment error became {error} "
+          f"by epoch {epoch}; nothing of this version was saved"
+        )
+      checked[i].append((epoch, error))
+      scores[i] = -error
+    return scores, None
 
   def keep(state, epoch, info, taken):
-    nonlocal best_params
-    best_params = state[0]  # optax returns new arrays: nothing is donated
+    for i in np.flatnonzero(taken):
+      best_params[i] = axis.take(state[0], i)
 
-  best_params = params
-  best = BestEpoch(config.keep_after, config.epochs, min_delta=config.min_delta)
-  checked = []
   run_epochs(
-    (params, tx.init(params)),
-    EpochParts(train, lambda epoch: config.checks(epoch, best), evaluate, keep),
+    (held["params"], axis.vmap(tx.init, in_axes=(0,))(held["params"])),
+    EpochParts(train, lambda epoch: bool(np.any(checks(epoch))), evaluate, keep),
     best,
     epochs=config.epochs,
-    label=label,
+    label=labels[0] if axis.alone else labels,
     patience=config.patience,
   )
-  return PosthocFit(
-    best_params, best.epoch, -best.score, num_steps, tuple(checked), config.epochs
-  )
+  return [
+    PosthocFit(
+      best_params[i],
+      int(best.epochs[i]),
+      float(-best.scores[i]),
+      num_steps,
+      tuple(checked[i]),
+      config.epochs,
+    )
+    for i in range(n)
+  ]

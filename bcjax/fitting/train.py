@@ -11,29 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
-from absl import logging
 from flax import struct
 from flax.training import train_state
 from jax.sharding import Mesh
 
-from bcjax import keys, sharding
+from bcjax import sharding
 from bcjax.components.losses import AlignmentLoss, bpr_loss
 from bcjax.components.transforms import BackwardTransform
-from bcjax.data.split import VersionSplit
-from bcjax.evaluation.recall import version_evaluators
-from bcjax.fitting.fit_loop import EpochParts, run_epochs
-from bcjax.fitting.selection import BestEpoch
 from bcjax.models.device_graph import BipartiteGraph, sample_bpr_triples
-from bcjax.models.pinsage import PinSAGE, embed, init_variables
+from bcjax.models.pinsage import PinSAGE
 from bcjax.models.row_gather import take_rows
-from bcjax.storage.progress import FitProgress
 
 
 class TrainState(train_state.TrainState):
@@ -216,9 +209,9 @@ def epoch_body(
 ) -> Callable[..., tuple[TrainState, dict]]:
   """One training epoch ``(state, graph, key, target)``, not jitted.
 
-  :func:`make_train_epoch` jits it for one model;
-  :mod:`bcjax.fitting.seed_batch` vmaps it over embedding seeds first, so
-  both train with the same step.
+  :func:`make_train_epoch` jits it for one seed;
+  :func:`bcjax.fitting.version_fit.make_batched_epoch` vmaps it over
+  embedding seeds first, so both train with the same step.
 
   Args:
     model: the embedding model.
@@ -277,174 +270,3 @@ def epoch_body(
     return state, jax.tree.map(jnp.mean, metrics)
 
   return train_epoch
-
-
-def fit_version(
-  model: PinSAGE,
-  split: VersionSplit,
-  config: FitConfig,
-  key: jax.Array,
-  *,
-  variables: dict | None = None,
-  transform_params: Any = None,
-  alignment: Alignment | None = None,
-  target: AlignmentTarget | None = None,
-  progress: FitProgress | None = None,
-  mesh: Mesh | None = None,
-  label: str = "",
-  report: Callable[[dict], str] | None = None,
-  graph: BipartiteGraph | None = None,
-  halves_seed: int = 0,
-) -> FitResult:
-  """Trains ``model`` on a version's split and keeps the best epoch.
-
-  Args:
-    model: the embedding model of the version.
-    split: the version's training and validation interactions.
-    config: optimisation settings.
-    key: PRNG key of this version; initialisation draws from its
-      ``model_init`` stream and epoch ``e`` from ``fold_in`` of its
-      ``epochs`` stream with ``e`` (:mod:`bcjax.keys`).
-    variables: starting variables (fine-tuning); fresh ones when None.
-    transform_params: starting parameters of ``B_k`` (joint strategies).
-    alignment: the alignment loss of a joint strategy, or None for BPR only.
-    target: what the alignment loss aligns to (with ``alignment``).
-    progress: where to save the fit at every evaluation epoch and resume
-      from; the caller clears it once the result is saved.
-    report: called at every evaluation with ``{"epoch", "epochs", "loss",
-      "bpr", "reg", ("align",) "recall@K"..., "seconds"}``; what it returns
-      ends the progress line (e.g. the job's position and ETA).
-    mesh: train data-parallel over this mesh (None: one device).
-    label: prefix of progress lines, e.g. ``"nobc v2"``.
-    graph: ``split``'s training graph on device, when the caller has built it
-      (with ``config.layout``); None builds it.
-    halves_seed: which held-out halves of the validation users choose and
-      report (the embedding seed; see
-      :func:`~bcjax.evaluation.recall.version_evaluators`).
-
-  Returns:
-    The :class:`FitResult` of the best epoch by validation Recall@50.
-
-  Raises:
-    TrainingDivergedError: when a loss is not finite.
-  """
-  sharding.check_batch(config.batch_size, mesh)
-  if graph is None:
-    graph = BipartiteGraph.from_split(split, config.layout)
-  evaluator, reporter = version_evaluators(
-    split, config.report_split, chunk_size=config.eval_chunk_size, seed=halves_seed
-  )
-  if variables is None:
-    variables = init_variables(model, graph, keys.stream(key, "model_init"))
-  # Epochs donate the state: it trains on its own copies, never on the
-  # caller's arrays, which stay the best model until an epoch beats them.
-  # A fresh Adam state in every fit, also when fine-tuning.
-  state = create_train_state(
-    model,
-    jax.tree.map(jnp.copy, variables),
-    optax.adam(config.learning_rate),
-    jax.tree.map(jnp.copy, transform_params),
-  )
-  num_steps = steps_per_epoch(split.num_train, config.batch_size)
-  train_epoch = make_train_epoch(
-    model, num_steps, config.batch_size, config.weight_decay, alignment, mesh
-  )
-
-  best = FitResult(variables, transform_params, 0, {}, ())
-  history = []
-  selection = BestEpoch(config.keep_after, config.epochs)
-  first_epoch = 1
-  saved = progress.latest_epoch() if progress else None
-  if saved is not None:
-    state, restored, meta = progress.restore(
-      saved, state, {"variables": variables, "transform": transform_params}
-    )
-    best = result_from_progress(restored, meta)
-    history = list(meta["history"])
-    selection.epoch = best.best_epoch
-    if meta["best_score"] is not None:
-      selection.score = meta["best_score"]
-    first_epoch = saved + 1
-    logging.info("%s resumes after epoch %d", label, saved)
-  state, graph, target = sharding.replicate((state, graph, target), mesh)
-  epoch_keys = keys.stream(key, "epochs")
-  start = time.perf_counter()
-
-  def train(state, epoch):
-    return train_epoch(state, graph, keys.epoch_key(epoch_keys, epoch), target)
-
-  def due(epoch):
-    return epoch % config.eval_every == 0 or epoch == config.epochs
-
-  def evaluate(state, epoch, fetched):
-    current = {"params": state.params["model"], "batch_stats": state.batch_stats}
-    recall = evaluator(*embed(model, current, graph))
-    elapsed = time.perf_counter() - start
-    last = {name: float(value) for name, value in fetched[-1].items()}
-    history.append(
-      dict(epoch=epoch, **last, **{"recall@50": recall[50], "seconds": elapsed})
-    )
-    suffix = ""
-    if report is not None:
-      recalls = {f"recall@{k}": float(v) for k, v in recall.items()}
-      suffix = report(
-        dict(epoch=epoch, epochs=config.epochs, **last, **recalls, seconds=elapsed)
-      )
-    logging.info(
-      "%s epoch %d/%d loss %.4f%s recall@50 %.4f time %.1fs%s",
-      label,
-      epoch,
-      config.epochs,
-      last["loss"],
-      f" align {last['align']:.5f}" if "align" in last else "",
-      recall[50],
-      elapsed,
-      suffix,
-    )
-    return recall[50], (current, recall)
-
-  def keep(state, epoch, info, taken):
-    nonlocal best
-    current, recall = info
-    reported = recall
-    if reporter is not evaluator:
-      reported = reporter(*embed(model, current, graph))
-    # The state is donated to the next epoch, so the best model is copied.
-    best = FitResult(
-      jax.tree.map(jnp.copy, current),
-      jax.tree.map(jnp.copy, state.params["transform"]),
-      epoch,
-      reported,
-      (),
-      selection_recall=recall,
-    )
-
-  def save_progress(state, epoch):
-    if progress is None or epoch == config.epochs:
-      return
-    progress.save(
-      epoch,
-      state,
-      {"variables": best.variables, "transform": best.transform_params},
-      progress_metadata(
-        best, None if selection.epoch == 0 else float(selection.score), history
-      ),
-    )
-
-  # The last epoch is kept when keep_after left nothing else to keep.
-  _, seconds_per_epoch = run_epochs(
-    state,
-    EpochParts(train, due, evaluate, keep, save_progress),
-    selection,
-    epochs=config.epochs,
-    first_epoch=first_epoch,
-    label=label,
-    patience=config.patience,
-  )
-  return dataclasses.replace(
-    best,
-    history=tuple(history),
-    train_seconds=time.perf_counter() - start,
-    seconds_per_epoch=seconds_per_epoch,
-    max_epochs=config.epochs,
-  )

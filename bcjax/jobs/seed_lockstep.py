@@ -12,21 +12,20 @@ and a task's consumers (:func:`~bcjax.fitting.consumers.fit_consumer`) do
 not run in the seed's thread: they are submitted here and the thread passes
 the baton on. When no thread of the group can run (every live one waits on
 a fit; the others are done), the pending fits are grouped by what
-:func:`~bcjax.fitting.seed_batch.fit_versions_batched`,
-:func:`~bcjax.fitting.seed_batch.fit_posthoc_batched` and
+:func:`~bcjax.fitting.version_fit.fit_version_seeds`,
+:func:`~bcjax.fitting.posthoc.fit_posthoc_seeds` and
 :func:`~bcjax.fitting.consumers.fit_consumers` need shared (the model, its
 settings, the split and graph, the alignment; the post-hoc transform, loss
 and settings; the task, consumer settings and key) and each group is fitted
-as one program, a group of one by the plain ``fit_version`` /
-``fit_posthoc`` / ``fit_consumer`` call of a seed alone; then each thread
-gets its result. A seed that restores a saved version never submits it,
+as one program by those drivers (a group of one is a seed alone); then each
+thread gets its result. A seed that restores a saved version never submits it,
 which is why the rule is "every live thread waits" and not a fixed count: a
 rerun mixes seeds that restore with seeds that train without deadlock. Who runs next is always the lowest seed that
 can, so a batched run is deterministic.
 
 Each seed's fit gets the key, progress, report and label its context gives
 it, so it is the seed's fit alone up to rounding (see
-:mod:`bcjax.fitting.seed_batch`). An error in any thread (or in a fit) stops
+:mod:`bcjax.fitting.seed_axis`). An error in any thread (or in a fit) stops
 the group: the threads waiting on fits unwind, and the job raises the
 first error. Batched seeds train on one device: a mesh is refused.
 """
@@ -42,10 +41,9 @@ import numpy as np
 from absl import logging
 
 from bcjax.errors import InputError
-from bcjax.fitting.consumers import fit_consumer, fit_consumers
-from bcjax.fitting.posthoc import fit_posthoc
-from bcjax.fitting.seed_batch import fit_posthoc_batched, fit_versions_batched
-from bcjax.fitting.train import fit_version
+from bcjax.fitting.consumers import fit_consumers
+from bcjax.fitting.posthoc import fit_posthoc_seeds
+from bcjax.fitting.version_fit import fit_version_seeds
 
 # The arguments of fit_version and fit_posthoc that a batch shares (compared
 # with ==, the split and graph by identity: the seeds' RunData share them);
@@ -233,10 +231,7 @@ class Lockstep:
       self.groups.append(len(members))
       kind = requests[members[0]][0]
       calls = [requests[m][1] for m in members]
-      if len(calls) == 1:
-        fitted = [_ALONE[kind](**calls[0])]
-      else:
-        fitted = _BATCHED[kind](calls)
+      fitted = _DRIVERS[kind](calls)
       for m, result in zip(members, fitted, strict=True):
         results[m] = result
     return results
@@ -283,7 +278,7 @@ def _each(calls: list[dict], name: str) -> list | None:
 
 def _fit_versions(calls: list[dict]) -> list:
   first = calls[0]
-  return fit_versions_batched(
+  return fit_version_seeds(
     first["model"],
     first["split"],
     first["config"],
@@ -297,12 +292,13 @@ def _fit_versions(calls: list[dict]) -> list:
     reports=[c.get("report") for c in calls],
     graph=first.get("graph"),
     halves_seeds=[c.get("halves_seed", 0) for c in calls],
+    mesh=first.get("mesh"),
   )
 
 
 def _fit_posthoc(calls: list[dict]) -> list:
   first = calls[0]
-  return fit_posthoc_batched(
+  return fit_posthoc_seeds(
     first["transform"],
     [c["params"] for c in calls],
     [c["current"] for c in calls],
@@ -328,8 +324,7 @@ def _fit_consumers(calls: list[dict]) -> list:
   )
 
 
-_ALONE = {"version": fit_version, "posthoc": fit_posthoc, "consumer": fit_consumer}
-_BATCHED = {
+_DRIVERS = {
   "version": _fit_versions,
   "posthoc": _fit_posthoc,
   "consumer": _fit_consumers,

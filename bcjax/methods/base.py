@@ -31,7 +31,8 @@ from bcjax.data.split import VersionSplit
 from bcjax.errors import InputError, check_not_taken, unknown_name
 from bcjax.evaluation.recall import RecallEvaluator, version_evaluators
 from bcjax.fitting.posthoc import PosthocConfig, PosthocFit, fit_posthoc
-from bcjax.fitting.train import FitConfig, FitResult, fit_version
+from bcjax.fitting.train import FitConfig, FitResult
+from bcjax.fitting.version_fit import fit_version
 from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, embed
 from bcjax.storage.progress import FitProgress
@@ -212,7 +213,7 @@ class Context:
     )
 
   def fit(self, model: PinSAGE, config: FitConfig, **settings) -> FitResult:
-    """:func:`~bcjax.fitting.train.fit_version` of ``model`` on version k.
+    """:func:`~bcjax.fitting.version_fit.fit_version` of ``model`` on version k.
 
     The split, its device graph, the key, the mesh and where epochs are saved
     and reported are the context's; ``settings`` are the fit's own

@@ -64,7 +64,7 @@ UNFINGERPRINTED_FIELDS = (
   # Seed i gets its keys, data and folder whatever the grouping, so a job
   # may change it between runs (a rerun reuses what any grouping saved); a
   # batched fit is the seed's fit alone up to float rounding
-  # (bcjax.fitting.seed_batch), and results.json records the value used.
+  # (bcjax.fitting.seed_axis), and results.json records the value used.
   "seed_batch",
   # Which strategies run. Each one's versions live in checkpoints/<name> and
   # depend on its name and the fingerprinted fields, not on which others run,
