@@ -28,6 +28,16 @@ it, so it is the seed's fit alone up to rounding (see
 :mod:`bcjax.fitting.seed_axis`). An error in any thread (or in a fit) stops
 the group: the threads waiting on fits unwind, and the job raises the
 first error. Batched seeds train on one device: a mesh is refused.
+
+Why threads. A method is a function of one seed's
+:class:`~bcjax.methods.Context` (the extension interface: a user's method
+never sees a seed axis), and its fits sit anywhere in its own control flow
+(post-hoc after the embedding fit, warm starts from an earlier version, a
+two-stage method's second fit). To fit S seeds' like calls as one program
+without rewriting every method over a seed axis, each seed's method runs
+until its next fit call, which is where its thread waits; the baton makes
+the threads' host work sequential, so the threads add no concurrency, only
+places to pause.
 """
 
 from __future__ import annotations
