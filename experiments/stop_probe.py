@@ -18,6 +18,10 @@ version 0:
 * the regret: the best selection Recall@50 of the whole curve minus the
   kept epoch's, in points (mean and largest).
 
+With ``--caps``, each rule is also replayed under each lower cap (the curves
+cut there), its regret still measured against the whole curve: what a
+lower cap costs.
+
 Usage::
 
   python -m experiments.run_intended --workdir=/tmp/bcjax_stop_probe \
@@ -26,7 +30,8 @@ Usage::
       --config.num_seeds=3 --config.seed_batch=3 --config.patience=0 \
       --config.strategy=nobc,joint-linear-mloss
   python -m experiments.stop_probe --run=/tmp/bcjax_stop_probe \
-      --patience=15,30,45,60 --record=experiments/results/stop_probe.json
+      --patience=15,30,45,60 --caps=200 \
+      --record=experiments/results/stop_probe.json
 
 Bad input is one ``error:`` line and exit status 2.
 """
@@ -46,6 +51,9 @@ from experiments.convergence import SLOPE_CHECKS, slope_interval
 
 flags.DEFINE_string("run", None, "A run made with --config.patience=0.")
 flags.DEFINE_list("patience", ["15", "30", "45", "60"], "Patiences to replay (epochs).")
+flags.DEFINE_list(
+  "caps", [], "Lower caps to replay each patience under as well (epochs)."
+)
 flags.DEFINE_string("record", None, "Where to write the JSON record (default: none).")
 FLAGS = flags.FLAGS
 # The curve a rule reads: the selection half's Recall@50 at each check.
@@ -105,11 +113,16 @@ def replay(curve: list[tuple[int, float]], patience: int, keep_after: int) -> di
 
 
 def summary(
-  curves: list[list[tuple[int, float]]], patience: int, keep_after: int
+  curves: list[list[tuple[int, float]]],
+  patience: int,
+  keep_after: int,
+  cap: int | None = None,
 ) -> dict:
-  """The rule over a strategy's fits (see the module doc)."""
-  fits = [replay(c, patience, keep_after) for c in curves]
-  regret = [100 * (f["best_score"] - f["kept_score"]) for f in fits]
+  """The rule over a strategy's fits (see the module doc), under ``cap``
+  (None: the curves' own end); the regret is against the whole curve."""
+  fits = [replay(cut(c, cap), patience, keep_after) for c in curves]
+  whole = [replay(c, 0, keep_after)["best_score"] for c in curves]
+  regret = [100 * (b - f["kept_score"]) for f, b in zip(fits, whole, strict=True)]
   return {
     "fits": len(fits),
     "rising": sum(f["rising"] for f in fits),
@@ -121,11 +134,27 @@ def summary(
   }
 
 
-def probe(results: dict, patiences: list[int]) -> dict:
-  """Every rule on every strategy's fits of ``results``."""
+def cut(curve: list[tuple[int, float]], cap: int | None) -> list[tuple[int, float]]:
+  """The curve as a fit capped at ``cap`` epochs would have seen it."""
+  return curve if cap is None else [(e, s) for e, s in curve if e <= cap]
+
+
+def probe(results: dict, patiences: list[int], caps: list[int] = ()) -> dict:
+  """Every rule on every strategy's fits of ``results``; with ``caps``,
+  also under each of them (keys ``"<patience>@<cap>"``).
+
+  Raises:
+    InputError: no curve, or a cap not below every curve's end.
+  """
   curves = whole_curves(results)
   if not curves:
     raise InputError("the run has no fit after version 0 with a curve")
+  end = min(c[-1][0] for cs in curves.values() for c in cs)
+  for cap in caps:
+    if not 0 < cap < end:
+      raise InputError(
+        f"--caps={cap}: the curves end at epoch {end}; expected caps below it"
+      )
   config = results["config"]
   keep_after = {
     s: (config.get("method") or {}).get("joint", {}).get("keep_after", 0)
@@ -139,7 +168,10 @@ def probe(results: dict, patiences: list[int]) -> dict:
     },
     "num_seeds": len(results.get("per_seed") or [results]),
     "rules": {
-      str(p): {s: summary(c, p, keep_after[s]) for s, c in curves.items()}
+      str(p) if cap is None else f"{p}@{cap}": {
+        s: summary(c, p, keep_after[s], cap) for s, c in curves.items()
+      }
+      for cap in (None, *caps)
       for p in patiences
     },
   }
@@ -174,10 +206,13 @@ def main(argv):
       )
     try:
       patiences = [int(p) for p in FLAGS.patience]
+      caps = [int(c) for c in FLAGS.caps]
     except ValueError:
-      raise InputError(f"--patience={FLAGS.patience}: expected integers") from None
+      raise InputError(
+        f"--patience={FLAGS.patience} --caps={FLAGS.caps}: expected integers"
+      ) from None
     with open(path) as f:
-      record = probe(json.load(f), patiences)
+      record = probe(json.load(f), patiences, caps)
     if FLAGS.record:
       atomic_files.write_json(FLAGS.record, record)
   print(to_markdown(record))

@@ -52,3 +52,21 @@ def test_probe_summarises_each_rule_and_refuses_a_run_with_patience():
   results["config"]["patience"] = 15
   with pytest.raises(InputError, match="expected a run with --config.patience=0"):
     stop_probe.probe(results, [5])
+
+
+def test_a_lower_cap_cuts_the_curves_and_costs_regret_against_the_whole():
+  history = [
+    {"epoch": e, "recall@50": v} for e, v in _curve([0.1, 0.2, 0.3, 0.31, 0.35, 0.4])
+  ]
+  results = {
+    "config": {"patience": 0, "dataset": "synthetic", "seed": 100, "epochs": 30},
+    "strategies": {"nobc": [{"version": 1, "history": history}]},
+  }
+  record = stop_probe.probe(results, [100], caps=[20])
+  whole, capped = record["rules"]["100"]["nobc"], record["rules"]["100@20"]["nobc"]
+  assert (whole["median_stop"], whole["regret_max"]) == (30, 0.0)
+  # Capped at 20 it keeps 0.31 at epoch 20, 9 points below the curve's 0.40.
+  assert (capped["median_stop"], capped["capped"]) == (20, 1)
+  assert capped["regret_mean"] == pytest.approx(9.0)
+  with pytest.raises(InputError, match="the curves end at epoch 30; expected caps"):
+    stop_probe.probe(results, [100], caps=[30])
