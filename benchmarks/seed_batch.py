@@ -4,7 +4,7 @@ Trains version ``--version`` of nobc for S embedding seeds (the keys the
 runner draws for seeds 0..S-1) on the default config's sizes (its dims,
 layers, batch size, learning rate, taus; ``--epochs`` instead of its 40, a
 measurement, not a run), once as today's runner does (one
-:func:`~bcjax.fitting.train.fit_version` per seed, each compiling its
+:func:`~bcjax.fitting.version_fit.fit_version` per seed, each compiling its
 epoch) and once as :func:`~bcjax.fitting.version_fit.fit_version_seeds`
 (one program, vmapped over the seeds), and reports wall seconds, seeds per
 hour and their ratio, with the mean epoch time (compilation and evaluations
