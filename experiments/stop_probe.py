@@ -41,6 +41,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 
 from absl import app, flags
 
@@ -139,6 +140,19 @@ def cut(curve: list[tuple[int, float]], cap: int | None) -> list[tuple[int, floa
   return curve if cap is None else [(e, s) for e, s in curve if e <= cap]
 
 
+def describe(results: dict, curves: dict) -> str:
+  """Which fits a probe replays: the run they come from, in words."""
+  config = results["config"]
+  commit = (results.get("environment") or {}).get("git_commit", "?")[:7]
+  fits = ", ".join(f"{s} ({len(c)} fits)" for s, c in curves.items())
+  return (
+    f"{fits} after version 0 of a run_intended at commit {commit} "
+    f"({config.get('dataset')}, {len(results.get('per_seed') or [results])} "
+    f"seeds of config.seed {config.get('seed')}, up to {config.get('epochs')} "
+    "epochs, --config.patience=0)"
+  )
+
+
 def probe(results: dict, patiences: list[int], caps: list[int] = ()) -> dict:
   """Every rule on every strategy's fits of ``results``; with ``caps``,
   also under each of them (keys ``"<patience>@<cap>"``).
@@ -174,6 +188,7 @@ def probe(results: dict, patiences: list[int], caps: list[int] = ()) -> dict:
       for cap in (None, *caps)
       for p in patiences
     },
+    "curves": describe(results, curves),
   }
 
 
@@ -213,6 +228,7 @@ def main(argv):
       ) from None
     with open(path) as f:
       record = probe(json.load(f), patiences, caps)
+    record["made_by"] = " ".join(["python -m experiments.stop_probe", *sys.argv[1:]])
     if FLAGS.record:
       atomic_files.write_json(FLAGS.record, record)
   print(to_markdown(record))

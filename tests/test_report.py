@@ -17,7 +17,7 @@ from bcjax.evaluation.table_records import (
   SeedTable,
 )
 from evidence import report, results_page, runs, settings_page, verdicts
-from experiments import convergence, provenance
+from experiments import convergence, provenance, stop_probe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -658,3 +658,19 @@ def test_the_settings_section_reads_its_numbers_from_the_probe_files(tmp_path):
     "| posthoc-linear-mloss from the closed-form start, Adam 0.001 | 1.076 (25) | "
     "2.500 (400) | 0.1235 |"
   ) in text
+  assert "Not yet committed (`experiments/results/stop_probe/`)." in text
+  (tmp_path / "stop_probe").mkdir()
+  history = [{"epoch": 5 * i, "recall@50": v} for i, v in enumerate([0.1, 0.3, 0.2], 1)]
+  run = {
+    "config": {"patience": 0, "dataset": "ml-100k", "seed": 100, "epochs": 15},
+    "environment": {"git_commit": "abcdef0123"},
+    "strategies": {"nobc": [{"version": 1, "history": history}]},
+  }
+  record = dict(stop_probe.probe(run, [5]), made_by="python -m experiments.stop_probe")
+  (tmp_path / "stop_probe" / "x_probe.json").write_text(json.dumps(record))
+  text = settings_page.settings_section(str(tmp_path))
+  assert (
+    "nobc (1 fits) after version 0 of a run_intended at commit abcdef0 "
+    "(ml-100k, 1 seeds of config.seed 100, up to 15 epochs"
+  ) in text
+  assert "| 5 | nobc | 1 | 0 | 1 | 15 | 15 | 0.00 / 0.00 |" in text
