@@ -22,9 +22,15 @@ def _config(strategy="nobc,bc-aligner,joint-linear-sloss,posthoc-linear-sloss"):
 
 
 def test_expand_runs_every_tunable_strategy_at_every_weight_beside_the_references():
-  expanded, tuned = weight_tuning.expand(_config())
+  config = _config()
+  given = config_lib.strategies(config)
+  expanded, strategies, tuned = weight_tuning.expand(config, given)
   # Only strategies whose method has align_weight are tuned.
   assert tuned == ["joint-linear-mloss", "joint-linear-sloss"]
+  # Resolved once: the given nobc is reused, the variants resolved anew.
+  assert [s.name for s in strategies] == expanded.strategy.split(",")
+  assert strategies[0] is given[0]
+  assert strategies[2].hparams.align_weight == 1
   assert expanded.strategy.split(",") == [
     "nobc",
     "fix-m0",
@@ -33,7 +39,8 @@ def test_expand_runs_every_tunable_strategy_at_every_weight_beside_the_reference
   ]
   untouched = _config()
   untouched.tuning.weights = ()
-  assert weight_tuning.expand(untouched) == (untouched, [])
+  given = config_lib.strategies(untouched)
+  assert weight_tuning.expand(untouched, given) == (untouched, given, [])
 
 
 @pytest.mark.parametrize(
@@ -52,7 +59,7 @@ def test_a_tuning_that_cannot_choose_is_refused(change, message):
   config = _config()
   change(config)
   with pytest.raises(InputError, match=message):
-    weight_tuning.expand(config)
+    weight_tuning.expand(config, config_lib.strategies(config))
 
 
 def _table(totals: dict) -> dict:
@@ -66,7 +73,7 @@ def _table(totals: dict) -> dict:
 def test_the_chosen_weight_has_the_best_mean_selection_total():
   config = _config("bc-aligner")
   config.seed = 100
-  expanded, tuned = weight_tuning.expand(config)
+  expanded, _, tuned = weight_tuning.expand(config, config_lib.strategies(config))
   totals = [  # per seed: weight -> selection total; weight 4 wins on the mean
     {1: 3.0, 4: 2.0, 16: -9.0},
     {1: -4.0, 4: 1.5, 16: 5.0},

@@ -99,8 +99,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   environment.set_up_process(config.get("seed_batch", 1))
   config = config_lib.with_component_sections(config)
   config_lib.validate(config)
-  config, tuned = weight_tuning.expand(config)
-  strategies = config_lib.strategies(config)
+  config, strategies, tuned = weight_tuning.expand(
+    config, config_lib.strategies(config)
+  )
   started = environment.now()
   with runner.job_context(workdir, config) as (writer, data):
     return _run(config, data, strategies, writer, started, tuned)

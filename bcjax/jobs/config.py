@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 
 import ml_collections
 
@@ -99,14 +100,18 @@ def with_component_sections(
   return add_component_sections(copy.deepcopy(config))
 
 
-def strategies(config: ml_collections.ConfigDict) -> list[ResolvedStrategy]:
+def strategies(
+  config: ml_collections.ConfigDict, resolved: Sequence[ResolvedStrategy] = ()
+) -> list[ResolvedStrategy]:
   """The strategies of ``config.strategy``, resolved with ``config``.
 
   ``config.strategy`` is a comma-separated list of names; ``paper`` stands
   for the paper's eight. Duplicates (an alias and its name) count once.
   The user's extensions (``config.imports`` and the ``bcjax.extensions``
-  entry points) are loaded first, so their names parse.
+  entry points) are loaded first, so their names parse. ``resolved``:
+  strategies already resolved with these settings, reused by name.
   """
+  known = {s.name: s for s in resolved}
   extensions.load(config.get("imports", ""))
   names = [s.strip() for s in str(config.strategy).split(",") if s.strip()]
   if not names:
@@ -116,7 +121,7 @@ def strategies(config: ml_collections.ConfigDict) -> list[ResolvedStrategy]:
     for each in PAPER_STRATEGIES if name == "paper" else (name,):
       strategy = parse_strategy(each, imports=config.get("imports", ""))
       if strategy.name not in out:
-        out[strategy.name] = resolve(strategy, config)
+        out[strategy.name] = known.get(strategy.name) or resolve(strategy, config)
   return list(out.values())
 
 

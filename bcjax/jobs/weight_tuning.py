@@ -52,7 +52,12 @@ from bcjax.errors import InputError
 from bcjax.evaluation.table import INTENDED_REFERENCE, UNINTENDED_REFERENCE
 from bcjax.evaluation.table_records import ComparisonTable
 from bcjax.jobs import config as config_lib
-from bcjax.methods.strategies import OVERRIDE_MARK, parse_strategy, plain_value
+from bcjax.methods.strategies import (
+  OVERRIDE_MARK,
+  ResolvedStrategy,
+  parse_strategy,
+  plain_value,
+)
 
 # The hyperparameter chosen when config.tuning names none.
 DEFAULT_FIELD = "align_weight"
@@ -65,12 +70,12 @@ def variant(name: str, hparam: str, weight: float) -> str:
   return f"{name}{OVERRIDE_MARK}{hparam}={plain_value(weight)}"
 
 
-def tunable(config: ml_collections.ConfigDict, name: str) -> list[str]:
-  """The strategies of ``config.strategy`` whose method has hyperparameter
-  ``name`` (and whose name does not set it already)."""
+def tunable(strategies: Sequence[ResolvedStrategy], name: str) -> list[str]:
+  """The strategies whose method has hyperparameter ``name`` (and whose name
+  does not set it already)."""
   return [
     s.name
-    for s in config_lib.strategies(config)
+    for s in strategies
     if name in {f.name for f in dataclasses.fields(s.method.hparams)}
     and name not in dict(parse_strategy(s.name).overrides)
   ]
@@ -89,17 +94,20 @@ def tuning_field(config: Mapping) -> str:
 
 
 def expand(
-  config: ml_collections.ConfigDict,
-) -> tuple[ml_collections.ConfigDict, list[str]]:
-  """The config a tuning run runs, and the strategies it tunes.
+  config: ml_collections.ConfigDict, strategies: Sequence[ResolvedStrategy]
+) -> tuple[ml_collections.ConfigDict, list[ResolvedStrategy], list[str]]:
+  """The config a tuning run runs, its strategies, and the ones it tunes.
 
   Args:
     config: a validated config with its component sections.
+    strategies: ``config.strategy`` resolved (:func:`config_lib.strategies`);
+      the run's strategies that are among them are not resolved again.
 
   Returns:
-    ``config`` itself and no strategy without ``config.tuning.weights``;
-    else a copy whose ``strategy`` is nobc, fix-m0 and every tuned strategy
-    at every weight, and the tuned strategies' names.
+    ``config`` and ``strategies`` themselves and no tuned name without
+    ``config.tuning.weights``; else a copy of ``config`` whose ``strategy``
+    is nobc, fix-m0 and every tuned strategy at every weight, those
+    strategies resolved, and the tuned strategies' names.
 
   Raises:
     InputError: one weight alone, a run not held out, or no strategy of
@@ -108,7 +116,7 @@ def expand(
   """
   candidates = tuning_weights(config)
   if not candidates:
-    return config, []
+    return config, list(strategies), []
   name = tuning_field(config)
   if len(candidates) < 2:
     raise InputError(
@@ -120,7 +128,7 @@ def expand(
       f"config.tuning chooses on the selection halves, but config.report_split="
       f"{config.get('report_split')!r}; expected config.report_split=held_out"
     )
-  tuned = tunable(config, name)
+  tuned = tunable(strategies, name)
   if not tuned:
     raise InputError(
       f"no strategy of config.strategy={config.strategy!r} has hyperparameter "
@@ -132,7 +140,7 @@ def expand(
   out = copy.deepcopy(config)
   with out.unlocked():
     out.strategy = ",".join(names)
-  return out, tuned
+  return out, config_lib.strategies(out, resolved=strategies), tuned
 
 
 def weight_selection(results: Mapping, tuned: Sequence[str]) -> dict:
