@@ -17,31 +17,24 @@ torch is installed for rebasis's ``residual_mlp``)::
   # the .md again from the .json, with notes:
   python -m benchmarks.align_peers --markdown_only --notes=...
 
-Pairs of (old, new) item embeddings, one row per item:
-
-* ``rotation``: 4,000 clustered 64-dim old rows; new = old rotated by a
-  random orthogonal matrix plus Gaussian noise of std 3 per dim (the
-  signal's is about 1.4; the true inverse rotation scores self-retrieval@10
-  of about 0.73).
-* ``ml100k-svd``: two different models of MovieLens-100K's items: old = a
-  rank-32 truncated SVD of the user-item matrix of the first half of the
-  interactions (by time), new = a rank-48 one of all of them (items seen in
-  both windows).
-* ``ml100k-svd-32``: the same with a rank-32 new model, so both widths are
-  32: the one real pair vectormigrate's adapters accept.
-* ``<dataset>-<strategy>-v0-v4``: versions 0 and 4 of a bcjax run (each
-  version's own item embeddings, written by ``experiments.export``), one
-  pair per ``--run_workdir`` (with its ``--run_strategy``).
+Pairs (:mod:`benchmarks.align_pairs`; ``--pairs`` picks among those made
+here): ``rotation`` (synthetic), ``ml100k-svd`` and ``ml100k-svd-32`` (SVDs
+of MovieLens-100K), ``digits-pca-isomap`` and ``digits-mlp-kpca``
+(scikit-learn's digits embedded by two model families), and
+``<dataset>-<strategy>-v0-v4`` per ``--run_workdir`` (two versions of a
+bcjax run). Each pair's closed-form R^2 (least squares, both directions)
+is recorded beside it.
 
 For each pair and split seed ``s``: the ids are split as
 ``experiments.align`` splits them (20% test); bcjax fits
 ``align.fit(old[train], new[train], seed=s)`` (``family="auto"``, choosing
-family, hyper-parameters, centring and normalisation on its own validation
-rows). Each peer runs in a subprocess (:mod:`benchmarks.rebasis_worker`,
-:mod:`benchmarks.vectormigrate_worker`), fits its candidates on the same fit
-rows auto used and refits them on all train rows, as auto refits its choice;
-each candidate is scored on auto's validation rows (searched among auto's
-validation index).
+family, hyper-parameters, centring and normalisation by 5-fold validation
+over the train ids; what its first fold alone chooses, auto with
+``folds=1``, is measured too). Each peer runs in a subprocess
+(:mod:`benchmarks.rebasis_worker`, :mod:`benchmarks.vectormigrate_worker`),
+fits its candidates on auto's first fold's fit rows and refits them on all
+train rows, as auto refits its choice; each candidate is scored on that
+fold's validation rows (searched among its validation index).
 
 * rebasis fits every candidate it can (all six with torch) and picks by its
   own rule (``rebasis.core.selection.select_best``: validation
@@ -58,9 +51,11 @@ Every candidate's test score is recorded. The picks are measured on the test
 rows with :func:`bcjax.align.measures.evaluate` (index: every item's old
 vector, plain cosine search for all: rebasis's CSLS is a re-scoring of the
 index, not part of a bridge): self-retrieval Recall@10 and neighbour
-overlap@10. The table (:mod:`benchmarks.align_peers_report`) gives each
-side's mean over seeds and the mean and 95% Student-t interval of the
-per-seed difference (bcjax - peer). Writes
+overlap@10. The tables (:mod:`benchmarks.align_peers_report`) give each
+side's mean over seeds, the mean and 95% Student-t interval of the per-seed
+difference (bcjax - peer) with Holm's correction over pairs x measures, the
+gap to the best rebasis candidate chosen in hindsight, and how stable
+auto's choice is. Writes
 ``benchmarks/results/align_peers.{json,md}`` (``--notes``'s text at the end).
 """
 
@@ -71,17 +66,23 @@ import os
 import re
 import shlex
 import sys
-import tempfile
 import time
 
 import numpy as np
 from absl import app, flags
 
 from bcjax import align
-from bcjax.align.protocol import match, split_ids
+from bcjax.align.protocol import split_ids
 from bcjax.storage.atomic_files import atomic_open, write_json
 from benchmarks import align_vectormigrate as vm
-from benchmarks.align_peers_report import MEASURES, summarize, to_markdown
+from benchmarks.align_pairs import (
+  digits_pairs,
+  ml100k_pair,
+  r_squared,
+  rotation_pair,
+  run_pair,
+)
+from benchmarks.align_peers_report import MEASURES, seed_line, summarize, to_markdown
 
 FLAGS = flags.FLAGS
 
@@ -102,6 +103,9 @@ def define_flags():
     "data_dir",
     os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ml-100k"),
     "ml-100k's files (default: the copy beside a checkout).",
+  )
+  flags.DEFINE_list(
+    "pairs", list(PAIRS), "The pairs made here to run (with --reuse, others stay)."
   )
   flags.DEFINE_list("run_workdir", [], "bcjax runs, one pair each (versions below).")
   flags.DEFINE_list(
@@ -124,68 +128,14 @@ def define_flags():
 
 
 K = 10
+PAIRS = (
+  "rotation",
+  "ml100k-svd",
+  "ml100k-svd-32",
+  "digits-pca-isomap",
+  "digits-mlp-kpca",
+)
 TOLERANCE = 0.005  # rebasis.core.selection.select_best's tie band
-
-
-def rotation_pair(seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
-  """``(old, new, note)``: a random rotation plus noise of std 3 per dim."""
-  rng = np.random.default_rng([seed, 25])
-  labels = rng.integers(0, 40, size=4000)
-  old = rng.normal(size=(40, 64))[labels] + rng.normal(size=(4000, 64))
-  q, _ = np.linalg.qr(rng.normal(size=(64, 64)))
-  new = old @ q + 3.0 * rng.normal(size=old.shape)
-  note = "4000 rows, 64 -> 64 dims, 40 clusters; new = old Q + N(0, 3^2) per dim"
-  return old.astype(np.float32), new.astype(np.float32), note
-
-
-def _svd_items(users, items, shape, rank) -> np.ndarray:
-  """``(num_items, rank)`` item factors ``V sqrt(S)`` of a 0/1 user-item matrix."""
-  matrix = np.zeros(shape)
-  matrix[users, items] = 1.0
-  _, s, vt = np.linalg.svd(matrix, full_matrices=False)
-  return (vt[:rank].T * np.sqrt(s[:rank])).astype(np.float32)
-
-
-def ml100k_pair(data_dir: str, new_rank=48) -> tuple[np.ndarray, np.ndarray, str]:
-  """``(old, new, note)``: rank-32 SVD of the first half by time vs one of all."""
-  table = np.loadtxt(os.path.join(data_dir, "ml-100k.inter"), skiprows=1)
-  users, items, when = table[:, 0].astype(int), table[:, 1].astype(int), table[:, 3]
-  shape = (users.max() + 1, items.max() + 1)
-  early = when <= np.median(when)
-  old = _svd_items(users[early], items[early], shape, 32)
-  new = _svd_items(users, items, shape, new_rank)
-  both = np.intersect1d(items[early], items)  # seen in both windows
-  note = (
-    f"{len(both)} items; old: rank-32 SVD of the first half of the interactions "
-    f"by time, new: rank-{new_rank} SVD of all"
-  )
-  return old[both], new[both], note
-
-
-def run_pair(workdir, strategy, versions) -> tuple[np.ndarray, np.ndarray, str]:
-  """``(old, new, note)``: two versions' own item embeddings, via experiments.export."""
-  from experiments import export
-
-  rows = []
-  with tempfile.TemporaryDirectory() as tmp:
-    for v in versions:
-      path = os.path.join(tmp, f"v{v}.npz")
-      export.export(workdir, strategy, int(v), path, from_version=int(v))
-      with np.load(path) as f:
-        rows.append((f["ids"], f["embeddings"]))
-  (old_ids, old), (new_ids, new) = rows
-  # A later version's graph has more nodes: the items both versions have.
-  old_rows, new_rows = match(old_ids, new_ids)
-  old, new = old[old_rows], new[new_rows]
-  with open(os.path.join(workdir, "config.json")) as f:
-    config = json.load(f)["config"]
-  note = (
-    f"{len(old)} {config['dataset']} items; versions {versions[0]} "
-    f"({old.shape[1]} dims) and {versions[1]} ({new.shape[1]} dims) of "
-    f"{strategy} ({config['epochs']} epochs per version, layers "
-    f"{config['layers']}), exported by experiments.export"
-  )
-  return old, new, note
 
 
 def rebasis_candidates(python: str, split: dict, path=()) -> tuple[dict, dict]:
@@ -203,11 +153,18 @@ def rebasis_rule(recall: list[float], n_params: list[int]) -> int:
 def one_seed(old, new, seed: int, python: str, path=(), previous=None) -> dict:
   """Auto and the peers on one split of one pair: their choices and test measures.
 
+  ``bcjax`` is auto as it is (k-fold validation over the train ids);
+  ``bcjax_one_split`` is the choice its first fold alone makes, which is
+  auto with ``folds=1``, the rule before folds, refitted on all train ids;
+  ``bcjax_folds`` what each fold alone chose. The peers are given auto's
+  first fold: its fit rows to fit on, its validation rows to pick on.
+
   ``previous``: this seed's entry of an earlier run on the same pair; its
   peers' sides are kept (the split and the rows each peer is given depend on
   the seed alone) and only the missing ones are computed. Auto is fitted
   again, since its rows say what the peers are given; ``reused`` records
-  whether its test measures came out as before.
+  whether its test measures came out as before (an entry from before folds
+  holds the one-split auto as ``bcjax``).
   """
   train, test = split_ids(len(old), 0.2, seed)
   old_train, new_train = old[train], new[train]
@@ -220,6 +177,29 @@ def one_seed(old, new, seed: int, python: str, path=(), previous=None) -> dict:
     m = align.measures.evaluate(old, new, bridged, test, k=K, seed=seed)
     return {key: m[key] for key in MEASURES}
 
+  def described(c) -> dict:
+    return {
+      "family": c.family,
+      "hparams": str(c.hparams),
+      "center": c.center,
+      "normalize": c.normalize,
+    }
+
+  ours = measure(bridge.apply(new[test]))
+  first = sel.candidates[sel.fold_chosen[0]]
+  if sel.fold_chosen[0] == sel.chosen:
+    one_split = ours
+  else:
+    alone = align.fit(
+      old=old_train,
+      new=new_train,
+      family=first.family,
+      hparams=first.hparams,
+      center=first.center,
+      normalize=first.normalize,
+      seed=seed,
+    )
+    one_split = measure(alone.apply(new[test]))
   out = {
     "seed": seed,
     "rows": {
@@ -228,14 +208,17 @@ def one_seed(old, new, seed: int, python: str, path=(), previous=None) -> dict:
       "test": len(test),
     },
     "bcjax": {
-      "family": bridge.family,
-      "hparams": str(bridge.hparams),
-      "center": bridge.center,
-      "normalize": bridge.normalize,
+      **described(sel.choice),
       "validation": sel.choice.score,
       "candidates": len(sel.candidates),
+      "folds": len(sel.folds),
       "seconds": bcjax_seconds,
-      **measure(bridge.apply(new[test])),
+      **ours,
+    },
+    "bcjax_one_split": {**described(first), **one_split},
+    "bcjax_folds": {
+      "chosen": [_name(sel.candidates[i]) for i in sel.fold_chosen],
+      "agreement": sel.fold_agreement,
     },
   }
   kept = {}
@@ -247,11 +230,13 @@ def one_seed(old, new, seed: int, python: str, path=(), previous=None) -> dict:
       for key, value in previous.items()
       if key.startswith(("rebasis", "vectormigrate"))
     }
+    side = "bcjax_one_split" if "bcjax_one_split" not in previous else "bcjax"
     before = {key: previous["bcjax"][key] for key in MEASURES}
-    same = before == {key: out["bcjax"][key] for key in MEASURES}
+    same = before == {key: out[side][key] for key in MEASURES}
     out["reused"] = {
       "sides": sorted({key.split("_")[0] for key in kept}),
       "bcjax_reproduced": same,
+      "compared": side,
       **({} if same else {"bcjax_before": before}),
     }
   if "rebasis" not in kept:
@@ -261,6 +246,12 @@ def one_seed(old, new, seed: int, python: str, path=(), previous=None) -> dict:
   if "vectormigrate" not in kept:
     kept.update(vm.side(old, new, train, test, sel, seed, python, measure, K, path))
   return {**out, **kept}
+
+
+def _name(c) -> str:
+  """A candidate as the tables name it: ``family{hparams}+centre+L2``."""
+  marks = ("+centre" if c.center else "") + ("+L2" if c.normalize else "")
+  return f"{c.family}{c.hparams}{marks}"
 
 
 def rebasis_side(old_train, new_train, new_test, sel, measure, python, path) -> dict:
@@ -353,6 +344,24 @@ def _vectormigrate_summary(every: list[dict]) -> dict:
   }
 
 
+def built_in_pairs(names, data_dir) -> dict:
+  """The pairs ``--pairs`` names that this module makes itself."""
+  made = {}
+  if "rotation" in names:
+    made["rotation"] = rotation_pair()
+  if "ml100k-svd" in names:
+    made["ml100k-svd"] = ml100k_pair(data_dir)
+  if "ml100k-svd-32" in names:
+    # Equal widths: a real pair vectormigrate's adapters accept.
+    made["ml100k-svd-32"] = ml100k_pair(data_dir, new_rank=32)
+  if any(n.startswith("digits-") for n in names):
+    made.update({n: p for n, p in digits_pairs().items() if n in names})
+  unknown = sorted(set(names) - set(made))
+  if unknown:
+    raise app.UsageError(f"--pairs: no pair {unknown[0]!r}; see {PAIRS}")
+  return made
+
+
 def main(argv):
   del argv  # absl's, less the flags: the command is sys.argv's
   if FLAGS.markdown_only:
@@ -363,12 +372,7 @@ def main(argv):
   command = "python -m benchmarks.align_peers " + " ".join(
     shlex.quote(a) for a in sys.argv[1:]
   )
-  pairs = {}
-  if not FLAGS.only_run:
-    pairs["rotation"] = rotation_pair()
-    pairs["ml100k-svd"] = ml100k_pair(FLAGS.data_dir)
-    # Equal widths: the one real pair vectormigrate's adapters accept.
-    pairs["ml100k-svd-32"] = ml100k_pair(FLAGS.data_dir, new_rank=32)
+  pairs = {} if FLAGS.only_run else built_in_pairs(FLAGS.pairs, FLAGS.data_dir)
   seed_list = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
   results = {"k": K, "seed_list": seed_list, "pairs": {}, "skipped": None}
   earlier = {}
@@ -379,8 +383,8 @@ def main(argv):
       if (before["k"], before["seed_list"]) != (K, seed_list):
         raise app.UsageError(f"--reuse: {FLAGS.out}.json ran other seeds or K")
       earlier = before["pairs"]
-    if FLAGS.only_run:  # adds the runs' pairs to a finished run of the others
-      results = before
+    # The pairs not run now stay as they were (each says what made it).
+    results = before
     command = before.get("run", {}).get("command", "") + "; " + command
   strategies = FLAGS.run_strategy * (
     len(FLAGS.run_workdir) if len(FLAGS.run_strategy) == 1 else 1
@@ -391,34 +395,46 @@ def main(argv):
       dataset = json.load(f)["config"]["dataset"]
     first, last = FLAGS.run_versions
     pairs[f"{dataset}-{strategy}-v{first}-v{last}"] = (old, new, note)
-  results["skipped"] = (
-    None if FLAGS.run_workdir else "a bcjax run's versions (no --run_workdir)"
-  )
+  has_run = any(re.search(r"-v\d+-v\d+$", n) for n in [*results["pairs"], *pairs])
+  results["skipped"] = None if has_run else "a bcjax run's versions (no --run_workdir)"
   for name, (old, new, note) in pairs.items():
     kept = earlier.get(name, {"note": note, "seeds": []})
     if kept["note"] != note:
       raise ValueError(f"--reuse: {name} was made otherwise: {kept['note']}")
     kept = {s["seed"]: s for s in kept["seeds"]}
-    seeds = [
-      one_seed(old, new, s, FLAGS.peers_python, FLAGS.peers_path, kept.get(s))
-      for s in seed_list
-    ]
-    results["pairs"][name] = {"note": note, "seeds": seeds, "summary": summarize(seeds)}
-    print(f"{name}: {json.dumps(results['pairs'][name]['summary'])}", flush=True)
-  results["environment"] = {"python": sys.version.split()[0]}
-  results["run"] = _run_summary(results, command)
+    seeds = []
+    for s in seed_list:
+      seeds.append(
+        one_seed(old, new, s, FLAGS.peers_python, FLAGS.peers_path, kept.get(s))
+      )
+      print(f"{name} seed {s}: {seed_line(seeds[-1])}", flush=True)
+    results["pairs"][name] = {
+      "note": note,
+      "r_squared": {
+        "new_to_old": r_squared(new, old),
+        "old_to_new": r_squared(old, new),
+      },
+      "command": command.rsplit("; ", 1)[-1],
+      "seeds": seeds,
+      "summary": summarize(seeds),
+    }
+    # Written after every pair: a run stopped later keeps what it finished.
+    results["environment"] = {"python": sys.version.split()[0]}
+    results["run"] = _run_summary(results, command)
+    _write(results, quiet=True)
   _write(results)
 
 
-def _write(results: dict) -> None:
-  """``--out``'s .json and .md, with ``--notes``'s text."""
+def _write(results: dict, quiet: bool = False) -> None:
+  """``--out``'s .json and .md, with ``--notes``'s text (printed unless quiet)."""
   if FLAGS.notes:
     with open(FLAGS.notes) as f:
       results["notes"] = f.read()
   write_json(FLAGS.out + ".json", results)
   with atomic_open(FLAGS.out + ".md") as f:
     f.write(to_markdown(results))
-  print(to_markdown(results))
+  if not quiet:
+    print(to_markdown(results))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bcjax import align
-from bcjax.align import fitting, measures
+from bcjax.align import fitting, measures, selection
 from bcjax.errors import InputError
 
 WIDTHS = [(8, 8), (12, 8), (8, 12)]
@@ -294,8 +294,11 @@ def test_auto_reads_only_the_rows_it_is_given(monkeypatch):
   assert len(val_rows) == 60 and len(fit_rows) == 240
   assert not set(fit_rows) & set(val_rows)
   np.testing.assert_array_equal(np.union1d(fit_rows, val_rows), np.arange(300))
-  # Each score is the candidate fitted on the fit rows alone, scored on the
-  # validation rows alone.
+  # Five folds of 60: disjoint, every given row a query once, the first
+  # fold the recorded split.
+  assert [len(f) for f in sel.folds] == [60] * 5 and sel.queries == 300
+  np.testing.assert_array_equal(np.sort(np.concatenate(sel.folds)), np.arange(300))
+  np.testing.assert_array_equal(sel.folds[0], val_rows)
   # The index is the validation rows, then the other given rows (all of
   # them, fewer than AUTO_INDEX here).
   np.testing.assert_array_equal(sel.index_rows[:60], val_rows)
@@ -304,24 +307,46 @@ def test_auto_reads_only_the_rows_it_is_given(monkeypatch):
   assert [(c.center, c.normalize) for c in sel.candidates] == [(True, False)] * 3 + [
     (True, True)
   ] * 3
-  for c in sel.candidates:
-    alone = align.fit(
-      old=given_old[fit_rows],
-      new=given_new[fit_rows],
-      family=c.family,
-      hparams=c.hparams,
-      center=True,
-      normalize=c.normalize,
-    )
-    queries = alone.apply(given_new[val_rows])
-    index = given_old[sel.index_rows]
-    assert c.self_recall == pytest.approx(
-      measures.self_recall(index, queries, np.arange(60), 10)
-    )
-    assert c.overlap == pytest.approx(
-      measures.neighbour_overlap(index, queries, np.arange(60), 10)
-    )
+  # Restated: each candidate fitted on the rows outside a fold alone, scored
+  # on the fold's queries among the fold's and then the other given rows.
+  per_fold = []  # per fold, per candidate: each query's score
+  hits, overlaps = np.zeros(len(sel.candidates)), np.zeros(len(sel.candidates))
+  for fold in sel.folds:
+    rest = np.setdiff1d(np.arange(300), fold)
+    index = given_old[np.concatenate([fold, rest])]
+    scores = []
+    for i, c in enumerate(sel.candidates):
+      alone = align.fit(
+        old=given_old[rest],
+        new=given_new[rest],
+        family=c.family,
+        hparams=c.hparams,
+        center=True,
+        normalize=c.normalize,
+      )
+      hit, overlap = measures.query_scores(
+        index, alone.apply(given_new[fold]), np.arange(len(fold)), 10
+      )
+      hits[i] += hit.sum()
+      overlaps[i] += overlap.sum()
+      scores.append((hit + overlap) / 2)
+    per_fold.append(scores)
+  for c, hit, overlap in zip(sel.candidates, hits, overlaps, strict=True):
+    assert c.self_recall == pytest.approx(hit / 300)
+    assert c.overlap == pytest.approx(overlap / 300)
     assert c.score == pytest.approx((c.self_recall + c.overlap) / 2)
+  # The rule on all folds' queries pooled; each fold's own choice recorded.
+  params = [c.num_params for c in sel.candidates]
+  pooled = [np.concatenate([f[i] for f in per_fold]) for i in range(len(params))]
+  assert sel.chosen == align.choose(pooled, params)[0]
+  assert sel.fold_chosen == tuple(align.choose(f, params)[0] for f in per_fold)
+  assert sel.fold_agreement == np.mean([c == sel.chosen for c in sel.fold_chosen])
+  # One fold is the first fold alone: its split, and its fold's choice.
+  single = align.fit(
+    old=given_old, new=given_new, grid=grid, seed=5, center=True, folds=1
+  ).selection
+  np.testing.assert_array_equal(single.validation_rows, val_rows)
+  assert single.chosen == sel.fold_chosen[0] and len(single.folds) == 1
   # The choice, preprocessing and all, is refitted on all given rows.
   direct = align.fit(
     old=given_old,
@@ -335,22 +360,48 @@ def test_auto_reads_only_the_rows_it_is_given(monkeypatch):
   np.testing.assert_allclose(
     bridge.apply(given_new), direct.apply(given_new), atol=1e-6
   )
-  # Distractors are capped, and drawn from the fit rows only.
-  monkeypatch.setattr(fitting, "AUTO_INDEX", 100)
-  capped = align.fit(
-    old=given_old, new=given_new, grid=grid, seed=5, center=True
-  ).selection
-  assert len(capped.index_rows) == 100
-  assert set(capped.index_rows[60:]) <= set(fit_rows)
-  # The split is the seed's.
+  # The folds and the choice are the seed's: the same seed, the same ones.
   again = align.fit(
     old=given_old, new=given_new, grid=grid, seed=5, center=True
   ).selection
-  np.testing.assert_array_equal(again.validation_rows, val_rows)
+  for f, g in zip(again.folds, sel.folds, strict=True):
+    np.testing.assert_array_equal(f, g)
+  assert (again.chosen, again.fold_chosen) == (sel.chosen, sel.fold_chosen)
+  assert [c.score for c in again.candidates] == [c.score for c in sel.candidates]
   other = align.fit(
-    old=given_old, new=given_new, grid=grid, seed=6, center=True
+    old=given_old, new=given_new, grid=grid, seed=6, center=True, folds=1
   ).selection
   assert not np.array_equal(other.validation_rows, val_rows)
+  # Distractors are capped, and drawn from the fit rows only.
+  monkeypatch.setattr(fitting, "AUTO_INDEX", 100)
+  capped = align.fit(
+    old=given_old, new=given_new, grid=grid, seed=5, center=True, folds=1
+  ).selection
+  assert len(capped.index_rows) == 100
+  assert set(capped.index_rows[60:]) <= set(fit_rows)
+
+
+def test_validation_folds_are_blocks_of_the_seeds_permutation():
+  order, parts = selection.validation_folds(1173, 7, 0.2, 5000, 5)
+  np.testing.assert_array_equal(order, np.random.default_rng(7).permutation(1173))
+  # round(0.2 * 1173) = 235: four blocks of 235 and the 233 rows left.
+  assert [len(p) for p in parts] == [235, 235, 235, 235, 233]
+  np.testing.assert_array_equal(np.concatenate(parts), order)
+  # At most max_validation rows in all: a large input gets one split.
+  assert [len(p) for p in selection.validation_folds(30_000, 0, 0.2, 5000, 5)[1]] == [
+    5000
+  ]
+  assert [len(p) for p in selection.validation_folds(12_000, 0, 0.2, 5000, 5)[1]] == [
+    2400
+  ] * 2
+  assert len(selection.validation_folds(1173, 7, 0.2, 5000, 3)[1]) == 3
+  # A last block under 2 rows is no fold; 4 rows are the fewest.
+  assert [len(p) for p in selection.validation_folds(5, 0, 0.2, 5000, 5)[1]] == [2, 2]
+  with pytest.raises(InputError, match="at least 4 rows"):
+    selection.validation_folds(3, 0, 0.2, 5000, 5)
+  for bad in (0, 1.5, True):
+    with pytest.raises(InputError, match="folds must be a positive integer"):
+      selection.validation_folds(100, 0, 0.2, 5000, bad)
 
 
 def test_auto_skips_families_that_cannot_map_the_widths_and_saves_its_choice(tmp_path):

@@ -9,8 +9,8 @@ behind them. (Backward transforms trained *with* an embedding model live in
 
 * :func:`fit` (:mod:`bcjax.align.fitting`): one family, or ``family="auto"``
   choosing a family, its hyper-parameters and whether to centre and
-  L2-normalise by validation self-retrieval and neighbour overlap, with a
-  paired one-standard-error rule.
+  L2-normalise by k-fold validation self-retrieval and neighbour overlap,
+  with a paired one-standard-error rule (:mod:`bcjax.align.selection`).
 * Families (:mod:`bcjax.align.families`, :mod:`bcjax.align.mlp`; the
   preprocessing and moments they share in :mod:`bcjax.align.moments`), each with
   its hyper-parameters as a frozen dataclass: ``linear`` (:class:`LinearHP`),
@@ -66,8 +66,9 @@ from bcjax.align.families import (
   get_family,
   register_family,
 )
-from bcjax.align.fitting import AUTO, Candidate, Selection, choose, fit
+from bcjax.align.fitting import AUTO, fit
 from bcjax.align.mlp import MLPHP
+from bcjax.align.selection import Candidate, Selection, choose
 from bcjax.align.store import AlignRegistry
 
 __all__ = [

@@ -73,7 +73,7 @@ class Bridge:
     d_new: input width.
     d_old: output width.
     prep: normalisation and means (zero means: not centred).
-    selection: for ``family="auto"``, the :class:`bcjax.align.fitting.Selection`
+    selection: for ``family="auto"``, the :class:`bcjax.align.selection.Selection`
       (every candidate's validation score, the rule's choice); else None.
   """
 
