@@ -9,7 +9,12 @@ import pytest
 from bcjax import align
 from bcjax.align import families
 from bcjax.align.protocol import split_ids
-from benchmarks import align_peers, align_peers_report, align_vectormigrate
+from benchmarks import (
+  align_pairs,
+  align_peers,
+  align_peers_report,
+  align_vectormigrate,
+)
 
 
 def _seed(seed, ours, theirs, vm=None):
@@ -93,13 +98,102 @@ def test_paired_intervals_and_table():
   assert "| square | self-retrieval@10 | 0.8000 |" in table
   assert "| 0.7500 | +0.0500 [-0.0742, +0.1742] |" in table
   assert (
-    "| rotation | 3 rows | orthogonal+L2 (2), orthogonal+centre+L2 (1) | "
+    "| rotation | 3 rows | - | orthogonal+L2 (2), orthogonal+centre+L2 (1) | "
     "procrustes (3) | linear (3) | refused: ValueError: widths (new 4 dims, "
     "old 2 dims) |"
   ) in table
   assert "| square | 3 square rows |" in table and "| affine+L2 (3) |" in table
   assert "Not run: a bcjax run's versions (no --run_workdir)" in table
   assert table.endswith("## Findings\n\nmade up\n")
+
+
+def _scored(seed, ours, one_split, pick, candidates):
+  """A seed with every side: auto, its one split, rebasis's pick and candidates."""
+  both = lambda v: {"self_recall": v, "neighbour_overlap": v / 2}  # noqa: E731
+  return {
+    "seed": seed,
+    "bcjax": {"family": "linear", "hparams": "h", "folds": 5, **both(ours)},
+    "bcjax_one_split": {
+      "family": "orthogonal" if seed % 2 else "linear",
+      "hparams": "h",
+      **both(one_split),
+    },
+    "bcjax_folds": {"chosen": ["a"] * 5, "agreement": 0.6 + 0.2 * (seed % 2)},
+    "rebasis": {"method": "linear", **both(pick)},
+    "rebasis_candidates": {n: both(v) for n, v in candidates.items()},
+  }
+
+
+def test_holm_verdicts_hindsight_gap_and_stability():
+  rng = np.random.default_rng(3)
+  pairs, diffs = {}, {}
+  # Three pairs: auto clearly ahead, a tie, and behind by a little.
+  for name, shift in [("ahead", 0.05), ("tie", 0.0), ("behind", -0.006)]:
+    seeds = []
+    for i in range(8):
+      pick = 0.6 + 0.01 * i
+      ours = pick + shift + rng.normal(0, 0.002)
+      best = pick + 0.003  # the best candidate, on every seed
+      seeds.append(_scored(i, ours, ours - 0.01, pick, {"linear": pick, "mlp": best}))
+    pairs[name] = {"note": name, "seeds": seeds}
+    diffs[name] = [
+      s["bcjax"]["self_recall"] - s["rebasis"]["self_recall"] for s in seeds
+    ]
+  summaries = {n: align_peers_report.summarize(p["seeds"]) for n, p in pairs.items()}
+  got = align_peers_report.verdicts(summaries)
+  # Brute force: scipy's paired t-test, Holm by its definition over 6 tests.
+  from scipy import stats
+
+  cells = [(n, m) for n in pairs for m in align_peers_report.MEASURES]
+  p = []
+  for n, m in cells:
+    scale = 1.0 if m == "self_recall" else 0.5
+    p.append(stats.ttest_1samp(np.array(diffs[n]) * scale, 0.0).pvalue)
+  for i, cell in enumerate(cells):
+    bigger = sorted(range(6), key=lambda j: p[j])
+    rank = bigger.index(i)
+    holm = max(min(1.0, (6 - r) * p[bigger[r]]) for r in range(rank + 1))
+    assert got[cell]["p"] == pytest.approx(p[i], rel=1e-6)
+    assert got[cell]["p_holm"] == pytest.approx(holm, rel=1e-6)
+  assert got["ahead", "self_recall"]["verdict"] == "ahead"
+  assert got["tie", "neighbour_overlap"]["verdict"] == "tie"
+  assert got["behind", "self_recall"]["verdict"] == "behind"
+  # The best candidate in hindsight is mlp on every pair; auto - it, paired.
+  h = summaries["tie"]["combined"]["hindsight"]
+  want = [
+    0.75 * (s["bcjax"]["self_recall"] - s["rebasis_candidates"]["mlp"]["self_recall"])
+    for s in pairs["tie"]["seeds"]
+  ]
+  assert h["method"] == "mlp"
+  assert h["difference"]["mean"] == pytest.approx(np.mean(want))
+  one = summaries["tie"]["self_recall"]["difference_one_split"]
+  assert one["mean"] == pytest.approx(0.01)
+  assert summaries["tie"]["combined"]["spread"]["rebasis"] == pytest.approx(
+    0.75 * np.std([0.6 + 0.01 * i for i in range(8)], ddof=1)
+  )
+  table = align_peers_report.to_markdown({"seed_list": list(range(8)), "pairs": pairs})
+  assert "Resolved behind rebasis's pick after Holm: behind self-retrieval@10" in table
+  assert "| ahead | mean of both | " in table and "| mlp | " in table
+  # Fold agreement 0.6 and 0.8 alternate: 0.70; one split chose 2 kinds.
+  assert "| tie | 5 | 0.70 | 1 | 2 | " in table
+  assert "Pairs whose mean gap is below -0.005: behind." in table
+
+
+def test_r_squared_is_the_closed_form_affine_fit():
+  from sklearn.linear_model import LinearRegression
+  from sklearn.metrics import r2_score
+
+  rng = np.random.default_rng(0)
+  new = rng.normal(size=(300, 5))
+  old = np.tanh(new @ rng.normal(size=(5, 3))) + 0.1 * rng.normal(size=(300, 3))
+  fitted = LinearRegression().fit(new, old).predict(new)
+  assert align_pairs.r_squared(new, old) == pytest.approx(
+    r2_score(old, fitted, multioutput="variance_weighted")
+  )
+  assert align_pairs.r_squared(new, new @ rng.normal(size=(5, 3)) + 2.0) == (
+    pytest.approx(1.0)
+  )
+  assert align_pairs.r_squared(new, old) < 0.95
 
 
 def test_rebasis_rule_ties_within_its_tolerance_to_fewer_parameters():

@@ -342,11 +342,24 @@ def bridge_summary(bridge, fit_seconds: float) -> dict:
   }
 
 
+def _folds(s: dict) -> str:
+  """Where auto validated: its folds and queries (one split before folds)."""
+  folds = s.get("folds", 1)
+  if folds == 1:
+    return f"on {s['validation_rows']} validation rows"
+  agree = round(s["fold_agreement"] * folds)
+  return (
+    f"by {folds}-fold validation on {s['queries']} validation queries (each "
+    f"fold's candidates fitted on the rows outside it; {agree} of the {folds} "
+    "folds alone choose the same)"
+  )
+
+
 def selection_lines(s: dict) -> list[str]:
   """``auto``'s rule and its candidates' validation scores."""
   lines = [
     "",
-    f"auto: on {s['validation_rows']} validation rows, score = mean of "
+    f"auto: {_folds(s)}, score = mean of "
     f"self-retrieval Recall@{s['k']} and neighbour overlap@{s['k']}; a "
     "candidate within one standard error of its per-query difference from "
     "the best is tied with it, and ties go to fewer parameters",
