@@ -107,6 +107,12 @@ def define_flags():
   flags.DEFINE_list(
     "pairs", list(PAIRS), "The pairs made here to run (with --reuse, others stay)."
   )
+  flags.DEFINE_list(
+    "rerun",
+    [],
+    "With --reuse: pairs whose peers are run anew (their rows changed, e.g. "
+    "a run retrained).",
+  )
   flags.DEFINE_list("run_workdir", [], "bcjax runs, one pair each (versions below).")
   flags.DEFINE_list(
     "run_strategy", ["nobc"], "Their strategies (one: the same for every run)."
@@ -398,7 +404,8 @@ def main(argv):
   has_run = any(re.search(r"-v\d+-v\d+$", n) for n in [*results["pairs"], *pairs])
   results["skipped"] = None if has_run else "a bcjax run's versions (no --run_workdir)"
   for name, (old, new, note) in pairs.items():
-    kept = earlier.get(name, {"note": note, "seeds": []})
+    fresh = {"note": note, "seeds": []}
+    kept = fresh if name in FLAGS.rerun else earlier.get(name, fresh)
     if kept["note"] != note:
       raise ValueError(f"--reuse: {name} was made otherwise: {kept['note']}")
     kept = {s["seed"]: s for s in kept["seeds"]}
