@@ -102,7 +102,8 @@ def step_markdown(results: dict) -> str:
       if "ids" in results
       else []
     ),
-    f"rows: {rows['fit']} fit, {rows['validation']} validation, {rows['test']} "
+    f"rows: {rows['fit']} fit, {rows['validation']} validation"
+    f"{_first_fold(results.get('selection'))}, {rows['test']} "
     f"test (queries; the index is all {m['index']} old vectors); centred: "
     f"{b['center']}, normalised: {b['normalize']}",
     "",
@@ -340,6 +341,12 @@ def bridge_summary(bridge, fit_seconds: float) -> dict:
     "num_params": bridge.num_params,
     "fit_seconds": fit_seconds,
   }
+
+
+def _first_fold(s: dict | None) -> str:
+  """`` (auto's first fold of F)`` where auto validated by folds."""
+  folds = 1 if s is None else s.get("folds", 1)
+  return "" if folds == 1 else f" (auto's first fold of {folds})"
 
 
 def _folds(s: dict) -> str:
