@@ -262,6 +262,32 @@ def _stability_lines(results: dict, summaries: dict) -> list[str]:
   ]
 
 
+def _folds_run(results: dict) -> int:
+  """The most folds auto validated by on any split (1 before folds)."""
+  return max(
+    s["bcjax"].get("folds", 1) for p in results["pairs"].values() for s in p["seeds"]
+  )
+
+
+def _command_lines(results: dict) -> list[str]:
+  """Every command that wrote the .json, in order, and which pairs each ran."""
+  commands = results["run"]["command"].split("; ")
+  made = collections.defaultdict(list)
+  for name, pair in results["pairs"].items():
+    made[pair.get("command")].append(name)
+  lines = [
+    "",
+    "Commands, in order (a later one re-using, with --reuse, the earlier "
+    "ones' peer sides of the pairs it names):",
+    "",
+  ]
+  for i, command in enumerate(commands, 1):
+    names = made.get(command)
+    last = f" Last ran: {', '.join(names)}." if names else ""
+    lines.append(f"{i}. `{command}`{last}")
+  return lines
+
+
 def _picks(seeds: list[dict], side: str) -> str:
   return _counts(s[side]["method"] for s in seeds if "method" in s.get(side, {}))
 
@@ -344,7 +370,8 @@ def to_markdown(results: dict) -> str:
       f"{', '.join(run['rebasis_skipped']) or 'none'} (torch "
       f"{'installed' if run['rebasis_torch'] else 'not installed'}). "
       f"Seconds per split (mean): bcjax auto {run['bcjax_seconds']:.1f} "
-      f"(in-process, {run['bcjax_candidates']} candidates), rebasis "
+      f"(in-process, {run['bcjax_candidates']} candidates x "
+      f"{_folds_run(results)} folds), rebasis "
       f"{run['rebasis_seconds']:.1f} (a subprocess, both fits).",
     ]
     if run.get("vectormigrate_version"):
@@ -358,7 +385,7 @@ def to_markdown(results: dict) -> str:
         f"split (mean): {run['vectormigrate_seconds']:.1f} (a subprocess, both "
         "fits).",
       ]
-    lines += ["", f"Command: `{run['command']}`"]
+    lines += _command_lines(results)
   if results.get("skipped"):
     lines += ["", f"Not run: {results['skipped']}"]
   if results.get("notes"):
