@@ -277,7 +277,7 @@ def rebasis_side(old_train, new_train, new_test, sel, measure, python, path) -> 
     path,
   )
   rebasis_seconds = time.perf_counter() - tick
-  # Every rebasis candidate on auto's validation queries and index.
+  # Every rebasis candidate on auto's first fold's validation queries and index.
   index, rows = old_train[sel.index_rows], np.arange(held)
   truth = align.measures.query_truth(index, rows, K)
   names = [c["name"] for c in meta["candidates"]]

@@ -1,10 +1,10 @@
 """vectormigrate's side of ``benchmarks.align_peers``, and the peers' worker call.
 
 vectormigrate 1.0.1's adapters (:mod:`benchmarks.vectormigrate_worker`) are
-fitted in the peers' venv on the same fit rows bcjax's auto used, each raw
-and L2-normalised, and refitted on all train rows. vectormigrate has no rule
-that picks among them, so they are scored on auto's validation queries
-(searched among auto's validation index) and picked by auto's own rule
+fitted in the peers' venv on the fit rows of bcjax auto's first fold, each
+raw and L2-normalised, and refitted on all train rows. vectormigrate has no
+rule that picks among them, so they are scored on that fold's validation
+queries (searched among its validation index) and picked by auto's rule
 (:func:`bcjax.align.choose`: the paired one-standard-error rule on the mean
 of self-retrieval hit@K and overlap@K, ties to fewer parameters). The pick by
 vectormigrate's own measure (highest validation ``mean_cosine_similarity``)

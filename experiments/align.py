@@ -15,8 +15,8 @@ integers or strings; what ``experiments.export`` writes). Bridge ``k`` maps
 version ``k`` to ``k - 1``, fitted on the ids both have (``.npy`` rows match
 by row). For each bridge the ids are split (seeded) into a test part
 (``--test_fraction``) and the rest, which :func:`bcjax.align.fit` receives
-alone; with ``--family=auto`` it splits its own validation part from those
-rows (the fit / validation / test sizes are all reported) and, unless
+alone; with ``--family=auto`` it validates by 5 folds of those rows alone
+(the first fold's fit / validation sizes and the test size are reported) and, unless
 ``--center`` / ``--nocenter`` and ``--normalize`` / ``--nonormalize`` fix
 them, chooses there whether to centre and to L2-normalise too. The test rows
 are the queries of every measure (:func:`bcjax.align.measures.evaluate`), the
@@ -175,7 +175,7 @@ def define_flags() -> None:
     None,
     "L2-normalise rows before fitting and applying; unset: as --center.",
   )
-  flags.DEFINE_integer("seed", 0, "Seeds the test split, auto's split and SGD.")
+  flags.DEFINE_integer("seed", 0, "Seeds the test split, auto's folds and SGD.")
   flags.DEFINE_float("test_fraction", 0.2, "Share of the ids held out as test rows.")
   flags.DEFINE_integer(
     "k", 10, "K of Recall@K, neighbour overlap@K, class retrieval@K."
