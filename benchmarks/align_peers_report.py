@@ -310,8 +310,8 @@ def to_markdown(results: dict) -> str:
     f"{len(seeds) if seeds else results.get('seeds', '?')} split seeds"
     + (f" {seeds[0]}..{seeds[-1]}" if seeds else "")
     + "; differences: mean and 95% Student-t interval of the per-seed "
-    f"difference; p: paired t-test, Holm-adjusted over its {len(judged)} pairs x "
-    "measures)",
+    f"difference; p: paired t-test, Holm-adjusted over all {len(judged)} tests (pairs x "
+    "measures))",
     "",
     "| pair | measure | bcjax auto | rebasis | auto - rebasis | p (Holm) | "
     "verdict | rebasis by auto's rule | auto - that | vectormigrate by auto's "
