@@ -1,9 +1,13 @@
 """The stop-rule probe: patience replayed on whole curves, as the fits stop."""
 
+import json
+import os
+
 import pytest
 
 from bcjax.errors import InputError
 from experiments import stop_probe
+from experiments.configs import converged
 
 
 def _curve(values, every=5):
@@ -70,3 +74,37 @@ def test_a_lower_cap_cuts_the_curves_and_costs_regret_against_the_whole():
   assert capped["regret_mean"] == pytest.approx(9.0)
   with pytest.raises(InputError, match="the curves end at epoch 30; expected caps"):
     stop_probe.probe(results, [100], caps=[30])
+
+
+# Points of selection Recall@50 (set after reading the probe: patiences 15
+# and 30 left fits 7 to 10 points below their curve's best).
+MAX_REGRET = 4.0
+PROBE_DIR = os.path.join(os.path.dirname(__file__), "..", "experiments", "results")
+
+
+def test_the_committed_probe_follows_from_its_curves_and_backs_the_converged_rule():
+  folder = os.path.join(PROBE_DIR, "stop_probe")
+  with open(os.path.join(folder, "ml100k_300_probe.json")) as f:
+    record = json.load(f)
+  with open(os.path.join(folder, "ml100k_300", "results.json")) as f:
+    run = json.load(f)
+  patiences = sorted({int(key.split("@")[0]) for key in record["rules"]})
+  caps = sorted({int(key.split("@")[1]) for key in record["rules"] if "@" in key})
+  assert stop_probe.probe(run, patiences, caps)["rules"] == record["rules"]
+  # The converged config's rule is the probe's choice: the smallest patience
+  # (at the cap the curves ran to) that leaves no probed fit more than
+  # MAX_REGRET points below its curve's best, with at most 10% of the fits
+  # still rising at their stop and at most 10% capped, on every strategy.
+  config = converged.get_config()
+  assert config.epochs == run["config"]["epochs"]
+
+  def meets(patience):
+    rows = record["rules"][str(patience)].values()
+    return all(
+      r["regret_max"] < MAX_REGRET
+      and r["rising"] <= 0.1 * r["fits"]
+      and r["capped"] <= 0.1 * r["fits"]
+      for r in rows
+    )
+
+  assert min(p for p in patiences if meets(p)) == config.patience

@@ -7,9 +7,11 @@ its kept epoch 45 epochs old. The selection curves are noisy and still climb
 slowly long after their first plateau, so a short patience stops on noise:
 the rule was chosen by ``experiments.stop_probe``, which replays candidate
 patiences and caps on whole curves of fits run without patience on tuning
-seeds (nobc and joint-linear-mloss on MovieLens-100K), for the fewest
-epochs that leave almost no fit capped and the kept epoch close to the
-curve's best. The post-hoc B_k starts from the single-step
+seeds (nobc and joint-linear-mloss on MovieLens-100K): the smallest
+patience that keeps every probed fit within 4 points of selection Recall@50
+of its curve's best, with at most 10% of the fits capped or still rising at
+their stop (``tests/test_stop_probe.py`` checks the choice against the
+committed probe). The post-hoc B_k starts from the single-step
 least-squares solution (``method.posthoc.start="closed_form"``), the
 minimiser of both linear losses, and Adam at the reference's 1e-3 refines
 it for up to 400 epochs, keeping a check only when it lowers the error by
