@@ -90,13 +90,11 @@ def fit_version(
   label: str = "",
   report: Callable[[dict], str] | None = None,
   halves_seed: int = 0,
-  **shared: Any,
+  alignment: Alignment | None = None,
+  graph: BipartiteGraph | None = None,
+  mesh: Mesh | None = None,
 ) -> FitResult:
-  """:func:`fit_version_seeds` of one seed: its arguments, unwrapped.
-
-  ``shared`` are ``fit_version_seeds``'s shared keywords (``alignment``,
-  ``mesh``, ``graph``).
-  """
+  """:func:`fit_version_seeds` of one seed: its arguments, unwrapped."""
 
   def one(value):
     return None if value is None else [value]
@@ -113,7 +111,9 @@ def fit_version(
     labels=[label],
     reports=[report],
     halves_seeds=[halves_seed],
-    **shared,
+    alignment=alignment,
+    graph=graph,
+    mesh=mesh,
   )[0]
 
 
