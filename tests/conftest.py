@@ -6,6 +6,7 @@ with its value for ``JAX_PLATFORMS`` (empty: JAX's own choice).
 """
 
 import atexit
+import contextlib
 import os
 import shutil
 import subprocess
@@ -178,6 +179,27 @@ def small_graph():
   return generate(
     SyntheticSpec(num_users=150, num_items=90, num_interactions=3000, seed=3)
   )
+
+
+@pytest.fixture
+def scratch_registries(monkeypatch):
+  """Components a test registers (a user's extension) are gone after it:
+  every registry is restored in place, and extensions count as not loaded."""
+  from bcjax import extensions
+  from bcjax.align import families
+  from bcjax.components import losses, transforms
+  from bcjax.methods import base
+
+  monkeypatch.setattr(extensions, "_loaded", set())
+  with contextlib.ExitStack() as stack:
+    for registry in (
+      transforms.TRANSFORMS,
+      losses.LOSSES,
+      base.METHODS,
+      families.FAMILIES,
+    ):
+      stack.enter_context(registry.scratch())
+    yield
 
 
 # Files whose tests (or module fixtures) take longest, slowest first: they

@@ -42,7 +42,7 @@ SOURCE = textwrap.dedent(
     families.Family(
       name="scaledlinear",
       hparams=ScaledHP,
-      fit=fit,
+      fn=fit,
       apply=lambda params, x: x @ params["kernel"],
       num_params=lambda hp, d_new, d_old: d_new * d_old,
       grid=lambda d_new, d_old: (ScaledHP(),),

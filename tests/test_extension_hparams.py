@@ -20,11 +20,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from bcjax import extensions
-from bcjax.components import losses, transforms
 from bcjax.errors import InputError
 from bcjax.jobs import config as config_lib
-from bcjax.methods import base, strategies
+from bcjax.methods import strategies
 from bcjax.storage.checkpoints import VersionStore
 
 MODULE = "bcjax_ext_lowrank"
@@ -127,15 +125,11 @@ SOURCE = textwrap.dedent(
 
 
 @pytest.fixture
-def extension(tmp_path, monkeypatch):
+def extension(tmp_path, monkeypatch, scratch_registries):
   """The user's module in ``tmp_path``; registries restored after the test."""
   folder = tmp_path / "ext"
   folder.mkdir()
   (folder / f"{MODULE}.py").write_text(SOURCE)
-  monkeypatch.setattr(transforms, "TRANSFORMS", dict(transforms.TRANSFORMS))
-  monkeypatch.setattr(losses, "LOSSES", dict(losses.LOSSES))
-  monkeypatch.setattr(base, "METHODS", dict(base.METHODS))
-  monkeypatch.setattr(extensions, "_loaded", set())
   monkeypatch.syspath_prepend(str(folder))
   yield folder
   sys.modules.pop(MODULE, None)

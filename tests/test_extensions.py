@@ -23,7 +23,7 @@ import pytest
 from bcjax import extensions, registry
 from bcjax.components import losses, transforms
 from bcjax.jobs import comparison
-from bcjax.methods import Version, base, register_method, strategies
+from bcjax.methods import Version, register_method, strategies
 from experiments.configs import test as test_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,12 +72,9 @@ def register():
 
 
 @pytest.fixture
-def isolated(monkeypatch):
+def isolated(scratch_registries):
   """Registries as they are now, restored after the test."""
-  monkeypatch.setattr(transforms, "TRANSFORMS", dict(transforms.TRANSFORMS))
-  monkeypatch.setattr(losses, "LOSSES", dict(losses.LOSSES))
-  monkeypatch.setattr(base, "METHODS", dict(base.METHODS))
-  monkeypatch.setattr(extensions, "_loaded", set())
+  return scratch_registries
 
 
 def test_extension_runs_compare_end_to_end(isolated, tmp_path):

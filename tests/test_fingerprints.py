@@ -10,8 +10,6 @@ import sys
 
 import pytest
 
-from bcjax import extensions
-from bcjax.components import losses, transforms
 from bcjax.errors import InputError
 from bcjax.jobs import runner
 from bcjax.methods import base as methods_base
@@ -31,13 +29,9 @@ def register():
 
 
 @pytest.fixture
-def isolated(monkeypatch, tmp_path):
+def isolated(monkeypatch, tmp_path, scratch_registries):
   """Registries as they are now, restored after the test; the extension's
   folder on the path."""
-  monkeypatch.setattr(transforms, "TRANSFORMS", dict(transforms.TRANSFORMS))
-  monkeypatch.setattr(losses, "LOSSES", dict(losses.LOSSES))
-  monkeypatch.setattr(methods_base, "METHODS", dict(methods_base.METHODS))
-  monkeypatch.setattr(extensions, "_loaded", set())
   monkeypatch.syspath_prepend(str(tmp_path))
   yield
   sys.modules.pop("fpext", None)

@@ -1,5 +1,6 @@
 """The registries fail loudly; typed results survive their JSON form."""
 
+import contextlib
 import dataclasses
 
 import jax
@@ -8,9 +9,18 @@ import pytest
 
 from bcjax import extensions, methods
 from bcjax.align import families
+from bcjax.components import hparams as hparams_lib
 from bcjax.components import losses, transforms
+from bcjax.components.registries import Entry, Registry
 from bcjax.errors import InputError
 from bcjax.storage.results import VersionResult
+
+REGISTRIES = (
+  transforms.TRANSFORMS,
+  losses.LOSSES,
+  methods.base.METHODS,
+  families.FAMILIES,
+)
 
 
 def _impostor(*args):
@@ -42,7 +52,7 @@ def test_registries_refuse_duplicates_naming_both_and_list_valid_names():
     match="bridge family 'linear' is already registered by "
     "bcjax.align.families._fit_linear; tests.test_registries._impostor registers",
   ):
-    families.register_family(linear._replace(fit=_impostor))
+    families.register_family(dataclasses.replace(linear, fn=_impostor))
   assert families.register_family(linear) is linear  # the same fit again
   assert families.FAMILIES["linear"] is linear
   with pytest.raises(InputError, match="config key 'finetune_m0' of method"):
@@ -60,18 +70,15 @@ def test_registries_refuse_duplicates_naming_both_and_list_valid_names():
 def test_the_same_function_registered_again_replaces_its_entry():
   # A module imported anew, or a notebook cell run twice, registers the same
   # function (module and qualified name) again: allowed.
-  saved = [
-    dict(r) for r in (transforms.TRANSFORMS, losses.LOSSES, methods.base.METHODS)
-  ]
-  try:
-    linear = transforms.TRANSFORMS["linear"].factory
+  with contextlib.ExitStack() as stack:
+    for registry in REGISTRIES:
+      stack.enter_context(registry.scratch())
+    linear = transforms.TRANSFORMS["linear"].fn
     transforms.register_transform(
       "linear", hparams=transforms.TRANSFORMS["linear"].hparams
     )(linear)
     sloss = losses.LOSSES["sloss"]
-    losses.register_loss("sloss", hparams=sloss.hparams_class, check=sloss.check)(
-      sloss.fn
-    )
+    losses.register_loss("sloss", hparams=sloss.hparams, check=sloss.check)(sloss.fn)
     joint = methods.get_method("joint")
     methods.register_method(
       "joint",
@@ -81,15 +88,43 @@ def test_the_same_function_registered_again_replaces_its_entry():
       reads=joint.reads,
       check=joint.check,
     )(joint.fn)
-    assert transforms.TRANSFORMS["linear"].factory is linear
+    assert transforms.TRANSFORMS["linear"].fn is linear
     assert losses.LOSSES["sloss"].fn is sloss.fn
     assert methods.get_method("joint").fn is joint.fn
-  finally:
-    for registry, before in zip(
-      (transforms.TRANSFORMS, losses.LOSSES, methods.base.METHODS), saved
-    ):
-      registry.clear()
-      registry.update(before)
+    orthogonal = families.FAMILIES["orthogonal"]
+    assert families.register_family(dataclasses.replace(orthogonal)) == orthogonal
+
+
+def test_every_registry_has_one_shape():
+  # Transforms, losses, methods and bridge families: a Registry of entries
+  # that each hold a name, a function, a frozen hyperparameter dataclass and
+  # their source, whatever else their kind can do.
+  for registry in REGISTRIES:
+    assert isinstance(registry, Registry) and len(registry) >= 2
+    for name, entry in registry.items():
+      assert isinstance(entry, Entry) and entry.name == name
+      assert callable(entry.fn) and entry.source.startswith("bcjax.")
+      hparams_lib.check_class(registry.kind, name, entry.hparams)
+  # The rules live in the registry, so every kind follows them: a bridge
+  # family with mutable hyperparameters is refused as a method is.
+  with families.FAMILIES.scratch():
+    with pytest.raises(InputError, match="bridge family 'toy': hparams _Mutable"):
+      families.register_family(
+        dataclasses.replace(families.FAMILIES["linear"], name="toy", hparams=_Mutable)
+      )
+    assert "toy" not in families.FAMILIES
+  # An unknown name is one InputError, and a KeyError where a dict's would be.
+  assert families.FAMILIES.get("nope") is None
+  with pytest.raises(InputError, match="did you mean linear; .*: auto, linear"):
+    families.FAMILIES["linaer"]
+
+
+def test_a_scratch_registry_is_restored_in_place():
+  before = dict(transforms.TRANSFORMS)
+  with transforms.TRANSFORMS.scratch():
+    transforms.register_transform("toy")(lambda hp: transforms.notrans())
+    assert "toy" in transforms.TRANSFORMS
+  assert dict(transforms.TRANSFORMS) == before
 
 
 @dataclasses.dataclass

@@ -27,17 +27,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bcjax import extensions
 from bcjax.align.moments import Moments
+from bcjax.components.registries import Entry, Registry
 from bcjax.components.softorthogonal import gram_penalty
-from bcjax.errors import InputError, check_new_name, check_not_taken, unknown_name
+from bcjax.errors import InputError
 
 
 def check_field(hp, name: str, *, minimum: float, integer: bool = False, below=None):
@@ -55,14 +55,19 @@ def check_field(hp, name: str, *, minimum: float, integer: bool = False, below=N
     )
 
 
-class Family(NamedTuple):
-  """A bridge family.
+def _fits_any(hp, d_new: int, d_old: int) -> None:
+  del hp, d_new, d_old
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Family(Entry):
+  """A bridge family (:class:`~bcjax.components.registries.Entry`).
 
   Attributes:
-    name: the registered name.
-    hparams: the frozen dataclass of its hyper-parameters (defaults valid).
-    fit: ``(data, hp, seed) -> params``; ``data`` is a
-      :class:`bcjax.align.fitting.FitRows` (``data.moments()``, ``data.arrays()``).
+    fn: the fit, ``(data, hp, seed) -> params``; ``data`` is a
+      :class:`bcjax.align.fitting.FitRows` (``data.moments()``,
+      ``data.arrays()``). Its hyperparameters' fields are
+      ``experiments.align``'s ``--hparams.<name>.<field>``.
     apply: ``(params, x) -> y`` on preprocessed rows, traceable.
     num_params: ``(hp, d_new, d_old) -> int``, the free parameters (a
       semi-orthogonal matrix has fewer than its entries).
@@ -70,45 +75,31 @@ class Family(NamedTuple):
     check: ``(hp, d_new, d_old) -> None``, raising :class:`InputError` when the
       family cannot map these widths with ``hp``.
     as_matrix: ``params -> (d_new, d_old)`` for a linear family, else None.
-    source: where it was registered from (set by :func:`register_family`,
-      :func:`bcjax.extensions.source_of`): a saved bridge records it, so that
-      loading the bridge in a fresh process loads the family's extension.
+    source: as every entry's; a saved bridge records it, so that loading the
+      bridge in a fresh process loads the family's extension.
   """
 
-  name: str
-  hparams: type
-  fit: Callable[[Any, Any, int], Any]
   apply: Callable[[Any, jax.Array], jax.Array]
   num_params: Callable[[Any, int, int], int]
   grid: Callable[[int, int], tuple]
-  check: Callable[[Any, int, int], None] = lambda hp, d_new, d_old: None
+  check: Callable[[Any, int, int], None] = _fits_any
   as_matrix: Callable[[Any], np.ndarray] | None = None
-  source: str = ""
 
 
-FAMILIES: dict[str, Family] = {}
+# ``auto`` is no family, but every lookup of a family name accepts it.
+FAMILIES: Registry[Family] = Registry("bridge family", also_valid=("auto",))
 
 
 def register_family(family: Family) -> Family:
   """Adds a family to the registry; ``fit`` and ``auto`` pick it up.
 
-  A name registered by another family's ``fit`` is refused, naming both; the
-  same ``fit`` again (its module imported anew) replaces the entry.
+  A name registered by another family's fit is refused, naming both; the
+  same fit again (its module imported anew) replaces the entry.
   """
-  check_new_name("bridge family", family.name)
-  taken = FAMILIES.get(family.name)
-  check_not_taken(
-    "bridge family", family.name, None if taken is None else taken.fit, family.fit
-  )
-  if not family.source:
-    family = family._replace(source=extensions.source_of(family.fit))
-  FAMILIES[family.name] = family
-  return family
+  return FAMILIES.add(family)
 
 
 def get_family(name: str) -> Family:
-  if name not in FAMILIES:
-    raise unknown_name("bridge family", name, list(FAMILIES) + ["auto"])
   return FAMILIES[name]
 
 
@@ -158,7 +149,7 @@ register_family(
   Family(
     name="linear",
     hparams=LinearHP,
-    fit=_fit_linear,
+    fn=_fit_linear,
     apply=_kernel_apply,
     num_params=lambda hp, d_new, d_old: d_new * d_old,
     grid=lambda d_new, d_old: (LinearHP(0.0), LinearHP(1e-3), LinearHP(1e-1)),
@@ -202,7 +193,7 @@ register_family(
   Family(
     name="orthogonal",
     hparams=OrthogonalHP,
-    fit=_fit_orthogonal,
+    fn=_fit_orthogonal,
     apply=_kernel_apply,
     num_params=_stiefel_params,
     grid=lambda d_new, d_old: (OrthogonalHP(),),
@@ -268,7 +259,7 @@ register_family(
   Family(
     name="reducedrank",
     hparams=ReducedRankHP,
-    fit=_fit_reducedrank,
+    fn=_fit_reducedrank,
     apply=lambda params, x: (x @ params["left"]) @ params["right"],
     num_params=lambda hp, d_new, d_old: hp.rank * (d_new + d_old - hp.rank),
     grid=_rank_grid,
@@ -378,7 +369,7 @@ register_family(
   Family(
     name="softorthogonal",
     hparams=SoftOrthogonalHP,
-    fit=_fit_softorthogonal,
+    fn=_fit_softorthogonal,
     apply=_kernel_apply,
     num_params=lambda hp, d_new, d_old: d_new * d_old,
     grid=lambda d_new, d_old: tuple(

@@ -212,7 +212,7 @@ def _fit_rows(data: FitRows, family, hp, seed) -> Bridge:
   spec = get_family(family)
   d_new, d_old = data.new.shape[1], data.old.shape[1]
   spec.check(hp, d_new, d_old)
-  return Bridge(family, hp, spec.fit(data, hp, seed), d_new, d_old, data.prep)
+  return Bridge(family, hp, spec.fn(data, hp, seed), d_new, d_old, data.prep)
 
 
 def _auto(old, new, center, normalize, seed, grid, fraction, max_validation, k, folds):

@@ -171,7 +171,7 @@ register_family(
   Family(
     name="mlp",
     hparams=MLPHP,
-    fit=_fit,
+    fn=_fit,
     apply=apply,
     num_params=num_params,
     grid=lambda d_new, d_old: (MLPHP(),),

@@ -27,10 +27,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from bcjax import extensions
 from bcjax.components import hparams as hparams_lib
+from bcjax.components.registries import Entry, Registry
 from bcjax.components.transforms import BackwardTransform
-from bcjax.errors import InputError, check_new_name, check_not_taken, unknown_name
+from bcjax.errors import InputError, check_new_name
 
 
 def bpr_loss(
@@ -138,7 +138,7 @@ def multi_step_loss(
 
 @dataclasses.dataclass(frozen=True)
 class AlignmentLoss:
-  """A registered alignment loss with its hyperparameters.
+  """A registered alignment loss bound to its hyperparameters.
 
   Attributes:
     name: the name used in strategy names (``sloss``, ``mloss``, ...).
@@ -146,18 +146,16 @@ class AlignmentLoss:
       scalar``.
     check: ``transform -> reason or None``: why the loss is no valid
       combination with a transform family (None: it is).
-    hparams_class: the frozen dataclass of its hyperparameters; its fields
-      are ``config.loss.<name>``.
-    hparams: the values this loss is called with (an ``hparams_class``).
+    hparams: the values this loss is called with (an instance of its
+      entry's :attr:`RegisteredLoss.hparams`).
     source: where it was registered from (:func:`bcjax.extensions.source_of`).
   """
 
   name: str
   fn: Callable[..., jax.Array]
-  check: Callable[[BackwardTransform], str | None] = lambda transform: None
-  hparams_class: type = hparams_lib.NoHparams
-  hparams: Any = hparams_lib.NoHparams()
-  source: str = ""
+  check: Callable[[BackwardTransform], str | None]
+  hparams: Any
+  source: str
 
   def __call__(self, transform, params, old_params, previous, current):
     """``fn``'s value, plus the transform's penalty where it has one.
@@ -174,17 +172,39 @@ class AlignmentLoss:
     scale = jax.lax.stop_gradient(sum(jnp.mean(jnp.square(y)) for y in previous))
     return value + scale * transform.penalty(params)
 
-  def bind(self, hparams: Any) -> AlignmentLoss:
-    """This loss with other hyperparameters (an instance of ``hparams_class``)."""
-    if not isinstance(hparams, self.hparams_class):
+
+def _valid_with_any(transform: BackwardTransform) -> str | None:
+  del transform
+  return None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RegisteredLoss(Entry):
+  """A registered alignment loss (:class:`~bcjax.components.registries.Entry`).
+
+  Attributes:
+    fn: the loss, ``(transform, params, old_params, previous, current,
+      hparams) -> scalar``; its hyperparameters' fields are
+      ``config.loss.<name>``.
+    check: ``transform -> reason or None``: why the loss is no valid
+      combination with a transform family (None: it is).
+  """
+
+  check: Callable[[BackwardTransform], str | None] = _valid_with_any
+
+  def build(self, hparams: Any = None) -> AlignmentLoss:
+    """The loss bound to ``hparams`` (an instance of :attr:`hparams`; None:
+    defaults)."""
+    hparams = self.hparams() if hparams is None else hparams
+    if not isinstance(hparams, self.hparams):
       raise InputError(
-        f"alignment loss {self.name!r} takes {self.hparams_class.__name__} "
+        f"alignment loss {self.name!r} takes {self.hparams.__name__} "
         f"hparams, got {type(hparams).__name__}"
       )
-    return dataclasses.replace(self, hparams=hparams)
+    return AlignmentLoss(self.name, self.fn, self.check, hparams, self.source)
 
 
-LOSSES: dict[str, AlignmentLoss] = {}
+LOSSES: Registry[RegisteredLoss] = Registry("alignment loss")
 
 
 def register_loss(
@@ -205,43 +225,32 @@ def register_loss(
     check: ``transform -> reason or None`` (default: valid with any family).
 
   Raises:
-    InputError: for a name with ``-``, one registered by another function
-      (naming both; the same function again replaces it), or hparams that
-      are not a frozen dataclass with defaults.
+    InputError: as :meth:`Registry.add <bcjax.components.registries.Registry.add>`
+      does (a name with ``-``, one taken by another function, bad hparams).
   """
   check_new_name("alignment loss", name)
   hparams_lib.check_class("alignment loss", name, hparams)
 
   def register(fn: Callable[..., jax.Array]) -> AlignmentLoss:
-    taken = LOSSES.get(name)
-    check_not_taken("alignment loss", name, None if taken is None else taken.fn, fn)
-    loss = AlignmentLoss(
-      name,
-      fn,
-      check or (lambda transform: None),
-      hparams,
-      hparams(),
-      extensions.source_of(fn),
+    entry = RegisteredLoss(
+      name=name, fn=fn, hparams=hparams, check=check or _valid_with_any
     )
-    LOSSES[name] = loss
-    return loss
+    return LOSSES.add(entry).build()
 
   return register
 
 
 def get_loss(name: str) -> AlignmentLoss:
   """The registered alignment loss ``name``, with default hyperparameters."""
-  if name not in LOSSES:
-    raise unknown_name("alignment loss", name, LOSSES)
-  return LOSSES[name]
+  return LOSSES[name].build()
 
 
 def from_config(name: str, config) -> AlignmentLoss:
   """Loss ``name`` with its hyperparameters from ``config.loss.<name>``."""
-  loss = get_loss(name)
+  entry = LOSSES[name]
   values = (config.get("loss") or {}).get(hparams_lib.section_key(name))
-  return loss.bind(
-    hparams_lib.from_section(loss.hparams_class, values, f"config.loss.{name}")
+  return entry.build(
+    hparams_lib.from_section(entry.hparams, values, f"config.loss.{name}")
   )
 
 

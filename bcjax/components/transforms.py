@@ -33,7 +33,8 @@ from flax import struct
 from bcjax import extensions
 from bcjax.components import hparams as hparams_lib
 from bcjax.components import solvers
-from bcjax.errors import InputError, check_new_name, check_not_taken, unknown_name
+from bcjax.components.registries import Entry, Registry
+from bcjax.errors import InputError, check_new_name
 
 Params = Any
 
@@ -89,26 +90,14 @@ class Truncation(struct.PyTreeNode):
   d_out: int = struct.field(pytree_node=False)
 
 
-# Family name -> its registry entry.
-TRANSFORMS: dict[str, TransformFamily] = {}
-
-
-@dataclasses.dataclass(frozen=True)
-class TransformFamily:
-  """A registered transform family.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TransformFamily(Entry):
+  """A registered transform family (:class:`~bcjax.components.registries.Entry`).
 
   Attributes:
-    name: the name in strategy names (no ``-``).
-    factory: ``hparams -> BackwardTransform``.
-    hparams: the frozen dataclass of its hyperparameters
-      (:mod:`bcjax.components.hparams`); its fields are ``config.transform.<name>``.
-    source: where it was registered from (:func:`bcjax.extensions.source_of`).
+    fn: the factory, ``hparams -> BackwardTransform``; its hyperparameters'
+      fields are ``config.transform.<name>``.
   """
-
-  name: str
-  factory: Callable[[Any], BackwardTransform]
-  hparams: type
-  source: str
 
   def build(self, hparams: Any = None) -> BackwardTransform:
     """The family with ``hparams`` (an instance of :attr:`hparams`; None: defaults)."""
@@ -118,8 +107,12 @@ class TransformFamily:
         f"transform {self.name!r} takes {self.hparams.__name__} hparams, got "
         f"{type(hparams).__name__}"
       )
-    transform = self.factory(hparams)
+    transform = self.fn(hparams)
     return transform._replace(name=self.name, hparams=hparams, source=self.source)
+
+
+# Family name -> its registry entry.
+TRANSFORMS: Registry[TransformFamily] = Registry("transform")
 
 
 def register_transform(
@@ -139,20 +132,16 @@ def register_transform(
       ``learned`` and ``solvers``).
 
   Raises:
-    InputError: for a name with ``-``, one registered by another factory
-      (naming both; the same factory again replaces it), or hparams that are
-      not a frozen dataclass with defaults.
+    InputError: as :meth:`Registry.add <bcjax.components.registries.Registry.add>`
+      does (a name with ``-``, one taken by another factory, bad hparams).
   """
+  # Checked before the decorated function exists, so that a bad declaration
+  # fails at the decorator's line.
   check_new_name("transform", name)
   hparams_lib.check_class("transform", name, hparams)
 
   def register(factory: Callable[[Any], BackwardTransform]):
-    taken = TRANSFORMS.get(name)
-    check_not_taken(
-      "transform", name, None if taken is None else taken.factory, factory
-    )
-    family = TransformFamily(name, factory, hparams, extensions.source_of(factory))
-    TRANSFORMS[name] = family
+    family = TRANSFORMS.add(TransformFamily(name=name, fn=factory, hparams=hparams))
 
     def make(**fields) -> BackwardTransform:
       return family.build(hparams(**fields))
@@ -167,8 +156,6 @@ def register_transform(
 
 def get_family(name: str) -> TransformFamily:
   """The registered family ``name``."""
-  if name not in TRANSFORMS:
-    raise unknown_name("transform", name, TRANSFORMS)
   return TRANSFORMS[name]
 
 

@@ -53,7 +53,7 @@ def _registered(kind: str) -> dict[str, type]:
   if kind == "transform":
     entries = [(f.name, f.hparams) for f in transforms.TRANSFORMS.values()]
   elif kind == "loss":
-    entries = [(x.name, x.hparams_class) for x in losses.LOSSES.values()]
+    entries = [(x.name, x.hparams) for x in losses.LOSSES.values()]
   else:
     entries = [(m.name, m.hparams) for m in methods.registered_methods()]
   return {hparams_lib.section_key(name): cls for name, cls in entries}

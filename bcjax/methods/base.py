@@ -23,12 +23,13 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
-from bcjax import extensions, keys
+from bcjax import keys
 from bcjax.components import hparams as hparams_lib
 from bcjax.components.losses import AlignmentLoss
+from bcjax.components.registries import Entry, Registry
 from bcjax.components.transforms import BackwardTransform
 from bcjax.data.split import VersionSplit
-from bcjax.errors import InputError, check_not_taken, unknown_name
+from bcjax.errors import InputError
 from bcjax.evaluation.recall import RecallEvaluator, version_evaluators
 from bcjax.fitting.posthoc import PosthocConfig, PosthocFit, fit_posthoc
 from bcjax.fitting.train import FitConfig, FitResult
@@ -319,13 +320,18 @@ def _floats(recall: dict[int, float] | None) -> dict[int, float] | None:
 MethodFn = Callable[[Context, int, "list[Version]"], Version]
 
 
-@dataclasses.dataclass(frozen=True)
-class Method:
-  """A registered method.
+def _valid_with_any(transform: BackwardTransform, loss: AlignmentLoss) -> str | None:
+  del transform, loss
+  return None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Method(Entry):
+  """A registered method (:class:`~bcjax.components.registries.Entry`).
 
   Attributes:
-    name: the name in strategy names (``nobc``, ``joint``, ...).
-    fn: ``(ctx, k, earlier) -> Version``.
+    fn: ``(ctx, k, earlier) -> Version``; it reads its hyperparameters
+      (fields ``config.method.<name>``) as ``ctx.hparams``.
     takes_transform: strategies are ``<name>-<transform>-<loss>`` (else the
       bare ``<name>``, with the identity transform and no loss).
     keeps_m0: every version has M_0's architecture (and dimension).
@@ -333,24 +339,30 @@ class Method:
       ``ctx.version_of``).
     check: ``(transform, loss) -> reason or None``: why a combination is
       refused (None: it is valid).
-    hparams: the frozen dataclass of its hyperparameters
-      (``ctx.hparams``); its fields are ``config.method.<name>``.
-    source: where it was registered from (:func:`bcjax.extensions.source_of`).
   """
 
-  name: str
   fn: MethodFn
   takes_transform: bool = True
   keeps_m0: bool = False
   reads: tuple[str, ...] = ()
-  check: Callable[[BackwardTransform, AlignmentLoss], str | None] = (
-    lambda transform, loss: None
-  )
-  hparams: type = hparams_lib.NoHparams
-  source: str = ""
+  check: Callable[[BackwardTransform, AlignmentLoss], str | None] = _valid_with_any
 
 
-METHODS: dict[str, Method] = {}
+def _check_method_name(kind: str, name: str, registry) -> None:
+  """Method names may hold ``-`` (``fix-m0``), but two names whose config
+  keys (``-`` as ``_``) coincide would share one config section."""
+  if not name:
+    raise InputError("a method name must be non-empty")
+  key = hparams_lib.section_key(name)
+  clash = [m for m in registry if m != name and hparams_lib.section_key(m) == key]
+  if clash:
+    raise InputError(
+      f"{kind} {name!r} has the config key {key!r} of {kind} {clash[0]!r}; "
+      "expected a name that differs in more than '-' and '_'"
+    )
+
+
+METHODS: Registry[Method] = Registry("method", check_name=_check_method_name)
 
 
 def register_method(
@@ -368,34 +380,24 @@ def register_method(
   ``_``) and the CLI pick it up; ``fn`` reads its values as ``ctx.hparams``.
 
   Raises:
-    InputError: for an empty name, one registered by another function
-      (naming both; the same function again replaces it), a config key
-      another method has, or hparams that are not a frozen dataclass with
-      defaults.
+    InputError: as :meth:`Registry.add <bcjax.components.registries.Registry.add>`
+      does (an empty name, one taken by another function, a config key
+      another method has, bad hparams).
   """
-  if not name:
-    raise InputError("a method name must be non-empty")
-  key = hparams_lib.section_key(name)
-  clash = [m for m in METHODS if m != name and hparams_lib.section_key(m) == key]
-  if clash:
-    raise InputError(
-      f"method {name!r} has the config key {key!r} of method {clash[0]!r}; "
-      "expected a name that differs in more than '-' and '_'"
-    )
+  _check_method_name("method", name, METHODS)
   hparams_lib.check_class("method", name, hparams)
 
   def register(fn: MethodFn) -> MethodFn:
-    taken = METHODS.get(name)
-    check_not_taken("method", name, None if taken is None else taken.fn, fn)
-    METHODS[name] = Method(
-      name,
-      fn,
-      takes_transform,
-      keeps_m0,
-      tuple(reads),
-      check or (lambda transform, loss: None),
-      hparams,
-      extensions.source_of(fn),
+    METHODS.add(
+      Method(
+        name=name,
+        fn=fn,
+        hparams=hparams,
+        takes_transform=takes_transform,
+        keeps_m0=keeps_m0,
+        reads=tuple(reads),
+        check=check or _valid_with_any,
+      )
     )
     return fn
 
@@ -409,6 +411,4 @@ def registered_methods() -> list[Method]:
 
 def get_method(name: str) -> Method:
   """The registered method ``name``."""
-  if name not in METHODS:
-    raise unknown_name("method", name, METHODS)
   return METHODS[name]
