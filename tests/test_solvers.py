@@ -42,6 +42,22 @@ def test_least_squares_matches_the_augmented_lstsq_solution():
   np.testing.assert_allclose(w, want, rtol=1e-5, atol=1e-6)
 
 
+def test_least_squares_with_a_dead_unit_and_no_ridge_is_the_minimum_norm_one():
+  # A unit that is zero on every node (trained embeddings have them) makes
+  # the Gram matrix singular: the solve gives lstsq's minimum-norm solution,
+  # zero on that unit's row, not an error or noise.
+  z = _groups(2, (40, 25), 5)
+  for g in z:
+    g[:, 3] = 0.0
+  y = _groups(3, (40, 25), 4)
+  w = solvers.least_squares(z, y, 0.0)
+  a = np.concatenate([g / np.sqrt(2 * len(g)) for g in z])
+  b = np.concatenate([g / np.sqrt(2 * len(g)) for g in y])
+  want, *_ = np.linalg.lstsq(a, b, rcond=None)
+  np.testing.assert_allclose(w, want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(w[3], 0.0)
+
+
 def test_procrustes_recovers_a_planted_isometry_and_is_optimal():
   sizes, d_in, d_out = (40, 25), 6, 4
   # Planted: z = [x, 0] Q^T, so z Q = [x, 0] and the padded objective is zero

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bcjax.align.moments import Moments
+from bcjax.components import solvers
 from bcjax.components.registries import Entry, Registry
 from bcjax.components.softorthogonal import gram_penalty
 from bcjax.errors import InputError
@@ -107,21 +107,6 @@ def _kernel_apply(params, x):
   return x @ params["kernel"]
 
 
-def _ridge_solve(m: Moments, ridge: float) -> np.ndarray:
-  """``(A + rho I)^+ C`` with ``rho = ridge * mean(diag(A))``, by ``eigh``.
-
-  The pseudo-inverse (eigenvalues below ``1e-12`` of the largest dropped)
-  gives the minimum-norm solution when ``A`` is singular (fewer rows than
-  ``d_new``, or constant columns) instead of a solve's noise.
-  """
-  rho = ridge * float(np.mean(np.diag(m.gram)))
-  values, vectors = np.linalg.eigh(m.gram)
-  values = values + rho
-  keep = values > 1e-12 * max(float(values.max()), 1e-300)
-  inverse = np.where(keep, 1.0 / np.where(keep, values, 1.0), 0.0)
-  return vectors @ (inverse[:, None] * (vectors.T @ m.cross))
-
-
 # -- linear ----------------------------------------------------------------------
 
 
@@ -142,7 +127,8 @@ class LinearHP:
 
 def _fit_linear(data, hp: LinearHP, seed: int):
   del seed
-  return {"kernel": _ridge_solve(data.moments(), hp.ridge).astype(np.float32)}
+  m = data.moments()
+  return {"kernel": solvers.ridge_solve(m.gram, m.cross, hp.ridge).astype(np.float32)}
 
 
 register_family(
@@ -166,22 +152,9 @@ class OrthogonalHP:
   """``orthogonal`` has no hyper-parameter: ``W = U V^T`` for ``C = U S V^T``."""
 
 
-def polar(cross: np.ndarray) -> np.ndarray:
-  """The semi-orthogonal ``W`` maximising ``tr(W^T C)``: ``U V^T`` (thin SVD).
-
-  When ``d_new <= d_old``, ``W W^T = I`` makes ``||X W||`` constant, so this is
-  the exact least-squares optimum. When ``d_new > d_old``, it is the first
-  ``d_old`` columns of the square Procrustes rotation fitted to ``Y`` padded
-  with zeros (the house's :func:`bcjax.components.solvers.procrustes`; the two
-  coincide because the padded cross moment is ``[C, 0]``).
-  """
-  u, _, vt = np.linalg.svd(cross, full_matrices=False)
-  return u @ vt
-
-
 def _fit_orthogonal(data, hp: OrthogonalHP, seed: int):
   del hp, seed
-  return {"kernel": polar(data.moments().cross).astype(np.float32)}
+  return {"kernel": solvers.polar(data.moments().cross).astype(np.float32)}
 
 
 def _stiefel_params(hp, d_new, d_old):
@@ -237,7 +210,7 @@ def _check_rank(hp: ReducedRankHP, d_new: int, d_old: int):
 def _fit_reducedrank(data, hp: ReducedRankHP, seed: int):
   del seed
   m = data.moments()
-  full = _ridge_solve(m, hp.ridge)
+  full = solvers.ridge_solve(m.gram, m.cross, hp.ridge)
   rho = hp.ridge * float(np.mean(np.diag(m.gram)))
   # Covariance of the fitted values of the ridge-augmented problem.
   fitted = full.T @ (m.gram + rho * np.eye(len(m.gram))) @ full
@@ -316,7 +289,7 @@ def soft_objective(w, gram, cross, strength, tolerance):
 def _fit_softorthogonal(data, hp: SoftOrthogonalHP, seed: int):
   del seed
   m = data.moments()
-  linear = _ridge_solve(m, 0.0)
+  linear = solvers.ridge_solve(m.gram, m.cross, 0.0)
   if hp.strength == 0.0:
     return {"kernel": linear.astype(np.float32)}
   scale = max(m.target, 1e-30)
@@ -324,7 +297,7 @@ def _fit_softorthogonal(data, hp: SoftOrthogonalHP, seed: int):
   cross = jnp.asarray(m.cross / scale, jnp.float32)
   strength = jnp.float32(hp.strength)
   tolerance = jnp.float32(hp.tolerance)
-  starts = [jnp.asarray(w, jnp.float32) for w in (linear, polar(m.cross))]
+  starts = [jnp.asarray(w, jnp.float32) for w in (linear, solvers.polar(m.cross))]
   # Start from whichever end is better: the optimum moves from the linear
   # fit to the polar factor as the strength grows, and L-BFGS converges in a
   # few steps from the near end but slowly across the quartic penalty.
