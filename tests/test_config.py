@@ -30,11 +30,11 @@ def test_shipped_configs_are_valid(module):
     ),
     (
       lambda c: setattr(c.consumer, "hidden_sizes", ()),
-      "consumer.hidden_sizes must list",
+      "consumer.hidden_sizes must be a list of at least one value",
     ),
     (
       lambda c: setattr(c.consumer, "dropouts", (1.0,)),
-      r"consumer.dropouts must lie in \[0, 1\)",
+      r"consumer.dropouts must be rates that lie in \[0, 1\)",
     ),
     (
       lambda c: setattr(c.consumer, "seeds", 0),
@@ -47,7 +47,7 @@ def test_shipped_configs_are_valid(module):
     (lambda c: setattr(c, "weight_decay", -1.0), "weight_decay must be >= 0"),
     (
       lambda c: setattr(c, "report_split", "test"),
-      "^unknown report split 'test'; valid report split names: held_out, validation$",
+      "^config.report_split must be one of validation, held_out, got 'test'$",
     ),
     (
       lambda c: setattr(c.transform.linear, "init", "zeros"),

@@ -88,7 +88,9 @@ def test_binary_rejects_bad_config_without_traceback(tmp_path, override, message
 def test_config_errors_name_the_field():
   config = test_config.get_config()
   config.dims = (8,)
-  with pytest.raises(InputError, match=r"config.dims needs one entry per version"):
+  with pytest.raises(
+    InputError, match=r"config.dims must be a list of one entry per version"
+  ):
     runner.run(config, "/tmp/unused")
 
 

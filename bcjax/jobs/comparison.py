@@ -58,7 +58,7 @@ from bcjax.fitting.consumers import (
   fit_consumer,
 )
 from bcjax.fitting.tasks import Task, available_tasks, build_task
-from bcjax.jobs import config as config_lib
+from bcjax.jobs import experiment as experiment_lib
 from bcjax.jobs import outputs, processes, runner, seed_lockstep, weight_tuning
 from bcjax.jobs.metric_writer import MetricWriter
 from bcjax.jobs.run_data import RunData
@@ -85,26 +85,26 @@ def _tables(reg: registry.EmbeddingRegistry, version: int):
   )
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
+def run(
+  config: ml_collections.ConfigDict | experiment_lib.Experiment, workdir: str
+) -> dict | None:
   """Runs the comparison end to end; reuses whatever ``workdir`` holds.
 
   Args:
-    config: an experiment config (see ``experiments/configs/default.py``).
+    config: an experiment config (see ``experiments/configs/default.py``),
+      or the :class:`~bcjax.jobs.experiment.Experiment` resolved from one
+      with ``tuning=True``.
     workdir: the output folder.
 
   Returns:
     The results, as written to ``workdir/results.json``; None on processes
     other than 0 of a multi-process job, which train but write no outputs.
   """
-  environment.set_up_process(config.get("seed_batch", 1))
-  config = config_lib.with_component_sections(config)
-  config_lib.validate(config)
-  config, strategies, tuned = weight_tuning.expand(
-    config, config_lib.strategies(config)
-  )
+  experiment = experiment_lib.resolve(config, tuning=True)
+  config, strategies = experiment.config, list(experiment.strategies)
   started = environment.now()
   with runner.job_context(workdir, config) as (writer, data):
-    return _run(config, data, strategies, writer, started, tuned)
+    return _run(config, data, strategies, writer, started, list(experiment.tuned))
 
 
 def _run(

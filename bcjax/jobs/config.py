@@ -23,14 +23,13 @@ from bcjax import extensions, methods
 from bcjax.components import hparams as hparams_lib
 from bcjax.components import losses, transforms
 from bcjax.errors import InputError, unknown_name
-from bcjax.evaluation.recall import REPORT_SPLITS
+from bcjax.jobs import run_settings
 from bcjax.methods.strategies import (
   PAPER_STRATEGIES,
   ResolvedStrategy,
   parse_strategy,
   resolve,
 )
-from bcjax.models.aggregation import LAYOUTS
 
 # Fields of configs before components owned their hyperparameters, and where
 # each went, so that an old config file is refused rather than half-read.
@@ -144,99 +143,39 @@ def _validate_components(config: ml_collections.ConfigDict) -> None:
       hparams_lib.from_section(cls, sections.get(key), f"config.{kind}.{key}")
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises :class:`InputError` naming the first bad field of ``config``."""
-  for field in (
-    "dataset",
-    "taus",
-    "num_versions",
-    "dims",
-    "layers",
-    "epochs",
-    "report_split",
-  ):
+def validate(config: ml_collections.ConfigDict) -> run_settings.Settings:
+  """Raises :class:`InputError` naming the first bad field of ``config``.
+
+  Returns:
+    The run-level fields, typed (:mod:`bcjax.jobs.run_settings`).
+  """
+  return check(config)[0]
+
+
+def check(
+  config: ml_collections.ConfigDict,
+) -> tuple[run_settings.Settings, list[ResolvedStrategy]]:
+  """:func:`validate`, also returning the strategies it resolved to check
+  them (:func:`strategies`), so that a job resolves each once."""
+  for field in run_settings.REQUIRED:
     if field not in config:
       raise InputError(f"config has no field {field!r}")
-  taus = tuple(config.taus)
-  if len(taus) < 2 or any(b <= a for a, b in zip(taus, taus[1:])):
-    raise InputError(f"config.taus must be increasing fractions, got {taus}")
-  if taus[0] <= 0 or taus[-1] > 1:
-    raise InputError(f"config.taus must lie in (0, 1], got {taus}")
-  n = config.num_versions
-  if not isinstance(n, int) or not 1 <= n <= len(taus) - 1:
-    raise InputError(
-      f"config.num_versions must be an integer in [1, {len(taus) - 1}] "
-      f"(len(config.taus) - 1), got {n!r}"
-    )
-  for field in ("dims", "layers"):
-    values = tuple(config[field])
-    if len(values) < n:
-      raise InputError(
-        f"config.{field} needs one entry per version ({n}), got {values}"
-      )
-    if any(not isinstance(v, int) or v < 1 for v in values):
-      raise InputError(f"config.{field} must be positive integers, got {values}")
-  for field in ("epochs", "eval_every", "batch_size", "eval_chunk_size"):
-    value = config[field]
-    if not isinstance(value, int) or value < 1:
-      raise InputError(f"config.{field} must be a positive integer, got {value!r}")
-  # Optional integer fields: (least value, what it is, for the message).
-  for field, least, meaning in (
-    (
-      "num_seeds",
-      1,
-      "a positive integer (embedding seeds, each a whole run with its own M_0)",
-    ),
-    (
-      "seed_batch",
-      1,
-      "a positive integer (embedding seeds whose fits train "
-      "as one program; 1: seed after seed)",
-    ),
-    ("patience", 0, "0 (train every epoch) or a positive number of epochs"),
-  ):
-    value = config.get(field, least)
-    if not isinstance(value, int) or isinstance(value, bool) or value < least:
-      raise InputError(f"config.{field} must be {meaning}, got {value!r}")
-  if "learning_rate" in config and not config.learning_rate > 0:
-    raise InputError(
-      f"config.learning_rate must be positive, got {config.learning_rate!r}"
-    )
-  if config.weight_decay < 0:
-    raise InputError(f"config.weight_decay must be >= 0, got {config.weight_decay}")
+  settings = run_settings.read(config)
   _validate_components(config)
-  if config.get("layout", "") not in ("", *LAYOUTS):
-    raise InputError(
-      f"config.layout must be one of {('', *LAYOUTS)} ('' picks the backend's "
-      f"reproducible default), got {config.layout!r}"
-    )
-  if config.report_split not in REPORT_SPLITS:
-    raise unknown_name("report split", config.report_split, REPORT_SPLITS)
-  if "num_devices" in config and (
-    not isinstance(config.num_devices, int) or config.num_devices < 0
-  ):
-    raise InputError(
-      f"config.num_devices must be 0 (all devices) or a positive integer, got "
-      f"{config.num_devices!r}"
-    )
-  if config.get("seed_batch", 1) > 1 and config.get("num_devices", 1) != 1:
-    raise InputError(
-      f"config.seed_batch={config.seed_batch} trains a group of seeds on one "
-      f"device, but config.num_devices={config.num_devices}; expected "
-      "config.seed_batch=1 or config.num_devices=1"
-    )
   # The one check across a method's section and the run's fields.
   joint = (config.get("method") or {}).get("joint") or {}
-  if joint.get("keep_after", 0) >= config.epochs:
+  epochs = settings.run.epochs
+  if joint.get("keep_after", 0) >= epochs:
     raise InputError(
       f"config.method.joint.keep_after={joint['keep_after']} leaves no epoch to "
-      f"keep: it must be below config.epochs={config.epochs}"
+      f"keep: it must be below config.epochs={epochs}"
     )
+  n = settings.run.num_versions
   chosen = strategies(config)
   # nobc (also behind every post-hoc strategy) and joint-notrans serve an old
   # version as a prefix of the new embedding, so dimensions may only grow.
   truncating = [s.name for s in chosen if _truncates(s.method.name, s.learns_transform)]
-  dims = tuple(config.dims)[: config.num_versions]
+  dims = settings.run.dims[:n]
   shrinking = [k for k in range(1, len(dims)) if dims[k] < dims[k - 1]]
   if truncating and shrinking:
     k = shrinking[0]
@@ -245,13 +184,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"but {', '.join(truncating)} read an old version as the first dims of a "
       "new one; expected non-decreasing dims"
     )
-  if "consumer" in config:
-    _validate_consumer(config.consumer)
   if config.get("compatibility") and config.compatibility.get("enabled", False):
     # Imported here: the analytics pull in the models, a config check should not.
     from bcjax.compatibility import check_start_versions
 
     check_start_versions(config.compatibility.get("start_versions", ()), n)
+  return settings, chosen
 
 
 def _truncates(method_name: str, learns_transform: bool) -> bool:
@@ -264,26 +202,3 @@ def _truncates(method_name: str, learns_transform: bool) -> bool:
   return any(
     _truncates(s.method, s.learns_transform) for s in map(parse_strategy, method.reads)
   )
-
-
-def _validate_consumer(c: ml_collections.ConfigDict) -> None:
-  for field in ("hidden_sizes", "dropouts"):
-    if field not in c or len(tuple(c[field])) == 0:
-      raise InputError(f"config.consumer.{field} must list at least one value")
-  if any(not isinstance(h, int) or h < 1 for h in c.hidden_sizes):
-    raise InputError(
-      f"config.consumer.hidden_sizes must be positive integers, got {c.hidden_sizes}"
-    )
-  if any(not 0.0 <= r < 1.0 for r in c.dropouts):
-    raise InputError(
-      f"config.consumer.dropouts must lie in [0, 1), got {tuple(c.dropouts)}"
-    )
-  for field in ("seeds", "epochs", "batch_size"):
-    if not isinstance(c[field], int) or c[field] < 1:
-      raise InputError(
-        f"config.consumer.{field} must be a positive integer, got {c[field]!r}"
-      )
-  if not c.learning_rate > 0:
-    raise InputError(
-      f"config.consumer.learning_rate must be positive, got {c.learning_rate!r}"
-    )

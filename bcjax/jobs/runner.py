@@ -28,7 +28,7 @@ from bcjax import environment, keys
 from bcjax.errors import InputError
 from bcjax.evaluation.alignment import version_alignment
 from bcjax.evaluation.recall import halves_record, most_popular_recall
-from bcjax.jobs import config as config_lib
+from bcjax.jobs import experiment as experiment_lib
 from bcjax.jobs import fingerprints, processes, seed_lockstep
 from bcjax.jobs.job_clock import JobClock
 from bcjax.jobs.metric_writer import MetricWriter
@@ -308,7 +308,9 @@ class Runner:
     )
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run(
+  config: ml_collections.ConfigDict | experiment_lib.Experiment, workdir: str
+) -> dict:
   """Trains (or reuses) every version of every strategy in ``config``.
 
   One run per embedding seed (``config.num_seeds``): seed 0 in ``workdir``,
@@ -318,16 +320,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   Args:
     config: an experiment config (see ``experiments/configs/default.py``);
-      sections of registered components it lacks get their defaults.
+      sections of registered components it lacks get their defaults. Or
+      the :class:`~bcjax.jobs.experiment.Experiment` resolved from one.
     workdir: the output folder: ``results.json`` and ``checkpoints/``.
 
   Returns:
     Seed 0's results, as written to ``workdir/results.json``.
   """
-  environment.set_up_process(config.get("seed_batch", 1))
-  config = config_lib.with_component_sections(config)
-  config_lib.validate(config)
-  strategies = config_lib.strategies(config)
+  experiment = experiment_lib.resolve(config)
+  config, strategies = experiment.config, list(experiment.strategies)
   with job_context(workdir, config) as (writer, data):
     per_seed = seed_lockstep.run_seeds(
       data,

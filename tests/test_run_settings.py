@@ -1,0 +1,71 @@
+"""The run-level fields, declared once, and the experiment resolved once."""
+
+import dataclasses
+
+import pytest
+
+from bcjax.errors import InputError
+from bcjax.jobs import experiment, run_settings
+from bcjax.methods import strategies as strategies_lib
+from experiments.configs import default, test
+
+# Top-level fields of the default config that are sections, not run-level
+# fields: the components' (bcjax.jobs.config) and the analytics'.
+SECTIONS = {"transform", "loss", "method", "synthetic", "compatibility", "tuning"}
+
+
+def test_the_defaults_are_the_default_configs():
+  config = default.get_config()
+  declared = {f.name: f.default for f in dataclasses.fields(run_settings.RunSettings)}
+  fields = set(config) - SECTIONS - {"consumer"}
+  # Every run-level field of the shipped config is declared, and no more.
+  assert fields == set(declared)
+  for name, value in declared.items():
+    assert config[name] == value, name
+  consumer = run_settings.ConsumerSettings()
+  for f in dataclasses.fields(consumer):
+    assert config.consumer[f.name] == getattr(consumer, f.name), f.name
+
+
+def test_read_types_the_fields_and_fills_what_is_missing():
+  config = test.get_config()
+  config.weight_decay = 0  # an integer for a float field
+  del config["allow_process_differences"]
+  settings = run_settings.read(config)
+  assert settings.run.weight_decay == 0.0 and isinstance(
+    settings.run.weight_decay, float
+  )
+  assert settings.run.allow_process_differences is False
+  assert settings.run.dims == (16, 24) and settings.consumer.hidden_sizes == (16,)
+  with pytest.raises(InputError, match="^config.epochs must be an integer, got '4'$"):
+    run_settings.read({**config.to_dict(), "epochs": "4"})
+
+
+def test_an_experiment_is_resolved_once(monkeypatch):
+  calls = []
+  resolve = strategies_lib.resolve
+
+  def counted(strategy, config):
+    calls.append(strategy.name)
+    return resolve(strategy, config)
+
+  monkeypatch.setattr("bcjax.jobs.config.resolve", counted)
+  config = test.get_config()
+  config.strategy = "nobc,joint-linear-mloss"
+  config.tuning.weights = (1.0, 4.0)
+  resolved = experiment.resolve(config, tuning=True)
+  # The run's two strategies once each, then only what tuning adds.
+  assert calls == [
+    "nobc",
+    "joint-linear-mloss",
+    "fix-m0",
+    "joint-linear-mloss@align_weight=1",
+    "joint-linear-mloss@align_weight=4",
+  ]
+  assert [s.name for s in resolved.strategies] == ["nobc", *calls[2:]]
+  assert resolved.tuned == ("joint-linear-mloss",)
+  assert resolved.settings.run.epochs == config.epochs
+  assert experiment.resolve(resolved) is resolved  # an Experiment is kept
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    resolved.tuned = ()
+  assert config.strategy == "nobc,joint-linear-mloss"  # the caller's config
