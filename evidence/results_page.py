@@ -24,6 +24,7 @@ import json
 import os
 import re
 
+from bcjax.jobs import run_settings
 from evidence.runs import EARLIER_RUNS, PROOF_RUNS, RUNS, WEIGHT_SWEEPS, Run
 from evidence.verdicts import (
   PAPER_ANCHOR,
@@ -164,7 +165,7 @@ def _tuning_lines(results: dict) -> list[str]:
 def _protocol_lines(results: dict) -> list[str]:
   """A warning before the tables of a run that chose and reported on the
   same users (the reference's protocol)."""
-  if (results.get("config") or {}).get("report_split", "validation") == "held_out":
+  if run_settings.read_recorded(results).run.report_split == "held_out":
     return []
   return [
     "> Optimistic: this run chose every kept epoch on the users it reports "

@@ -63,7 +63,7 @@ from bcjax.evaluation import seed_table
 from bcjax.evaluation.table import UNINTENDED_REFERENCE as REFERENCE
 from bcjax.evaluation.table import comparison_table
 from bcjax.evaluation.table_records import read_table
-from bcjax.jobs import outputs, weight_tuning
+from bcjax.jobs import outputs, run_settings, weight_tuning
 from bcjax.storage.workdir import UNFINGERPRINTED_FIELDS
 from experiments.provenance import CODE_PATHS
 
@@ -92,6 +92,11 @@ def read_part(spec: str) -> tuple[str, dict, list[str]]:
     raise InputError(f"part {path!r} has no results.json; expected a run's folder")
   with open(file) as f:
     results = json.load(f)
+  try:
+    # Parts made by older code are read by their schema's reader.
+    run_settings.read_recorded(results)
+  except InputError as e:
+    raise InputError(f"part {path!r}: {e}") from None
   ran = list(results.get("strategies") or {})
   taken = [n.strip() for n in names.split(",") if n.strip()] or ran
   if missing := [n for n in taken if n not in ran]:

@@ -1,5 +1,6 @@
 """The results pages and the README's summary, rendered from committed runs."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from bcjax.evaluation.table_records import (
   SeedRow,
   SeedTable,
 )
+from bcjax.jobs.run_settings import RunSettings
 from evidence import report, results_page, runs, settings_page, verdicts
 from experiments import convergence, provenance, stop_probe
 
@@ -110,6 +112,9 @@ def _results(totals, paired_lows):
   )
   table = SeedTable(3, 0.95, tuple(rows), paired, {}, {}, ())
   return {
+    "schema_version": 4,
+    # The reference's protocol: the results page warns of it.
+    "config": {**dataclasses.asdict(RunSettings()), "report_split": "validation"},
     "environment": {
       "git_commit": "abc1234",
       "bcjax": "0.1.0",

@@ -1,6 +1,9 @@
 """The run-level fields, declared once, and the experiment resolved once."""
 
 import dataclasses
+import glob
+import json
+import os
 
 import pytest
 
@@ -8,6 +11,7 @@ from bcjax.errors import InputError
 from bcjax.jobs import experiment, run_settings
 from bcjax.methods import strategies as strategies_lib
 from experiments.configs import default, test
+from tests.conftest import ROOT
 
 # Top-level fields of the default config that are sections, not run-level
 # fields: the components' (bcjax.jobs.config) and the analytics'.
@@ -69,3 +73,38 @@ def test_an_experiment_is_resolved_once(monkeypatch):
   with pytest.raises(dataclasses.FrozenInstanceError):
     resolved.tuned = ()
   assert config.strategy == "nobc,joint-linear-mloss"  # the caller's config
+
+
+def _committed_runs():
+  root = os.path.join(ROOT, "experiments", "results")
+  for path in sorted(
+    glob.glob(os.path.join(root, "**", "results.json"), recursive=True)
+  ):
+    with open(path) as f:
+      results = json.load(f)
+    if "table" in results:  # a comparison's, not another binary's
+      yield os.path.relpath(path, root), results
+
+
+def test_every_committed_run_is_read_by_its_schemas_reader():
+  runs = dict(_committed_runs())
+  assert len(runs) >= 20
+  for path, results in runs.items():
+    settings = run_settings.read_recorded(results)
+    config = results["config"]
+    for f in dataclasses.fields(run_settings.RunSettings):
+      recorded = config.get(
+        f.name, run_settings.ADDED_SINCE[results["schema_version"]].get(f.name)
+      )
+      value = getattr(settings.run, f.name)
+      assert (list(value) if isinstance(value, tuple) else value) == recorded, (
+        path,
+        f.name,
+      )
+  # A schema with no reader, and a config that lacks a field of its schema.
+  any_run = next(iter(runs.values()))
+  with pytest.raises(InputError, match="schema_version 2; this bcjax reads 3, 4"):
+    run_settings.read_recorded({**any_run, "schema_version": 2})
+  config = {k: v for k, v in any_run["config"].items() if k != "taus"}
+  with pytest.raises(InputError, match="has no config field 'taus'"):
+    run_settings.read_recorded({**any_run, "config": config})

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bcjax.components.hparams import from_section, require
+from bcjax.errors import InputError
 from bcjax.evaluation.recall import REPORT_SPLITS
 from bcjax.models.aggregation import LAYOUTS
 
@@ -257,3 +258,43 @@ def read(config: Mapping[str, Any]) -> Settings:
   )
   consumer = from_section(ConsumerSettings, config.get("consumer"), "config.consumer")
   return Settings(run, consumer)
+
+
+# A recorded results.json's config, per schema_version: the run-level fields
+# added after that schema, with the value every run of it had (before
+# ``patience`` every fit trained every epoch, before ``seed_batch`` seeds ran
+# one after another, ...). A schema not here cannot be read.
+ADDED_SINCE = {
+  3: {"patience": 0, "seed_batch": 1, "allow_process_differences": False},
+  4: {},
+}
+
+
+def read_recorded(results: Mapping[str, Any]) -> Settings:
+  """The run-level fields of a ``results.json``, read by its schema's reader.
+
+  ``experiments.merge`` and the results pages read runs made by older code;
+  each schema's config is completed with the fields added since
+  (:data:`ADDED_SINCE`), then read and checked as a live config is.
+
+  Args:
+    results: a ``results.json`` (``schema_version`` and ``config``).
+
+  Raises:
+    InputError: a schema this bcjax has no reader for, or a config that lacks
+      a field its schema had.
+  """
+  version = results.get("schema_version")
+  if version not in ADDED_SINCE:
+    raise InputError(
+      f"results.json has schema_version {version!r}; this bcjax reads "
+      f"{', '.join(map(str, ADDED_SINCE))}"
+    )
+  config = {**ADDED_SINCE[version], **(results.get("config") or {})}
+  missing = [f.name for f in dataclasses.fields(RunSettings) if f.name not in config]
+  if missing:
+    raise InputError(
+      f"results.json of schema_version {version} has no config field "
+      f"{missing[0]!r}; expected every run-level field of its schema"
+    )
+  return read(config)
