@@ -48,11 +48,11 @@ from absl import app, flags, logging
 
 from bcjax import environment
 from bcjax.evaluation.alignment import alignment_error
-from bcjax.jobs import config as config_lib
+from bcjax.jobs import experiment as experiment_lib
 from bcjax.jobs import runner
 from bcjax.jobs.run_data import RunData
 from bcjax.methods.base import M0_METHOD
-from bcjax.methods.strategies import resolve
+from bcjax.methods.strategies import parse_strategy
 from bcjax.models.pinsage import embed
 from experiments.configs import converged, default
 
@@ -123,11 +123,14 @@ def main(argv):
     config.method.posthoc.learning_rate = FLAGS.learning_rate
   if FLAGS.transform_init is not None:
     config.transform.linear.init = FLAGS.transform_init
-  config_lib.validate(config)
+  experiment = experiment_lib.resolve(config)
+  config = experiment.config
   os.makedirs(FLAGS.workdir, exist_ok=True)
   data = RunData.load(config, FLAGS.workdir)
   run = runner.Runner(data)
-  strategy = resolve(FLAGS.strategy, config)
+  strategy = {s.name: s for s in experiment.strategies}[
+    parse_strategy(FLAGS.strategy).name
+  ]
   family = strategy.transform
   versions = []
   tick = time.perf_counter()
