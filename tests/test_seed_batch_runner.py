@@ -91,7 +91,10 @@ def _compare_runs(a, b, num_seeds, strategies, atol=ATOL, rtol=RTOL):
 )
 def test_bad_seed_batch_is_refused_in_one_line(value):
   config = config_lib.with_component_sections(_config(seed_batch=value))
-  with pytest.raises(InputError, match=r"config\.seed_batch must be a positive") as e:
+  # Of the wrong type: "must be an integer"; below 1: "a positive integer".
+  with pytest.raises(
+    InputError, match=r"config\.seed_batch must be (a positive|an) "
+  ) as e:
     config_lib.validate(config)
   assert "\n" not in str(e.value)
 

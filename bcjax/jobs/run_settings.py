@@ -221,13 +221,13 @@ class RunSettings:
       "0 (all devices) or a positive integer",
       self.num_devices,
     )
-    require(
-      self.seed_batch == 1 or self.num_devices == 1,
-      "seed_batch",
-      f"1 when config.num_devices={self.num_devices} (a group of seeds trains "
-      "on one device; expected config.seed_batch=1 or config.num_devices=1)",
-      self.seed_batch,
-    )
+    if self.seed_batch > 1 and self.num_devices != 1:
+      # Read as config.seed_batch=...: the reader prefixes the section.
+      raise InputError(
+        f"seed_batch={self.seed_batch} trains a group of seeds on one device, "
+        f"but config.num_devices={self.num_devices}; expected "
+        "config.seed_batch=1 or config.num_devices=1"
+      )
 
 
 @dataclasses.dataclass(frozen=True)
