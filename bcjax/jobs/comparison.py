@@ -101,26 +101,26 @@ def run(
     other than 0 of a multi-process job, which train but write no outputs.
   """
   experiment = experiment_lib.resolve(config, tuning=True)
-  config, strategies = experiment.config, list(experiment.strategies)
   started = environment.now()
-  with runner.job_context(workdir, config) as (writer, data):
-    return _run(config, data, strategies, writer, started, list(experiment.tuned))
+  with runner.job_context(workdir, experiment.config) as (writer, data):
+    return _run(experiment, data, writer, started)
 
 
 def _run(
-  config, data: RunData, strategies, writer: MetricWriter, started, tuned
+  experiment: experiment_lib.Experiment, data: RunData, writer: MetricWriter, started
 ) -> dict:
-  workdir = data.workdir
+  config, settings = experiment.config, experiment.settings.run
+  strategies = list(experiment.strategies)
   # Unknown task names fail before hours of training, not after. Tasks
   # depend on the data and config.seed alone: one set for every seed.
   tasks = [
-    build_task(name, data.graph, data.splits, seed=config.seed)
+    build_task(name, data.graph, data.splits, seed=settings.seed)
     for name in task_names(config, data.graph)
   ]
   per_seed = seed_lockstep.run_seeds(
     data,
-    runner.num_seeds(config),
-    seed_lockstep.seed_batch(config),
+    settings.num_seeds,
+    settings.seed_batch,
     lambda seed_data, fits: _run_seed(
       config, seed_data, strategies, tasks, writer, fits
     ),
@@ -128,7 +128,7 @@ def _run(
   runs = [run for run in per_seed if run is not None]
   if not processes.is_primary():
     return None
-  return _write_outputs(workdir, runs, writer, started, tuned)
+  return _write_outputs(data.workdir, runs, writer, started, list(experiment.tuned))
 
 
 def _run_seed(

@@ -332,8 +332,8 @@ def run(
   with job_context(workdir, config) as (writer, data):
     per_seed = seed_lockstep.run_seeds(
       data,
-      num_seeds(config),
-      seed_lockstep.seed_batch(config),
+      experiment.settings.run.num_seeds,
+      experiment.settings.run.seed_batch,
       lambda seed_data, fits: run_strategies(
         Runner(seed_data, writer, tuple(strategies), fits), strategies
       ),

@@ -76,11 +76,6 @@ class _Aborted(BaseException):
   """Unwinds a seed thread whose group stopped on another thread's error."""
 
 
-def seed_batch(config) -> int:
-  """``config.seed_batch``, 1 (seed after seed) for a config without it."""
-  return int(config.get("seed_batch", 1))
-
-
 def run_seeds(
   data, num_seeds: int, size: int, fn: Callable[[Any, SeedFits | None], Any]
 ) -> list:
