@@ -66,8 +66,12 @@ SCORE = "total"
 
 
 def variant(name: str, hparam: str, weight: float) -> str:
-  """``name`` at ``hparam=weight``: ``joint-linear-mloss@align_weight=4``."""
-  return f"{name}{OVERRIDE_MARK}{hparam}={plain_value(weight)}"
+  """``name`` at ``hparam=weight``, canonical: ``joint-linear-mloss@align_weight=4``.
+
+  A name with ``@`` settings of its own gets the weight among them, sorted
+  as the run names its row (``warmjoint-linear-mloss@align_weight=4@epochs=30``).
+  """
+  return parse_strategy(f"{name}{OVERRIDE_MARK}{hparam}={plain_value(weight)}").name
 
 
 def tunable(strategies: Sequence[ResolvedStrategy], name: str) -> list[str]:
