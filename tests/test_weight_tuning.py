@@ -116,3 +116,17 @@ def test_a_report_runs_a_tuned_strategy_only_at_its_chosen_weight():
   )
   with pytest.raises(InputError, match="the tuning chose align_weight=4 for joint"):
     weight_tuning.check_report_names(["joint-linear-mloss@align_weight=1"], selection)
+
+
+def test_a_variant_of_a_name_with_settings_is_the_name_the_run_gives_its_row():
+  # The weight goes among the name's own settings, sorted: the tuning run's
+  # selection table has its row under that name (issue 42: it had none).
+  name = "warmjoint-linear-mloss@epochs=30"
+  row = weight_tuning.variant(name, "align_weight", 4.0)
+  assert row == "warmjoint-linear-mloss@align_weight=4@epochs=30"
+  config = _config(f"bc-aligner,{name}")
+  expanded, strategies, tuned = weight_tuning.expand(
+    config, config_lib.strategies(config)
+  )
+  assert tuned == ["joint-linear-mloss", name]
+  assert row in [s.name for s in strategies]
