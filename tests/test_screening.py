@@ -1,8 +1,8 @@
-"""experiments.screening: the tables of issue 42's screening, from records."""
+"""evidence.screening: the tables of issue 42's screening, from records."""
 
 import json
 
-from experiments import screening
+from evidence import screening
 
 
 def _part(path, rows_per_seed, selection, weights=(1.0, 4.0)):

@@ -19,7 +19,7 @@ weight. This prints, from the committed ``results.json`` of the parts:
 Command (``--docs`` rewrites the block between the screening markers of
 ``docs/strategies.md``)::
 
-  python -m experiments.screening experiments/results/screening/synthetic_A \
+  python -m evidence.screening experiments/results/screening/synthetic_A \
       experiments/results/screening/synthetic_B --docs=docs/strategies.md
 """
 
