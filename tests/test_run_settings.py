@@ -69,6 +69,7 @@ def test_an_experiment_is_resolved_once(monkeypatch):
   assert [s.name for s in resolved.strategies] == ["nobc", *calls[2:]]
   assert resolved.tuned == ("joint-linear-mloss",)
   assert resolved.settings.run.epochs == config.epochs
+  assert resolved.settings.run.strategy == resolved.config.strategy
   assert experiment.resolve(resolved) is resolved  # an Experiment is kept
   with pytest.raises(dataclasses.FrozenInstanceError):
     resolved.tuned = ()

@@ -31,7 +31,7 @@ class Experiment:
 
   Attributes:
     config: the config, with every component's section, checked and locked
-      (a tuning run's names its variants in ``strategy``). Jobs still read
+      (a tuning run's config names its variants in ``strategy``). Jobs still read
       fields through it; it is what ``results.json`` and the fingerprints
       record.
     settings: its run-level fields, typed (:mod:`bcjax.jobs.run_settings`).
@@ -70,5 +70,9 @@ def resolve(config: ml_collections.ConfigDict, *, tuning: bool = False) -> Exper
   tuned: list[str] = []
   if tuning:
     config, strategies, tuned = weight_tuning.expand(config, strategies)
+    # The settings mirror the config the job runs: its strategy list.
+    settings = run_settings.Settings(
+      dataclasses.replace(settings.run, strategy=config.strategy), settings.consumer
+    )
   config.lock()
   return Experiment(config, settings, tuple(strategies), tuple(tuned), process)
