@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 from absl import logging
 
 from bcjax import keys
+from bcjax.components.transforms import BackwardTransform
 from bcjax.fitting.posthoc import PosthocConfig, PosthocFit
 from bcjax.fitting.train import Alignment, AlignmentTarget
 from bcjax.methods.base import Context, Version
@@ -164,6 +166,11 @@ def train_jointly(
   earlier: list[Version],
   align_weight: float,
   keep_after: int,
+  *,
+  start: Version | None = None,
+  start_params: Any = None,
+  epochs: int | None = None,
+  alignment_transform: BackwardTransform | None = None,
 ) -> Version:
   """M_k and B_k trained together: ``BPR + align_weight * loss(B_k(z_k), z_{k-1})``.
 
@@ -173,16 +180,24 @@ def train_jointly(
     earlier: the strategy's versions ``0..k-1``.
     align_weight: lambda, the alignment loss's weight.
     keep_after: only epochs after this one may be kept.
+    start: M_k's starting model and variables (None: a fresh M_k).
+    start_params: B_k's start (None: the strategy's init).
+    epochs: the fit's cap (None: the run's ``epochs``).
+    alignment_transform: the family the loss sees (its penalty); None: the
+      strategy's. Its ``apply`` must be the strategy's, which serves B_k.
   """
   previous = earlier[-1]
-  model = ctx.model(k)
+  model = ctx.model(k) if start is None else start.model
   user_prev, item_prev = ctx.embed(previous)
-  params = ctx.transform.init(ctx.transform_key, model.dim, previous.model.dim)
+  params = start_params
+  if params is None:
+    params = ctx.transform.init(ctx.transform_key, model.dim, previous.model.dim)
   fit = ctx.fit(
     model,
-    ctx.fit_config(keep_after=keep_after),
+    ctx.fit_config(epochs=epochs, keep_after=keep_after),
     transform_params=params,
-    alignment=Alignment(ctx.transform, ctx.loss, align_weight),
+    alignment=Alignment(alignment_transform or ctx.transform, ctx.loss, align_weight),
     target=AlignmentTarget(user_prev, item_prev, old_params(earlier)),
+    variables=None if start is None else start.variables,
   )
   return Version(model, fit.variables, fit.transform_params, ctx.result(model, fit))

@@ -42,9 +42,8 @@ from absl import logging
 
 from bcjax.components import softorthogonal as softorthogonal_lib
 from bcjax.components.hparams import require
-from bcjax.fitting.train import Alignment, AlignmentTarget
 from bcjax.methods.base import M0_METHOD, Context, Version, register_method
-from bcjax.methods.building_blocks import old_params, with_transform
+from bcjax.methods.building_blocks import train_jointly, with_transform
 
 # The relative ridge of every closed-form B_k here (closedform's default).
 RIDGE = 1e-6
@@ -203,48 +202,6 @@ def exact_transform(ctx: Context, current: Version, previous: Version, ridge: fl
   return solve(ctx.embed(current), ctx.embed(previous), ridge)
 
 
-def joint_fit(
-  ctx: Context,
-  k: int,
-  earlier: list[Version],
-  weight: float,
-  keep_after: int,
-  *,
-  alignment_transform=None,
-  start: Version | None = None,
-  start_params=None,
-  epochs: int | None = None,
-) -> Version:
-  """M_k and B_k trained together, as BC-Aligner, from a chosen start.
-
-  Args:
-    ctx: version k's context (the strategy's transform and loss).
-    k: the version.
-    earlier: the strategy's versions ``0..k-1``.
-    weight: lambda.
-    keep_after: only epochs after this one may be kept.
-    alignment_transform: the family the loss sees (its penalty); None: the
-      strategy's. Its ``apply`` must be the strategy's, which serves B_k.
-    start: M_k's starting model and variables (None: a fresh M_k).
-    start_params: B_k's start (None: the strategy's init).
-    epochs: the fit's cap (None: the run's ``epochs``).
-  """
-  previous = earlier[-1]
-  model = ctx.model(k) if start is None else start.model
-  params = start_params
-  if params is None:
-    params = ctx.transform.init(ctx.transform_key, model.dim, previous.model.dim)
-  fit = ctx.fit(
-    model,
-    ctx.fit_config(epochs=epochs, keep_after=keep_after),
-    variables=None if start is None else start.variables,
-    transform_params=params,
-    alignment=Alignment(alignment_transform or ctx.transform, ctx.loss, weight),
-    target=AlignmentTarget(*ctx.embed(previous), old_params(earlier)),
-  )
-  return Version(model, fit.variables, fit.transform_params, ctx.result(model, fit))
-
-
 @register_method(
   "warmjoint", hparams=WarmJointHparams, reads=(M0_METHOD,), check=_solvable
 )
@@ -253,7 +210,7 @@ def warmjoint(ctx: Context, k: int, earlier: list[Version]) -> Version:
   hp = ctx.hparams
   current = ctx.version_of(M0_METHOD, k)
   start_params = exact_transform(ctx, current, earlier[-1], RIDGE)
-  return joint_fit(
+  return train_jointly(
     ctx,
     k,
     earlier,
@@ -269,7 +226,7 @@ def warmjoint(ctx: Context, k: int, earlier: list[Version]) -> Version:
 def jointsolve(ctx: Context, k: int, earlier: list[Version]) -> Version:
   """Joint training at lambda, then B_k re-solved exactly on the kept M_k."""
   hp = ctx.hparams
-  joint = joint_fit(ctx, k, earlier, hp.align_weight, hp.keep_after)
+  joint = train_jointly(ctx, k, earlier, hp.align_weight, hp.keep_after)
   tick = time.perf_counter()
   params = exact_transform(ctx, joint, earlier[-1], hp.ridge)
   seconds = time.perf_counter() - tick
@@ -283,7 +240,7 @@ def schedjoint(ctx: Context, k: int, earlier: list[Version]) -> Version:
   """Joint training at ``align_weight * growth**(k - 1)`` at version k."""
   hp = ctx.hparams
   weight = version_weight(hp.align_weight, hp.growth, k)
-  return joint_fit(ctx, k, earlier, weight, hp.keep_after)
+  return train_jointly(ctx, k, earlier, weight, hp.keep_after)
 
 
 def soft_family(hp: SoftJointHparams):
@@ -296,6 +253,6 @@ def soft_family(hp: SoftJointHparams):
 def softjoint(ctx: Context, k: int, earlier: list[Version]) -> Version:
   """Joint training of a linear B_k under the gated Gram penalty at ``strength``."""
   hp = ctx.hparams
-  return joint_fit(
+  return train_jointly(
     ctx, k, earlier, hp.align_weight, hp.keep_after, alignment_transform=soft_family(hp)
   )
