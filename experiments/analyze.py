@@ -5,7 +5,8 @@ Usage::
   python -m experiments.analyze --workdir=/tmp/bcjax_default \
       [--start_versions=0,2]
 
-Reads the run's config from ``WORKDIR/results.json`` (no ``--config``), its
+Reads the run's experiment from ``WORKDIR/results.json`` (no ``--config``;
+:func:`bcjax.jobs.experiment.recorded`), its
 versions from ``WORKDIR/checkpoints/``, and writes ``compatibility.json``,
 ``compatibility.md`` and ``compat_*.png`` into the workdir: consumers that
 start at any version, retrieval against an old index, drift along the chain
@@ -24,6 +25,7 @@ from absl import app, flags, logging
 
 from bcjax import compatibility, environment
 from bcjax.errors import InputError, exit_on_user_error
+from bcjax.jobs.analytics import analyze_workdir
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A workdir written by experiments.compare.")
@@ -47,7 +49,7 @@ def main(argv):
         raise InputError(
           f"--start_versions must be integers, got {','.join(FLAGS.start_versions)}"
         ) from e
-    result = compatibility.analyze_workdir(FLAGS.workdir, starts)
+    result = analyze_workdir(FLAGS.workdir, starts)
   print(compatibility.to_markdown(result))
 
 

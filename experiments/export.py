@@ -30,17 +30,16 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 
 import numpy as np
 from absl import app, flags
 
 from bcjax import environment, registry
-from bcjax.data.datasets import load_dataset
 from bcjax.errors import InputError, exit_on_user_error
+from bcjax.jobs import experiment as experiment_lib
 from bcjax.storage.atomic_files import atomic_open
-from bcjax.storage.workdir import CONFIG_KEY, seed_workdir
+from bcjax.storage.workdir import seed_workdir
 
 FLAGS = flags.FLAGS
 
@@ -135,22 +134,17 @@ def write_labels(
 ) -> np.ndarray:
   """Writes ``id,label`` for nodes ``0..count-1``: their first ``attribute`` value.
 
-  The dataset is loaded as the run recorded it (its ``config.json``), from
-  ``data_dir``, which the recorded config leaves out. A node without a value
-  is labelled ``(none)``. Returns the labels.
+  The dataset is loaded as the run recorded it (its experiment,
+  :func:`bcjax.jobs.experiment.recorded`), from ``data_dir``, which the
+  recorded config may leave out. A node without a value is labelled
+  ``(none)``. Returns the labels.
   """
-  with open(os.path.join(workdir, "config.json")) as f:
-    config = json.load(f)[CONFIG_KEY]
-  graph = load_dataset(
-    config["dataset"],
-    data_dir or None,
-    config.get("synthetic"),
-    config.get("item_fields", ""),
-  )
+  experiment = experiment_lib.recorded(workdir, data_dir=data_dir)
+  graph = experiment.data.load()
   attributes = graph.item_attrs if nodes == "item" else graph.user_attrs
   if attribute not in attributes:
     raise InputError(
-      f"--label_attribute={attribute}: the {nodes}s of {config['dataset']} have "
+      f"--label_attribute={attribute}: the {nodes}s of {graph.name} have "
       f"{sorted(attributes) or 'no attributes'}"
     )
   attr = attributes[attribute]

@@ -63,7 +63,8 @@ from bcjax.evaluation import seed_table
 from bcjax.evaluation.table import UNINTENDED_REFERENCE as REFERENCE
 from bcjax.evaluation.table import comparison_table
 from bcjax.evaluation.table_records import read_table
-from bcjax.jobs import outputs, run_settings, weight_tuning
+from bcjax.jobs import experiment as experiment_lib
+from bcjax.jobs import outputs, weight_tuning
 from bcjax.storage.workdir import UNFINGERPRINTED_FIELDS
 from experiments.provenance import CODE_PATHS
 
@@ -94,7 +95,7 @@ def read_part(spec: str) -> tuple[str, dict, list[str]]:
     results = json.load(f)
   try:
     # Parts made by older code are read by their schema's reader.
-    run_settings.read_recorded(results)
+    experiment_lib.recorded(results)
   except InputError as e:
     raise InputError(f"part {path!r}: {e}") from None
   ran = list(results.get("strategies") or {})

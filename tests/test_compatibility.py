@@ -20,6 +20,7 @@ from bcjax.data.split import split_version
 from bcjax.errors import InputError
 from bcjax.fitting.consumers import ConsumerConfig, fit_consumer
 from bcjax.fitting.tasks import CORE_TASKS, build_task
+from bcjax.jobs import analytics
 from bcjax.jobs.config import validate
 from bcjax.storage.checkpoints import VersionStore
 from experiments.configs import test as test_config
@@ -336,7 +337,7 @@ def test_rerun_refits_no_consumer(compared, monkeypatch):
     raise AssertionError("a finished consumer was refitted")
 
   monkeypatch.setattr(compatibility.measures, "fit_consumer", fail)
-  again = compatibility.analyze_workdir(workdir)
+  again = analytics.analyze_workdir(workdir)
   again.pop("plots")
   again.pop("seconds")
   expected = dict(results["compatibility"])

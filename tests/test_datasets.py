@@ -7,6 +7,7 @@ import pytest
 from bcjax.data import datasets
 from bcjax.data.graph import DynamicGraph, RaggedAttribute, from_raw_log
 from bcjax.errors import InputError
+from bcjax.jobs.experiment import resolve
 from bcjax.jobs.run_data import RunData
 from experiments.configs import test as test_config
 from tests.test_recbole import write_amazon_like
@@ -52,7 +53,7 @@ def test_a_dataset_registered_from_outside_the_package(toy, tmp_path):
 def test_the_job_loads_a_registered_dataset(toy, tmp_path):
   config = test_config.get_config()
   config.dataset = "toy-large"
-  run = RunData.load(config, str(tmp_path))
+  run = RunData.load(resolve(config), str(tmp_path))
   assert run.graph.name == "toy-large" and run.graph.num_edges == 40
 
 
@@ -61,7 +62,7 @@ def test_config_item_fields_reach_the_loader(tmp_path):
   config.dataset = "recbole"
   config.data_dir = str(write_amazon_like(tmp_path / "amz"))
   config.item_fields = "brand"
-  run = RunData.load(config, str(tmp_path / "work"))
+  run = RunData.load(resolve(config), str(tmp_path / "work"))
   assert list(run.graph.item_attrs) == ["brand"]
 
 

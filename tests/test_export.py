@@ -1,6 +1,7 @@
 """experiments.export: a version of a run's embeddings, with ids, for align."""
 
 import csv
+import json
 import os
 
 import jax.numpy as jnp
@@ -109,10 +110,9 @@ def test_labels_are_each_nodes_first_attribute_value(tmp_path):
   config = test_config.get_config()
   workdir = tmp_path / "w"
   workdir.mkdir()
-  (workdir / "config.json").write_text(
-    '{"config": {"dataset": "synthetic", "synthetic": '
-    + __import__("json").dumps(config.synthetic.to_dict())
-    + "}}"
+  # The record of a finished run of the test config (its strategies aside).
+  (workdir / "results.json").write_text(
+    json.dumps({"schema_version": 4, "config": config.to_dict(), "strategies": {}})
   )
   labels = binary.write_labels(
     str(workdir), "item", "brand", "", str(tmp_path / "l.csv"), 15

@@ -109,3 +109,49 @@ def test_every_committed_run_is_read_by_its_schemas_reader():
   config = {k: v for k, v in any_run["config"].items() if k != "taus"}
   with pytest.raises(InputError, match="has no config field 'taus'"):
     run_settings.read_recorded({**any_run, "config": config})
+
+
+def test_a_committed_run_is_read_back_as_an_experiment(tmp_path):
+  runs = dict(_committed_runs())
+  for path, results in runs.items():
+    recorded = experiment.recorded(results)
+    assert recorded.strategy_names == tuple(results["strategies"]), path
+    assert recorded.strategies == ()  # named, not resolved
+    assert recorded.tuned == tuple(results.get("weight_selection") or {}), path
+    assert recorded.data.dataset == results["config"]["dataset"], path
+    assert list(recorded.data.taus) == results["config"]["taus"], path
+  # From a workdir: its results.json; data_dir overrides the recorded one.
+  path, results = next(iter(runs.items()))
+  (tmp_path / "results.json").write_text(json.dumps(results))
+  recorded = experiment.recorded(str(tmp_path), data_dir="/elsewhere")
+  assert recorded.data.data_dir == "/elsewhere"
+  assert recorded.settings == experiment.recorded(results).settings
+  with pytest.raises(InputError, match="results.json is missing or unreadable"):
+    experiment.recorded(str(tmp_path / "none"))
+  with pytest.raises(InputError, match="without its config or strategies"):
+    experiment.recorded({"schema_version": 4, "config": results["config"]})
+
+
+def test_the_data_spec_loads_and_splits_as_the_dataset_functions_do():
+  from bcjax.data.datasets import load_dataset
+  from bcjax.data.spec import DataSpec
+  from bcjax.data.split import split_version
+
+  config = test.get_config()
+  config.item_fields = ""
+  spec = DataSpec.from_config(config)
+  # A live ConfigDict and a recorded dict give one spec.
+  assert spec == DataSpec.from_config(json.loads(json.dumps(config.to_dict())))
+  assert spec.num_versions == config.num_versions and spec.taus == tuple(config.taus)
+  graph = spec.load()
+  reference = load_dataset("synthetic", None, config.synthetic.to_dict())
+  assert graph.fingerprint() == reference.fingerprint()
+  splits = spec.splits(graph)
+  assert len(splits) == config.num_versions
+  for k, split in enumerate(splits):
+    expected = split_version(reference, k, tuple(config.taus))
+    assert (split.tau_train, split.tau_val) == (expected.tau_train, expected.tau_val)
+    for field in ("train_user", "train_item", "val_user", "val_item"):
+      assert (getattr(split, field) == getattr(expected, field)).all(), field
+  resolved = experiment.resolve(test.get_config())
+  assert resolved.data == DataSpec.from_config(resolved.config)

@@ -18,6 +18,7 @@ from bcjax import registry
 from bcjax.components.transforms import get_transform
 from bcjax.errors import InputError
 from bcjax.jobs import runner
+from bcjax.jobs.experiment import resolve
 from bcjax.jobs.run_data import RunData
 from bcjax.methods.strategies import PAPER_STRATEGIES
 from bcjax.models.device_graph import BipartiteGraph
@@ -151,7 +152,7 @@ def test_registry_linear_chain_matches_saved_kernels(run):
 
 def _embeddings_on(workdir, strategy, model_version, graph_version):
   """M_{model_version} of ``strategy`` run on version ``graph_version``'s graph."""
-  data = RunData.load(_config(), workdir)
+  data = RunData.load(resolve(_config()), workdir)
   with VersionStore(_checkpoints(workdir, strategy), create=False) as store:
     meta = store.metadata(model_version)
     variables = store.restore(model_version, "model")
@@ -211,7 +212,7 @@ def test_nobc_serves_the_prefix(run):
 
 def test_restored_parameters_reproduce_saved_embeddings(run):
   workdir, _ = run
-  data = RunData.load(_config(), workdir)
+  data = RunData.load(resolve(_config()), workdir)
   for strategy in ("joint-linear-mloss", "finetune-m0"):
     with VersionStore(_checkpoints(workdir, strategy), create=False) as store:
       meta = store.metadata(2)

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 import bcjax.methods.base as methods_base
+from bcjax.data import spec
 from bcjax.errors import InputError
-from bcjax.jobs import run_data, runner
+from bcjax.jobs import runner
+from bcjax.jobs.experiment import resolve
 from bcjax.jobs.run_data import RunData
 from bcjax.storage.checkpoints import VersionStore
 from bcjax.storage.workdir import (
@@ -261,7 +263,7 @@ def test_rerun_with_changed_fields_is_refused_naming_them(intended):
 
 def test_rerun_with_other_data_is_refused(intended, monkeypatch):
   workdir, _ = intended
-  load = run_data.load_dataset
+  load = spec.load_dataset
 
   def one_rating_changed(*args):
     graph = load(*args)
@@ -269,7 +271,7 @@ def test_rerun_with_other_data_is_refused(intended, monkeypatch):
     rating[0] += 1
     return dataclasses.replace(graph, rating=rating)
 
-  monkeypatch.setattr(run_data, "load_dataset", one_rating_changed)
+  monkeypatch.setattr(spec, "load_dataset", one_rating_changed)
   with pytest.raises(
     InputError, match=r"another config: dataset_fingerprint '\w+' -> "
   ):
@@ -307,7 +309,7 @@ def test_a_saved_version_of_another_config_is_refused_naming_the_fields(
   shutil.copytree(os.path.join(workdir, "checkpoints"), tmp_path / "checkpoints")
   config = _intended_config()
   config.eval_chunk_size = 7
-  job = runner.Runner(RunData.load(config, str(tmp_path)))
+  job = runner.Runner(RunData.load(resolve(config), str(tmp_path)))
   with pytest.raises(InputError) as error:
     job.version(job.strategy("nobc"), 0)
   assert str(error.value) == (

@@ -35,16 +35,14 @@ registry (:func:`bcjax.registry.open`) and the strategies' checkpoint folders:
 
 Everything runs on a workdir's saved versions and consumers; consumers that
 start after version 0 are saved under ``workdir/compatibility/consumers`` and
-reused by a rerun. :func:`analyze` writes ``compatibility.json``,
+reused by a rerun (:mod:`bcjax.jobs.analytics` runs them as a job). :func:`analyze` writes ``compatibility.json``,
 ``compatibility.md`` and the plots (:mod:`bcjax.evaluation.compatibility_plots`).
 """
 
 from bcjax.compatibility.analysis import (  # noqa: F401
   AnalyticsConfig,
   analyze,
-  analyze_workdir,
   enabled,
-  run_in_workdir,
   settings_from_config,
 )
 from bcjax.compatibility.backfill_consumers import (  # noqa: F401

@@ -1,12 +1,11 @@
-"""The whole analysis of a run, and its entry points from a config or a
-finished workdir."""
+"""The whole analysis of a run's saved versions (its jobs, of a running
+comparison or of a finished workdir, are :mod:`bcjax.jobs.analytics`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -25,7 +24,7 @@ from bcjax.compatibility.measures import (
   start_consumer,
   summarize_consumers,
 )
-from bcjax.compatibility.report import format_value, write_outputs
+from bcjax.compatibility.report import format_value
 from bcjax.compatibility.serving import backfilling, blending
 from bcjax.compatibility.stores import (
   FrozenModels,
@@ -253,99 +252,3 @@ def enabled(config) -> bool:
   """Whether ``config`` asks the main job for the analytics."""
   c = config.get("compatibility")
   return bool(c and c.get("enabled", False))
-
-
-def run_in_workdir(
-  config,
-  workdir: str,
-  strategies: Sequence[str],
-  graph,
-  splits: Sequence[VersionSplit],
-  consumers: Mapping[str, Consumer] | None = None,
-) -> dict:
-  """:func:`analyze` with a run's config, then :func:`write_outputs`.
-
-  Args:
-    config: the run's experiment config (``consumer``, ``seed``, ``tasks``,
-      ``layout``, ``compatibility``).
-    workdir: the run's folder; outputs are written there.
-    strategies: canonical strategy names.
-    graph: the run's graph.
-    splits: its version splits.
-    consumers: the main job's version-0 consumers by task name.
-
-  Returns:
-    The result as written to ``compatibility.json`` (with ``plots``).
-  """
-  consumer_config = ConsumerConfig.from_config(config)
-  chosen = [t.strip() for t in str(config.get("tasks", "")).split(",") if t.strip()]
-  tasks = [t for t in CORE_TASKS if not chosen or t in chosen]
-  tick = time.perf_counter()
-  result = analyze(
-    workdir,
-    strategies,
-    graph,
-    splits,
-    consumer_config,
-    config.seed,
-    settings_from_config(config),
-    tasks=tasks,
-    consumers=consumers,
-    layout=config.get("layout", "") or None,
-  )
-  # The cost of the analytics, for deciding whether a config runs them.
-  result["seconds"] = time.perf_counter() - tick
-  logging.info("compatibility analytics: %.1fs", result["seconds"])
-  return write_outputs(result, workdir)
-
-
-def analyze_workdir(workdir: str, start_versions: Sequence[int] | None = None) -> dict:
-  """The analytics of a finished run's workdir, retraining no version.
-
-  Reads the run's config and strategies from ``workdir/results.json``, the
-  versions from ``workdir/checkpoints/``, and reuses the consumers saved by
-  an earlier analysis; writes ``compatibility.json``, ``compatibility.md``
-  and the plots into ``workdir``.
-
-  Args:
-    workdir: a workdir written by ``experiments.compare`` or
-      ``experiments.run_intended``.
-    start_versions: consumer start versions (None: the config's, or all).
-
-  Raises:
-    InputError: no results in ``workdir``, or any bad input of :func:`analyze`.
-  """
-  import ml_collections
-
-  from bcjax.data.datasets import load_dataset
-  from bcjax.data.split import split_version
-  from bcjax.storage.workdir import WorkdirLock
-
-  path = os.path.join(workdir, "results.json")
-  try:
-    with open(path) as f:
-      results = json.load(f)
-    config = ml_collections.ConfigDict(results["config"])
-    strategies = list(results["strategies"])
-  except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-    raise InputError(
-      f"{path} is missing or unreadable ({type(e).__name__}: {e}); run "
-      "experiments.compare or experiments.run_intended on this workdir first"
-    ) from e
-  if "compatibility" not in config:
-    config.compatibility = ml_collections.ConfigDict()
-  if start_versions is not None:
-    config.compatibility.start_versions = tuple(start_versions)
-  check_start_versions(
-    tuple(config.compatibility.get("start_versions", ())), config.num_versions
-  )
-  with WorkdirLock(workdir):
-    graph = load_dataset(
-      config.dataset,
-      config.get("data_dir", "") or None,
-      config.synthetic.to_dict() if "synthetic" in config else None,
-    )
-    splits = [
-      split_version(graph, k, tuple(config.taus)) for k in range(config.num_versions)
-    ]
-    return run_in_workdir(config, workdir, strategies, graph, splits)

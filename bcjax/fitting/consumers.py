@@ -66,19 +66,6 @@ class ConsumerConfig:
   batch_size: int = 2048
   learning_rate: float = 1e-3
 
-  @classmethod
-  def from_config(cls, config) -> ConsumerConfig:
-    """The settings of an experiment config's ``consumer`` field."""
-    c = config.consumer
-    return cls(
-      hidden_sizes=tuple(c.hidden_sizes),
-      dropouts=tuple(c.dropouts),
-      seeds=c.seeds,
-      epochs=c.epochs,
-      batch_size=c.batch_size,
-      learning_rate=c.learning_rate,
-    )
-
 
 def _loss(kind: str, logits, labels):
   if kind == "binary":

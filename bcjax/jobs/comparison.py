@@ -54,21 +54,27 @@ from bcjax.evaluation.unintended import (
 from bcjax.fitting.consumer_checkpoints import load_consumer, save_consumer
 from bcjax.fitting.consumers import (
   Consumer,
-  ConsumerConfig,
   fit_consumer,
 )
 from bcjax.fitting.tasks import Task, available_tasks, build_task
+from bcjax.jobs import (
+  analytics,
+  outputs,
+  processes,
+  runner,
+  seed_lockstep,
+  weight_tuning,
+)
 from bcjax.jobs import experiment as experiment_lib
-from bcjax.jobs import outputs, processes, runner, seed_lockstep, weight_tuning
 from bcjax.jobs.metric_writer import MetricWriter
 from bcjax.jobs.run_data import RunData
 from bcjax.storage import atomic_files
 from bcjax.storage.workdir import config_fingerprint, seed_workdir
 
 
-def task_names(config: ml_collections.ConfigDict, graph) -> list[str]:
+def task_names(tasks: str, graph) -> list[str]:
   """``config.tasks`` (comma-separated), or every task the data has."""
-  names = [t.strip() for t in str(config.get("tasks", "")).split(",") if t.strip()]
+  names = [t.strip() for t in tasks.split(",") if t.strip()]
   return names or available_tasks(graph)
 
 
@@ -102,28 +108,26 @@ def run(
   """
   experiment = experiment_lib.resolve(config, tuning=True)
   started = environment.now()
-  with runner.job_context(workdir, experiment.config) as (writer, data):
+  with runner.job_context(workdir, experiment) as (writer, data):
     return _run(experiment, data, writer, started)
 
 
 def _run(
   experiment: experiment_lib.Experiment, data: RunData, writer: MetricWriter, started
 ) -> dict:
-  config, settings = experiment.config, experiment.settings.run
+  settings = data.settings
   strategies = list(experiment.strategies)
   # Unknown task names fail before hours of training, not after. Tasks
   # depend on the data and config.seed alone: one set for every seed.
   tasks = [
     build_task(name, data.graph, data.splits, seed=settings.seed)
-    for name in task_names(config, data.graph)
+    for name in task_names(settings.tasks, data.graph)
   ]
   per_seed = seed_lockstep.run_seeds(
     data,
     settings.num_seeds,
     settings.seed_batch,
-    lambda seed_data, fits: _run_seed(
-      config, seed_data, strategies, tasks, writer, fits
-    ),
+    lambda seed_data, fits: _run_seed(seed_data, strategies, tasks, writer, fits),
   )
   runs = [run for run in per_seed if run is not None]
   if not processes.is_primary():
@@ -132,7 +136,7 @@ def _run(
 
 
 def _run_seed(
-  config, data, strategies, tasks, writer: MetricWriter, fits=None
+  data: RunData, strategies, tasks, writer: MetricWriter, fits=None
 ) -> tuple[dict, ComparisonTable] | None:
   """One embedding seed: its versions, consumers and table, in its folder.
 
@@ -147,7 +151,8 @@ def _run_seed(
   """
   job = runner.Runner(data, writer, tuple(strategies), fits)
   suffix = runner.seed_suffix(data.embedding_seed)
-  grid_epochs = len(config.consumer.hidden_sizes) * config.consumer.epochs
+  consumer_settings = data.experiment.settings.consumer
+  grid_epochs = len(consumer_settings.hidden_sizes) * consumer_settings.epochs
   for task in tasks:
     # A consumer grid epoch against a training epoch: a guess the measured
     # rate corrects only in part; the ETA firms up as stages finish.
@@ -163,24 +168,19 @@ def _run_seed(
   if not processes.is_primary():
     return None
   consumers = _consumers(
-    config, data, tasks, train_tables, selection_tables, writer, job, suffix
+    data, tasks, train_tables, selection_tables, writer, job, suffix
   )
-  unintended = _score_unintended(config, data, strategies, tasks, consumers)
+  unintended = _score_unintended(data, strategies, tasks, consumers)
   results["unintended"] = unintended.to_json()
   results["halves"]["tasks"] = {
-    task.name: task.halves_record(config.report_split, data.embedding_seed)
+    task.name: task.halves_record(data.settings.report_split, data.embedding_seed)
     for task in tasks
   }
-  if compatibility.enabled(config) and data.embedding_seed == 0:
+  if compatibility.enabled(data.config) and data.embedding_seed == 0:
     # The analytics read the seed-0 workdir's results.json: of seed 0 alone.
     atomic_files.write_json(data.results_path, results)
-    results["compatibility"] = compatibility.run_in_workdir(
-      config,
-      data.workdir,
-      [s.name for s in strategies],
-      data.graph,
-      data.splits,
-      consumers,
+    results["compatibility"] = analytics.run_analytics(
+      data.experiment, data.workdir, data.graph, data.splits, consumers
     )
   table = comparison_table(results, unintended)
   results["table"] = table.to_json()
@@ -197,7 +197,7 @@ def _run_seed(
 
 
 def _consumers(
-  config, data, tasks, train_tables, selection_tables, writer, job, suffix
+  data, tasks, train_tables, selection_tables, writer, job, suffix
 ) -> dict[str, Consumer]:
   """Every task's consumers: reused from the workdir, else trained and saved.
 
@@ -218,9 +218,9 @@ def _consumers(
         task=task,
         train_tables=train_tables,
         selection_tables=selection_tables[task.name],
-        config=ConsumerConfig.from_config(config),
+        config=data.experiment.settings.consumer,
         # The same consumer seeds for every embedding seed.
-        key=keys.consumer_key(config.seed, task.name),
+        key=keys.consumer_key(data.settings.seed, task.name),
         report=functools.partial(
           _report_consumer, writer, job, task.name, suffix, t, len(tasks)
         ),
@@ -244,7 +244,7 @@ def _consumers(
   return consumers
 
 
-def _score_unintended(config, data, strategies, tasks, consumers) -> UnintendedResults:
+def _score_unintended(data, strategies, tasks, consumers) -> UnintendedResults:
   """Each task's consumers on every strategy's versions, per consumer seed."""
   # Every strategy's version-0-compatible embeddings of every version, read
   # once and served to every task's consumers.
@@ -257,12 +257,14 @@ def _score_unintended(config, data, strategies, tasks, consumers) -> UnintendedR
         data.store_path(strategy.name), data.mesh if jax.process_count() == 1 else None
       )
       stack.callback(reg.close)
-      for k in range(config.num_versions):
+      for k in range(data.settings.num_versions):
         tables = _tables(reg, k)
         for task in tasks:
           if k in task.evaluation:
             examples = task.evaluation[k]
-            rows = task.halves(examples, config.report_split, data.embedding_seed)
+            rows = task.halves(
+              examples, data.settings.report_split, data.embedding_seed
+            )
             halves = consumers[task.name].scores_of_rows(tables, examples, rows)
             scores.extend(
               UnintendedScore(task.name, strategy.name, k, seed, value, half)
@@ -373,7 +375,7 @@ def _report_consumer(writer, job, task, suffix, t, num_tasks, hidden, epoch, sca
   stage = f"consumers/{task}"
   writer.write(f"{stage}{suffix}/h{hidden}", epoch, scalars, task=task, hidden=hidden)
   job.clock.advance(stage)
-  epochs = job.data.config.consumer.epochs
+  epochs = job.data.experiment.settings.consumer.epochs
   if epoch == epochs:
     logging.info(
       "task %s (%d/%d): hidden %d done, %d epochs [%s]",

@@ -16,10 +16,11 @@ import ml_collections
 from absl import logging
 
 from bcjax import sharding
-from bcjax.data.datasets import load_dataset
 from bcjax.data.graph import DynamicGraph
-from bcjax.data.split import VersionSplit, split_version
+from bcjax.data.split import VersionSplit
+from bcjax.jobs.experiment import Experiment
 from bcjax.jobs.fingerprints import run_fields
+from bcjax.jobs.run_settings import RunSettings
 from bcjax.models.device_graph import BipartiteGraph
 from bcjax.storage.progress import FitProgress
 from bcjax.storage.workdir import fingerprinted_config, seed_workdir
@@ -30,7 +31,7 @@ class RunData:
   """The data of one run: the graph, its version splits, where things go.
 
   Attributes:
-    config: the experiment config.
+    experiment: the job's experiment.
     workdir: the output folder of this embedding seed (the job's workdir for
       seed 0, ``seeds/<i>/`` under it for seed ``i``).
     graph: the whole interaction log.
@@ -39,7 +40,7 @@ class RunData:
     embedding_seed: which of the ``config.num_seeds`` embedding seeds.
   """
 
-  config: ml_collections.ConfigDict
+  experiment: Experiment
   workdir: str
   graph: DynamicGraph
   splits: tuple[VersionSplit, ...]
@@ -48,20 +49,24 @@ class RunData:
   _graphs: dict = dataclasses.field(default_factory=dict, repr=False)
 
   @classmethod
-  def load(cls, config: ml_collections.ConfigDict, workdir: str) -> RunData:
+  def load(cls, experiment: Experiment, workdir: str) -> RunData:
+    """Loads ``experiment``'s data (its :class:`~bcjax.data.spec.DataSpec`)."""
     tick = time.perf_counter()
-    graph = load_dataset(
-      config.dataset,
-      config.data_dir or None,
-      config.synthetic.to_dict() if "synthetic" in config else None,
-      config.get("item_fields", ""),
-    )
+    graph = experiment.data.load()
     logging.info("%s (loaded in %.1fs)", graph.summary(), time.perf_counter() - tick)
-    splits = tuple(
-      split_version(graph, k, config.taus) for k in range(config.num_versions)
-    )
-    mesh = sharding.make_mesh(config.get("num_devices", 1))
-    return cls(config, workdir, graph, splits, mesh)
+    splits = experiment.data.splits(graph)
+    mesh = sharding.make_mesh(experiment.settings.run.num_devices)
+    return cls(experiment, workdir, graph, splits, mesh)
+
+  @property
+  def config(self) -> ml_collections.ConfigDict:
+    """The experiment's config: what records and fingerprints hold."""
+    return self.experiment.config
+
+  @property
+  def settings(self) -> RunSettings:
+    """The experiment's run-level fields, typed."""
+    return self.experiment.settings.run
 
   def for_seed(self, embedding_seed: int) -> RunData:
     """The same data for another embedding seed, in that seed's folder.
@@ -93,7 +98,7 @@ class RunData:
   def bipartite(self, k: int) -> BipartiteGraph:
     """Version k's training graph on device (built once)."""
     if k not in self._graphs:
-      layout = self.config.get("layout", "") or None
+      layout = self.settings.layout or None
       self._graphs[k] = BipartiteGraph.from_split(self.splits[k], layout)
     return self._graphs[k]
 

@@ -25,6 +25,7 @@ from typing import Any
 from bcjax.components.hparams import from_section, require
 from bcjax.errors import InputError
 from bcjax.evaluation.recall import REPORT_SPLITS
+from bcjax.fitting.consumers import ConsumerConfig
 from bcjax.models.aggregation import LAYOUTS
 
 # Fields a config must set: the experiment itself, which no default stands for.
@@ -50,8 +51,11 @@ def _ints(values: Any, least: int) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class ConsumerSettings:
+class ConsumerSettings(ConsumerConfig):
   """``config.consumer``: the unintended-task consumer MLPs.
+
+  A :class:`~bcjax.fitting.consumers.ConsumerConfig` (what the consumer fits
+  take), with the shipped config's defaults and the checks of a config.
 
   Attributes:
     hidden_sizes: hidden widths tried (the selection grid).

@@ -102,7 +102,7 @@ class Runner:
     self._order = {s.name: i for i, s in enumerate(strategies, 1)}
     self._resolved = {s.name: s for s in strategies}
     self._reported: dict[str, int] = {}
-    c = data.config
+    c = data.settings
     for s in strategies:
       for k in range(c.num_versions):
         # Every version trains a model for config.epochs, except version 0
@@ -129,7 +129,7 @@ class Runner:
 
   def results(self, strategy: ResolvedStrategy) -> list[VersionResult]:
     """Every version of ``strategy``, trained or restored: their results."""
-    n = self.data.config.num_versions
+    n = self.data.settings.num_versions
     return [self.version(strategy, k).result for k in range(n)]
 
   def m0_embeddings(self, k: int) -> tuple:
@@ -162,7 +162,7 @@ class Runner:
 
   def _report(self, strategy: ResolvedStrategy, k: int, record: dict) -> str:
     """Writes a fit's evaluation and says where the job stands."""
-    c = self.data.config
+    c = self.data.settings
     stage = _stage(strategy.name, k)
     if stage in self.clock:
       done = self._reported.get(stage, 0)
@@ -182,7 +182,7 @@ class Runner:
       )
     position = self._order.get(strategy.name)
     where = f"strategy {position}/{len(self._order)}, " if position else ""
-    if c.get("num_seeds", 1) > 1:
+    if c.num_seeds > 1:
       where = f"seed {i + 1}/{c.num_seeds}, " + where
     return f" [{where}version {k}/{c.num_versions - 1}, {self.clock.eta()}]"
 
@@ -215,7 +215,7 @@ class Runner:
 
   def _context(self, strategy: ResolvedStrategy, k: int) -> Context:
     key = keys.version_key(
-      self.data.config.seed, strategy.id, k, self.data.embedding_seed
+      self.data.settings.seed, strategy.id, k, self.data.embedding_seed
     )
     return Context(
       strategy=strategy,
@@ -253,7 +253,7 @@ class Runner:
       "transform": transform,
       "tau_train": split.tau_train,
       "tau_val": split.tau_val,
-      "dataset": self.data.config.dataset,
+      "dataset": self.data.settings.dataset,
       "dataset_fingerprint": self.data_fingerprint,
       FINGERPRINT_KEY: fingerprints.fingerprint(self.fields(strategy)),
       # What decides it, so that a version of other settings is refused
@@ -275,7 +275,7 @@ class Runner:
   def _check_process(self, what: str, recorded: dict | None) -> None:
     """Refuses to reuse ``what``, made under other process settings, unless
     ``config.allow_process_differences``; then records the differences."""
-    allowed = self.data.config.get("allow_process_differences", False)
+    allowed = self.data.settings.allow_process_differences
     for line in environment.reuse_differences(what, recorded, allowed):
       if line not in self.process_differences:
         self.process_differences.append(line)
@@ -328,12 +328,12 @@ def run(
     Seed 0's results, as written to ``workdir/results.json``.
   """
   experiment = experiment_lib.resolve(config)
-  config, strategies = experiment.config, list(experiment.strategies)
-  with job_context(workdir, config) as (writer, data):
+  strategies = list(experiment.strategies)
+  with job_context(workdir, experiment) as (writer, data):
     per_seed = seed_lockstep.run_seeds(
       data,
-      experiment.settings.run.num_seeds,
-      experiment.settings.run.seed_batch,
+      data.settings.num_seeds,
+      data.settings.seed_batch,
       lambda seed_data, fits: run_strategies(
         Runner(seed_data, writer, tuple(strategies), fits), strategies
       ),
@@ -343,7 +343,7 @@ def run(
 
 @contextlib.contextmanager
 def job_context(
-  workdir: str, config: ml_collections.ConfigDict
+  workdir: str, experiment: experiment_lib.Experiment
 ) -> Iterator[tuple[MetricWriter | None, RunData]]:
   """The workdir lock, the checks, the metric writer and the data of a job.
 
@@ -354,7 +354,7 @@ def job_context(
 
   Args:
     workdir: the job's workdir.
-    config: the job's config.
+    experiment: the job's experiment.
 
   Yields:
     The metric writer (None on other processes) and the job's data.
@@ -368,14 +368,9 @@ def job_context(
     return stack.enter_context(MetricWriter(workdir))
 
   with processes.primary_context(enter) as writer:
-    data = RunData.load(config, workdir)
+    data = RunData.load(experiment, workdir)
     processes.on_primary(lambda: check_workdir(workdir, data))
     yield writer, data
-
-
-def num_seeds(config: ml_collections.ConfigDict) -> int:
-  """``config.num_seeds``, 1 for a config without the field."""
-  return int(config.get("num_seeds", 1))
 
 
 def check_workdir(workdir: str, data: RunData) -> None:
@@ -383,7 +378,7 @@ def check_workdir(workdir: str, data: RunData) -> None:
   check_config(
     workdir,
     data.fields,
-    num_seeds=num_seeds(data.config),
+    num_seeds=data.settings.num_seeds,
     schema_version=RESULTS_SCHEMA_VERSION,
   )
 
@@ -396,7 +391,7 @@ def seed_suffix(embedding_seed: int) -> str:
 def run_strategies(runner: Runner, strategies: list[ResolvedStrategy]) -> dict:
   """Every version of ``strategies``; writes ``results.json`` (the JSON edge)."""
   data = runner.data
-  report_split = data.config.report_split
+  report_split = data.settings.report_split
   baselines = [
     {
       "version": s.version,
@@ -411,7 +406,7 @@ def run_strategies(runner: Runner, strategies: list[ResolvedStrategy]) -> dict:
     "embedding_seed": data.embedding_seed,
     "environment": environment.record(runner.started),
     "dataset": {
-      "name": data.config.dataset,
+      "name": data.settings.dataset,
       "fingerprint": runner.data_fingerprint,
       "num_users": data.graph.num_users,
       "num_items": data.graph.num_items,
