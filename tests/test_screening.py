@@ -72,6 +72,43 @@ def test_candidates_are_paired_with_bc_aligner_by_seed(tmp_path):
   # Per seed: 9 - (-3) = 12, -4 - (-2) = -2; mean 5.
   assert "| jointsolve-linear-mloss | 5.00 | 12.00, -2.00 |" in text
   assert "are equal in parts A, B" in text
+  assert "Reached on these selection halves by: jointsolve-linear-mloss." in text
+
+
+def test_datasets_are_screened_apart_against_their_goals(tmp_path):
+  refs = {"nobc": _row(0.0), "fix-m0": _row(-1.0)}
+  bc, js = "joint-linear-mloss@align_weight=", "jointsolve-linear-mloss@align_weight="
+  parts = []
+  for dataset, lead in (("synthetic", 1.0), ("ml-100k", 1.0)):
+    path = _part(
+      tmp_path / dataset,
+      [
+        {
+          **refs,
+          f"{bc}1": _row(-3.0),
+          f"{bc}4": _row(-5.0),
+          f"{js}1": _row(-3.0 + lead),
+          f"{js}4": _row(-9.0),
+        }
+      ],
+      {
+        **_selection("joint-linear-mloss", 1.0),
+        **_selection("jointsolve-linear-mloss", 1.0),
+      },
+    )
+    results = json.loads((path / "results.json").read_text())
+    results["config"]["dataset"] = dataset
+    (path / "results.json").write_text(json.dumps(results))
+    parts.append(path)
+  text = screening.render(parts)
+  synthetic, ml100k = text.split("#### ml-100k")
+  assert synthetic.startswith("#### synthetic")
+  # A lead of 1 point: short of synthetic's 1.5, enough on ml-100k (> 0).
+  assert (
+    "at least 1.5 points over joint-linear-mloss. Reached on these selection halves by: none."
+    in synthetic
+  )
+  assert "Reached on these selection halves by: jointsolve-linear-mloss." in ml100k
 
 
 def test_a_part_with_other_references_is_flagged(tmp_path):
