@@ -45,10 +45,11 @@ from absl import app, flags
 from bcjax import keys
 from bcjax.data.datasets import load_dataset
 from bcjax.data.split import split_version
-from bcjax.fitting.consumers import ConsumerConfig, fit_consumer, fit_consumers
+from bcjax.fitting.consumers import fit_consumer, fit_consumers
 from bcjax.fitting.tasks import available_tasks, build_task
 from bcjax.fitting.train import FitConfig
 from bcjax.fitting.version_fit import fit_version, fit_version_seeds
+from bcjax.jobs import run_settings
 from bcjax.models.device_graph import BipartiteGraph
 from bcjax.models.pinsage import PinSAGE, embed
 from benchmarks.workloads import SIZES
@@ -96,7 +97,7 @@ def _time_consumers(config, graph, model, fits):
   tasks = [
     build_task(name, graph, splits, seed=config.seed) for name in available_tasks(graph)
   ]
-  consumer = ConsumerConfig.from_config(config)
+  consumer = run_settings.read(config).consumer
   tables = {}
   for j in {0} | {t.selection_version for t in tasks}:
     device_graph = BipartiteGraph.from_split(splits[j])

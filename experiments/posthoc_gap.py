@@ -126,7 +126,7 @@ def main(argv):
   experiment = experiment_lib.resolve(config)
   config = experiment.config
   os.makedirs(FLAGS.workdir, exist_ok=True)
-  data = RunData.load(config, FLAGS.workdir)
+  data = RunData.load(experiment, FLAGS.workdir)
   run = runner.Runner(data)
   strategy = {s.name: s for s in experiment.strategies}[
     parse_strategy(FLAGS.strategy).name
