@@ -35,8 +35,9 @@ registry (:func:`bcjax.registry.open`) and the strategies' checkpoint folders:
 
 Everything runs on a workdir's saved versions and consumers; consumers that
 start after version 0 are saved under ``workdir/compatibility/consumers`` and
-reused by a rerun (:mod:`bcjax.jobs.analytics` runs them as a job). :func:`analyze` writes ``compatibility.json``,
-``compatibility.md`` and the plots (:mod:`bcjax.evaluation.compatibility_plots`).
+reused by a rerun (:mod:`bcjax.jobs.analytics` runs them as a job).
+:func:`analyze` writes ``compatibility.json``, ``compatibility.md`` and the
+plots (:mod:`bcjax.evaluation.compatibility_plots`).
 """
 
 from bcjax.compatibility.analysis import (  # noqa: F401
