@@ -14,9 +14,11 @@ epochs the converged stop runs. Both are read from committed records:
 
 A strategy the probe did not train is costed as the kind it trains like
 (:data:`KINDS`); a kind the tuning runs did not train takes the epochs of
-the kind that stops as it does (:data:`EPOCHS_LIKE`), and a post-hoc fit,
-which stops by its own rule and not by ``config.epochs``, the epochs the
-probe ran. Version 0 is M_0: trained once per run, costed under nobc. Prints the table and writes it between the markers of
+the kind that stops as it does (:data:`EPOCHS_LIKE`). A post-hoc or
+closed-form strategy reuses nobc's versions and fits B_k alone on their
+stored embeddings (its record's history is nobc's): costed as fix-m0,
+nothing beyond the run's nobc. Version 0 is M_0: trained once per run,
+costed under nobc. Prints the table and writes it between the markers of
 ``docs/evidence_plan.md``.
 
 Command::
@@ -53,10 +55,11 @@ KINDS = {
   "fix-m0": "fix-m0",
   "nobc": "nobc",
   "finetune-m0": "finetune-m0",
-  "posthoc-linear-sloss": "posthoc-linear-sloss",
-  "posthoc-linear-mloss": "posthoc-linear-sloss",
-  "posthoc-orthogonal-sloss": "posthoc-linear-sloss",
-  "posthoc-mlp-sloss": "posthoc-linear-sloss",
+  # B_k fitted on nobc's stored versions: seconds, not a model's epochs.
+  "posthoc-linear-sloss": "fix-m0",
+  "posthoc-linear-mloss": "fix-m0",
+  "posthoc-orthogonal-sloss": "fix-m0",
+  "posthoc-mlp-sloss": "fix-m0",
   "closedform-linear-sloss": "fix-m0",  # a host solve on nobc's versions
   "closedform-orthogonal-sloss": "fix-m0",
   "joint-notrans-sloss": "joint-linear-mloss",
@@ -67,12 +70,11 @@ KINDS = {
   "warmjoint-linear-mloss": "warmjoint-linear-mloss",
 }
 
-# Whose tuning epochs a kind runs (None: the probe's own epochs).
+# Whose tuning epochs a kind runs.
 EPOCHS_LIKE = {
   "fix-m0": "fix-m0",
   "nobc": "nobc",
   "finetune-m0": "nobc",  # its updates stop by the same patience
-  "posthoc-linear-sloss": None,
   "joint-linear-mloss": "joint-linear-mloss",
   "joint-orthogonal-mloss": "joint-linear-mloss",
   "warmjoint-linear-mloss": "warmjoint-linear-mloss",
@@ -139,11 +141,10 @@ def epochs_run(tuning: list[dict]) -> dict[str, list[int]]:
   return out
 
 
-def fit_epochs(kind: str, probe: dict, tuned: dict[str, list[int]]) -> list[int]:
+def fit_epochs(kind: str, tuned: dict[str, list[int]]) -> list[int]:
   """The epochs each version of ``kind`` runs in a report run; version 0
   counts for nobc alone (M_0)."""
-  like = EPOCHS_LIKE[kind]
-  epochs = list(_epochs(probe["strategies"][kind]) if like is None else tuned[like])
+  epochs = list(tuned[EPOCHS_LIKE[kind]])
   if kind != "nobc":
     epochs[0] = 0
   return epochs
@@ -177,7 +178,7 @@ def render() -> str:
     total_report = total_tuning = 0.0
     for name, report, tuned in WANTED:
       kind = KINDS[name]
-      fit = fit_epochs(kind, probe, epochs)
+      fit = fit_epochs(kind, epochs)
       h = hours(per_epoch[kind], fit, REPORT_SEEDS)
       t = hours(per_epoch[kind], fit, TUNING_SEEDS)
       total_report += report * h

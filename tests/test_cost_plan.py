@@ -28,19 +28,13 @@ def test_epochs_are_the_largest_over_seeds_and_settings():
 
 
 def test_hours_scale_the_batched_epochs_and_skip_version_zero():
-  probe = {
-    "strategies": {
-      "nobc": [_version(2.0, 10), _version(4.0, 10)],
-      "posthoc-linear-sloss": [_version(None, 0), _version(0.5, 30)],
-      "joint-linear-mloss": [_version(2.0, 10), _version(6.0, 10)],
-    }
-  }
-  tuned = {"nobc": [100, 200], "joint-linear-mloss": [100, 150]}
-  # M_0's epochs count for nobc alone; a joint fit runs its kind's epochs.
-  assert cost_plan.fit_epochs("nobc", probe, tuned) == [100, 200]
-  assert cost_plan.fit_epochs("joint-orthogonal-mloss", probe, tuned) == [0, 150]
-  # A post-hoc fit stops by its own rule: the probe's epochs.
-  assert cost_plan.fit_epochs("posthoc-linear-sloss", probe, tuned) == [0, 30]
+  tuned = {"nobc": [100, 200], "joint-linear-mloss": [100, 150], "fix-m0": [100, 0]}
+  # M_0's epochs count for nobc alone; a kind not tuned runs its like's.
+  assert cost_plan.fit_epochs("nobc", tuned) == [100, 200]
+  assert cost_plan.fit_epochs("joint-orthogonal-mloss", tuned) == [0, 150]
+  assert cost_plan.fit_epochs("finetune-m0", tuned) == [0, 200]
+  # A post-hoc strategy trains no model: nothing beyond nobc.
+  assert cost_plan.fit_epochs(cost_plan.KINDS["posthoc-mlp-sloss"], tuned) == [0, 0]
   # (2 * 100 + 4 * 200) seconds at 10 seeds; at 3 seeds, 3/10 of it.
   assert cost_plan.hours([2.0, 4.0], [100, 200], 10) == pytest.approx(1000 / 3600)
   assert cost_plan.hours([2.0, 4.0], [100, 200], 3) == pytest.approx(300 / 3600)
