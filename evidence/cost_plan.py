@@ -33,6 +33,8 @@ import math
 import pathlib
 import sys
 
+from evidence.report import replaced
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results"
 BEGIN, END = "<!-- cost_plan:begin -->", "<!-- cost_plan:end -->"
@@ -205,10 +207,7 @@ def main(argv: list[str]) -> None:
   for path in (
     pathlib.Path(a.split("=", 1)[1]) for a in argv if a.startswith("--docs=")
   ):
-    page = path.read_text()
-    head, _, rest = page.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    path.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    path.write_text(replaced(path.read_text(), f"{BEGIN}\n{text}\n{END}", BEGIN, END))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import pathlib
 import sys
 
 from bcjax.jobs.weight_tuning import variant
+from evidence.report import replaced
 
 REFERENCE = "joint-linear-mloss"
 # Issue 42's goal, as the least mean lead over REFERENCE, per dataset (on
@@ -159,10 +160,7 @@ def main(argv: list[str]) -> None:
   text = render(parts)
   print(text)
   for path in map(pathlib.Path, docs):
-    page = path.read_text()
-    head, _, rest = page.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    path.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    path.write_text(replaced(path.read_text(), f"{BEGIN}\n{text}\n{END}", BEGIN, END))
 
 
 if __name__ == "__main__":
